@@ -1,0 +1,667 @@
+// Parsing and printing of job specs. Both directions walk the proto descriptor, so a field
+// added to JobSpec in job.proto is readable and printable without touching this file; only the
+// adapter's method-dependent fields are special (kUnusedAdapterFields).
+#include "spec/job_spec.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sys/stat.h>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/reflection.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace loratrf::spec {
+namespace {
+
+using json = nlohmann::json;
+namespace pb = google::protobuf;
+
+// Deeper nesting or more nodes than this is not a job spec; the caps keep hostile input
+// (deep brackets, YAML alias bombs) from exhausting the stack or memory.
+constexpr int kMaxDepth = 32;
+constexpr size_t kMaxNodes = 100000;
+
+absl::Status FieldError(absl::string_view path, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "spec" : path, ": ", message));
+}
+
+// A value for "got ..." in an error message: short, on one line.
+std::string Describe(const json& value) {
+  switch (value.type()) {
+    case json::value_t::object:
+      return "a mapping";
+    case json::value_t::array:
+      return "a list";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::number_float:
+      return FormatNumber(value.get<double>());
+    default: {
+      std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+      if (text.size() > 64) text = text.substr(0, 61) + "...";
+      return text;
+    }
+  }
+}
+
+std::string JoinPath(const std::string& parent, absl::string_view key) {
+  return parent.empty() ? std::string(key) : absl::StrCat(parent, ".", key);
+}
+
+// Adapter fields that a method does not use: the parser refuses them, the printer leaves them
+// out, and the validator requires them to be unset.
+std::vector<std::string> UnusedAdapterFields(v1::AdapterMethod method) {
+  switch (method) {
+    case v1::ADAPTER_METHOD_FULL:
+      return {"rank", "alpha", "dropout", "target_modules", "filter"};
+    case v1::ADAPTER_METHOD_LORA:
+      return {"filter"};
+    default:
+      return {};
+  }
+}
+
+std::string MethodName(const v1::AdapterSpec& adapter) {
+  return EnumValueName(*v1::AdapterMethod_descriptor()->FindValueByNumber(adapter.method()));
+}
+
+// ----- YAML → json -------------------------------------------------------------------------
+
+bool IsAllDigits(absl::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Resolves a plain (unquoted) YAML scalar by the YAML 1.2 core schema: null, bool, int, float,
+// else string. yaml-cpp leaves every scalar as text, so this is where `3` becomes a number.
+json ResolvePlainScalar(const std::string& text) {
+  if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") {
+    return nullptr;
+  }
+  if (text == "true" || text == "True" || text == "TRUE") return true;
+  if (text == "false" || text == "False" || text == "FALSE") return false;
+
+  absl::string_view body = text;
+  bool negative = false;
+  if (body[0] == '-' || body[0] == '+') {
+    negative = body[0] == '-';
+    body.remove_prefix(1);
+  }
+  if (IsAllDigits(body)) {
+    if (negative) {
+      int64_t v = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec == std::errc() && end == text.data() + text.size()) return v;
+    } else {
+      uint64_t v = 0;
+      auto [end, ec] = std::from_chars(body.data(), body.data() + body.size(), v);
+      if (ec == std::errc() && end == body.data() + body.size()) return v;
+    }
+    return std::strtod(text.c_str(), nullptr);  // too large for 64 bits: keep it as a float
+  }
+  std::string lower = absl::AsciiStrToLower(body);
+  if (lower == ".inf") {
+    return negative ? -std::numeric_limits<double>::infinity()
+                    : std::numeric_limits<double>::infinity();
+  }
+  if (lower == ".nan" && text[0] != '-' && text[0] != '+') {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  // [0-9]*(.[0-9]*)?([eE][-+]?[0-9]+)? with at least one digit before the exponent.
+  size_t i = 0, digits = 0;
+  while (i < body.size() && absl::ascii_isdigit(body[i])) ++i, ++digits;
+  if (i < body.size() && body[i] == '.') {
+    ++i;
+    while (i < body.size() && absl::ascii_isdigit(body[i])) ++i, ++digits;
+  }
+  if (digits > 0 && i < body.size() && (body[i] == 'e' || body[i] == 'E')) {
+    ++i;
+    if (i < body.size() && (body[i] == '+' || body[i] == '-')) ++i;
+    size_t exp_start = i;
+    while (i < body.size() && absl::ascii_isdigit(body[i])) ++i;
+    if (i == exp_start) digits = 0;
+  }
+  if (digits > 0 && i == body.size()) return std::strtod(text.c_str(), nullptr);
+  return text;
+}
+
+class YamlToJson {
+ public:
+  absl::StatusOr<json> Convert(const YAML::Node& node, const std::string& path, int depth) {
+    if (++nodes_ > kMaxNodes) return FieldError(path, "too many YAML nodes (aliases expanding?)");
+    if (depth > kMaxDepth) return FieldError(path, "nested too deeply");
+    const std::string& tag = node.Tag();
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return json(nullptr);
+      case YAML::NodeType::Scalar:
+        if (tag == "!" || tag == "tag:yaml.org,2002:str") return json(node.Scalar());
+        if (tag == "?") return ResolvePlainScalar(node.Scalar());
+        return FieldError(path, absl::StrCat("unsupported YAML tag '", tag, "'"));
+      case YAML::NodeType::Sequence: {
+        json out = json::array();
+        for (size_t i = 0; i < node.size(); ++i) {
+          ASSIGN_OR_RETURN(json item,
+                           Convert(node[i], absl::StrCat(path, "[", i, "]"), depth + 1));
+          out.push_back(std::move(item));
+        }
+        return out;
+      }
+      case YAML::NodeType::Map: {
+        json out = json::object();
+        for (const auto& entry : node) {
+          if (!entry.first.IsScalar()) return FieldError(path, "a mapping key must be a string");
+          const std::string& key = entry.first.Scalar();
+          std::string child = JoinPath(path, key);
+          if (out.contains(key)) return FieldError(child, "duplicate key");
+          ASSIGN_OR_RETURN(json value, Convert(entry.second, child, depth + 1));
+          out[key] = std::move(value);
+        }
+        return out;
+      }
+    }
+    return absl::InternalError("unknown YAML node type");
+  }
+
+ private:
+  size_t nodes_ = 0;
+};
+
+absl::StatusOr<json> ParseYamlText(absl::string_view text) {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(text));
+  } catch (const YAML::ParserException& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("YAML error: ", e.msg));
+  }
+  if (documents.empty()) return absl::InvalidArgumentError("spec: empty document");
+  if (documents.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec: expected one YAML document, got ", documents.size()));
+  }
+  return YamlToJson().Convert(documents[0], "", 0);
+}
+
+// ----- JSON text → json --------------------------------------------------------------------
+
+// nlohmann's parser recurses once per nesting level; refuse deep input before it does.
+absl::Status CheckJsonDepth(absl::string_view text) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) return absl::InvalidArgumentError("spec: JSON nested too deeply");
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> ParseJsonText(absl::string_view text) {
+  RETURN_IF_ERROR(CheckJsonDepth(text));
+  // JSON allows duplicate keys and nlohmann keeps the last; a spec must not, so track the keys
+  // of every open object.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  auto on_event = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      open_objects.pop_back();
+    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
+      std::string key = parsed.get<std::string>();
+      if (!open_objects.back().insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  json value;
+  try {
+    value = json::parse(text.begin(), text.end(), on_event);
+  } catch (const json::exception& e) {
+    std::string message = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, ..." → "parse error at line 1..."
+    if (size_t bracket = message.find("] "); bracket != std::string::npos) {
+      message = message.substr(bracket + 2);
+    }
+    return absl::InvalidArgumentError(absl::StrCat("JSON ", message));
+  }
+  if (!duplicate.empty()) return FieldError(duplicate, "duplicate key");
+  return value;
+}
+
+// ----- json → JobSpec ----------------------------------------------------------------------
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string EnumPrefix(const pb::EnumDescriptor& type) {
+  // TASK_UNSPECIFIED → TASK_; every enum in the API starts with its *_UNSPECIFIED value.
+  std::string zero = type.value(0)->name();
+  return zero.substr(0, zero.size() - absl::string_view("UNSPECIFIED").size());
+}
+
+std::string EnumChoices(const pb::EnumDescriptor& type) {
+  std::vector<std::string> names;
+  for (int i = 1; i < type.value_count(); ++i) names.push_back(EnumValueName(*type.value(i)));
+  return absl::StrJoin(names, " | ");
+}
+
+class SpecReader {
+ public:
+  // Dotted paths of the fields the text gave, e.g. "adapter.rank".
+  const std::set<std::string>& present() const { return present_; }
+
+  absl::Status ReadMessage(const json& object, pb::Message* message, const std::string& path) {
+    if (!object.is_object()) {
+      return FieldError(path, absl::StrCat("must be a mapping, got ", Describe(object)));
+    }
+    const pb::Descriptor& type = *message->GetDescriptor();
+    for (const auto& [key, value] : object.items()) {
+      std::string field_path = JoinPath(path, key);
+      const pb::FieldDescriptor* field = type.FindFieldByName(key);
+      if (field == nullptr) return UnknownField(type, key, field_path);
+      present_.insert(field_path);
+      RETURN_IF_ERROR(ReadField(value, *field, message, field_path));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status UnknownField(const pb::Descriptor& type, const std::string& key,
+                                   const std::string& path) {
+    std::string best;
+    size_t best_distance = 3;  // suggest only near misses
+    for (int i = 0; i < type.field_count(); ++i) {
+      size_t d = EditDistance(key, type.field(i)->name());
+      if (d < best_distance) best_distance = d, best = type.field(i)->name();
+    }
+    return FieldError(path, best.empty() ? "unknown field"
+                                         : absl::StrCat("unknown field (did you mean '", best,
+                                                        "'?)"));
+  }
+
+  absl::Status ReadField(const json& value, const pb::FieldDescriptor& field,
+                         pb::Message* message, const std::string& path) {
+    const pb::Reflection& reflection = *message->GetReflection();
+    if (field.is_repeated()) {
+      if (field.cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING) {
+        return absl::InternalError(absl::StrCat(path, ": repeated non-string field"));
+      }
+      if (!value.is_array()) {
+        return FieldError(path, absl::StrCat("must be a list of strings, got ", Describe(value)));
+      }
+      reflection.ClearField(message, &field);
+      for (size_t i = 0; i < value.size(); ++i) {
+        if (!value[i].is_string()) {
+          return FieldError(absl::StrCat(path, "[", i, "]"),
+                            absl::StrCat("must be a string, got ", Describe(value[i])));
+        }
+        reflection.AddString(message, &field, value[i].get<std::string>());
+      }
+      return absl::OkStatus();
+    }
+    switch (field.cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        return ReadMessage(value, reflection.MutableMessage(message, &field), path);
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        if (!value.is_string()) {
+          return FieldError(path, absl::StrCat("must be a string, got ", Describe(value)));
+        }
+        reflection.SetString(message, &field, value.get<std::string>());
+        return absl::OkStatus();
+      case pb::FieldDescriptor::CPPTYPE_ENUM: {
+        const pb::EnumDescriptor& type = *field.enum_type();
+        const pb::EnumValueDescriptor* found = nullptr;
+        if (value.is_string()) {
+          const std::string& text = value.get_ref<const std::string&>();
+          if (text == absl::AsciiStrToLower(text)) {
+            found = type.FindValueByName(EnumPrefix(type) + absl::AsciiStrToUpper(text));
+          }
+        }
+        if (found == nullptr || found->number() == 0) {
+          return FieldError(path, absl::StrCat("unknown value ", Describe(value), " (expected ",
+                                               EnumChoices(type), ")"));
+        }
+        reflection.SetEnum(message, &field, found);
+        return absl::OkStatus();
+      }
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        if (!value.is_boolean()) {
+          return FieldError(path, absl::StrCat("must be true or false, got ", Describe(value)));
+        }
+        reflection.SetBool(message, &field, value.get<bool>());
+        return absl::OkStatus();
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        if (!value.is_number()) {
+          return FieldError(path, absl::StrCat("must be a number, got ", Describe(value)));
+        }
+        if (field.cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT) {
+          reflection.SetFloat(message, &field, value.get<float>());
+        } else {
+          reflection.SetDouble(message, &field, value.get<double>());
+        }
+        return absl::OkStatus();
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        return ReadInteger(value, path, std::numeric_limits<int32_t>::min(),
+                           std::numeric_limits<int32_t>::max(), [&](int64_t v, uint64_t) {
+                             reflection.SetInt32(message, &field, static_cast<int32_t>(v));
+                           });
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        return ReadInteger(value, path, std::numeric_limits<int64_t>::min(),
+                           std::numeric_limits<int64_t>::max(),
+                           [&](int64_t v, uint64_t) { reflection.SetInt64(message, &field, v); });
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+        return ReadInteger(value, path, 0, std::numeric_limits<uint32_t>::max(),
+                           [&](int64_t, uint64_t v) {
+                             reflection.SetUInt32(message, &field, static_cast<uint32_t>(v));
+                           });
+      case pb::FieldDescriptor::CPPTYPE_UINT64:
+        return ReadInteger(value, path, 0, std::numeric_limits<uint64_t>::max(),
+                           [&](int64_t, uint64_t v) { reflection.SetUInt64(message, &field, v); });
+    }
+    return absl::InternalError(absl::StrCat(path, ": unsupported field type"));
+  }
+
+  // Accepts an integer in [lo, hi] (a float only when it is integral, e.g. 3.0) and hands it
+  // to `set` both as int64 and as uint64; the caller uses the one that matches its type.
+  template <typename Set>
+  static absl::Status ReadInteger(const json& value, const std::string& path, int64_t lo,
+                                  uint64_t hi, Set set) {
+    auto out_of_range = [&] {
+      return FieldError(path, absl::StrCat("must be an integer in [", lo, ", ", hi, "], got ",
+                                           Describe(value)));
+    };
+    if (value.is_number_unsigned()) {
+      uint64_t v = value.get<uint64_t>();
+      if (v > hi) return out_of_range();
+      set(static_cast<int64_t>(v), v);
+      return absl::OkStatus();
+    }
+    if (value.is_number_integer()) {
+      int64_t v = value.get<int64_t>();
+      if (v < lo || (v > 0 && static_cast<uint64_t>(v) > hi)) return out_of_range();
+      set(v, static_cast<uint64_t>(v));
+      return absl::OkStatus();
+    }
+    if (value.is_number_float()) {
+      double v = value.get<double>();
+      if (!std::isfinite(v) || v != std::floor(v)) {
+        return FieldError(path, absl::StrCat("must be an integer, got ", Describe(value)));
+      }
+      if (v < static_cast<double>(lo) || v > static_cast<double>(hi)) return out_of_range();
+      if (v < 0) {
+        set(static_cast<int64_t>(v), 0);
+      } else {
+        set(static_cast<int64_t>(std::min(v, 9.2e18)), static_cast<uint64_t>(v));
+      }
+      return absl::OkStatus();
+    }
+    return FieldError(path, absl::StrCat("must be an integer, got ", Describe(value)));
+  }
+
+  std::set<std::string> present_;
+};
+
+absl::StatusOr<v1::JobSpec> SpecFromJson(const json& root) {
+  if (root.is_null()) return absl::InvalidArgumentError("spec: empty document");
+  v1::JobSpec spec = DefaultJobSpec();
+  SpecReader reader;
+  RETURN_IF_ERROR(reader.ReadMessage(root, &spec, ""));
+
+  // Method-dependent adapter fields: refuse the ones the method does not use, and drop their
+  // defaults so the validator sees them unset.
+  v1::AdapterSpec* adapter = spec.mutable_adapter();
+  const pb::Descriptor& adapter_type = *adapter->GetDescriptor();
+  for (const std::string& name : UnusedAdapterFields(adapter->method())) {
+    std::string path = absl::StrCat("adapter.", name);
+    if (reader.present().count(path)) {
+      return FieldError(path, absl::StrCat("not used with method ", MethodName(*adapter)));
+    }
+    adapter->GetReflection()->ClearField(adapter, adapter_type.FindFieldByName(name));
+  }
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  return spec;
+}
+
+// ----- JobSpec → json ----------------------------------------------------------------------
+
+json MessageToJson(const pb::Message& message) {
+  json out = json::object();
+  const pb::Descriptor& type = *message.GetDescriptor();
+  const pb::Reflection& reflection = *message.GetReflection();
+  for (int i = 0; i < type.field_count(); ++i) {
+    const pb::FieldDescriptor& field = *type.field(i);
+    const std::string& key = field.name();
+    if (field.is_repeated()) {
+      json items = json::array();
+      for (int j = 0; j < reflection.FieldSize(message, &field); ++j) {
+        items.push_back(reflection.GetRepeatedString(message, &field, j));
+      }
+      out[key] = std::move(items);
+      continue;
+    }
+    switch (field.cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        out[key] = MessageToJson(reflection.GetMessage(message, &field));
+        break;
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        out[key] = reflection.GetString(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_ENUM:
+        out[key] = EnumValueName(*reflection.GetEnum(message, &field));
+        break;
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        out[key] = reflection.GetBool(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+        out[key] = reflection.GetDouble(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        out[key] = reflection.GetFloat(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        out[key] = reflection.GetInt32(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        out[key] = reflection.GetInt64(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+        out[key] = reflection.GetUInt32(message, &field);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_UINT64:
+        out[key] = reflection.GetUInt64(message, &field);
+        break;
+    }
+  }
+  return out;
+}
+
+json SpecToJsonTree(const v1::JobSpec& spec) {
+  json out = MessageToJson(spec);
+  for (const std::string& name : UnusedAdapterFields(spec.adapter().method())) {
+    out["adapter"].erase(name);
+  }
+  return out;
+}
+
+// The field order of job.proto, which reads better than json's sorted keys.
+void EmitYaml(const pb::Descriptor* type, const json& value, YAML::Emitter& out) {
+  if (value.is_object()) {
+    out << YAML::BeginMap;
+    for (int i = 0; i < type->field_count(); ++i) {
+      const pb::FieldDescriptor& field = *type->field(i);
+      auto it = value.find(field.name());
+      if (it == value.end()) continue;
+      out << YAML::Key << field.name() << YAML::Value;
+      EmitYaml(field.message_type(), *it, out);
+    }
+    out << YAML::EndMap;
+  } else if (value.is_array()) {
+    out << YAML::Flow << YAML::BeginSeq;
+    for (const json& item : value) EmitYaml(nullptr, item, out);
+    out << YAML::EndSeq;
+  } else if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    // Quote strings a YAML reader would take for something else ("123", "true", "").
+    json resolved = ResolvePlainScalar(text);
+    if (!resolved.is_string()) out << YAML::DoubleQuoted;
+    out << text;
+  } else if (value.is_number_float()) {
+    double v = value.get<double>();
+    out << (std::isnan(v) ? ".nan" : std::isinf(v) ? (v > 0 ? ".inf" : "-.inf") : FormatNumber(v));
+  } else if (value.is_number_unsigned()) {
+    out << value.get<uint64_t>();
+  } else if (value.is_number_integer()) {
+    out << value.get<int64_t>();
+  } else if (value.is_boolean()) {
+    out << (value.get<bool>() ? "true" : "false");
+  } else {
+    out << YAML::Null;
+  }
+}
+
+}  // namespace
+
+std::string EnumValueName(const pb::EnumValueDescriptor& value) {
+  return absl::AsciiStrToLower(value.name().substr(EnumPrefix(*value.type()).size()));
+}
+
+std::string FormatNumber(double value) {
+  char buffer[32];
+  if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < 1e15) {
+    std::snprintf(buffer, sizeof buffer, "%.0f", value);  // 10000, not 1e+04
+    return buffer;
+  }
+  // The shortest decimal that reads back as the same double.
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof buffer, "%.*g", precision, value);
+    if (std::strtod(buffer, nullptr) == value) break;
+  }
+  return buffer;
+}
+
+v1::JobSpec DefaultJobSpec() {
+  v1::JobSpec spec;
+  v1::AdapterSpec& adapter = *spec.mutable_adapter();
+  adapter.set_method(v1::ADAPTER_METHOD_LORATRF);
+  adapter.set_rank(8);
+  adapter.set_alpha(16);
+  adapter.set_dropout(0.05);
+  adapter.set_filter(v1::TRF_FILTER_BOTTLENECK);
+  v1::TrainingSpec& training = *spec.mutable_training();
+  training.set_epochs(3);
+  training.set_batch_size(32);
+  training.set_micro_batch_size(8);
+  training.set_learning_rate(3e-4);
+  training.set_lr_scheduler(v1::LR_SCHEDULER_COSINE);
+  training.set_warmup_ratio(0.06);
+  training.set_max_grad_norm(1.0);
+  training.set_seed(42);
+  training.set_max_seq_len(256);
+  training.set_precision(v1::PRECISION_FP32);
+  training.set_eval_every_steps(0);
+  training.set_checkpoint_every_steps(100);
+  training.set_keep_checkpoints(3);
+  training.set_weight_decay(0.0);
+  v1::ResourceSpec& resources = *spec.mutable_resources();
+  resources.set_workers(1);
+  resources.set_slots_per_worker(1);
+  resources.set_device(v1::DEVICE_CPU);
+  spec.set_priority(0);
+  spec.set_max_restarts(3);
+  return spec;
+}
+
+absl::StatusOr<v1::JobSpec> ParseJobSpecYaml(absl::string_view text) {
+  if (text.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", kMaxSpecBytes,
+                     "-byte limit"));
+  }
+  ASSIGN_OR_RETURN(json root, ParseYamlText(text));
+  return SpecFromJson(root);
+}
+
+absl::StatusOr<v1::JobSpec> ParseJobSpecJson(absl::string_view text) {
+  if (text.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", kMaxSpecBytes,
+                     "-byte limit"));
+  }
+  ASSIGN_OR_RETURN(json root, ParseJsonText(text));
+  return SpecFromJson(root);
+}
+
+absl::StatusOr<v1::JobSpec> LoadJobSpecFile(const std::string& path) {
+  auto error = [&](absl::string_view message) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", message));
+  };
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return error("cannot read the spec file (not found)");
+  if (!S_ISREG(info.st_mode)) return error("not a regular file");
+  if (static_cast<uint64_t>(info.st_size) > kMaxSpecBytes) {
+    return error(absl::StrCat(info.st_size, " bytes is larger than the ", kMaxSpecBytes,
+                              "-byte limit"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return error("cannot open the spec file");
+  std::string text(static_cast<size_t>(info.st_size), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (static_cast<size_t>(in.gcount()) != text.size()) return error("short read");
+  absl::StatusOr<v1::JobSpec> spec = absl::EndsWith(path, ".json") ? ParseJobSpecJson(text)
+                                                                    : ParseJobSpecYaml(text);
+  if (!spec.ok()) return error(spec.status().message());
+  return spec;
+}
+
+std::string JobSpecToJson(const v1::JobSpec& spec) {
+  return SpecToJsonTree(spec).dump(2, ' ', false, json::error_handler_t::replace);
+}
+
+std::string JobSpecToYaml(const v1::JobSpec& spec) {
+  YAML::Emitter out;
+  EmitYaml(v1::JobSpec::descriptor(), SpecToJsonTree(spec), out);
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace loratrf::spec

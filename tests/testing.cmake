@@ -1,0 +1,40 @@
+# The one helper that registers loratrf's tests.
+#
+#   loratrf_add_test(<name> SOURCES a.cc b.cc [LIBS lib...] LABELS unit|integration|slow...
+#                    [DEPENDS target...] [TIMEOUT seconds])
+#
+# Builds a GoogleTest binary into build/tests/ and registers each of its tests with CTest under
+# the given labels: `ctest -L unit` runs the fast in-process tests, `ctest -L integration` the
+# ones that start real binaries, `ctest -LE slow` skips the long ones. DEPENDS names binaries an
+# integration test runs, so that they are built first. Tests see LORATRF_BIN_DIR (the built
+# binaries) and LORATRF_SOURCE_DIR (the checkout, for tests/data) as compile definitions.
+include(GoogleTest)
+
+function(loratrf_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS;DEPENDS" ${ARGN})
+  if(NOT T_SOURCES OR NOT T_LABELS)
+    message(FATAL_ERROR "loratrf_add_test(${name}): SOURCES and LABELS are required")
+  endif()
+  foreach(label ${T_LABELS})
+    if(NOT label MATCHES "^(unit|integration|slow|gpu)$")
+      message(FATAL_ERROR "loratrf_add_test(${name}): unknown label '${label}'")
+    endif()
+  endforeach()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gmock GTest::gtest GTest::gtest_main)
+  target_compile_definitions(${name} PRIVATE
+    LORATRF_BIN_DIR="${PROJECT_BINARY_DIR}/bin"
+    LORATRF_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+  loratrf_target_warnings(${name})
+  if(T_DEPENDS)
+    add_dependencies(${name} ${T_DEPENDS})
+  endif()
+  gtest_discover_tests(${name}
+    DISCOVERY_MODE PRE_TEST
+    DISCOVERY_TIMEOUT 120
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+endfunction()

@@ -1,0 +1,58 @@
+#include "base/command_line.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace loratrf {
+namespace {
+
+using ::testing::ElementsAre;
+
+const std::vector<CommandLine::Flag> kFlags = {
+    {"--spec", true}, {"--nproc", true}, {"-o", true}, {"--force", false}};
+
+TEST(CommandLine, FlagsAndPositionalsInAnyOrder) {
+  auto args = CommandLine::Parse({"a", "--spec", "job.yaml", "b", "--nproc=4", "--force", "-o",
+                                  "json", "--", "--spec"},
+                                 kFlags);
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_THAT(args->positional(), ElementsAre("a", "b", "--spec"));
+  EXPECT_EQ(args->GetOr("--spec", ""), "job.yaml");
+  EXPECT_EQ(*args->GetInt("--nproc", 1, 1, 64), 4);
+  EXPECT_TRUE(args->Has("--force"));
+  EXPECT_EQ(*args->GetChoice("-o", "text", {"text", "json"}), "json");
+}
+
+TEST(CommandLine, MistakesNameTheFlag) {
+  EXPECT_EQ(CommandLine::Parse({"--sepc", "x"}, kFlags).status().message(),
+            "unknown flag --sepc");
+  EXPECT_EQ(CommandLine::Parse({"--spec"}, kFlags).status().message(), "--spec: needs a value");
+  EXPECT_EQ(CommandLine::Parse({"--spec", "a", "--spec", "b"}, kFlags).status().message(),
+            "--spec: given more than once");
+  EXPECT_EQ(CommandLine::Parse({"--force=yes"}, kFlags).status().message(),
+            "--force: takes no value");
+}
+
+TEST(CommandLine, ValuesAreChecked) {
+  auto args = CommandLine::Parse({"--nproc", "4x", "-o", "xml", "--spec="}, kFlags);
+  ASSERT_TRUE(args.ok());
+  EXPECT_EQ(args->GetInt("--nproc", 1, 1, 64).status().message(),
+            "--nproc: must be an integer in [1, 64], got '4x'");
+  EXPECT_EQ(args->GetChoice("-o", "text", {"text", "json"}).status().message(),
+            "-o: must be one of text | json, got 'xml'");
+  EXPECT_EQ(args->Require("--spec").status().message(), "--spec: must not be empty");
+  EXPECT_EQ(args->Require("--force").status().message(), "--force: required");
+  EXPECT_EQ(*args->GetInt("--missing", 7, 1, 64), 7);
+}
+
+TEST(CommandLine, OutOfRangeIntegerIsRefused) {
+  auto args = CommandLine::Parse({"--nproc", "0"}, kFlags);
+  ASSERT_TRUE(args.ok());
+  EXPECT_FALSE(args->GetInt("--nproc", 1, 1, 64).ok());
+  args = CommandLine::Parse({"--nproc", "99999999999999999999"}, kFlags);
+  ASSERT_TRUE(args.ok());
+  EXPECT_FALSE(args->GetInt("--nproc", 1, 1, 64).ok());
+}
+
+}  // namespace
+}  // namespace loratrf
