@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
 #include <set>
 #include <sys/stat.h>
 #include <vector>
@@ -21,6 +24,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "nlohmann/json.hpp"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace loratrf::spec {
@@ -137,65 +141,190 @@ json ResolvePlainScalar(const std::string& text) {
   return text;
 }
 
-class YamlToJson {
+// Builds json straight from yaml-cpp's parse events. (YAML::Load builds yaml-cpp's own node
+// graph first, and YAML::LoadAll loops forever on some malformed input, as fuzzing found.)
+// The event API has no way to stop the parser, so a problem throws Abort out of it.
+class JsonBuilder : public YAML::EventHandler {
  public:
-  absl::StatusOr<json> Convert(const YAML::Node& node, const std::string& path, int depth) {
-    if (++nodes_ > kMaxNodes) return FieldError(path, "too many YAML nodes (aliases expanding?)");
-    if (depth > kMaxDepth) return FieldError(path, "nested too deeply");
-    const std::string& tag = node.Tag();
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        return json(nullptr);
-      case YAML::NodeType::Scalar:
-        if (tag == "!" || tag == "tag:yaml.org,2002:str") return json(node.Scalar());
-        if (tag == "?") return ResolvePlainScalar(node.Scalar());
-        return FieldError(path, absl::StrCat("unsupported YAML tag '", tag, "'"));
-      case YAML::NodeType::Sequence: {
-        json out = json::array();
-        for (size_t i = 0; i < node.size(); ++i) {
-          ASSIGN_OR_RETURN(json item,
-                           Convert(node[i], absl::StrCat(path, "[", i, "]"), depth + 1));
-          out.push_back(std::move(item));
-        }
-        return out;
-      }
-      case YAML::NodeType::Map: {
-        json out = json::object();
-        for (const auto& entry : node) {
-          if (!entry.first.IsScalar()) return FieldError(path, "a mapping key must be a string");
-          const std::string& key = entry.first.Scalar();
-          std::string child = JoinPath(path, key);
-          if (out.contains(key)) return FieldError(child, "duplicate key");
-          ASSIGN_OR_RETURN(json value, Convert(entry.second, child, depth + 1));
-          out[key] = std::move(value);
-        }
-        return out;
-      }
-    }
-    return absl::InternalError("unknown YAML node type");
+  struct Abort {
+    absl::Status status;
+  };
+
+  json TakeRoot() { return std::move(root_); }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Add(mark, nullptr, "", anchor, 1);
   }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) Fail(mark, PathOfNext(), "alias to an unknown anchor");
+    Add(mark, it->second.value, "", YAML::NullAnchor, it->second.nodes);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& text) override {
+    json value;
+    if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+      value = text;  // quoted, or explicitly a string
+    } else if (tag == "?") {
+      value = ResolvePlainScalar(text);
+    } else {
+      Fail(mark, PathOfNext(), absl::StrCat("unsupported YAML tag '", tag, "'"));
+    }
+    Add(mark, std::move(value), text, anchor, 1);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, tag, json::array(), anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, tag, json::object(), anchor);
+  }
+  void OnMapEnd() override { Close(); }
 
  private:
+  struct Container {
+    json value;
+    std::string path;
+    YAML::anchor_t anchor;
+    size_t nodes = 1;
+    std::optional<std::string> key;  // maps: the key whose value comes next
+  };
+  struct Anchored {
+    json value;
+    size_t nodes;
+  };
+
+  [[noreturn]] static void Fail(const YAML::Mark& mark, const std::string& path,
+                                absl::string_view message) {
+    throw Abort{FieldError(path, absl::StrCat(message, " (line ", mark.line + 1, ")"))};
+  }
+
+  // The path of the value the next event brings.
+  std::string PathOfNext() const {
+    if (open_.empty()) return "";
+    const Container& top = open_.back();
+    if (top.value.is_array()) return absl::StrCat(top.path, "[", top.value.size(), "]");
+    return top.key ? JoinPath(top.path, *top.key) : top.path;
+  }
+
+  void Count(const YAML::Mark& mark, size_t nodes) {
+    nodes_ += nodes;
+    if (nodes_ > kMaxNodes) Fail(mark, PathOfNext(), "too many YAML nodes (aliases expanding?)");
+  }
+
+  void Open(const YAML::Mark& mark, const std::string& tag, json empty, YAML::anchor_t anchor) {
+    if (tag != "?" && tag != "!" && tag != "tag:yaml.org,2002:seq" &&
+        tag != "tag:yaml.org,2002:map") {
+      Fail(mark, PathOfNext(), absl::StrCat("unsupported YAML tag '", tag, "'"));
+    }
+    if (!open_.empty() && open_.back().value.is_object() && !open_.back().key) {
+      Fail(mark, open_.back().path, "a mapping key must be a string");
+    }
+    if (open_.size() >= kMaxDepth) Fail(mark, PathOfNext(), "nested too deeply");
+    Count(mark, 1);
+    open_.push_back(Container{std::move(empty), PathOfNext(), anchor, 1, std::nullopt});
+    marks_.push_back(mark);
+  }
+
+  void Close() {
+    Container done = std::move(open_.back());
+    YAML::Mark mark = marks_.back();
+    open_.pop_back();
+    marks_.pop_back();
+    if (done.anchor != YAML::NullAnchor) anchors_[done.anchor] = {done.value, done.nodes};
+    Insert(mark, std::move(done.value), "", done.nodes);
+  }
+
+  void Add(const YAML::Mark& mark, json value, const std::string& text, YAML::anchor_t anchor,
+           size_t nodes) {
+    Count(mark, nodes);
+    if (anchor != YAML::NullAnchor) anchors_[anchor] = {value, nodes};
+    Insert(mark, std::move(value), text, nodes);
+  }
+
+  // Places a finished value in the open container (or as the root). `text` is the scalar's
+  // source text: a mapping key is kept as written (`1: x` has the key "1").
+  void Insert(const YAML::Mark& mark, json value, const std::string& text, size_t nodes) {
+    if (open_.empty()) {
+      root_ = std::move(value);
+      return;
+    }
+    Container& top = open_.back();
+    top.nodes += nodes;
+    if (top.value.is_array()) {
+      top.value.push_back(std::move(value));
+    } else if (!top.key) {
+      if (value.is_object() || value.is_array()) {
+        Fail(mark, top.path, "a mapping key must be a string");
+      }
+      if (top.value.contains(text)) Fail(mark, JoinPath(top.path, text), "duplicate key");
+      top.key = text;
+    } else {
+      top.value[*top.key] = std::move(value);
+      top.key.reset();
+    }
+  }
+
+  json root_;
+  std::vector<Container> open_;
+  std::vector<YAML::Mark> marks_;  // where each open container started
+  std::map<YAML::anchor_t, Anchored> anchors_;
   size_t nodes_ = 0;
 };
 
+// Sees whether the parser has anything after the first document.
+class AnyEvent : public YAML::EventHandler {
+ public:
+  bool content = false;
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { content = true; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    content = true;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    content = true;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    content = true;
+  }
+  void OnMapEnd() override {}
+};
+
 absl::StatusOr<json> ParseYamlText(absl::string_view text) {
-  std::vector<YAML::Node> documents;
+  std::istringstream stream{std::string(text)};
   try {
-    documents = YAML::LoadAll(std::string(text));
+    YAML::Parser parser(stream);
+    JsonBuilder builder;
+    if (!parser.HandleNextDocument(builder)) {
+      return absl::InvalidArgumentError("spec: empty document");
+    }
+    // Only one more document is looked at: a malformed tail can make yaml-cpp produce empty
+    // documents without end.
+    AnyEvent next;
+    if (parser.HandleNextDocument(next)) {
+      return absl::InvalidArgumentError(next.content
+                                            ? "spec: expected one YAML document, got more"
+                                            : "spec: unexpected text after the YAML document");
+    }
+    return builder.TakeRoot();
+  } catch (const JsonBuilder::Abort& abort) {
+    return abort.status;
   } catch (const YAML::ParserException& e) {
     return absl::InvalidArgumentError(absl::StrCat("YAML syntax error at line ", e.mark.line + 1,
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("YAML error: ", e.msg));
   }
-  if (documents.empty()) return absl::InvalidArgumentError("spec: empty document");
-  if (documents.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec: expected one YAML document, got ", documents.size()));
-  }
-  return YamlToJson().Convert(documents[0], "", 0);
 }
 
 // ----- JSON text → json --------------------------------------------------------------------

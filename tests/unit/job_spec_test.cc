@@ -230,7 +230,7 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"OnlyAComment", "# nothing\n", "spec: empty document"},
         ErrorCase{"TopLevelList", "- a\n- b\n", "spec: must be a mapping, got a list"},
         ErrorCase{"TwoDocuments", std::string(kValidYaml) + "---\n" + kValidYaml,
-                  "expected one YAML document, got 2"},
+                  "spec: expected one YAML document, got more"},
         ErrorCase{"SyntaxError", "name: [unclosed\n", "YAML syntax error at line"},
         ErrorCase{"DuplicateKey", std::string(kValidYaml) + "name: again\n",
                   "name: duplicate key"},
