@@ -16,6 +16,8 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev
   # tests
   libgtest-dev libgmock-dev prometheus python3
+  # independent reference implementations and benchmarks (Debian's PyTorch, same 1.13 core)
+  python3-torch
 )
 if [[ "${1:-}" == "--with-fuzz" ]]; then
   packages+=(clang-14 libclang-rt-14-dev)
