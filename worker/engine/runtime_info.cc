@@ -1,4 +1,4 @@
-#include "engine/runtime_info.h"
+#include "runtime_info.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>

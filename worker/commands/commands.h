@@ -1,0 +1,21 @@
+// The local commands of `loratrf-worker` (contracts: DESIGN.md). Each takes the arguments
+// after the command name and returns the process exit status: 0 done, 2 bad input (one line
+// on stderr naming what is wrong, nothing written), 1 a failure of the work itself.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace loratrf::worker {
+
+int RunInfo(const std::vector<std::string>& args);
+int RunLogits(const std::vector<std::string>& args);
+int RunParams(const std::vector<std::string>& args);
+int RunMerge(const std::vector<std::string>& args);
+
+// Prints "loratrf-worker: <message>" and maps the status to an exit code (2 for bad input).
+int Fail(const absl::Status& status);
+
+}  // namespace loratrf::worker

@@ -1,0 +1,46 @@
+// loratrf-worker merge --model DIR --adapter DIR --output DIR
+#include <filesystem>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "adapters/adapter_model.h"
+#include "base/command_line.h"
+#include "base/status_macros.h"
+#include "commands/commands.h"
+#include "commands/model_loading.h"
+#include "model/hf_checkpoint.h"
+
+namespace loratrf::worker {
+namespace {
+
+absl::Status Merge(const CommandLine& flags) {
+  if (!flags.positional().empty()) return absl::InvalidArgumentError("merge takes no arguments");
+  ASSIGN_OR_RETURN(std::string model_dir, flags.Require("--model"));
+  ASSIGN_OR_RETURN(std::string adapter_dir, flags.Require("--adapter"));
+  ASSIGN_OR_RETURN(std::string output, flags.Require("--output"));
+  if (std::filesystem::exists(output)) {
+    return absl::InvalidArgumentError(absl::StrCat("--output: ", output, " already exists"));
+  }
+  ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_dir, adapter_dir));
+  RETURN_IF_ERROR(engine::MergeAdapters(*loaded.model));
+  RETURN_IF_ERROR(engine::SaveHfModel(*loaded.model, model_dir, output));
+  std::cout << "merged model written to " << output << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunMerge(const std::vector<std::string>& args) {
+  auto flags = CommandLine::Parse(args, {{"--model", true}, {"--adapter", true}, {"--output", true}});
+  if (!flags.ok()) return Fail(flags.status());
+  try {
+    absl::Status status = Merge(*flags);
+    return status.ok() ? 0 : Fail(status);
+  } catch (const std::exception& e) {
+    return Fail(absl::InternalError(absl::StrCat("merge failed: ", e.what())));
+  }
+}
+
+}  // namespace loratrf::worker

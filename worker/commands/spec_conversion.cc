@@ -1,0 +1,67 @@
+#include "commands/spec_conversion.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace loratrf::worker {
+
+engine::AdapterSettings ToAdapterSettings(const v1::AdapterSpec& adapter) {
+  engine::AdapterSettings s;
+  s.method = adapter.method() == v1::ADAPTER_METHOD_LORA ? engine::AdapterMethod::kLora
+                                                         : engine::AdapterMethod::kLoratrf;
+  s.rank = adapter.rank();
+  s.alpha = adapter.alpha();
+  s.dropout = adapter.dropout();
+  s.target_modules.assign(adapter.target_modules().begin(), adapter.target_modules().end());
+  switch (adapter.filter()) {
+    case v1::TRF_FILTER_OUTPUT: s.filter = engine::TrfFilter::kOutput; break;
+    case v1::TRF_FILTER_BOTH: s.filter = engine::TrfFilter::kBoth; break;
+    case v1::TRF_FILTER_BOTTLENECK: s.filter = engine::TrfFilter::kBottleneck; break;
+    default: s.filter = engine::TrfFilter::kNone; break;
+  }
+  if (s.method == engine::AdapterMethod::kLora) s.filter = engine::TrfFilter::kNone;
+  return s;
+}
+
+std::string ResolveSpecPath(const std::string& spec_path, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_absolute()) return path;
+  return (std::filesystem::path(spec_path).parent_path() / p).lexically_normal().string();
+}
+
+absl::StatusOr<int64_t> CountLabels(const std::string& jsonl_path) {
+  std::ifstream in(jsonl_path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": cannot open"));
+  std::set<std::string> names;
+  int64_t max_label = -1;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto where = [&](absl::string_view message) {
+      return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ":", number, ": ", message));
+    };
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!row.is_object()) return where("not a JSON object");
+    auto label = row.find("label");
+    if (label == row.end()) return where("label: required");
+    if (label->is_number_integer() && label->get<int64_t>() >= 0 && label->get<int64_t>() < (1 << 20)) {
+      max_label = std::max(max_label, label->get<int64_t>());
+    } else if (label->is_string() && !label->get<std::string>().empty()) {
+      names.insert(label->get<std::string>());
+    } else {
+      return where("label: must be a non-negative integer or a non-empty string");
+    }
+  }
+  if (max_label >= 0 && !names.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": labels mix integers and strings"));
+  }
+  int64_t count = names.empty() ? max_label + 1 : static_cast<int64_t>(names.size());
+  if (count < 2) return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": fewer than 2 classes"));
+  return count;
+}
+
+}  // namespace loratrf::worker
