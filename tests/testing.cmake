@@ -1,17 +1,19 @@
 # The one helper that registers loratrf's tests.
 #
 #   loratrf_add_test(<name> SOURCES a.cc b.cc [LIBS lib...] LABELS unit|integration|slow...
-#                    [DEPENDS target...] [TIMEOUT seconds])
+#                    [DEPENDS target...] [TIMEOUT seconds] [TORCH])
 #
 # Builds a GoogleTest binary into build/tests/ and registers each of its tests with CTest under
 # the given labels: `ctest -L unit` runs the fast in-process tests, `ctest -L integration` the
 # ones that start real binaries, `ctest -LE slow` skips the long ones. DEPENDS names binaries an
 # integration test runs, so that they are built first. Tests see LORATRF_BIN_DIR (the built
 # binaries) and LORATRF_SOURCE_DIR (the checkout, for tests/data) as compile definitions.
+# TORCH reuses the engine's precompiled torch header, which saves most of a torch test's
+# compile time.
 include(GoogleTest)
 
 function(loratrf_add_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(T "TORCH" "TIMEOUT" "SOURCES;LIBS;LABELS;DEPENDS" ${ARGN})
   if(NOT T_SOURCES OR NOT T_LABELS)
     message(FATAL_ERROR "loratrf_add_test(${name}): SOURCES and LABELS are required")
   endif()
@@ -30,6 +32,9 @@ function(loratrf_add_test name)
     LORATRF_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   loratrf_target_warnings(${name})
+  if(T_TORCH)
+    target_precompile_headers(${name} REUSE_FROM loratrf_engine)
+  endif()
   if(T_DEPENDS)
     add_dependencies(${name} ${T_DEPENDS})
   endif()

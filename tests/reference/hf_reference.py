@@ -10,6 +10,12 @@ no attention mask) and writes float32 tensors:
   logits         [T, vocab]   *ForCausalLM (lm_head, or the embeddings when tied)
                  [num_labels] *ForSequenceClassification
 
+An adapter whose task_type is SEQ_CLS, on a base without a classification head (*ForCausalLM or
+a bare *Model), is computed as *ForSequenceClassification, the class PEFT trained it on: the
+head (score / classifier, saved in modules_to_save) comes from the adapter and num_labels from
+its first dimension. SEQ_CLS without those head tensors, or CAUSAL_LM on a
+*ForSequenceClassification base, is an error (exit 1).
+
 This is not transformers: it is written from transformers' formulas (modeling_llama.py,
 modeling_mistral.py, modeling_qwen2.py, modeling_bert.py, modeling_roberta.py,
 modeling_rope_utils.py) and SPEC-loratrf.md, in plain torch, with everything in float64 so that
@@ -135,10 +141,12 @@ def parse_spec(cfg):
         if archs[0] not in ARCHITECTURES:
             raise Unsupported(f"unknown architecture {archs[0]!r}")
         s.model_type, s.head = ARCHITECTURES[archs[0]]
+        s.arch = archs[0]
         if model_type is not None and model_type != s.model_type:
             raise Unsupported(f"architecture {archs[0]} with model_type {model_type!r}")
     elif model_type in DECODERS + ENCODERS:
         s.model_type, s.head = model_type, "none"
+        s.arch = f"{model_type} (no architectures)"
     else:
         raise Unsupported(f"unknown model_type {model_type!r}")
     s.family = "decoder" if s.model_type in DECODERS else "encoder"
@@ -347,9 +355,76 @@ class AdaptedLinear:
         return y
 
 
-def load_adapter(adapter_dir, spec, state):
-    """Returns ({canonical module path: AdaptedLinear}, {canonical param name: replacement tensor})."""
+def read_adapter(adapter_dir):
+    """(adapter_config.json, {tensor name: tensor}) of an adapter directory."""
     cfg = read_json(os.path.join(adapter_dir, "adapter_config.json"))
+    path = os.path.join(adapter_dir, "adapter_model.safetensors")
+    if not os.path.exists(path):
+        raise InputError(f"{adapter_dir}: no adapter_model.safetensors")
+    return cfg, safetensors_io.load_file(path)
+
+
+ADAPTER_ROOT = "base_model.model."
+# The head *ForSequenceClassification adds on top of the base model; the first tensor's first
+# dimension is num_labels.
+CLASSIFICATION_HEADS = {
+    "decoder": ("score.weight",),
+    "bert": ("classifier.weight", "classifier.bias"),
+    "roberta": ("classifier.out_proj.weight", "classifier.out_proj.bias",
+                "classifier.dense.weight", "classifier.dense.bias"),
+}
+
+
+def head_class(spec):
+    return {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "bert": "Bert",
+            "roberta": "Roberta"}[spec.model_type] + "ForSequenceClassification"
+
+
+def adopt_task_head(spec, state, cfg, tensors):
+    """Matches the model to the adapter's task_type, before the checkpoint is checked.
+
+    PEFT trains a SEQ_CLS adapter on AutoModelForSequenceClassification: on a checkpoint without a
+    classification head (*ForCausalLM, *Model) the head is created fresh and saved with the
+    adapter (modules_to_save), so the model to compute is *ForSequenceClassification with that
+    head. Changes spec (head, num_labels) and state (the head added, lm_head dropped) in place.
+    """
+    task = cfg.get("task_type")
+    if task == "CAUSAL_LM" and spec.head == "classification":
+        raise InputError(f"adapter: task_type CAUSAL_LM does not apply to the classification model {spec.arch} "
+                         f"(a causal-LM adapter needs a *ForCausalLM or *Model base)")
+    if task != "SEQ_CLS" or spec.head == "classification":
+        return
+    head_key = "decoder" if spec.family == "decoder" else spec.model_type
+    names = CLASSIFICATION_HEADS[head_key]
+    found = {}
+    for key, value in tensors.items():
+        if key.startswith(ADAPTER_ROOT) and canonical_name(key[len(ADAPTER_ROOT):], spec) in names:
+            found[canonical_name(key[len(ADAPTER_ROOT):], spec)] = value
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InputError(f"adapter: task_type SEQ_CLS on {spec.arch}, which has no classification head, needs the "
+                         f"trained head in the adapter (modules_to_save), but it lacks {', '.join(missing)}")
+    first = found[names[0]]
+    if first.dim() != 2 or first.shape[0] < 1:
+        raise InputError(f"adapter: {names[0]} has shape {list(first.shape)}, expected [num_labels, hidden]")
+    if spec.model_type == "bert" and spec.prefix + ".pooler.dense.weight" not in state:
+        raise InputError(f"adapter: task_type SEQ_CLS on {spec.arch}: {head_class(spec)} needs the base model's "
+                         f"pooler ({spec.prefix}.pooler.dense.weight/bias), which the checkpoint lacks")
+    spec.head, spec.num_labels = "classification", int(first.shape[0])
+    expected = expected_shapes(spec)
+    for name, value in found.items():
+        if tuple(value.shape) != expected[name]:
+            raise InputError(f"adapter: {name} has shape {list(value.shape)}, expected {list(expected[name])}")
+        state[name] = value  # the freshly created head; load_adapter replaces it with the same tensor
+    state.pop("lm_head.weight", None)  # *ForSequenceClassification has no lm_head (HF ignores it)
+
+
+def load_adapter(adapter_dir, spec, state, files=None):
+    """Returns ({canonical module path: AdaptedLinear}, {canonical param name: replacement tensor}).
+
+    files: (config, tensors) as read_adapter returns them, to avoid reading the directory again.
+    """
+    cfg, tensors = files if files is not None else read_adapter(adapter_dir)
     kind = cfg.get("peft_type")
     if kind not in ("LORA", "LORATRF"):
         raise Unsupported(f"adapter peft_type {kind!r} is not supported")
@@ -364,11 +439,7 @@ def load_adapter(adapter_dir, spec, state):
     needed = FILTER_TENSORS[filt] if kind == "LORATRF" else {"A", "B"}
     r_default, alpha_default = cfg.get("r", 8), cfg.get("lora_alpha", 8)
 
-    path = os.path.join(adapter_dir, "adapter_model.safetensors")
-    if not os.path.exists(path):
-        raise InputError(f"{adapter_dir}: no adapter_model.safetensors")
-    tensors = safetensors_io.load_file(path)
-    root = "base_model.model."
+    root = ADAPTER_ROOT
     modules, replacements = {}, {}
     for key, value in tensors.items():
         if not key.startswith(root):
@@ -485,10 +556,13 @@ class Model:
             if name in state:
                 raise InputError(f"checkpoint: {name} appears with and without the base prefix")
             state[name] = t
+        files = read_adapter(adapter_dir) if adapter_dir is not None else None
+        if files is not None:
+            adopt_task_head(spec, state, *files)
         check_weights(state, spec)
         self.adapted = {}
-        if adapter_dir is not None:
-            self.adapted, replacements = load_adapter(adapter_dir, spec, state)
+        if files is not None:
+            self.adapted, replacements = load_adapter(adapter_dir, spec, state, files)
             state.update(replacements)
         if spec.head == "causal_lm" and spec.tie:
             # Tied: lm_head *is* the embedding matrix, whatever the file holds.

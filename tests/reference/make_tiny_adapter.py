@@ -13,6 +13,19 @@ PEFT drops the adapter name ("default") and the ModulesToSaveWrapper level on sa
 the module paths of the HF model class named in config.json: "model.layers.0..." under
 LlamaForCausalLM, but "layers.0..." under LlamaModel (the base model is then the root module).
 
+A sequence-classification adapter for a base without a classification head (*ForCausalLM or a
+bare *Model), the usual fine-tuning case:
+
+    make_tiny_adapter.py --model DIR --task-type SEQ_CLS --modules-to-save score [--num-labels K] ...
+    (encoders: --modules-to-save classifier)
+
+is trained by PEFT on AutoModelForSequenceClassification, so its paths are those of
+*ForSequenceClassification ("model.layers.0...", no lm_head, no RoBERTa pooler) and the head it
+creates is saved as modules_to_save: decoders score.weight [K, hidden] (no bias), BERT
+classifier.weight [K, hidden] + classifier.bias [K] (on top of the base's pooler, which must
+exist), RoBERTa classifier.dense.{weight,bias} [hidden, hidden]/[hidden] +
+classifier.out_proj.{weight,bias} [K, hidden]/[K]. K defaults to 3.
+
 Unlike a fresh adapter (B = 0, G = 0, c = 0, u = 0, i.e. the identity), every tensor is random
 and nonzero so the adapter visibly changes outputs; --zero puts chosen roles back to zero.
 Random values depend only on (seed, module path, role), so a LoRA and a LoRATRF adapter with the
@@ -37,6 +50,7 @@ ROLE_STD = {"A": 0.2, "B": 0.1, "G": 0.5, "c": 0.3, "u": 0.5}
 FILTER_ROLES = {"bottleneck": ("G", "c"), "output": ("u",), "both": ("G", "c", "u")}
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PEFT_CLASSIFIER_NAMES = ["classifier", "score"]
+DEFAULT_NUM_LABELS = 3
 
 
 def load_base(model_dir):
@@ -84,6 +98,41 @@ def base_modules(cfg, model_type, head, state):
     return modules
 
 
+def classification_head_shapes(model_type, hidden, num_labels):
+    """{module path: {leaf: shape}} of the head *ForSequenceClassification puts on the base model."""
+    if model_type in DECODERS:
+        return {"score": {"weight": (num_labels, hidden)}}  # nn.Linear(hidden, num_labels, bias=False)
+    if model_type == "bert":
+        return {"classifier": {"weight": (num_labels, hidden), "bias": (num_labels,)}}
+    return {"classifier.dense": {"weight": (hidden, hidden), "bias": (hidden,)},
+            "classifier.out_proj": {"weight": (num_labels, hidden), "bias": (num_labels,)}}
+
+
+def as_sequence_classification(cfg, model_type, state, num_labels):
+    """Modules of *ForSequenceClassification built on a checkpoint without that head, as
+    AutoModelForSequenceClassification.from_pretrained does: base prefix on every path, lm_head
+    dropped, RoBERTa's pooler dropped (add_pooling_layer=False), a fresh head added (zeros here:
+    only its shapes matter, the saved copy gets random values)."""
+    modules = base_modules(cfg, model_type, "classification", state)
+    modules.pop("lm_head", None)
+    prefix = BASE_PREFIX[model_type]
+    if model_type == "roberta":
+        modules.pop(f"{prefix}.pooler.dense", None)
+    if model_type == "bert" and not {"weight", "bias"} <= set(modules.get(f"{prefix}.pooler.dense", {})):
+        raise SystemExit(f"make_tiny_adapter: SEQ_CLS on {cfg['architectures'][0]}: BertForSequenceClassification "
+                         f"needs the base model's pooler ({prefix}.pooler.dense.weight/bias), which the "
+                         f"checkpoint lacks")
+    hidden = int(cfg["hidden_size"])
+    for path, leaves in classification_head_shapes(model_type, hidden, num_labels).items():
+        modules[path] = {leaf: torch.zeros(shape) for leaf, shape in leaves.items()}
+    return modules
+
+
+def base_num_labels(model_type, modules):
+    head = "score" if model_type in DECODERS else ("classifier" if model_type == "bert" else "classifier.out_proj")
+    return int(modules[head]["weight"].shape[0])
+
+
 def is_linear(path, params):
     w = params.get("weight")
     return w is not None and w.dim() == 2 and "embed" not in path.rsplit(".", 1)[-1]
@@ -125,7 +174,12 @@ def parse_args(argv=None):
     p.add_argument("--dropout", type=float, default=0.05, help="lora_dropout (ignored at inference)")
     p.add_argument("--zero", default="", help="comma-separated roles to set to 0 instead: A,B,G,c,u")
     p.add_argument("--dtype", default="float32", choices=tuple(TORCH_DTYPES), help="dtype of the saved tensors")
-    p.add_argument("--task-type", default=None, help="override task_type (default from the architecture)")
+    p.add_argument("--task-type", default=None,
+                   help="override task_type (default from the architecture); SEQ_CLS on a base without a "
+                        "classification head writes the adapter of *ForSequenceClassification (see above)")
+    p.add_argument("--num-labels", type=int, default=None,
+                   help=f"SEQ_CLS on a base without a classification head: rows of the new head "
+                        f"(default {DEFAULT_NUM_LABELS})")
     p.add_argument("--peft-classifier", default="none", choices=("none", "modern", "legacy"),
                    help="SEQ_CLS: imitate PeftModelForSequenceClassification, which always saves the "
                         "classifier/score head: 'modern' also appends both names to modules_to_save in "
@@ -138,17 +192,29 @@ def parse_args(argv=None):
         p.error(f"--zero: roles are {sorted(ROLE_SUFFIX)}")
     if args.rank < 1:
         p.error("--rank must be >= 1")
+    if args.num_labels is not None and args.num_labels < 1:
+        p.error("--num-labels must be >= 1")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg, model_type, head, state = load_base(args.model)
-    modules = base_modules(cfg, model_type, head, state)
     targets = [t for t in args.targets.split(",") if t]
     save_names = [m for m in (args.modules_to_save or "").split(",") if m] or None
 
     task_type = args.task_type or TASK_TYPES[head]
+    fresh_head = task_type == "SEQ_CLS" and head != "classification"
+    if args.num_labels is not None and task_type != "SEQ_CLS":
+        raise SystemExit("make_tiny_adapter: --num-labels applies to SEQ_CLS adapters only")
+    if fresh_head:
+        num_labels = args.num_labels if args.num_labels is not None else DEFAULT_NUM_LABELS
+        modules = as_sequence_classification(cfg, model_type, state, num_labels)
+    else:
+        modules = base_modules(cfg, model_type, head, state)
+        if args.num_labels is not None and args.num_labels != base_num_labels(model_type, modules):
+            raise SystemExit(f"make_tiny_adapter: --num-labels {args.num_labels}, but the base model's "
+                             f"classification head has {base_num_labels(model_type, modules)} labels")
     config_save = list(save_names) if save_names else None
     head_names = []
     if args.peft_classifier != "none":
@@ -160,6 +226,10 @@ def main(argv=None):
     save_paths = modules_to_save_paths(modules, (save_names or []) + head_names)
     if save_names and not modules_to_save_paths(modules, save_names):
         raise SystemExit(f"make_tiny_adapter: modules_to_save {save_names} not found in the model")
+    if fresh_head and not any(p in save_paths or any(p.startswith(s + ".") for s in save_paths)
+                              for p in classification_head_shapes(model_type, 1, 1)):
+        print(f"make_tiny_adapter: warning: SEQ_CLS on {cfg['architectures'][0]} without the new head in "
+              f"modules_to_save: the adapter cannot be applied (hf_reference refuses it)", file=sys.stderr)
 
     dtype = TORCH_DTYPES[args.dtype]
     roles = ("A", "B") + (FILTER_ROLES[args.filter] if args.method == "loratrf" else ())

@@ -644,6 +644,163 @@ def rank_pattern_and_rslora(ctx):
         assert R.Model(d, e).adapted["model.layers.1.self_attn.q_proj"].scale == expect, edit
 
 
+# -- SEQ_CLS adapters on bases without a classification head --------------------------------------
+
+HEAD_KEYS = {
+    "decoder": {"score.weight": (4, 32)},
+    "bert": {"classifier.weight": (4, 32), "classifier.bias": (4,)},
+    "roberta": {"classifier.dense.weight": (32, 32), "classifier.dense.bias": (32,),
+                "classifier.out_proj.weight": (4, 32), "classifier.out_proj.bias": (4,)},
+}
+
+
+def seq_cls_case(arch):
+    """(adapter arguments, head module name, {head tensor: shape}) for a 4-label SEQ_CLS adapter."""
+    decoder = arch in R.DECODERS
+    head = "score" if decoder else "classifier"
+    targets = "q_proj,v_proj,down_proj" if decoder else "query,value,dense"
+    argv = ("--method", "loratrf", "--filter", "both", "--rank", "2", "--alpha", "4", "--targets", targets,
+            "--task-type", "SEQ_CLS", "--modules-to-save", head, "--num-labels", "4", "--seed", "5")
+    return argv, head, HEAD_KEYS["decoder" if decoder else arch]
+
+
+def without_head(ctx, adapter_dir, head_keys, name):
+    """A copy of the adapter with the head tensors and modules_to_save removed."""
+    dst = os.path.join(ctx.root, name)
+    shutil.copytree(adapter_dir, dst)
+    path = os.path.join(dst, "adapter_model.safetensors")
+    tensors = st.load_file(path)
+    for k in head_keys:
+        del tensors["base_model.model." + k]
+    st.save_file(tensors, path, metadata={"format": "pt"})
+    cfg_path = os.path.join(dst, "adapter_config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["modules_to_save"] = None
+    json.dump(cfg, open(cfg_path, "w"))
+    return dst
+
+
+def with_head_from(ctx, model_dir, adapter_dir, head_keys, name):
+    """A copy of a *ForSequenceClassification model whose head is the adapter's."""
+    dst = os.path.join(ctx.root, name)
+    shutil.copytree(model_dir, dst)
+    saved = st.load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    state = load_state(dst)
+    for k in head_keys:
+        assert state[k].shape == saved["base_model.model." + k].shape, k
+        state[k] = saved["base_model.model." + k].to(state[k].dtype)
+    st.save_file(state, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    return dst
+
+
+@check
+def seq_cls_adapter_on_headless_bases(ctx):
+    for arch in ("llama", "mistral", "qwen2", "bert", "roberta"):
+        argv, head, head_keys = seq_cls_case(arch)
+        decoder = arch in R.DECODERS
+        bases = [ctx.model("--arch", arch, "--head", h) for h in (("causal_lm", "none") if decoder else ("none",))]
+        bases.append(ctx.model("--arch", arch, "--head", "none", "--no-prefix"))
+        a = ctx.adapter(bases[0], *argv)
+        tensors = st.load_file(os.path.join(a, "adapter_model.safetensors"))
+        cfg = json.load(open(os.path.join(a, "adapter_config.json")))
+        assert cfg["task_type"] == "SEQ_CLS" and cfg["modules_to_save"] == [head], cfg
+        saved = {k[len("base_model.model."):]: tuple(v.shape) for k, v in tensors.items()
+                 if not any(r in k for r in ("lora_", "trf_"))}
+        assert saved == head_keys, (arch, saved)
+        # Paths of *ForSequenceClassification: prefixed, no lm_head, no RoBERTa pooler.
+        prefix = R.BASE_PREFIX[arch]
+        lora_keys = [k for k in tensors if "lora_A" in k]
+        assert lora_keys and all(k.startswith(f"base_model.model.{prefix}.") for k in lora_keys), lora_keys[:3]
+        assert (arch == "bert") == any("pooler" in k for k in lora_keys), (arch, lora_keys)
+        out = run(bases[0], adapter=a)
+        assert tuple(out["logits"].shape) == (4,), out["logits"].shape
+        assert out["logits"].abs().max() > 0.1
+        # The same adapter, made on or applied to any headless form of the base: the same numbers.
+        for b in bases[1:]:
+            other = ctx.adapter(b, *argv)
+            other_tensors = st.load_file(os.path.join(other, "adapter_model.safetensors"))
+            assert set(other_tensors) == set(tensors), f"{arch} {b}: adapter keys differ"
+            assert all(torch.equal(other_tensors[k], tensors[k]) for k in tensors)
+            assert_same(run(b, adapter=a), out, f"{arch} SEQ_CLS adapter on {b}")
+        # Route 2: *ForSequenceClassification with the adapter's head, plus the adapter without it.
+        cls = ctx.model("--arch", arch, "--head", "classification", "--num-labels", "4")
+        cls_with_head = with_head_from(ctx, cls, a, head_keys, f"seqcls_model_{arch}")
+        headless = without_head(ctx, a, head_keys, f"seqcls_nohead_{arch}")
+        assert_same(run(cls_with_head, adapter=headless), out, f"{arch} SEQ_CLS headless base vs classification model")
+        assert_differ(run(cls, adapter=headless), out, f"{arch} the head matters")
+        assert_differ(run(cls_with_head), out, f"{arch} the LoRA matters")
+        # Decoders pool the rightmost non-pad token (pad_token_id 0).
+        if decoder:
+            padded = run(bases[0], ids=IDS + [0, 0], adapter=a)
+            m = R.Model(bases[0], a)
+            h, logits = m.forward(IDS + [0, 0])
+            assert maxdiff(logits, m.w["score.weight"] @ h[len(IDS) - 1]) < 1e-12
+            assert maxdiff(padded["logits"], out["logits"]) < 1e-10
+    # --num-labels defaults to 3; CLI output is float32 logits [3].
+    lm = ctx.model("--arch", "qwen2", "--head", "causal_lm")
+    a3 = ctx.adapter(lm, "--method", "lora", "--rank", "2", "--alpha", "4", "--targets", "q_proj",
+                     "--task-type", "SEQ_CLS", "--modules-to-save", "score")
+    out_path = os.path.join(ctx.root, "seqcls_cli.safetensors")
+    p = cli("hf_reference.py", "--model", lm, "--adapter", a3, "--input-ids", "3,5,7", "--output", out_path)
+    assert p.returncode == 0, p.stderr
+    got = st.load_file(out_path)
+    assert set(got) == {"hidden_states", "logits"} and tuple(got["logits"].shape) == (3,), {k: v.shape for k, v in got.items()}
+
+
+@check
+def seq_cls_task_type_errors(ctx):
+    out_path = os.path.join(ctx.root, "seqcls_err.safetensors")
+
+    def expect_error(model_dir, adapter_dir, *words):
+        p = cli("hf_reference.py", "--model", model_dir, "--adapter", adapter_dir, "--input-ids", "3,5,7",
+                "--output", out_path)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 1, (p.returncode, p.stderr)
+        assert all(w in lines[0] for w in words), (words, lines[0])
+
+    # SEQ_CLS without the head tensors, on a base without a head.
+    for arch in ("llama", "bert", "roberta"):
+        argv, head, head_keys = seq_cls_case(arch)
+        base = ctx.model("--arch", arch, "--head", "causal_lm" if arch in R.DECODERS else "none")
+        a = ctx.adapter(base, *argv)
+        headless = without_head(ctx, a, head_keys, f"seqcls_err_nohead_{arch}")
+        expect_error(base, headless, "SEQ_CLS", sorted(head_keys)[0])
+        # Only part of the head: still refused.
+        if len(head_keys) > 1:
+            partial = without_head(ctx, a, sorted(head_keys)[:1], f"seqcls_err_partial_{arch}")
+            expect_error(base, partial, "SEQ_CLS", sorted(head_keys)[0])
+    # make_tiny_adapter warns (and writes it) when the head is left out of modules_to_save.
+    lm = ctx.model("--arch", "llama", "--head", "causal_lm")
+    p = cli("make_tiny_adapter.py", "--model", lm, "--method", "lora", "--rank", "2", "--alpha", "4",
+            "--targets", "q_proj", "--task-type", "SEQ_CLS", "--output", os.path.join(ctx.root, "seqcls_nosave"))
+    assert p.returncode == 0 and "warning" in p.stderr, (p.returncode, p.stderr)
+    expect_error(lm, os.path.join(ctx.root, "seqcls_nosave"), "SEQ_CLS", "score.weight")
+    # CAUSAL_LM adapter on a classification base.
+    for arch in ("qwen2", "roberta"):
+        cls = ctx.model("--arch", arch, "--head", "classification")
+        a = ctx.adapter(cls, "--method", "lora", "--rank", "2", "--alpha", "4",
+                        "--targets", "q_proj" if arch in R.DECODERS else "query", "--task-type", "CAUSAL_LM")
+        expect_error(cls, a, "CAUSAL_LM", "ForSequenceClassification")
+    # BERT without pooler weights: make_tiny_adapter refuses, hf_reference too.
+    bert = ctx.model("--arch", "bert", "--head", "none")
+    argv, _, _ = seq_cls_case("bert")
+    a = ctx.adapter(bert, *argv)
+    no_pooler = os.path.join(ctx.root, "bert_no_pooler")
+    shutil.copytree(bert, no_pooler)
+    state = load_state(no_pooler)
+    del state["bert.pooler.dense.weight"], state["bert.pooler.dense.bias"]
+    st.save_file(state, os.path.join(no_pooler, "model.safetensors"), metadata={"format": "pt"})
+    p = cli("make_tiny_adapter.py", "--model", no_pooler, *argv, "--output", os.path.join(ctx.root, "seqcls_nopool"))
+    assert p.returncode == 1 and "pooler" in p.stderr and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    expect_error(no_pooler, a, "SEQ_CLS", "pooler")
+    # --num-labels: only for SEQ_CLS, and it cannot contradict an existing head.
+    for extra in (("--num-labels", "4"), ("--task-type", "SEQ_CLS", "--num-labels", "5")):
+        model = lm if "SEQ_CLS" not in extra else ctx.model("--arch", "llama", "--head", "classification")
+        p = cli("make_tiny_adapter.py", "--model", model, "--method", "lora", "--rank", "2", "--alpha", "4",
+                "--targets", "q_proj", *extra, "--output", os.path.join(ctx.root, "seqcls_badlabels"))
+        assert p.returncode == 1 and "--num-labels" in p.stderr and "Traceback" not in p.stderr, (extra, p.stderr)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-k", default="", help="run only checks whose name contains this")

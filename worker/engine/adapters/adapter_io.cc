@@ -228,6 +228,11 @@ absl::StatusOr<AdapterSettings> LoadAdapter(TransformerModel& model, const std::
     const std::string prefix = kPeftPrefix;
     std::string name = entry.name.rfind(prefix, 0) == 0 ? entry.name.substr(prefix.size()) : "";
     torch::Tensor* parameter = name.empty() ? nullptr : parameters.find(name);
+    // PEFT on a bare *Model names paths without the base prefix ("layers.0...").
+    for (const char* base : {"model.", "bert.", "roberta."}) {
+      if (parameter != nullptr || name.empty()) break;
+      if ((parameter = parameters.find(base + name))) name = base + name;
+    }
     if (parameter == nullptr || !IsSavedParameter(name, *parameter)) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": tensor ", entry.name, " is not an adapter tensor of this model "

@@ -1,4 +1,4 @@
-#include "engine/checkpoint/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>

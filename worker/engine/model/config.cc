@@ -342,6 +342,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
                                                 std::nullopt));
   }
   RETURN_IF_ERROR(ParseLabels(config, &out));
+  // transformers leaves the default two labels (LABEL_0, LABEL_1) out of config.json.
+  if (out.head == HeadKind::kSequenceClassification && out.num_labels == 0) out.num_labels = 2;
   if (out.family == ModelFamily::kDecoder) {
     RETURN_IF_ERROR(ParseDecoder(config, &out));
   } else {

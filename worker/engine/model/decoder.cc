@@ -197,13 +197,14 @@ class DecoderModel : public TransformerModel {
                             : torch::nn::functional::linear(out.hidden_states,
                                                             stack_->embed_tokens->weight);
     } else if (config_.head == HeadKind::kSequenceClassification) {
-      // As LlamaForSequenceClassification: the last real token of each sequence.
-      const int64_t batch = ids.size(0);
-      torch::Tensor last = attention_mask.defined()
-                               ? attention_mask.to(torch::kLong).sum(1) - 1
-                               : torch::full({batch}, ids.size(1) - 1, torch::kLong);
-      last = last.clamp_min(0).to(ids.device());
-      torch::Tensor rows = torch::arange(batch, torch::dtype(torch::kLong).device(ids.device()));
+      // As LlamaForSequenceClassification: the rightmost token that is neither padding by the
+      // attention mask nor the pad token.
+      torch::Tensor real = attention_mask.defined() ? attention_mask.to(torch::kBool)
+                                                    : torch::ones_like(ids, torch::kBool);
+      if (config_.pad_token_id) real = real.logical_and(ids.ne(*config_.pad_token_id));
+      torch::Tensor positions = torch::arange(ids.size(1), torch::dtype(torch::kLong).device(ids.device()));
+      torch::Tensor last = (positions.unsqueeze(0) * real.to(torch::kLong)).argmax(-1);
+      torch::Tensor rows = torch::arange(ids.size(0), torch::dtype(torch::kLong).device(ids.device()));
       out.logits = score_(out.hidden_states.index({rows, last}));
     }
     return out;
