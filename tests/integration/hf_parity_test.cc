@@ -6,10 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model_fixtures.h"
 #include "subprocess.h"
 
 namespace loratrf {
@@ -20,65 +19,12 @@ using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::testing::HasSubstr;
 
-// Debian's interpreter, which has python3-torch; `python3` on PATH may be another one.
-constexpr char kPython[] = "/usr/bin/python3";
-const std::string kReferenceDir = std::string(LORATRF_SOURCE_DIR) + "/tests/reference/";
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = std::filesystem::temp_directory_path() /
-            ("loratrf-parity-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
-
-void MustRun(const std::vector<std::string>& argv) {
-  ProcessResult r = RunProcess(argv, "", 300);
-  ASSERT_EQ(r.exit_code, 0) << argv[0] << " " << (argv.size() > 1 ? argv[1] : "") << "\n"
-                            << r.err;
-}
-
-std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// Asserts that two safetensors files hold the same tensor names and shapes, and values within
-// `tolerance` relative to each tensor's largest magnitude.
-void ExpectSameTensors(const std::string& ours_path, const std::string& reference_path,
-                       double tolerance) {
-  auto ours = engine::SafetensorsFile::Open(ours_path);
-  auto reference = engine::SafetensorsFile::Open(reference_path);
-  ASSERT_TRUE(ours.ok()) << ours.status();
-  ASSERT_TRUE(reference.ok()) << reference.status();
-  ASSERT_EQ((*ours)->tensors().size(), (*reference)->tensors().size());
-  for (const engine::TensorEntry& expected : (*reference)->tensors()) {
-    SCOPED_TRACE(expected.name);
-    const engine::TensorEntry* actual = (*ours)->Find(expected.name);
-    ASSERT_NE(actual, nullptr) << "missing from our output";
-    ASSERT_EQ(actual->shape, expected.shape);
-    auto a = engine::ReadTensor(**ours, *actual, at::kDouble);
-    auto b = engine::ReadTensor(**reference, expected, at::kDouble);
-    ASSERT_TRUE(a.ok() && b.ok());
-    const double* x = a->data_ptr<double>();
-    const double* y = b->data_ptr<double>();
-    double scale = 0, worst = 0;
-    for (int64_t i = 0; i < b->numel(); ++i) {
-      scale = std::max(scale, std::abs(y[i]));
-      worst = std::max(worst, std::abs(x[i] - y[i]));
-    }
-    EXPECT_GT(scale, 1e-3) << "reference output is trivially small: the test would prove nothing";
-    EXPECT_LE(worst, tolerance * std::max(1.0, scale)) << "largest difference " << worst;
-  }
-}
+using ::loratrf::testing::Concat;
+using ::loratrf::testing::ExpectSameTensors;
+using ::loratrf::testing::kPython;
+using ::loratrf::testing::kReferenceDir;
+using ::loratrf::testing::MustRun;
+using ::loratrf::testing::TempDir;
 
 struct ParityCase {
   const char* name;
@@ -148,6 +94,12 @@ INSTANTIATE_TEST_SUITE_P(
         ParityCase{"LlamaBaseWithClassificationAdapter", {"--arch", "llama", "--head", "causal_lm"},
                    {"--method", "loratrf", "--filter", "bottleneck", "--rank", "4", "--alpha", "8",
                     "--targets", "q_proj,v_proj", "--modules-to-save", "score", "--task-type", "SEQ_CLS"}},
+        ParityCase{"BertBaseWithClassificationAdapter", {"--arch", "bert", "--head", "none"},
+                   {"--method", "lora", "--rank", "4", "--alpha", "8", "--targets", "query,value",
+                    "--modules-to-save", "classifier", "--task-type", "SEQ_CLS", "--num-labels", "5"}},
+        ParityCase{"RobertaBaseWithClassificationAdapter", {"--arch", "roberta", "--head", "none"},
+                   {"--method", "loratrf", "--filter", "output", "--rank", "4", "--alpha", "8",
+                    "--targets", "query,value", "--modules-to-save", "classifier", "--task-type", "SEQ_CLS"}},
         ParityCase{"BertLoraWithClassifier", {"--arch", "bert", "--head", "classification"},
                    {"--method", "lora", "--rank", "4", "--alpha", "8", "--targets", "query,value",
                     "--modules-to-save", "classifier"}},

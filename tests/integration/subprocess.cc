@@ -15,6 +15,19 @@ namespace loratrf::testing {
 
 std::string BinaryPath(const std::string& name) { return std::string(LORATRF_BIN_DIR) + "/" + name; }
 
+TempDir::TempDir() {
+  static int counter = 0;
+  path_ = std::filesystem::temp_directory_path() /
+          ("loratrf-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
 ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& stdin_text,
                          int timeout_seconds) {
   int in_pipe[2], out_pipe[2], err_pipe[2];

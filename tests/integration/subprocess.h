@@ -1,6 +1,7 @@
 // Runs a real binary to completion and captures what it printed (integration tests only).
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -20,5 +21,22 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
 
 // LORATRF_BIN_DIR/<name>
 std::string BinaryPath(const std::string& name);
+
+// Debian's interpreter, which has python3-torch (the `python3` on PATH may be another one).
+inline constexpr char kPython[] = "/usr/bin/python3";
+
+// A fresh directory under /tmp, removed with everything in it when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace loratrf::testing
