@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/json_depth.h"
 #include "base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -329,32 +330,10 @@ absl::StatusOr<json> ParseYamlText(absl::string_view text) {
 
 // ----- JSON text → json --------------------------------------------------------------------
 
-// nlohmann's parser recurses once per nesting level; refuse deep input before it does.
-absl::Status CheckJsonDepth(absl::string_view text) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxDepth) return absl::InvalidArgumentError("spec: JSON nested too deeply");
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<json> ParseJsonText(absl::string_view text) {
-  RETURN_IF_ERROR(CheckJsonDepth(text));
+  if (JsonNestedDeeperThan(text, kMaxDepth)) {
+    return absl::InvalidArgumentError("spec: JSON nested too deeply");
+  }
   // JSON allows duplicate keys and nlohmann keeps the last; a spec must not, so track the keys
   // of every open object.
   std::vector<std::set<std::string>> open_objects;

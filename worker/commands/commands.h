@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include "absl/status/status.h"
+#include "base/command_line.h"
 
 namespace loratrf::worker {
 
@@ -17,5 +20,11 @@ int RunMerge(const std::vector<std::string>& args);
 
 // Prints "loratrf-worker: <message>" and maps the status to an exit code (2 for bad input).
 int Fail(const absl::Status& status);
+
+// Parses `args` against `flags`, runs `body`, and turns its Status (or anything libtorch
+// throws) into the exit code. `name` prefixes internal errors ("logits failed: ...").
+int RunCommand(const char* name, const std::vector<std::string>& args,
+               const std::vector<CommandLine::Flag>& flags,
+               const std::function<absl::Status(const CommandLine&)>& body);
 
 }  // namespace loratrf::worker

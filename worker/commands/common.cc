@@ -17,4 +17,21 @@ int Fail(const absl::Status& status) {
   }
 }
 
+int RunCommand(const char* name, const std::vector<std::string>& args,
+               const std::vector<CommandLine::Flag>& flags,
+               const std::function<absl::Status(const CommandLine&)>& body) {
+  auto parsed = CommandLine::Parse(args, flags);
+  if (!parsed.ok()) return Fail(parsed.status());
+  if (!parsed->positional().empty()) {
+    return Fail(absl::InvalidArgumentError(
+        std::string(name) + " takes no arguments, got '" + parsed->positional()[0] + "'"));
+  }
+  try {
+    absl::Status status = body(*parsed);
+    return status.ok() ? 0 : Fail(status);
+  } catch (const std::exception& e) {
+    return Fail(absl::InternalError(std::string(name) + " failed: " + e.what()));
+  }
+}
+
 }  // namespace loratrf::worker

@@ -7,13 +7,11 @@
 
 namespace loratrf::worker {
 
-int RunInfo(const std::vector<std::string>& args) {
-  auto flags = CommandLine::Parse(args, {{"-o", true}});
-  if (!flags.ok()) return Fail(flags.status());
-  if (!flags->positional().empty()) return Fail(absl::InvalidArgumentError("info takes no arguments"));
-  auto format = flags->GetChoice("-o", "text", {"text", "json"});
-  if (!format.ok()) return Fail(format.status());
+namespace {
 
+absl::Status Info(const CommandLine& flags) {
+  auto format = flags.GetChoice("-o", "text", {"text", "json"});
+  if (!format.ok()) return format.status();
   engine::RuntimeInfo info = engine::GetRuntimeInfo();
   if (*format == "json") {
     nlohmann::json out = {{"loratrf_version", info.loratrf_version},
@@ -31,7 +29,13 @@ int RunInfo(const std::vector<std::string>& args) {
               << "NCCL communicator: " << (info.nccl_communicator ? "yes" : "no") << "\n"
               << "CPU threads: " << info.intra_op_threads << "\n";
   }
-  return std::cout.good() ? 0 : 1;
+  return std::cout.good() ? absl::OkStatus() : absl::InternalError("cannot write to stdout");
+}
+
+}  // namespace
+
+int RunInfo(const std::vector<std::string>& args) {
+  return RunCommand("info", args, {{"-o", true}}, Info);
 }
 
 }  // namespace loratrf::worker

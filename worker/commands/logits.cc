@@ -51,7 +51,6 @@ absl::Status CheckOutputPath(const std::string& path) {
 }
 
 absl::Status Logits(const CommandLine& flags) {
-  if (!flags.positional().empty()) return absl::InvalidArgumentError("logits takes no arguments");
   ASSIGN_OR_RETURN(std::string model_dir, flags.Require("--model"));
   ASSIGN_OR_RETURN(std::string ids_text, flags.Require("--input-ids"));
   ASSIGN_OR_RETURN(std::string output, flags.Require("--output"));
@@ -76,15 +75,9 @@ absl::Status Logits(const CommandLine& flags) {
 }  // namespace
 
 int RunLogits(const std::vector<std::string>& args) {
-  auto flags = CommandLine::Parse(
-      args, {{"--model", true}, {"--adapter", true}, {"--input-ids", true}, {"--output", true}});
-  if (!flags.ok()) return Fail(flags.status());
-  try {
-    absl::Status status = Logits(*flags);
-    return status.ok() ? 0 : Fail(status);
-  } catch (const std::exception& e) {
-    return Fail(absl::InternalError(absl::StrCat("logits failed: ", e.what())));
-  }
+  return RunCommand("logits", args, 
+                    {{"--model", true}, {"--adapter", true}, {"--input-ids", true}, {"--output", true}},
+                    Logits);
 }
 
 }  // namespace loratrf::worker

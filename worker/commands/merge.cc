@@ -16,7 +16,6 @@ namespace loratrf::worker {
 namespace {
 
 absl::Status Merge(const CommandLine& flags) {
-  if (!flags.positional().empty()) return absl::InvalidArgumentError("merge takes no arguments");
   ASSIGN_OR_RETURN(std::string model_dir, flags.Require("--model"));
   ASSIGN_OR_RETURN(std::string adapter_dir, flags.Require("--adapter"));
   ASSIGN_OR_RETURN(std::string output, flags.Require("--output"));
@@ -33,14 +32,8 @@ absl::Status Merge(const CommandLine& flags) {
 }  // namespace
 
 int RunMerge(const std::vector<std::string>& args) {
-  auto flags = CommandLine::Parse(args, {{"--model", true}, {"--adapter", true}, {"--output", true}});
-  if (!flags.ok()) return Fail(flags.status());
-  try {
-    absl::Status status = Merge(*flags);
-    return status.ok() ? 0 : Fail(status);
-  } catch (const std::exception& e) {
-    return Fail(absl::InternalError(absl::StrCat("merge failed: ", e.what())));
-  }
+  return RunCommand("merge", args, 
+                    {{"--model", true}, {"--adapter", true}, {"--output", true}}, Merge);
 }
 
 }  // namespace loratrf::worker

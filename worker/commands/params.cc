@@ -21,7 +21,6 @@ namespace loratrf::worker {
 namespace {
 
 absl::Status Params(const CommandLine& flags) {
-  if (!flags.positional().empty()) return absl::InvalidArgumentError("params takes no arguments");
   ASSIGN_OR_RETURN(std::string spec_path, flags.Require("--spec"));
   ASSIGN_OR_RETURN(v1::JobSpec spec, spec::LoadJobSpecFile(spec_path));
   std::string model_dir = ResolveSpecPath(spec_path, spec.model().path());
@@ -68,14 +67,7 @@ absl::Status Params(const CommandLine& flags) {
 }  // namespace
 
 int RunParams(const std::vector<std::string>& args) {
-  auto flags = CommandLine::Parse(args, {{"--spec", true}});
-  if (!flags.ok()) return Fail(flags.status());
-  try {
-    absl::Status status = Params(*flags);
-    return status.ok() ? 0 : Fail(status);
-  } catch (const std::exception& e) {
-    return Fail(absl::InternalError(absl::StrCat("params failed: ", e.what())));
-  }
+  return RunCommand("params", args, {{"--spec", true}}, Params);
 }
 
 }  // namespace loratrf::worker

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
+#include "base/json_depth.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -95,28 +96,6 @@ size_t FindInvalidUtf8(absl::string_view text) {
   return absl::string_view::npos;
 }
 
-bool NestedTooDeeply(absl::string_view text) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
 
 // A short rendering of a JSON value for error messages (a hostile header can hold huge ones).
 std::string Excerpt(const json& value) {
@@ -431,7 +410,7 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::Open(
   if (size_t bad = FindInvalidUtf8(header); bad != absl::string_view::npos) {
     return invalid(absl::StrCat("header is not valid UTF-8 (byte ", bad, " of the header)"));
   }
-  if (NestedTooDeeply(header)) {
+  if (JsonNestedDeeperThan(header, kMaxJsonDepth)) {
     return invalid(absl::StrCat("header JSON is nested deeper than ", kMaxJsonDepth, " levels"));
   }
   absl::StatusOr<json> root = ParseHeaderJson(header);
