@@ -1,0 +1,158 @@
+#include "dist/communicator.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace loratrf::engine {
+namespace {
+
+class SingleProcessCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  absl::Status AllReduceSum(std::vector<at::Tensor>&) override { return absl::OkStatus(); }
+  absl::Status Broadcast(at::Tensor&, int) override { return absl::OkStatus(); }
+  absl::Status Barrier() override { return absl::OkStatus(); }
+};
+
+// c10d reports a timeout or a lost peer by throwing; both become statuses here.
+absl::Status FromException(const char* what, const std::exception& e) {
+  std::string message = e.what();
+  // c10::Error messages carry a C++ backtrace after the first line: keep the first line.
+  if (size_t newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
+  bool timeout = message.find("imed out") != std::string::npos ||
+                 message.find("imeout") != std::string::npos;
+  return timeout ? absl::DeadlineExceededError(absl::StrCat(what, " timed out: ", message))
+                 : absl::UnavailableError(absl::StrCat(what, " failed: ", message));
+}
+
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(c10::intrusive_ptr<c10d::Store> store,
+                   c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank, int world_size,
+                   std::chrono::milliseconds timeout)
+      : store_(std::move(store)), group_(std::move(group)), rank_(rank),
+        world_size_(world_size), timeout_(timeout) {}
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+
+  absl::Status AllReduceSum(std::vector<at::Tensor>& tensors) override {
+    try {
+      for (at::Tensor& t : tensors) {
+        std::vector<at::Tensor> one = {t};
+        auto work = group_->allreduce(one);
+        if (!work->wait(timeout_)) return absl::DeadlineExceededError("all-reduce timed out");
+      }
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException("all-reduce", e);
+    }
+  }
+
+  absl::Status Broadcast(at::Tensor& tensor, int root) override {
+    try {
+      std::vector<at::Tensor> one = {tensor};
+      c10d::BroadcastOptions options;
+      options.rootRank = root;
+      auto work = group_->broadcast(one, options);
+      if (!work->wait(timeout_)) return absl::DeadlineExceededError("broadcast timed out");
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException("broadcast", e);
+    }
+  }
+
+  absl::Status Barrier() override {
+    // An all-reduce of one element: unlike c10d's barrier it honours our timeout the same way.
+    std::vector<at::Tensor> token = {torch::zeros({1})};
+    return AllReduceSum(token);
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;  // kept alive: rank 0's hosts the rendezvous
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  int rank_;
+  int world_size_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> MakeSingleProcessCommunicator() {
+  return std::make_unique<SingleProcessCommunicator>();
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " is outside world size ",
+                                                   options.world_size));
+  }
+  if (options.master_port < 1 || options.master_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("master port ", options.master_port, " is not a TCP port"));
+  }
+  try {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<uint16_t>(options.master_port);
+    store_options.isServer = options.rank == 0;
+    store_options.numWorkers = options.world_size;
+    store_options.waitWorkers = true;
+    store_options.timeout = options.timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create();
+    gloo_options->timeout = options.timeout;
+    // The interface that reaches the master address is the one the peers can reach.
+    gloo_options->devices.push_back(
+        c10d::ProcessGroupGloo::createDeviceForHostname(options.master_addr));
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank,
+                                                             options.world_size, gloo_options);
+    return std::unique_ptr<Communicator>(std::make_unique<GlooCommunicator>(
+        store, group, options.rank, options.world_size, options.timeout));
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat("rendezvous with ", options.master_addr, ":",
+                                      options.master_port).c_str(),
+                         e);
+  }
+}
+
+absl::Status AverageGradients(Communicator& communicator, const std::vector<at::Tensor>& parameters,
+                              size_t bucket_bytes) {
+  if (communicator.world_size() == 1) return absl::OkStatus();
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> bucket;
+  size_t bytes = 0;
+  auto flush = [&]() -> absl::Status {
+    if (bucket.empty()) return absl::OkStatus();
+    std::vector<at::Tensor> flat_views;
+    for (const at::Tensor& g : bucket) flat_views.push_back(g.reshape({-1}).to(torch::kFloat32));
+    std::vector<at::Tensor> flat = {torch::cat(flat_views)};
+    absl::Status status = communicator.AllReduceSum(flat);
+    if (!status.ok()) return status;
+    flat[0].div_(static_cast<double>(communicator.world_size()));
+    int64_t offset = 0;
+    for (at::Tensor& g : bucket) {
+      g.copy_(flat[0].narrow(0, offset, g.numel()).view_as(g));
+      offset += g.numel();
+    }
+    bucket.clear();
+    bytes = 0;
+    return absl::OkStatus();
+  };
+  for (const at::Tensor& p : parameters) {
+    at::Tensor g = p.grad();
+    if (!g.defined()) continue;
+    size_t size = static_cast<size_t>(g.numel()) * sizeof(float);
+    if (bytes + size > bucket_bytes && !bucket.empty()) {
+      absl::Status status = flush();
+      if (!status.ok()) return status;
+    }
+    bucket.push_back(g);
+    bytes += size;
+  }
+  return flush();
+}
+
+}  // namespace loratrf::engine

@@ -1,0 +1,53 @@
+// Collectives between the ranks of one job, behind an interface (DESIGN.md convention 8):
+// Gloo over TCP on CPUs (c10d's ProcessGroupGloo, rendezvous through c10d's TCPStore, which
+// rank 0 hosts), NCCL on GPUs. Every collective has a timeout, so a hung or dead peer becomes
+// an error on every surviving rank instead of a silent hang.
+//
+// Threading: a Communicator is used by the one training thread of its rank.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include <ATen/core/Tensor.h>
+
+namespace loratrf::engine {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  // Sums each tensor across ranks, in place. Tensors must be contiguous and the same shape on
+  // every rank. DEADLINE_EXCEEDED or UNAVAILABLE when a peer does not take part in time.
+  virtual absl::Status AllReduceSum(std::vector<at::Tensor>& tensors) = 0;
+  // Copies `tensor` from `root` to every rank, in place.
+  virtual absl::Status Broadcast(at::Tensor& tensor, int root) = 0;
+  virtual absl::Status Barrier() = 0;
+};
+
+struct RendezvousOptions {
+  std::string master_addr = "127.0.0.1";  // rank 0's host: the TCPStore
+  int master_port = 0;
+  int rank = 0;
+  int world_size = 1;
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};  // rendezvous and each collective
+};
+
+// World size 1: every collective is a no-op.
+std::unique_ptr<Communicator> MakeSingleProcessCommunicator();
+
+// Joins the job's Gloo group: rank 0 hosts the TCPStore at master_addr:master_port, every rank
+// connects to it. Fails (instead of waiting forever) when the group is not complete in time.
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOptions& options);
+
+// Averages the gradients of `parameters` across ranks with one all-reduce per bucket of at most
+// `bucket_bytes` (flattened float32), so that small adapter tensors cost one round trip, not one
+// each. Parameters without a gradient are skipped (the same on every rank).
+absl::Status AverageGradients(Communicator& communicator, const std::vector<at::Tensor>& parameters,
+                              size_t bucket_bytes = 25u << 20);
+
+}  // namespace loratrf::engine
