@@ -19,6 +19,8 @@ constexpr char kUsage[] =
     "      runs one sequence; writes float32 hidden_states [T, hidden] and logits\n"
     "  params --spec JOB.yaml\n"
     "      prints {\"trainable\": N, \"total\": M, ...} for the job's model and adapter\n"
+    "  run --spec JOB.yaml [--nproc N] --output DIR\n"
+    "      trains the job on this machine with N rank processes; rerun to resume\n"
     "  merge --model DIR --adapter DIR --output DIR\n"
     "      folds a LoRA (or LoRATRF output-filter) adapter into a Hugging Face model dir\n";
 
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   if (command == "logits") return loratrf::worker::RunLogits(args);
   if (command == "params") return loratrf::worker::RunParams(args);
   if (command == "merge") return loratrf::worker::RunMerge(args);
+  if (command == "run") return loratrf::worker::RunRun(args);
   std::cerr << "loratrf-worker: unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::worker {
@@ -25,6 +26,41 @@ engine::AdapterSettings ToAdapterSettings(const v1::AdapterSpec& adapter) {
   }
   if (s.method == engine::AdapterMethod::kLora) s.filter = engine::TrfFilter::kNone;
   return s;
+}
+
+absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::string& spec_path,
+                                            const std::string& output_dir) {
+  engine::TrainJob job;
+  job.model_dir = ResolveSpecPath(spec_path, spec.model().path());
+  job.train_path = ResolveSpecPath(spec_path, spec.data().train());
+  if (!spec.data().eval().empty()) job.eval_path = ResolveSpecPath(spec_path, spec.data().eval());
+  job.output_dir = output_dir;
+  job.task = spec.task() == v1::TASK_CLASSIFICATION ? engine::DataTask::kClassification
+                                                    : engine::DataTask::kCausalLm;
+  job.full_finetune = spec.adapter().method() == v1::ADAPTER_METHOD_FULL;
+  if (!job.full_finetune) job.adapter = ToAdapterSettings(spec.adapter());
+  const v1::TrainingSpec& t = spec.training();
+  job.epochs = t.epochs();
+  job.max_steps = static_cast<int64_t>(t.max_steps());
+  job.batch_size = t.batch_size();
+  job.micro_batch_size = t.micro_batch_size();
+  job.max_seq_len = t.max_seq_len();
+  job.packing = t.packing();
+  job.learning_rate = t.learning_rate();
+  job.schedule = t.lr_scheduler() == v1::LR_SCHEDULER_CONSTANT ? engine::LrScheduleKind::kConstant
+                 : t.lr_scheduler() == v1::LR_SCHEDULER_LINEAR ? engine::LrScheduleKind::kLinear
+                                                               : engine::LrScheduleKind::kCosine;
+  job.warmup_ratio = t.warmup_ratio();
+  job.max_grad_norm = t.max_grad_norm();
+  job.weight_decay = t.weight_decay();
+  job.seed = t.seed();
+  job.eval_every_steps = t.eval_every_steps();
+  job.checkpoint_every_steps = t.checkpoint_every_steps();
+  job.keep_checkpoints = t.keep_checkpoints();
+  if (job.task == engine::DataTask::kClassification) {
+    ASSIGN_OR_RETURN(job.num_labels, CountLabels(job.train_path));
+  }
+  return job;
 }
 
 std::string ResolveSpecPath(const std::string& spec_path, const std::string& path) {

@@ -214,12 +214,8 @@ absl::Status CopyFile(const std::string& from, const std::string& to) {
 
 }  // namespace
 
-absl::Status SaveHfModel(TransformerModel& model, const std::string& source_model_dir,
-                         const std::string& output_dir) {
-  struct stat info {};
-  if (::stat(output_dir.c_str(), &info) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(output_dir, ": already exists"));
-  }
+absl::Status WriteHfModelFiles(TransformerModel& model, const std::string& source_model_dir,
+                               const std::string& dir) {
   std::string source_config_path = source_model_dir + "/config.json";
   std::ifstream in(source_config_path, std::ios::binary);
   nlohmann::json config;
@@ -252,26 +248,36 @@ absl::Status SaveHfModel(TransformerModel& model, const std::string& source_mode
   config.erase("dtype");
   config["torch_dtype"] = "float32";
 
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& item : model.named_parameters()) {
+    tensors.emplace_back(item.key(), item.value().detach().to(torch::kFloat32));
+  }
+  RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", tensors, {{"format", "pt"}}));
+  RETURN_IF_ERROR(WriteFileAtomically(dir + "/config.json", config.dump(2) + "\n"));
+  for (const char* name : kTokenizerFiles) {
+    if (IsRegularFile(source_model_dir + "/" + name)) {
+      RETURN_IF_ERROR(CopyFile(source_model_dir + "/" + name, dir + "/" + name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SaveHfModel(TransformerModel& model, const std::string& source_model_dir,
+                         const std::string& output_dir) {
+  struct stat info {};
+  if (::stat(output_dir.c_str(), &info) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(output_dir, ": already exists"));
+  }
   std::string parent = output_dir.substr(0, output_dir.find_last_of('/') + 1);
   std::string temp = absl::StrCat(parent.empty() ? "." : parent, "/.",
                                   output_dir.substr(parent.size()), ".tmp-", ::getpid());
-  std::filesystem::remove_all(temp);
   std::error_code ec;
+  std::filesystem::remove_all(temp, ec);
   if (!std::filesystem::create_directories(temp, ec)) {
     return absl::InternalError(absl::StrCat(temp, ": cannot create: ", ec.message()));
   }
   auto write_all = [&]() -> absl::Status {
-    std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (auto& item : model.named_parameters()) {
-      tensors.emplace_back(item.key(), item.value().detach().to(torch::kFloat32));
-    }
-    RETURN_IF_ERROR(WriteTensors(temp + "/model.safetensors", tensors, {{"format", "pt"}}));
-    RETURN_IF_ERROR(WriteFileAtomically(temp + "/config.json", config.dump(2) + "\n"));
-    for (const char* name : kTokenizerFiles) {
-      if (IsRegularFile(source_model_dir + "/" + name)) {
-        RETURN_IF_ERROR(CopyFile(source_model_dir + "/" + name, temp + "/" + name));
-      }
-    }
+    RETURN_IF_ERROR(WriteHfModelFiles(model, source_model_dir, temp));
     RETURN_IF_ERROR(FsyncDirectory(temp));
     if (::rename(temp.c_str(), output_dir.c_str()) != 0) {
       return absl::InternalError(absl::StrCat(output_dir, ": cannot rename into place: ",

@@ -52,4 +52,9 @@ namespace loratrf::engine {
 absl::Status SaveHfModel(TransformerModel& model, const std::string& source_model_dir,
                          const std::string& output_dir);
 
+// The files of SaveHfModel written into an existing directory `dir` (each atomically), for
+// callers that commit the directory themselves (checkpoints).
+absl::Status WriteHfModelFiles(TransformerModel& model, const std::string& source_model_dir,
+                               const std::string& dir);
+
 }  // namespace loratrf::engine

@@ -1,0 +1,177 @@
+// `loratrf-worker run` end to end on a tiny Llama: it learns, a SIGKILLed run resumes to the
+// same adapter bit for bit, two Gloo ranks and gradient accumulation give the same adapter as
+// one process, and bad data is refused.
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model_fixtures.h"
+#include "nlohmann/json.hpp"
+#include "subprocess.h"
+
+namespace loratrf {
+namespace {
+
+namespace fs = std::filesystem;
+using ::loratrf::testing::BinaryPath;
+using ::loratrf::testing::ExpectSameTensors;
+using ::loratrf::testing::kPython;
+using ::loratrf::testing::kReferenceDir;
+using ::loratrf::testing::MustRun;
+using ::loratrf::testing::ProcessResult;
+using ::loratrf::testing::RunProcess;
+using ::loratrf::testing::TempDir;
+using ::testing::HasSubstr;
+
+// Class 1 when the first token is in [32, 64): the last token, where the classifier reads,
+// has to attend back to the first, so the adapter on attention has to learn it.
+void WriteData(const std::string& path, int examples, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int i = 0; i < examples; ++i) {
+    int first = 1 + static_cast<int>(rng() % 63);
+    nlohmann::json ids = {first};
+    int extra = 1 + static_cast<int>(rng() % 3);
+    for (int j = 0; j < extra; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
+    out << nlohmann::json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
+  }
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class Run : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
+             "causal_lm", "--output", dir_ / "model"});
+    WriteData(dir_ / "train.jsonl", 512, 1);
+    WriteData(dir_ / "eval.jsonl", 128, 2);
+  }
+  std::string Spec(const std::string& training, const std::string& adapter_extra = "") {
+    std::string path = dir_ / ("job" + std::to_string(specs_++) + ".yaml");
+    std::ofstream(path) << "name: tiny\nmodel: {path: model}\ntask: classification\n"
+                           "data: {train: train.jsonl, eval: eval.jsonl}\n"
+                           "adapter: {method: loratrf, rank: 4, alpha: 8, "
+                        << adapter_extra << "target_modules: [q_proj, k_proj, v_proj, o_proj]}\n"
+                        << "training: {" << training << "}\n";
+    return path;
+  }
+  ProcessResult Train(const std::string& spec, const std::string& output, const std::string& nproc = "1") {
+    return RunProcess({BinaryPath("loratrf-worker"), "run", "--spec", spec, "--nproc", nproc,
+                       "--output", dir_ / output}, "", 300);
+  }
+  TempDir dir_;
+  int specs_ = 0;
+};
+
+TEST_F(Run, LoratrfLearnsASyntheticTask) {
+  ProcessResult r = Train(Spec("epochs: 8, batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-2, "
+                               "warmup_ratio: 0.1, max_seq_len: 32"),
+                          "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream metrics(dir_ / "out/metrics.jsonl");
+  std::string line;
+  double accuracy = -1, first_loss = -1, last_loss = -1;
+  while (std::getline(metrics, line)) {
+    auto row = nlohmann::json::parse(line);
+    if (row["type"] == "eval") accuracy = row["eval_accuracy"];
+    if (row["type"] == "train") (first_loss < 0 ? first_loss : last_loss) = row["loss"];
+  }
+  EXPECT_GT(accuracy, 0.9) << "chance is 0.5";
+  EXPECT_LT(last_loss, first_loss / 2);
+  EXPECT_THAT(r.out, HasSubstr("final adapter: "));
+  EXPECT_TRUE(fs::exists(dir_ / "out/final/adapter_model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir_ / "out/final/MANIFEST.json"));
+  // The adapter carries its classification head and loads for inference.
+  ProcessResult logits = RunProcess({BinaryPath("loratrf-worker"), "logits", "--model", dir_ / "model",
+                                     "--adapter", dir_ / "out/final", "--input-ids", "40,3",
+                                     "--output", dir_ / "logits.safetensors"});
+  EXPECT_EQ(logits.exit_code, 0) << logits.err;
+}
+
+TEST_F(Run, SigkilledRunResumesToTheSameAdapterBitForBit) {
+  const std::string training = "epochs: 10, max_steps: 120, batch_size: 16, micro_batch_size: 8, "
+                               "learning_rate: 1.0e-2, checkpoint_every_steps: 20, max_seq_len: 32";
+  std::string spec = Spec(training, "dropout: 0.1, ");
+  ASSERT_EQ(Train(spec, "straight").exit_code, 0);
+
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    std::string out = dir_ / "killed";
+    execl(BinaryPath("loratrf-worker").c_str(), "loratrf-worker", "run", "--spec", spec.c_str(),
+          "--output", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir_ / "killed/checkpoints/40") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  ASSERT_FALSE(fs::exists(dir_ / "killed/final"));
+
+  ProcessResult resumed = Train(spec, "killed");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("resumed at step"));
+  EXPECT_EQ(Slurp(dir_ / "killed/final/adapter_model.safetensors"),
+            Slurp(dir_ / "straight/final/adapter_model.safetensors"));
+  // Every step logged exactly once.
+  std::multiset<int64_t> steps;
+  std::ifstream metrics(dir_ / "killed/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["type"] == "train") steps.insert(row["step"].get<int64_t>());
+  }
+  ASSERT_EQ(steps.size(), 120u);
+  for (int64_t s = 1; s <= 120; ++s) EXPECT_EQ(steps.count(s), 1u) << s;
+  // Rerunning a finished job changes nothing.
+  ProcessResult again = Train(spec, "killed");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
+TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {
+  // No dropout: its masks depend on how a batch is split, which is the point of difference here.
+  const std::string common = "max_steps: 12, batch_size: 16, learning_rate: 1.0e-2, max_seq_len: 32, ";
+  ASSERT_EQ(Train(Spec(common + "micro_batch_size: 8", "dropout: 0.0, "), "one").exit_code, 0);
+  ProcessResult two = Train(Spec(common + "micro_batch_size: 8", "dropout: 0.0, "), "two", "2");
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  ProcessResult accumulated = Train(Spec(common + "micro_batch_size: 2", "dropout: 0.0, "), "accumulated");
+  ASSERT_EQ(accumulated.exit_code, 0) << accumulated.err;
+  ExpectSameTensors(dir_ / "two/final/adapter_model.safetensors",
+                    dir_ / "one/final/adapter_model.safetensors", 1e-5);
+  ExpectSameTensors(dir_ / "accumulated/final/adapter_model.safetensors",
+                    dir_ / "one/final/adapter_model.safetensors", 1e-5);
+}
+
+TEST_F(Run, BadDataAndMisfitSpecsExitTwo) {
+  std::ofstream(dir_ / "train.jsonl", std::ios::app) << "{\"input_ids\": [1, 99], \"label\": 1}\n";
+  ProcessResult mixed = Train(Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8"), "bad");
+  EXPECT_EQ(mixed.exit_code, 2) << mixed.err;
+  EXPECT_THAT(mixed.err, HasSubstr("train.jsonl:513: input_ids[1]: 99 is out of the vocabulary"));
+  EXPECT_FALSE(fs::exists(dir_ / "bad/final"));
+  ProcessResult nproc = Train(Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8"), "bad", "3");
+  EXPECT_EQ(nproc.exit_code, 2);
+  EXPECT_THAT(nproc.err, HasSubstr("must be a multiple of micro_batch_size x nproc"));
+}
+
+}  // namespace
+}  // namespace loratrf

@@ -1,0 +1,95 @@
+// loratrf-worker run --spec JOB.yaml [--nproc N] --output DIR
+//   trains locally: N rank processes on this machine (like torchrun), Gloo between them.
+// loratrf-worker run --spec JOB.yaml --output DIR --rank R --world-size W
+//                    --master-addr HOST --master-port PORT
+//   one rank of a multi-node job (the worker agent starts these).
+#include <unistd.h>
+
+#include <climits>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "commands/commands.h"
+#include "commands/rank_launcher.h"
+#include "commands/spec_conversion.h"
+#include "dist/communicator.h"
+#include "spec/job_spec.h"
+#include "train/trainer.h"
+
+namespace loratrf::worker {
+namespace {
+
+// Exit status of the process; RunCommand maps the error path.
+int g_exit_status = 0;
+
+absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
+                     const std::string& output, int rank, int world,
+                     const std::string& master_addr, int master_port) {
+  ASSIGN_OR_RETURN(engine::TrainJob job, ToTrainJob(spec, spec_path, output));
+  std::unique_ptr<engine::Communicator> communicator;
+  if (world == 1) {
+    communicator = engine::MakeSingleProcessCommunicator();
+  } else {
+    engine::RendezvousOptions rendezvous;
+    rendezvous.master_addr = master_addr;
+    rendezvous.master_port = master_port;
+    rendezvous.rank = rank;
+    rendezvous.world_size = world;
+    ASSIGN_OR_RETURN(communicator, engine::ConnectGloo(rendezvous));
+  }
+  ASSIGN_OR_RETURN(engine::TrainResult result, engine::Train(job, *communicator, &std::cerr));
+  if (rank == 0) {
+    std::cout << "trained " << result.steps << " steps";
+    if (result.resumed_from > 0) std::cout << " (resumed at step " << result.resumed_from << ")";
+    if (result.eval_accuracy) {
+      std::cout << "; eval loss " << *result.eval_loss << ", accuracy " << *result.eval_accuracy;
+    }
+    std::cout << "\nfinal adapter: " << result.final_dir << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(const CommandLine& flags) {
+  ASSIGN_OR_RETURN(std::string spec_path, flags.Require("--spec"));
+  ASSIGN_OR_RETURN(std::string output, flags.Require("--output"));
+  ASSIGN_OR_RETURN(v1::JobSpec spec, spec::LoadJobSpecFile(spec_path));
+  ASSIGN_OR_RETURN(int64_t nproc, flags.GetInt("--nproc", -1, 1, 256));
+  const int64_t expected = int64_t{spec.resources().workers()} * spec.resources().slots_per_worker();
+  if (flags.Has("--rank")) {
+    ASSIGN_OR_RETURN(int64_t world, flags.GetInt("--world-size", 1, 1, 65536));
+    ASSIGN_OR_RETURN(int64_t rank, flags.GetInt("--rank", 0, 0, world - 1));
+    ASSIGN_OR_RETURN(int64_t port, flags.GetInt("--master-port", 0, 1, 65535));
+    return RunRank(spec, spec_path, output, static_cast<int>(rank), static_cast<int>(world),
+                   flags.GetOr("--master-addr", "127.0.0.1"), static_cast<int>(port));
+  }
+  if (nproc < 0) nproc = expected;  // the spec's resources, all on this machine
+  if (spec.training().batch_size() % (spec.training().micro_batch_size() * nproc) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nproc ", nproc, ": training.batch_size (", spec.training().batch_size(),
+        ") must be a multiple of micro_batch_size x nproc (", spec.training().micro_batch_size(),
+        " x ", nproc, ")"));
+  }
+  if (nproc == 1) return RunRank(spec, spec_path, output, 0, 1, "", 0);
+  LaunchOptions launch;
+  char self[PATH_MAX] = {};
+  ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");
+  launch.executable = std::string(self, static_cast<size_t>(length));
+  launch.common_args = {"run", "--spec", spec_path, "--output", output};
+  launch.nproc = static_cast<int>(nproc);
+  ASSIGN_OR_RETURN(g_exit_status, LaunchRanks(launch));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunRun(const std::vector<std::string>& args) {
+  int code = RunCommand("run", args,
+                        {{"--spec", true}, {"--output", true}, {"--nproc", true}, {"--rank", true},
+                         {"--world-size", true}, {"--master-addr", true}, {"--master-port", true}},
+                        Run);
+  return code != 0 ? code : g_exit_status;
+}
+
+}  // namespace loratrf::worker

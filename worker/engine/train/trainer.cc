@@ -1,0 +1,476 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "adapters/adapter_io.h"
+#include "adapters/adapter_model.h"
+#include "base/atomic_file.h"
+#include "base/status_macros.h"
+#include "checkpoint/checkpoint_store.h"
+#include "checkpoint/safetensors.h"
+#include "checkpoint/tensor_io.h"
+#include "data/batching.h"
+#include "model/hf_checkpoint.h"
+#include "train/grad_clip.h"
+#include "train/optimizer.h"
+
+namespace loratrf::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kTrainerStateTensors[] = "trainer_state.safetensors";
+constexpr char kTrainerStateJson[] = "trainer_state.json";
+constexpr char kLabelMapFile[] = "label_map.json";
+constexpr char kMetricsFile[] = "metrics.jsonl";
+
+// Sum of the per-target losses of one micro-batch, and (for evaluation) correct predictions.
+struct LossSums {
+  torch::Tensor loss_sum;  // scalar, differentiable
+  int64_t correct = 0;
+};
+
+LossSums ComputeLoss(TransformerModel& model, const Batch& batch, DataTask task, bool count_correct) {
+  ModelOutput out = model.Forward(batch.input_ids, batch.attention_mask);
+  LossSums sums;
+  namespace F = torch::nn::functional;
+  if (task == DataTask::kClassification) {
+    torch::Tensor logits = out.logits.to(torch::kFloat32);
+    sums.loss_sum = F::cross_entropy(logits, batch.labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    if (count_correct) sums.correct = logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
+  } else {
+    // Position t predicts token t + 1: transformers' shift, -100 ignored.
+    torch::Tensor logits = out.logits.slice(1, 0, -1).to(torch::kFloat32);
+    torch::Tensor targets = batch.labels.slice(1, 1);
+    sums.loss_sum = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+                                     F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(-100));
+    if (count_correct) {
+      torch::Tensor valid = targets.ne(-100);
+      sums.correct = logits.argmax(-1).eq(targets).logical_and(valid).sum().item<int64_t>();
+    }
+  }
+  return sums;
+}
+
+absl::StatusOr<Batch> CollateIndices(const Dataset& data, const std::vector<int64_t>& indices,
+                                     int64_t pad_id) {
+  std::vector<const Example*> examples;
+  examples.reserve(indices.size());
+  for (int64_t i : indices) examples.push_back(&data.examples[static_cast<size_t>(i)]);
+  return Collate(examples, pad_id);
+}
+
+int64_t Targets(const Dataset& data, const std::vector<int64_t>& indices, DataTask task) {
+  if (task == DataTask::kClassification) return static_cast<int64_t>(indices.size());
+  int64_t total = 0;
+  for (int64_t i : indices) total += CountLossTokens(data.examples[static_cast<size_t>(i)].labels);
+  return total;
+}
+
+NamedTensors TrainableParameters(TransformerModel& model) {
+  NamedTensors out;
+  for (auto& item : model.named_parameters()) {
+    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+std::string FormatSeconds(double seconds) {
+  int64_t s = static_cast<int64_t>(seconds);
+  std::ostringstream out;
+  out << std::setfill('0') << std::setw(2) << s / 3600 << ":" << std::setw(2) << (s / 60) % 60
+      << ":" << std::setw(2) << s % 60;
+  return out.str();
+}
+
+// Appends one line to metrics.jsonl and flushes, so a crash loses at most the line in flight.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : path_(path) {}
+  // A resumed run replays from its checkpoint: drop what the crashed run logged after it.
+  absl::Status TruncateAfter(int64_t step) {
+    std::ifstream in(path_);
+    if (!in) return absl::OkStatus();
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      json row = json::parse(line, nullptr, false);
+      if (row.is_object() && row.value("step", int64_t{0}) <= step) kept += line + "\n";
+    }
+    return WriteFileAtomically(path_, kept);
+  }
+  absl::Status Append(const json& row) {
+    std::ofstream out(path_, std::ios::app);
+    out << row.dump() << "\n";
+    out.flush();
+    return out.good() ? absl::OkStatus()
+                      : absl::InternalError(absl::StrCat(path_, ": cannot append"));
+  }
+
+ private:
+  std::string path_;
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainJob& job, Communicator& comm, std::ostream* progress)
+      : job_(job), comm_(comm), progress_(comm.rank() == 0 ? progress : nullptr),
+        metrics_(job.output_dir + "/" + kMetricsFile) {}
+
+  absl::StatusOr<TrainResult> Run() {
+    RETURN_IF_ERROR(Setup());
+    TrainResult result;
+    result.resumed_from = step_;
+    result.final_dir = job_.output_dir + "/final";
+    if (fs::exists(result.final_dir)) {
+      // Already finished: rerunning a completed job changes nothing.
+      ASSIGN_OR_RETURN(CheckpointManifest manifest, VerifyCheckpoint(result.final_dir));
+      result.steps = static_cast<int64_t>(manifest.step);
+      return result;
+    }
+    Cursor cursor{step_ / sampler_->steps_per_epoch(), step_ % sampler_->steps_per_epoch()};
+    model_->train();
+    while (step_ < total_steps_) {
+      ASSIGN_OR_RETURN(result.last_loss, Step(cursor));
+      cursor = sampler_->Next(cursor);
+      if (step_ == total_steps_) break;  // the end gets its own evaluation and the final save
+      json eval_metrics = json::object();
+      if (eval_ && job_.eval_every_steps > 0 && step_ % job_.eval_every_steps == 0) {
+        ASSIGN_OR_RETURN(eval_metrics, Evaluate());
+      }
+      if (job_.checkpoint_every_steps > 0 && step_ % job_.checkpoint_every_steps == 0) {
+        RETURN_IF_ERROR(SaveCheckpoint(/*final=*/false, eval_metrics));
+      }
+    }
+    json eval_metrics = json::object();
+    if (eval_) {
+      ASSIGN_OR_RETURN(eval_metrics, Evaluate());
+    }
+    if (eval_metrics.contains("eval_loss")) result.eval_loss = eval_metrics["eval_loss"].get<double>();
+    if (eval_metrics.contains("eval_accuracy")) {
+      result.eval_accuracy = eval_metrics["eval_accuracy"].get<double>();
+    }
+    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/true, eval_metrics));
+    result.steps = step_;
+    return result;
+  }
+
+ private:
+  absl::Status Setup() {
+    ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(job_.model_dir));
+    const bool classify = job_.task == DataTask::kClassification;
+    if (!classify && config.family != ModelFamily::kDecoder) {
+      return absl::InvalidArgumentError(absl::StrCat("task causal_lm needs a decoder model; ",
+                                                     job_.model_dir, " is ", config.model_type));
+    }
+    const std::string checkpoints = job_.output_dir + "/checkpoints";
+    std::vector<CheckpointManifest> saved = ListCheckpoints(checkpoints);
+    std::optional<LabelMap> saved_labels;
+    if (!saved.empty() && fs::exists(saved.back().dir + "/" + kLabelMapFile)) {
+      ASSIGN_OR_RETURN(saved_labels, LabelMap::Load(saved.back().dir + "/" + kLabelMapFile));
+    }
+
+    DataOptions options;
+    options.task = job_.task;
+    options.max_seq_len = job_.max_seq_len;
+    options.vocab_size = config.vocab_size;
+    options.num_labels = config.head == HeadKind::kSequenceClassification ? config.num_labels
+                                                                          : job_.num_labels;
+    options.label_map = saved_labels ? &*saved_labels : nullptr;
+    ASSIGN_OR_RETURN(train_, ReadDataset(job_.train_path, options));
+    if (job_.packing && !classify) train_.examples = PackExamples(train_.examples, job_.max_seq_len);
+    labels_ = train_.label_map;
+    if (!job_.eval_path.empty()) {
+      DataOptions eval_options = options;
+      eval_options.label_map = labels_.empty() ? nullptr : &labels_;
+      ASSIGN_OR_RETURN(Dataset eval, ReadDataset(job_.eval_path, eval_options));
+      eval_ = std::move(eval);
+    }
+    int64_t num_labels = 0;
+    if (classify) {
+      num_labels = !labels_.empty() ? std::max<int64_t>(labels_.size(), options.num_labels)
+                                    : options.num_labels;
+      if (!labels_.empty()) config.id2label = labels_.names();
+    }
+    pad_id_ = config.pad_token_id.value_or(0);
+
+    // The same seed on every rank: the same adapter initialisation everywhere.
+    torch::manual_seed(job_.seed);
+    model_ = BuildModel(config, classify ? HeadKind::kSequenceClassification : HeadKind::kCausalLm,
+                        num_labels, torch::dtype(torch::kFloat32));
+    ASSIGN_OR_RETURN(HfCheckpoint checkpoint, HfCheckpoint::Open(job_.model_dir));
+    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(*model_, checkpoint));
+    if (job_.full_finetune) {
+      EnableFullFineTuning(*model_);
+    } else {
+      settings_ = job_.adapter;
+      settings_.modules_to_save = model_->HeadModules();
+      settings_.task = model_->head();
+      ASSIGN_OR_RETURN(auto adapted, ApplyAdapter(*model_, settings_));
+    }
+
+    BatchingOptions batching;
+    batching.batch_size = job_.batch_size;
+    batching.micro_batch_size = job_.micro_batch_size;
+    batching.world_size = comm_.world_size();
+    batching.rank = comm_.rank();
+    batching.seed = job_.seed;
+    ASSIGN_OR_RETURN(BatchSampler sampler,
+                     BatchSampler::Create(static_cast<int64_t>(train_.examples.size()), batching));
+    sampler_.emplace(std::move(sampler));
+    total_steps_ = job_.epochs * sampler_->steps_per_epoch();
+    if (job_.max_steps > 0) total_steps_ = std::min(total_steps_, job_.max_steps);
+    ASSIGN_OR_RETURN(LrSchedule schedule, LrSchedule::Create(job_.schedule, job_.learning_rate,
+                                                             total_steps_, job_.warmup_ratio));
+    schedule_.emplace(schedule);
+    AdamWOptions adamw;
+    adamw.weight_decay = job_.weight_decay;
+    ASSIGN_OR_RETURN(AdamW optimizer, AdamW::Create(TrainableParameters(*model_), adamw));
+    optimizer_.emplace(std::move(optimizer));
+
+    std::error_code ec;
+    if (comm_.rank() == 0) {
+      fs::create_directories(job_.output_dir, ec);
+      if (ec) return absl::InvalidArgumentError(absl::StrCat(job_.output_dir, ": cannot create: ", ec.message()));
+      RemovePartialCheckpoints(checkpoints);
+    }
+    if (!saved.empty()) {
+      RETURN_IF_ERROR(Restore(saved.back()));
+      if (comm_.rank() == 0) RETURN_IF_ERROR(metrics_.TruncateAfter(step_));
+    } else if (comm_.rank() == 0) {
+      RETURN_IF_ERROR(metrics_.TruncateAfter(0));
+    }
+    if (progress_) {
+      ParameterCounts counts = CountParameters(*model_);
+      *progress_ << "loratrf: " << train_.examples.size() << " training examples, "
+                 << total_steps_ << " steps (" << sampler_->steps_per_epoch() << " per epoch), "
+                 << comm_.world_size() << " rank(s), " << counts.trainable << " of " << counts.total
+                 << " parameters trainable"
+                 << (step_ > 0 ? absl::StrCat(", resuming at step ", step_) : std::string()) << "\n";
+      for (const std::string& name : report.initialized) {
+        *progress_ << "loratrf: " << name << " is new (not in the checkpoint): initialised\n";
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<double> Step(const Cursor& cursor) {
+    auto started = Clock::now();
+    const std::vector<int64_t> global = sampler_->GlobalBatch(cursor);
+    const int64_t global_targets = std::max<int64_t>(1, Targets(train_, global, job_.task));
+    // Each rank's gradients are averaged over ranks afterwards; scaling by world / targets makes
+    // the result the mean over the global batch, whatever the micro-batching or world size.
+    const double scale = static_cast<double>(comm_.world_size()) / static_cast<double>(global_targets);
+    double loss_sum = 0;
+    int64_t tokens = 0;
+    for (const std::vector<int64_t>& micro : sampler_->MicroBatches(cursor)) {
+      ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro, pad_id_));
+      LossSums sums = ComputeLoss(*model_, batch, job_.task, false);
+      (sums.loss_sum * scale).backward();
+      loss_sum += sums.loss_sum.item<double>();
+      tokens += batch.num_tokens;
+    }
+    NamedTensors trainable = optimizer_->parameters();
+    std::vector<at::Tensor> parameters;
+    for (auto& [name, p] : trainable) parameters.push_back(p);
+    RETURN_IF_ERROR(AverageGradients(comm_, parameters));
+    std::vector<at::Tensor> totals = {torch::tensor({loss_sum, static_cast<double>(tokens)}, torch::kFloat64)};
+    RETURN_IF_ERROR(comm_.AllReduceSum(totals));
+    ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
+    if (!std::isfinite(grad_norm)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "training diverged at step ", step_ + 1, ": the gradient norm is ", grad_norm,
+          " (lower training.learning_rate?)"));
+    }
+    const double lr = schedule_->LearningRate(step_);
+    RETURN_IF_ERROR(optimizer_->Step(lr));
+    optimizer_->ZeroGrad();
+    ++step_;
+
+    const double loss = totals[0][0].item<double>() / static_cast<double>(global_targets);
+    const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    const double epoch = static_cast<double>(step_) / static_cast<double>(sampler_->steps_per_epoch());
+    if (comm_.rank() == 0) {
+      json row = {{"type", "train"}, {"step", step_}, {"epoch", epoch}, {"loss", loss},
+                  {"lr", lr}, {"grad_norm", grad_norm},
+                  {"tokens_per_second", totals[0][1].item<double>() / seconds},
+                  {"samples_per_second", static_cast<double>(job_.batch_size) / seconds},
+                  {"step_seconds", seconds}};
+      RETURN_IF_ERROR(metrics_.Append(row));
+      if (progress_) {
+        *progress_ << absl::StrFormat(
+            "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  grad_norm %.3f  %.0f tok/s  eta %s\n",
+            step_, total_steps_, epoch, loss, lr, grad_norm, totals[0][1].item<double>() / seconds,
+            FormatSeconds(seconds * static_cast<double>(total_steps_ - step_)));
+      }
+    }
+    return loss;
+  }
+
+  absl::StatusOr<json> Evaluate() {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    double loss_sum = 0, correct = 0, targets = 0;
+    for (const std::vector<int64_t>& micro :
+         EvalBatches(static_cast<int64_t>(eval_->examples.size()), job_.micro_batch_size,
+                     comm_.world_size(), comm_.rank())) {
+      if (micro.empty()) continue;
+      ASSIGN_OR_RETURN(Batch batch, CollateIndices(*eval_, micro, pad_id_));
+      LossSums sums = ComputeLoss(*model_, batch, job_.task, true);
+      loss_sum += sums.loss_sum.item<double>();
+      correct += static_cast<double>(sums.correct);
+      targets += static_cast<double>(batch.num_targets);
+    }
+    model_->train();
+    std::vector<at::Tensor> totals = {torch::tensor({loss_sum, correct, targets}, torch::kFloat64)};
+    RETURN_IF_ERROR(comm_.AllReduceSum(totals));
+    const double count = std::max(1.0, totals[0][2].item<double>());
+    json metrics = {{"eval_loss", totals[0][0].item<double>() / count},
+                    {"eval_accuracy", totals[0][1].item<double>() / count},
+                    {"eval_examples", eval_->examples.size()}};
+    if (comm_.rank() == 0) {
+      json row = metrics;
+      row["type"] = "eval";
+      row["step"] = step_;
+      RETURN_IF_ERROR(metrics_.Append(row));
+      if (progress_) {
+        *progress_ << absl::StrFormat("eval at step %d: loss %.4f, accuracy %.4f\n", step_,
+                                      metrics["eval_loss"].get<double>(),
+                                      metrics["eval_accuracy"].get<double>());
+      }
+    }
+    return metrics;
+  }
+
+  absl::Status SaveCheckpoint(bool final, const json& metrics) {
+    if (comm_.rank() == 0) {
+      const std::string checkpoints = job_.output_dir + "/checkpoints";
+      absl::StatusOr<CheckpointWriter> writer =
+          final ? CheckpointWriter::BeginFinal(job_.output_dir + "/final", static_cast<uint64_t>(step_))
+                : CheckpointWriter::Begin(checkpoints, static_cast<uint64_t>(step_));
+      if (!writer.ok()) return writer.status();
+      const std::string& dir = writer->dir();
+      if (job_.full_finetune) {
+        RETURN_IF_ERROR(WriteHfModelFiles(*model_, job_.model_dir, dir));
+      } else {
+        RETURN_IF_ERROR(SaveAdapter(*model_, settings_, job_.model_dir, dir));
+      }
+      if (!labels_.empty()) RETURN_IF_ERROR(labels_.Save(dir + "/" + kLabelMapFile));
+      if (!final) RETURN_IF_ERROR(SaveTrainerState(dir));
+      ASSIGN_OR_RETURN(CheckpointManifest manifest, writer->Commit(metrics));
+      if (!final) {
+        const bool has_accuracy = metrics.contains("eval_accuracy");
+        RETURN_IF_ERROR(PruneCheckpoints(checkpoints, job_.keep_checkpoints,
+                                         has_accuracy ? "eval_accuracy" : "eval_loss", has_accuracy));
+      }
+      if (progress_) *progress_ << "checkpoint committed: " << manifest.dir << "\n";
+    }
+    // Nobody runs ahead of a checkpoint that might be the one a restart resumes from.
+    return comm_.Barrier();
+  }
+
+  absl::Status SaveTrainerState(const std::string& dir) {
+    NamedTensors tensors;
+    for (auto& [name, p] : optimizer_->parameters()) tensors.emplace_back("param/" + name, p.detach());
+    for (auto& entry : optimizer_->StateTensors()) tensors.push_back(entry);
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      tensors.emplace_back("rng/cpu", generator.get_state());
+    }
+    RETURN_IF_ERROR(WriteTensors(dir + "/" + kTrainerStateTensors, tensors));
+    json state = {{"step", step_}, {"total_steps", total_steps_}, {"world_size", comm_.world_size()},
+                  {"batch_size", job_.batch_size}, {"seed", job_.seed}};
+    return WriteFileAtomically(dir + "/" + kTrainerStateJson, state.dump(2) + "\n");
+  }
+
+  absl::Status Restore(const CheckpointManifest& checkpoint) {
+    std::ifstream in(checkpoint.dir + "/" + kTrainerStateJson);
+    json state = json::parse(in, nullptr, false);
+    if (!state.is_object() || !state.contains("step")) {
+      return absl::DataLossError(absl::StrCat(checkpoint.dir, ": trainer state unreadable"));
+    }
+    if (state.value("batch_size", int64_t{0}) != job_.batch_size ||
+        state.value("seed", uint64_t{0}) != job_.seed) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          checkpoint.dir, ": made with another batch_size or seed; resume needs the same job "
+          "(use a new --output to start over)"));
+    }
+    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(checkpoint.dir + "/" + kTrainerStateTensors));
+    NamedTensors optimizer_state;
+    torch::NoGradGuard no_grad;
+    std::map<std::string, at::Tensor> params;
+    for (auto& [name, p] : optimizer_->parameters()) params[name] = p;
+    size_t restored = 0;
+    for (const TensorEntry& entry : file->tensors()) {
+      ASSIGN_OR_RETURN(at::Tensor value, ReadTensor(*file, entry));
+      if (entry.name.rfind("param/", 0) == 0) {
+        auto it = params.find(entry.name.substr(6));
+        if (it == params.end() || it->second.sizes() != value.sizes()) {
+          return absl::DataLossError(absl::StrCat(checkpoint.dir, ": ", entry.name, " does not fit this job"));
+        }
+        it->second.copy_(value);
+        ++restored;
+      } else if (entry.name == "rng/cpu") {
+        at::Generator generator = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(generator.mutex());
+        generator.set_state(value);
+      } else {
+        optimizer_state.emplace_back(entry.name, value);
+      }
+    }
+    if (restored != params.size()) {
+      return absl::DataLossError(absl::StrCat(checkpoint.dir, ": trainable tensors missing"));
+    }
+    step_ = state["step"].get<int64_t>();
+    RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state, step_));
+    if (step_ > total_steps_) {
+      return absl::InvalidArgumentError(absl::StrCat(checkpoint.dir, ": step ", step_,
+                                                     " is past this job's ", total_steps_, " steps"));
+    }
+    return absl::OkStatus();
+  }
+
+  const TrainJob& job_;
+  Communicator& comm_;
+  std::ostream* progress_;
+  MetricsLog metrics_;
+  Dataset train_;
+  std::optional<Dataset> eval_;
+  LabelMap labels_;
+  int64_t pad_id_ = 0;
+  std::shared_ptr<TransformerModel> model_;
+  AdapterSettings settings_;
+  std::optional<BatchSampler> sampler_;
+  std::optional<LrSchedule> schedule_;
+  std::optional<AdamW> optimizer_;
+  int64_t total_steps_ = 0;
+  int64_t step_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<TrainResult> Train(const TrainJob& job, Communicator& communicator,
+                                  std::ostream* progress) {
+  try {
+    Trainer trainer(job, communicator, progress);
+    return trainer.Run();
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    if (size_t newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
+    return absl::InternalError(absl::StrCat("training failed: ", message));
+  }
+}
+
+}  // namespace loratrf::engine
