@@ -162,6 +162,33 @@ TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {
                     dir_ / "one/final/adapter_model.safetensors", 1e-5);
 }
 
+int CudaDevices() {
+  ProcessResult info = RunProcess({BinaryPath("loratrf-worker"), "info", "-o", "json"});
+  return info.exit_code == 0 ? nlohmann::json::parse(info.out)["cuda_device_count"].get<int>() : 0;
+}
+
+TEST_F(Run, CudaRanksMatchTheCpu) {
+  const int devices = CudaDevices();
+  if (devices == 0) GTEST_SKIP() << "no CUDA device here";
+  const std::string common = "max_steps: 12, batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-2, max_seq_len: 32";
+  ASSERT_EQ(Train(Spec(common, "dropout: 0.0, "), "cpu").exit_code, 0);
+  std::string cuda = Spec(common, "dropout: 0.0, ");
+  std::ofstream(cuda, std::ios::app) << "resources: {device: cuda}\n";
+  ProcessResult r = Train(cuda, "cuda", devices >= 2 ? "2" : "1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectSameTensors(dir_ / "cuda/final/adapter_model.safetensors",
+                    dir_ / "cpu/final/adapter_model.safetensors", 1e-3);
+}
+
+TEST_F(Run, CudaWithoutAGpuIsAClearError) {
+  if (CudaDevices() > 0) GTEST_SKIP() << "this machine has a GPU";
+  std::string spec = Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8");
+  std::ofstream(spec, std::ios::app) << "resources: {device: cuda}\n";
+  ProcessResult r = Train(spec, "nogpu");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("resources.device is cuda, but this node has no usable GPU"));
+}
+
 TEST_F(Run, BadDataAndMisfitSpecsExitTwo) {
   std::ofstream(dir_ / "train.jsonl", std::ios::app) << "{\"input_ids\": [1, 99], \"label\": 1}\n";
   ProcessResult mixed = Train(Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8"), "bad");

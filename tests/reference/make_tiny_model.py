@@ -34,7 +34,8 @@ TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": 
 # The transformers versions whose save_pretrained output each --config-style imitates.
 VERSION = {"v4": "4.46.3", "v5": "5.0.0"}
 
-# Tiny sizes shared by every arch.
+# Tiny sizes shared by every arch (the defaults of --hidden, --intermediate, --vocab, --heads and
+# --kv-heads; benchmarks ask for larger ones).
 HIDDEN = 32
 INTERMEDIATE = 64
 VOCAB = 64
@@ -94,19 +95,19 @@ def decoder_config(args, head_dim):
         "bos_token_id": 1,
         "eos_token_id": 2,
         "hidden_act": "silu",
-        "hidden_size": HIDDEN,
+        "hidden_size": args.hidden,
         "initializer_range": 0.02,
-        "intermediate_size": INTERMEDIATE,
+        "intermediate_size": args.intermediate,
         "max_position_embeddings": DECODER_MAX_POS,
         "model_type": args.arch,
-        "num_attention_heads": HEADS,
+        "num_attention_heads": args.heads,
         "num_hidden_layers": args.layers,
-        "num_key_value_heads": KV_HEADS,
+        "num_key_value_heads": args.kv_heads,
         "pad_token_id": 0,
         "rms_norm_eps": 1e-06,
         "tie_word_embeddings": bool(args.tie_embeddings),
         "use_cache": True,
-        "vocab_size": VOCAB,
+        "vocab_size": args.vocab,
     }
     if args.arch == "llama":
         # LlamaConfig always stores head_dim (hidden // heads when not given).
@@ -148,16 +149,16 @@ def encoder_config(args):
         "classifier_dropout": None,
         "hidden_act": "gelu",
         "hidden_dropout_prob": 0.1,
-        "hidden_size": HIDDEN,
+        "hidden_size": args.hidden,
         "initializer_range": 0.02,
-        "intermediate_size": INTERMEDIATE,
+        "intermediate_size": args.intermediate,
         "layer_norm_eps": 1e-12,
         "model_type": args.arch,
-        "num_attention_heads": HEADS,
+        "num_attention_heads": args.heads,
         "num_hidden_layers": args.layers,
         "position_embedding_type": "absolute",
         "use_cache": True,
-        "vocab_size": VOCAB,
+        "vocab_size": args.vocab,
     }
     if args.arch == "bert":
         cfg.update({"max_position_embeddings": ENCODER_SEQ, "pad_token_id": 0, "type_vocab_size": 2})
@@ -186,65 +187,68 @@ def build_config(args, head_dim):
 
 def decoder_shapes(args, head_dim):
     """(name, shape) in the order HF's state_dict() lists them."""
-    q_out, kv_out = HEADS * head_dim, KV_HEADS * head_dim
-    out = [("model.embed_tokens.weight", (VOCAB, HIDDEN))]
+    q_out, kv_out = args.heads * head_dim, args.kv_heads * head_dim
+    out = [("model.embed_tokens.weight", (args.vocab, args.hidden))]
     for i in range(args.layers):
         p = f"model.layers.{i}."
         qkv_bias = args.arch == "qwen2"
         for proj, rows in (("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)):
-            out.append((p + f"self_attn.{proj}.weight", (rows, HIDDEN)))
+            out.append((p + f"self_attn.{proj}.weight", (rows, args.hidden)))
             if qkv_bias:
                 out.append((p + f"self_attn.{proj}.bias", (rows,)))
-        out.append((p + "self_attn.o_proj.weight", (HIDDEN, q_out)))
-        out.append((p + "mlp.gate_proj.weight", (INTERMEDIATE, HIDDEN)))
-        out.append((p + "mlp.up_proj.weight", (INTERMEDIATE, HIDDEN)))
-        out.append((p + "mlp.down_proj.weight", (HIDDEN, INTERMEDIATE)))
-        out.append((p + "input_layernorm.weight", (HIDDEN,)))
-        out.append((p + "post_attention_layernorm.weight", (HIDDEN,)))
-    out.append(("model.norm.weight", (HIDDEN,)))
+        out.append((p + "self_attn.o_proj.weight", (args.hidden, q_out)))
+        out.append((p + "mlp.gate_proj.weight", (args.intermediate, args.hidden)))
+        out.append((p + "mlp.up_proj.weight", (args.intermediate, args.hidden)))
+        out.append((p + "mlp.down_proj.weight", (args.hidden, args.intermediate)))
+        out.append((p + "input_layernorm.weight", (args.hidden,)))
+        out.append((p + "post_attention_layernorm.weight", (args.hidden,)))
+    out.append(("model.norm.weight", (args.hidden,)))
     if args.head == "causal_lm" and not args.tie_embeddings:
-        out.append(("lm_head.weight", (VOCAB, HIDDEN)))  # tied heads are not saved
+        out.append(("lm_head.weight", (args.vocab, args.hidden)))  # tied heads are not saved
     if args.head == "classification":
-        out.append(("score.weight", (args.num_labels, HIDDEN)))  # no bias in *ForSequenceClassification
+        out.append(("score.weight", (args.num_labels, args.hidden)))  # no bias in *ForSequenceClassification
     return out
 
 
 def encoder_shapes(args, max_pos, type_vocab):
     b = BASE_PREFIX[args.arch] + "."
     out = [
-        (b + "embeddings.word_embeddings.weight", (VOCAB, HIDDEN)),
-        (b + "embeddings.position_embeddings.weight", (max_pos, HIDDEN)),
-        (b + "embeddings.token_type_embeddings.weight", (type_vocab, HIDDEN)),
-        (b + "embeddings.LayerNorm.weight", (HIDDEN,)),
-        (b + "embeddings.LayerNorm.bias", (HIDDEN,)),
+        (b + "embeddings.word_embeddings.weight", (args.vocab, args.hidden)),
+        (b + "embeddings.position_embeddings.weight", (max_pos, args.hidden)),
+        (b + "embeddings.token_type_embeddings.weight", (type_vocab, args.hidden)),
+        (b + "embeddings.LayerNorm.weight", (args.hidden,)),
+        (b + "embeddings.LayerNorm.bias", (args.hidden,)),
     ]
     for i in range(args.layers):
         p = f"{b}encoder.layer.{i}."
         for m in ("query", "key", "value"):
-            out += [(p + f"attention.self.{m}.weight", (HIDDEN, HIDDEN)), (p + f"attention.self.{m}.bias", (HIDDEN,))]
+            out += [(p + f"attention.self.{m}.weight", (args.hidden, args.hidden)),
+                    (p + f"attention.self.{m}.bias", (args.hidden,))]
         out += [
-            (p + "attention.output.dense.weight", (HIDDEN, HIDDEN)),
-            (p + "attention.output.dense.bias", (HIDDEN,)),
-            (p + "attention.output.LayerNorm.weight", (HIDDEN,)),
-            (p + "attention.output.LayerNorm.bias", (HIDDEN,)),
-            (p + "intermediate.dense.weight", (INTERMEDIATE, HIDDEN)),
-            (p + "intermediate.dense.bias", (INTERMEDIATE,)),
-            (p + "output.dense.weight", (HIDDEN, INTERMEDIATE)),
-            (p + "output.dense.bias", (HIDDEN,)),
-            (p + "output.LayerNorm.weight", (HIDDEN,)),
-            (p + "output.LayerNorm.bias", (HIDDEN,)),
+            (p + "attention.output.dense.weight", (args.hidden, args.hidden)),
+            (p + "attention.output.dense.bias", (args.hidden,)),
+            (p + "attention.output.LayerNorm.weight", (args.hidden,)),
+            (p + "attention.output.LayerNorm.bias", (args.hidden,)),
+            (p + "intermediate.dense.weight", (args.intermediate, args.hidden)),
+            (p + "intermediate.dense.bias", (args.intermediate,)),
+            (p + "output.dense.weight", (args.hidden, args.intermediate)),
+            (p + "output.dense.bias", (args.hidden,)),
+            (p + "output.LayerNorm.weight", (args.hidden,)),
+            (p + "output.LayerNorm.bias", (args.hidden,)),
         ]
     # RobertaForSequenceClassification is built with add_pooling_layer=False; BertFor... keeps it.
     if not (args.arch == "roberta" and args.head == "classification"):
-        out += [(b + "pooler.dense.weight", (HIDDEN, HIDDEN)), (b + "pooler.dense.bias", (HIDDEN,))]
+        out += [(b + "pooler.dense.weight", (args.hidden, args.hidden)),
+                (b + "pooler.dense.bias", (args.hidden,))]
     if args.head == "classification":
         if args.arch == "bert":
-            out += [("classifier.weight", (args.num_labels, HIDDEN)), ("classifier.bias", (args.num_labels,))]
+            out += [("classifier.weight", (args.num_labels, args.hidden)),
+                    ("classifier.bias", (args.num_labels,))]
         else:
             out += [
-                ("classifier.dense.weight", (HIDDEN, HIDDEN)),
-                ("classifier.dense.bias", (HIDDEN,)),
-                ("classifier.out_proj.weight", (args.num_labels, HIDDEN)),
+                ("classifier.dense.weight", (args.hidden, args.hidden)),
+                ("classifier.dense.bias", (args.hidden,)),
+                ("classifier.out_proj.weight", (args.num_labels, args.hidden)),
                 ("classifier.out_proj.bias", (args.num_labels,)),
             ]
     return out
@@ -329,6 +333,11 @@ def parse_args(argv=None):
     p.add_argument("--config-style", default="v4", choices=("v4", "v5"))
     p.add_argument("--head-dim", type=int, default=None, help="decoders: head_dim != hidden/heads")
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=HIDDEN, help="hidden_size")
+    p.add_argument("--intermediate", type=int, default=INTERMEDIATE, help="intermediate_size")
+    p.add_argument("--vocab", type=int, default=VOCAB, help="vocab_size")
+    p.add_argument("--heads", type=int, default=HEADS, help="num_attention_heads")
+    p.add_argument("--kv-heads", type=int, default=KV_HEADS, help="decoders: num_key_value_heads")
     p.add_argument("--legacy-position-ids", action="store_true",
                    help="encoders: also save the embeddings.position_ids buffer (I64), as old transformers did")
     args = p.parse_args(argv)
@@ -347,12 +356,20 @@ def parse_args(argv=None):
         p.error("--num-labels must be >= 1")
     if args.layers < 1 or args.shards < 1:
         p.error("--layers and --shards must be >= 1")
+    if min(args.hidden, args.intermediate, args.vocab, args.heads, args.kv_heads) < 1:
+        p.error("--hidden, --intermediate, --vocab, --heads and --kv-heads must be >= 1")
+    if args.arch in DECODERS and args.heads % args.kv_heads:
+        p.error("--heads must be a multiple of --kv-heads")
+    if args.head_dim is None and args.hidden % args.heads:
+        p.error("--hidden must be a multiple of --heads (or give --head-dim)")
+    if args.arch in ENCODERS and args.kv_heads != KV_HEADS:
+        p.error("--kv-heads applies to decoders only")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    head_dim = args.head_dim if args.head_dim is not None else HIDDEN // HEADS
+    head_dim = args.head_dim if args.head_dim is not None else args.hidden // args.heads
     cfg = build_config(args, head_dim)
     state = build_state_dict(args, cfg, head_dim)
     write_model(args.output, cfg, state, args.shards)

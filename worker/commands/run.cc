@@ -8,6 +8,8 @@
 #include <climits>
 #include <iostream>
 
+#include <torch/cuda.h>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "commands/commands.h"
@@ -27,6 +29,14 @@ absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
                      const std::string& output, int rank, int world,
                      const std::string& master_addr, int master_port) {
   ASSIGN_OR_RETURN(engine::TrainJob job, ToTrainJob(spec, spec_path, output));
+  if (job.cuda) {
+    // One GPU per rank: the ranks of a node take its devices in turn.
+    const int devices = static_cast<int>(torch::cuda::device_count());
+    if (devices == 0) {
+      return absl::FailedPreconditionError("resources.device is cuda, but this node has no usable GPU");
+    }
+    job.cuda_device = rank % devices;
+  }
   std::unique_ptr<engine::Communicator> communicator;
   if (world == 1) {
     communicator = engine::MakeSingleProcessCommunicator();
@@ -36,7 +46,11 @@ absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
     rendezvous.master_port = master_port;
     rendezvous.rank = rank;
     rendezvous.world_size = world;
-    ASSIGN_OR_RETURN(communicator, engine::ConnectGloo(rendezvous));
+    if (job.cuda) {
+      ASSIGN_OR_RETURN(communicator, engine::ConnectNccl(rendezvous, job.cuda_device));
+    } else {
+      ASSIGN_OR_RETURN(communicator, engine::ConnectGloo(rendezvous));
+    }
   }
   ASSIGN_OR_RETURN(engine::TrainResult result, engine::Train(job, *communicator, &std::cerr));
   if (rank == 0) {

@@ -54,6 +54,8 @@ absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::
   job.max_grad_norm = t.max_grad_norm();
   job.weight_decay = t.weight_decay();
   job.seed = t.seed();
+  job.cuda = spec.resources().device() == v1::DEVICE_CUDA;
+  job.bf16 = t.precision() == v1::PRECISION_BF16;
   job.eval_every_steps = t.eval_every_steps();
   job.checkpoint_every_steps = t.checkpoint_every_steps();
   job.keep_checkpoints = t.keep_checkpoints();

@@ -44,6 +44,14 @@ std::unique_ptr<Communicator> MakeSingleProcessCommunicator();
 // connects to it. Fails (instead of waiting forever) when the group is not complete in time.
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOptions& options);
 
+// Joins the job's NCCL group (CUDA tensors only), on CUDA device `device`: the NCCL unique id
+// goes from rank 0 to the others through the same TCPStore rendezvous. Collectives run on the
+// legacy default stream, so they are ordered after libtorch's work without any torch CUDA
+// header here; a collective that does not finish within the timeout aborts the communicator.
+// UNIMPLEMENTED in a build without NCCL (loratrf-worker info says which).
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOptions& options,
+                                                          int device);
+
 // Averages the gradients of `parameters` across ranks with one all-reduce per bucket of at most
 // `bucket_bytes` (flattened float32), so that small adapter tensors cost one round trip, not one
 // each. Parameters without a gradient are skipped (the same on every rank).

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
@@ -65,12 +66,45 @@ LossSums ComputeLoss(TransformerModel& model, const Batch& batch, DataTask task,
 }
 
 absl::StatusOr<Batch> CollateIndices(const Dataset& data, const std::vector<int64_t>& indices,
-                                     int64_t pad_id) {
+                                     int64_t pad_id, const torch::Device& device) {
   std::vector<const Example*> examples;
   examples.reserve(indices.size());
   for (int64_t i : indices) examples.push_back(&data.examples[static_cast<size_t>(i)]);
-  return Collate(examples, pad_id);
+  absl::StatusOr<Batch> batch = Collate(examples, pad_id);
+  if (batch.ok() && !device.is_cpu()) {
+    batch->input_ids = batch->input_ids.to(device);
+    batch->attention_mask = batch->attention_mask.to(device);
+    batch->labels = batch->labels.to(device);
+  }
+  return batch;
 }
+
+// bf16 autocast for the forward pass on CUDA, restored when the scope ends.
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool enabled_;
+};
 
 int64_t Targets(const Dataset& data, const std::vector<int64_t>& indices, DataTask task) {
   if (task == DataTask::kClassification) return static_cast<int64_t>(indices.size());
@@ -211,6 +245,13 @@ class Trainer {
                         num_labels, torch::dtype(torch::kFloat32));
     ASSIGN_OR_RETURN(HfCheckpoint checkpoint, HfCheckpoint::Open(job_.model_dir));
     ASSIGN_OR_RETURN(LoadReport report, LoadWeights(*model_, checkpoint));
+    if (job_.cuda) {
+      if (!torch::cuda::is_available()) {
+        return absl::FailedPreconditionError("resources.device is cuda, but no CUDA device is usable here");
+      }
+      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job_.cuda_device));
+      model_->to(device_);
+    }
     if (job_.full_finetune) {
       EnableFullFineTuning(*model_);
     } else {
@@ -275,8 +316,12 @@ class Trainer {
     double loss_sum = 0;
     int64_t tokens = 0;
     for (const std::vector<int64_t>& micro : sampler_->MicroBatches(cursor)) {
-      ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro, pad_id_));
-      LossSums sums = ComputeLoss(*model_, batch, job_.task, false);
+      ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro, pad_id_, device_));
+      LossSums sums;
+      {
+        AutocastScope autocast(job_.bf16);
+        sums = ComputeLoss(*model_, batch, job_.task, false);
+      }
       (sums.loss_sum * scale).backward();
       loss_sum += sums.loss_sum.item<double>();
       tokens += batch.num_tokens;
@@ -285,7 +330,8 @@ class Trainer {
     std::vector<at::Tensor> parameters;
     for (auto& [name, p] : trainable) parameters.push_back(p);
     RETURN_IF_ERROR(AverageGradients(comm_, parameters));
-    std::vector<at::Tensor> totals = {torch::tensor({loss_sum, static_cast<double>(tokens)}, torch::kFloat64)};
+    std::vector<at::Tensor> totals = {
+        torch::tensor({loss_sum, static_cast<double>(tokens)}, torch::kFloat64).to(device_)};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
     if (!std::isfinite(grad_norm)) {
@@ -326,14 +372,16 @@ class Trainer {
          EvalBatches(static_cast<int64_t>(eval_->examples.size()), job_.micro_batch_size,
                      comm_.world_size(), comm_.rank())) {
       if (micro.empty()) continue;
-      ASSIGN_OR_RETURN(Batch batch, CollateIndices(*eval_, micro, pad_id_));
+      ASSIGN_OR_RETURN(Batch batch, CollateIndices(*eval_, micro, pad_id_, device_));
+      AutocastScope autocast(job_.bf16);
       LossSums sums = ComputeLoss(*model_, batch, job_.task, true);
       loss_sum += sums.loss_sum.item<double>();
       correct += static_cast<double>(sums.correct);
       targets += static_cast<double>(batch.num_targets);
     }
     model_->train();
-    std::vector<at::Tensor> totals = {torch::tensor({loss_sum, correct, targets}, torch::kFloat64)};
+    std::vector<at::Tensor> totals = {
+        torch::tensor({loss_sum, correct, targets}, torch::kFloat64).to(device_)};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     const double count = std::max(1.0, totals[0][2].item<double>());
     json metrics = {{"eval_loss", totals[0][0].item<double>() / count},
@@ -450,6 +498,7 @@ class Trainer {
   std::optional<Dataset> eval_;
   LabelMap labels_;
   int64_t pad_id_ = 0;
+  torch::Device device_ = torch::kCPU;
   std::shared_ptr<TransformerModel> model_;
   AdapterSettings settings_;
   std::optional<BatchSampler> sampler_;

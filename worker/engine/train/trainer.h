@@ -52,6 +52,11 @@ struct TrainJob {
   double max_grad_norm = 1.0;
   double weight_decay = 0.0;
   uint64_t seed = 42;
+  // CUDA: the model, batches and collectives live on GPU `cuda_device` (NCCL between ranks);
+  // bf16 computes the forward pass under bf16 autocast. CPU: float32, Gloo.
+  bool cuda = false;
+  int cuda_device = 0;
+  bool bf16 = false;
   int64_t eval_every_steps = 0;        // 0: at the end only
   int64_t checkpoint_every_steps = 0;  // 0: final only
   uint32_t keep_checkpoints = 3;

@@ -1,0 +1,175 @@
+// The NCCL communicator. Only nccl.h and cuda_runtime.h: no torch CUDA headers, so it compiles
+// and links wherever the CUDA toolkit is, even against a CPU-only libtorch (CI builds it so);
+// it runs where a GPU is.
+#include "dist/communicator.h"
+
+#include "absl/strings/str_cat.h"
+
+#ifdef LORATRF_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+#endif
+
+namespace loratrf::engine {
+
+#ifndef LORATRF_HAVE_NCCL
+
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOptions&, int) {
+  return absl::UnimplementedError("this loratrf-worker was built without NCCL");
+}
+
+#else
+
+namespace {
+
+constexpr char kUniqueIdKey[] = "loratrf/nccl_unique_id";
+
+absl::Status CudaStatus(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(what, ": ", cudaGetErrorString(error)));
+}
+
+absl::Status NcclStatus(ncclResult_t result, const char* what) {
+  if (result == ncclSuccess) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(what, ": ", ncclGetErrorString(result)));
+}
+
+absl::StatusOr<ncclDataType_t> NcclType(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kHalf: return ncclFloat16;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("NCCL cannot reduce ", c10::toString(t.scalar_type())));
+  }
+}
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(c10::intrusive_ptr<c10d::Store> store, ncclComm_t comm, int rank, int world,
+                   int device, std::chrono::milliseconds timeout)
+      : store_(std::move(store)), comm_(comm), rank_(rank), world_(world), device_(device),
+        timeout_(timeout) {}
+  ~NcclCommunicator() override {
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+
+  absl::Status AllReduceSum(std::vector<at::Tensor>& tensors) override {
+    for (at::Tensor& t : tensors) {
+      if (!t.is_cuda() || !t.is_contiguous()) {
+        return absl::InvalidArgumentError("NCCL all-reduce needs contiguous CUDA tensors");
+      }
+      auto type = NcclType(t);
+      if (!type.ok()) return type.status();
+      absl::Status status = NcclStatus(
+          ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), *type, ncclSum,
+                        comm_, /*stream=*/nullptr),
+          "ncclAllReduce");
+      if (!status.ok()) return status;
+    }
+    return Wait("all-reduce");
+  }
+
+  absl::Status Broadcast(at::Tensor& tensor, int root) override {
+    if (!tensor.is_cuda() || !tensor.is_contiguous()) {
+      return absl::InvalidArgumentError("NCCL broadcast needs a contiguous CUDA tensor");
+    }
+    auto type = NcclType(tensor);
+    if (!type.ok()) return type.status();
+    absl::Status status = NcclStatus(
+        ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                      *type, root, comm_, nullptr),
+        "ncclBroadcast");
+    return status.ok() ? Wait("broadcast") : status;
+  }
+
+  absl::Status Barrier() override {
+    std::vector<at::Tensor> token = {
+        torch::zeros({1}, torch::TensorOptions().device(torch::kCUDA, device_))};
+    return AllReduceSum(token);
+  }
+
+ private:
+  // Polls for completion so that a dead peer turns into an error after the timeout instead of
+  // a hang: NCCL itself would wait forever.
+  absl::Status Wait(const char* what) {
+    auto deadline = std::chrono::steady_clock::now() + timeout_;
+    while (true) {
+      cudaError_t state = cudaStreamQuery(nullptr);
+      if (state == cudaSuccess) return absl::OkStatus();
+      if (state != cudaErrorNotReady) return CudaStatus(state, what);
+      ncclResult_t async = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &async);
+      if (async != ncclSuccess) {
+        ncclCommAbort(comm_);
+        comm_ = nullptr;
+        return NcclStatus(async, what);
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ncclCommAbort(comm_);
+        comm_ = nullptr;
+        return absl::DeadlineExceededError(absl::StrCat("NCCL ", what, " timed out"));
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  c10::intrusive_ptr<c10d::Store> store_;
+  ncclComm_t comm_;
+  int rank_;
+  int world_;
+  int device_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOptions& options,
+                                                          int device) {
+  try {
+    absl::Status status = CudaStatus(cudaSetDevice(device), "cudaSetDevice");
+    if (!status.ok()) return status;
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<uint16_t>(options.master_port);
+    store_options.isServer = options.rank == 0;
+    store_options.numWorkers = options.world_size;
+    store_options.waitWorkers = true;
+    store_options.timeout = options.timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    ncclUniqueId id;
+    if (options.rank == 0) {
+      status = NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId");
+      if (!status.ok()) return status;
+      std::vector<uint8_t> bytes(reinterpret_cast<uint8_t*>(&id), reinterpret_cast<uint8_t*>(&id) + sizeof id);
+      store->set(kUniqueIdKey, bytes);
+    } else {
+      std::vector<uint8_t> bytes = store->get(kUniqueIdKey);  // waits up to the store's timeout
+      if (bytes.size() != sizeof id) return absl::DataLossError("malformed NCCL unique id");
+      std::memcpy(&id, bytes.data(), sizeof id);
+    }
+    ncclComm_t comm = nullptr;
+    status = NcclStatus(ncclCommInitRank(&comm, options.world_size, id, options.rank), "ncclCommInitRank");
+    if (!status.ok()) return status;
+    return std::unique_ptr<Communicator>(std::make_unique<NcclCommunicator>(
+        store, comm, options.rank, options.world_size, device, options.timeout));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("NCCL rendezvous failed: ", e.what()));
+  }
+}
+
+#endif  // LORATRF_HAVE_NCCL
+
+}  // namespace loratrf::engine
