@@ -162,6 +162,38 @@ TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {
                     dir_ / "one/final/adapter_model.safetensors", 1e-5);
 }
 
+TEST_F(Run, ADeadRankStopsTheWholeRunQuickly) {
+  std::string spec = Spec("epochs: 1000, batch_size: 16, micro_batch_size: 8, max_seq_len: 32");
+  pid_t launcher = fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    std::string out = dir_ / "dead";
+    execl(BinaryPath("loratrf-worker").c_str(), "loratrf-worker", "run", "--spec", spec.c_str(),
+          "--nproc", "2", "--output", out.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir_ / "dead/metrics.jsonl") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::ifstream children_file("/proc/" + std::to_string(launcher) + "/task/" +
+                              std::to_string(launcher) + "/children");
+  std::vector<pid_t> ranks;
+  for (pid_t pid; children_file >> pid;) ranks.push_back(pid);
+  ASSERT_EQ(ranks.size(), 2u);
+  const auto killed_at = std::chrono::steady_clock::now();
+  ::kill(ranks[1], SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(launcher, &status, 0), launcher);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL);
+  EXPECT_NE(::kill(ranks[0], 0), 0) << "the surviving rank was left running";
+}
+
 int CudaDevices() {
   ProcessResult info = RunProcess({BinaryPath("loratrf-worker"), "info", "-o", "json"});
   return info.exit_code == 0 ? nlohmann::json::parse(info.out)["cuda_device_count"].get<int>() : 0;
