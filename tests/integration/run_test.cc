@@ -52,6 +52,22 @@ std::string Slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// Starts loratrf-worker with `args` in the background, output discarded; returns its pid.
+pid_t StartWorker(const std::vector<std::string>& args) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int null = ::open("/dev/null", O_WRONLY);
+  dup2(null, 1);
+  dup2(null, 2);
+  std::vector<std::string> all = {BinaryPath("loratrf-worker")};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(argv[0], argv.data());
+  _exit(127);
+}
+
 class Run : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -108,17 +124,8 @@ TEST_F(Run, SigkilledRunResumesToTheSameAdapterBitForBit) {
   std::string spec = Spec(training, "dropout: 0.1, ");
   ASSERT_EQ(Train(spec, "straight").exit_code, 0);
 
-  pid_t child = fork();
+  pid_t child = StartWorker({"run", "--spec", spec, "--output", dir_ / "killed"});
   ASSERT_GE(child, 0);
-  if (child == 0) {
-    int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::string out = dir_ / "killed";
-    execl(BinaryPath("loratrf-worker").c_str(), "loratrf-worker", "run", "--spec", spec.c_str(),
-          "--output", out.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(dir_ / "killed/checkpoints/40") && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -164,17 +171,8 @@ TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {
 
 TEST_F(Run, ADeadRankStopsTheWholeRunQuickly) {
   std::string spec = Spec("epochs: 1000, batch_size: 16, micro_batch_size: 8, max_seq_len: 32");
-  pid_t launcher = fork();
+  pid_t launcher = StartWorker({"run", "--spec", spec, "--nproc", "2", "--output", dir_ / "dead"});
   ASSERT_GE(launcher, 0);
-  if (launcher == 0) {
-    int null = ::open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::string out = dir_ / "dead";
-    execl(BinaryPath("loratrf-worker").c_str(), "loratrf-worker", "run", "--spec", spec.c_str(),
-          "--nproc", "2", "--output", out.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(dir_ / "dead/metrics.jsonl") && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -1,7 +1,7 @@
 #include "dist/communicator.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include "dist/rendezvous.h"
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
@@ -95,13 +95,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOption
     return absl::InvalidArgumentError(absl::StrCat("master port ", options.master_port, " is not a TCP port"));
   }
   try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<uint16_t>(options.master_port);
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = true;
-    store_options.timeout = options.timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    auto store = ConnectStore(options);
     auto gloo_options = c10d::ProcessGroupGloo::Options::create();
     gloo_options->timeout = options.timeout;
     // The interface that reaches the master address is the one the peers can reach.

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include "dist/rendezvous.h"
 #include <torch/torch.h>
 #endif
 
@@ -142,13 +142,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOption
   try {
     absl::Status status = CudaStatus(cudaSetDevice(device), "cudaSetDevice");
     if (!status.ok()) return status;
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<uint16_t>(options.master_port);
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = true;
-    store_options.timeout = options.timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    auto store = ConnectStore(options);
     ncclUniqueId id;
     if (options.rank == 0) {
       status = NcclStatus(ncclGetUniqueId(&id), "ncclGetUniqueId");
