@@ -286,6 +286,18 @@ class Trainer {
       if (ec) return absl::InvalidArgumentError(absl::StrCat(job_.output_dir, ": cannot create: ", ec.message()));
       RemovePartialCheckpoints(checkpoints);
     }
+    // Every rank must resume from the same step: rank 0's. A rank that cannot see that
+    // checkpoint (an output directory that is not shared) must fail, not silently diverge.
+    {
+      const double mine = saved.empty() ? 0.0 : static_cast<double>(saved.back().step);
+      at::Tensor step = torch::tensor({comm_.rank() == 0 ? mine : 0.0}, torch::kFloat64).to(device_);
+      RETURN_IF_ERROR(comm_.Broadcast(step, 0));
+      if (step.item<double>() != mine) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "rank ", comm_.rank(), " sees checkpoint step ", mine, " but rank 0 resumes from step ",
+            step.item<double>(), ": every rank needs the same output directory"));
+      }
+    }
     if (!saved.empty()) {
       RETURN_IF_ERROR(Restore(saved.back()));
       if (comm_.rank() == 0) RETURN_IF_ERROR(metrics_.TruncateAfter(step_));
