@@ -7,8 +7,9 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates
-  # engine
-  libtorch-dev libgloo-dev
+  # engine; OpenBLAS becomes the system BLAS that Debian's libtorch calls (the reference BLAS
+  # it would otherwise get is an order of magnitude slower: docs/results.md)
+  libtorch-dev libgloo-dev libopenblas0-pthread
   # control plane
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3
