@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/json_depth.h"
+#include "base/text.h"
 #include "base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -353,11 +354,7 @@ absl::StatusOr<json> ParseJsonText(absl::string_view text) {
   try {
     value = json::parse(text.begin(), text.end(), on_event);
   } catch (const json::exception& e) {
-    std::string message = e.what();
-    // "[json.exception.parse_error.101] parse error at line 1, ..." → "parse error at line 1..."
-    if (size_t bracket = message.find("] "); bracket != std::string::npos) {
-      message = message.substr(bracket + 2);
-    }
+    std::string message = WithoutJsonExceptionTag(e.what());
     return absl::InvalidArgumentError(absl::StrCat("JSON ", message));
   }
   if (!duplicate.empty()) return FieldError(duplicate, "duplicate key");

@@ -51,7 +51,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model_dir,
   ASSIGN_OR_RETURN(engine::HfCheckpoint checkpoint, engine::HfCheckpoint::Open(model_dir));
   ASSIGN_OR_RETURN(engine::LoadReport report, engine::LoadWeights(*loaded.model, checkpoint));
   if (!adapter_dir.empty()) {
-    ASSIGN_OR_RETURN(loaded.adapter, engine::LoadAdapter(*loaded.model, adapter_dir));
+    RETURN_IF_ERROR(engine::ApplySavedAdapter(*loaded.model, adapter_dir, *loaded.adapter));
   } else if (!report.initialized.empty()) {
     // Without an adapter there is nothing to fill a missing head with: the output would be noise.
     return absl::InvalidArgumentError(absl::StrCat(

@@ -212,6 +212,12 @@ absl::Status SaveAdapter(TransformerModel& model, const AdapterSettings& setting
 
 absl::StatusOr<AdapterSettings> LoadAdapter(TransformerModel& model, const std::string& dir) {
   ASSIGN_OR_RETURN(AdapterSettings settings, LoadAdapterConfig(dir));
+  RETURN_IF_ERROR(ApplySavedAdapter(model, dir, settings));
+  return settings;
+}
+
+absl::Status ApplySavedAdapter(TransformerModel& model, const std::string& dir,
+                               const AdapterSettings& settings) {
   {
     absl::StatusOr<std::vector<std::string>> adapted = ApplyAdapter(model, settings);
     if (!adapted.ok()) {
@@ -259,7 +265,7 @@ absl::StatusOr<AdapterSettings> LoadAdapter(TransformerModel& model, const std::
           absl::StrCat(path, ": tensor ", kPeftPrefix, item.key(), " is missing"));
     }
   }
-  return settings;
+  return absl::OkStatus();
 }
 
 }  // namespace loratrf::engine

@@ -30,4 +30,8 @@ absl::Status SaveAdapter(TransformerModel& model, const AdapterSettings& setting
 // its tensors. Every tensor must belong to the model, and every adapter tensor must be there.
 absl::StatusOr<AdapterSettings> LoadAdapter(TransformerModel& model, const std::string& dir);
 
+// LoadAdapter for a caller that has read DIR's config already (LoadAdapterConfig).
+absl::Status ApplySavedAdapter(TransformerModel& model, const std::string& dir,
+                               const AdapterSettings& settings);
+
 }  // namespace loratrf::engine

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
+#include "base/text.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
 
@@ -29,11 +30,6 @@ constexpr uint64_t kMaxManifestBytes = 16 << 20;
 bool IsStepName(const std::string& name) {
   return !name.empty() && name.size() <= 19 &&
          name.find_first_not_of("0123456789") == std::string::npos;
-}
-
-bool IsPlainFileName(const std::string& name) {
-  return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
-         name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
 }
 
 absl::Status Errno(const std::string& what) {

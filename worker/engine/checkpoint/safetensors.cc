@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
+#include "base/text.h"
 #include "base/json_depth.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -173,11 +174,7 @@ absl::StatusOr<json> ParseHeaderJson(absl::string_view text) {
     value = json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/true,
                         /*ignore_comments=*/false);
   } catch (const json::exception& e) {
-    std::string message = e.what();
-    // "[json.exception.parse_error.101] parse error at line 1, ..." → "parse error at line 1..."
-    if (size_t bracket = message.find("] "); bracket != std::string::npos) {
-      message = message.substr(bracket + 2);
-    }
+    std::string message = WithoutJsonExceptionTag(e.what());
     return absl::InvalidArgumentError(absl::StrCat("header is not valid JSON: ", message));
   }
   if (!duplicate.empty()) return absl::InvalidArgumentError(duplicate);

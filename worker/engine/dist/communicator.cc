@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/text.h"
 
 namespace loratrf::engine {
 namespace {
@@ -20,9 +21,7 @@ class SingleProcessCommunicator : public Communicator {
 
 // c10d reports a timeout or a lost peer by throwing; both become statuses here.
 absl::Status FromException(const char* what, const std::exception& e) {
-  std::string message = e.what();
-  // c10::Error messages carry a C++ backtrace after the first line: keep the first line.
-  if (size_t newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
+  std::string message = FirstLine(e.what());
   bool timeout = message.find("imed out") != std::string::npos ||
                  message.find("imeout") != std::string::npos;
   return timeout ? absl::DeadlineExceededError(absl::StrCat(what, " timed out: ", message))

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {
@@ -266,10 +267,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
   try {
     config = json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {
-    std::string message = e.what();
-    if (size_t bracket = message.find("] "); bracket != std::string::npos) {
-      message = message.substr(bracket + 2);
-    }
+    std::string message = WithoutJsonExceptionTag(e.what());
     return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", message));
   }
   if (!config.is_object()) return absl::InvalidArgumentError("must be a JSON object");

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "checkpoint/tensor_io.h"
 #include "base/atomic_file.h"
 #include "nlohmann/json.hpp"
@@ -30,12 +31,6 @@ bool IsRegularFile(const std::string& path) {
 
 std::string ShapeString(c10::IntArrayRef shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
-
-// A shard name from the index must be a plain file name in the model directory.
-bool IsPlainFileName(const std::string& name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
-         name.find('\0') == std::string::npos && name.size() <= 255;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "adapters/adapter_io.h"
 #include "adapters/adapter_model.h"
 #include "base/atomic_file.h"
+#include "base/text.h"
 #include "base/status_macros.h"
 #include "checkpoint/checkpoint_store.h"
 #include "checkpoint/safetensors.h"
@@ -528,9 +529,7 @@ absl::StatusOr<TrainResult> Train(const TrainJob& job, Communicator& communicato
     Trainer trainer(job, communicator, progress);
     return trainer.Run();
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    if (size_t newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
-    return absl::InternalError(absl::StrCat("training failed: ", message));
+    return absl::InternalError(absl::StrCat("training failed: ", FirstLine(e.what())));
   }
 }
 

@@ -1,0 +1,32 @@
+// Small text helpers shared by every module: checking a file name that came from a file or a
+// request, and trimming library error messages to the one line a user should see.
+#pragma once
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace loratrf {
+
+// A single path component: not empty, not "." or "..", no '/' or NUL, at most 255 bytes.
+// Anything else from a file (an index, a manifest) must not be joined to a directory.
+inline bool IsPlainFileName(absl::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
+         name.find('/') == absl::string_view::npos && name.find('\0') == absl::string_view::npos;
+}
+
+// The first line of a message: c10::Error's what() carries a C++ backtrace after it.
+inline std::string FirstLine(std::string message) {
+  if (size_t newline = message.find('\n'); newline != std::string::npos) message.resize(newline);
+  return message;
+}
+
+// nlohmann's "[json.exception.parse_error.101] parse error at line 1, ..." without the tag.
+inline std::string WithoutJsonExceptionTag(std::string message) {
+  if (size_t bracket = message.find("] "); bracket != std::string::npos) {
+    message = message.substr(bracket + 2);
+  }
+  return message;
+}
+
+}  // namespace loratrf
