@@ -15,6 +15,8 @@ packages=(
   prometheus-cpp-dev libsqlite3-dev sqlite3
   # spec parsing
   libyaml-cpp-dev nlohmann-json3-dev
+  # tokenizers: Unicode properties and normalization (ICU), pre-tokenizer regexes (PCRE2)
+  libicu-dev libpcre2-dev
   # tests
   libgtest-dev libgmock-dev prometheus python3
   # independent reference implementations and benchmarks (Debian's PyTorch, same 1.13 core)

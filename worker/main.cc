@@ -22,7 +22,9 @@ constexpr char kUsage[] =
     "  run --spec JOB.yaml [--nproc N] --output DIR\n"
     "      trains the job on this machine with N rank processes; rerun to resume\n"
     "  merge --model DIR --adapter DIR --output DIR\n"
-    "      folds a LoRA (or LoRATRF output-filter) adapter into a Hugging Face model dir\n";
+    "      folds a LoRA (or LoRATRF output-filter) adapter into a Hugging Face model dir\n"
+    "  tokenize --tokenizer PATH --input FILE.txt [--add-special-tokens]\n"
+    "      prints one JSON array of token ids per input line (PATH: tokenizer.json or its dir)\n";
 
 }  // namespace
 
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   if (command == "params") return loratrf::worker::RunParams(args);
   if (command == "merge") return loratrf::worker::RunMerge(args);
   if (command == "run") return loratrf::worker::RunRun(args);
+  if (command == "tokenize") return loratrf::worker::RunTokenize(args);
   std::cerr << "loratrf-worker: unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

@@ -18,6 +18,7 @@ int RunLogits(const std::vector<std::string>& args);
 int RunParams(const std::vector<std::string>& args);
 int RunMerge(const std::vector<std::string>& args);
 int RunRun(const std::vector<std::string>& args);
+int RunTokenize(const std::vector<std::string>& args);
 
 // Prints "loratrf-worker: <message>" and maps the status to an exit code (2 for bad input).
 int Fail(const absl::Status& status);

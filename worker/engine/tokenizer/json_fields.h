@@ -1,0 +1,87 @@
+// Reading tokenizer.json fields with errors that name the field's path ("pre_tokenizer.
+// pretokenizers[0].pattern"): every value is checked for presence and type before use.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace loratrf::engine::tokenizer {
+
+using Json = nlohmann::json;
+
+inline absl::Status FieldError(absl::string_view path, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", message));
+}
+
+// `parent` must be an object; the member must exist and not be null.
+inline absl::StatusOr<const Json*> Member(const Json& parent, absl::string_view path,
+                                          const char* key) {
+  if (!parent.is_object()) return FieldError(path, "must be an object");
+  auto it = parent.find(key);
+  if (it == parent.end() || it->is_null()) {
+    return FieldError(absl::StrCat(path, ".", key), "is missing");
+  }
+  return &*it;
+}
+
+inline absl::StatusOr<std::string> StringField(const Json& parent, absl::string_view path,
+                                               const char* key) {
+  auto member = Member(parent, path, key);
+  if (!member.ok()) return member.status();
+  if (!(*member)->is_string()) return FieldError(absl::StrCat(path, ".", key), "must be a string");
+  return (*member)->get<std::string>();
+}
+
+// A string field that may be absent or null.
+inline absl::StatusOr<std::optional<std::string>> OptionalStringField(const Json& parent,
+                                                                      absl::string_view path,
+                                                                      const char* key) {
+  auto it = parent.find(key);
+  if (it == parent.end() || it->is_null()) return std::optional<std::string>();
+  if (!it->is_string()) return FieldError(absl::StrCat(path, ".", key), "must be a string");
+  return std::optional<std::string>(it->get<std::string>());
+}
+
+inline absl::StatusOr<bool> BoolField(const Json& parent, absl::string_view path, const char* key,
+                                      bool default_value) {
+  auto it = parent.find(key);
+  if (it == parent.end() || it->is_null()) return default_value;
+  if (!it->is_boolean()) return FieldError(absl::StrCat(path, ".", key), "must be true or false");
+  return it->get<bool>();
+}
+
+// A non-negative integer no larger than `max`.
+inline absl::StatusOr<uint64_t> UintField(const Json& parent, absl::string_view path,
+                                          const char* key, uint64_t default_value, uint64_t max) {
+  auto it = parent.find(key);
+  if (it == parent.end() || it->is_null()) return default_value;
+  if (!it->is_number_integer() || (it->is_number_integer() && it->get<int64_t>() < 0 &&
+                                   !it->is_number_unsigned())) {
+    return FieldError(absl::StrCat(path, ".", key), "must be a non-negative integer");
+  }
+  uint64_t value = it->get<uint64_t>();
+  if (value > max) {
+    return FieldError(absl::StrCat(path, ".", key), absl::StrCat("must be at most ", max));
+  }
+  return value;
+}
+
+// The component's "type" string.
+inline absl::StatusOr<std::string> TypeOf(const Json& component, absl::string_view path) {
+  return StringField(component, path, "type");
+}
+
+inline absl::Status Unsupported(absl::string_view path, absl::string_view kind,
+                                absl::string_view type, absl::string_view supported) {
+  return FieldError(path, absl::StrCat(kind, " \"", type, "\" is not supported (supported: ",
+                                       supported, ")"));
+}
+
+}  // namespace loratrf::engine::tokenizer
