@@ -22,6 +22,10 @@ packages=(
   # independent reference implementations and benchmarks (Debian's PyTorch, same 1.13 core)
   python3-torch
 )
+# Node runs the reference tokenizer library in tests (any node >= 18 will do: keep one that is
+# already installed, e.g. from NodeSource, instead of pulling Debian's).
+if ! command -v node >/dev/null; then packages+=(nodejs); fi
+if ! command -v npm >/dev/null; then packages+=(npm); fi
 if [[ "${1:-}" == "--with-fuzz" ]]; then
   packages+=(clang-14 libclang-rt-14-dev)
 fi

@@ -32,6 +32,15 @@ bool HasCategory(char32_t c, uint32_t mask) {
   return (U_GET_GC_MASK(static_cast<UChar32>(c)) & mask) != 0;
 }
 
+// Assigned in Unicode `major`.`minor` or earlier. Hugging Face's Rust crates carry Unicode
+// tables frozen at different versions; characters assigned later have no property there.
+bool AssignedBy(char32_t c, uint8_t major, uint8_t minor) {
+  UVersionInfo age;
+  u_charAge(static_cast<UChar32>(c), age);
+  if (age[0] == 0 && age[1] == 0) return false;  // unassigned
+  return age[0] < major || (age[0] == major && age[1] <= minor);
+}
+
 }  // namespace
 
 absl::Status ValidateUtf8(absl::string_view text) {
@@ -89,17 +98,35 @@ bool IsNumeric(char32_t c) { return HasCategory(c, U_GC_ND_MASK | U_GC_NL_MASK |
 
 bool IsAlphanumeric(char32_t c) { return u_isUAlphabetic(static_cast<UChar32>(c)) || IsNumeric(c); }
 
+// The unicode_categories crate (BERT's normalizer and pre-tokenizer) has Unicode 8.0 tables;
+// unicode-normalization-alignments' combining marks are Unicode 9.0. Both were measured
+// against the reference library code point by code point (tests/integration).
 bool IsBertPunctuation(char32_t c) {
   bool ascii_punctuation = (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
                            (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
-  return ascii_punctuation || HasCategory(c, U_GC_P_MASK);
+  return ascii_punctuation || (HasCategory(c, U_GC_P_MASK) && AssignedBy(c, 8, 0));
 }
 
-bool IsOtherCategory(char32_t c) { return HasCategory(c, U_GC_C_MASK); }
+bool IsOtherCategory(char32_t c) {
+  return HasCategory(c, U_GC_CC_MASK | U_GC_CF_MASK | U_GC_CO_MASK | U_GC_CS_MASK) &&
+         AssignedBy(c, 8, 0);
+}
 
-bool IsCombiningMark(char32_t c) { return HasCategory(c, U_GC_M_MASK); }
+// Unicode has changed the category of a few marks since those versions; ICU knows only the
+// current one, so these keep the category the old tables give them.
+bool IsCombiningMark(char32_t c) {
+  if (c == 0x1CF2 || c == 0x1CF3) return true;  // Vedic signs: Mc in 9.0, Lo since 10.0
+  if (c == 0x111C9) return false;               // Sharada sandhi mark: Po in 9.0, Mn since 11.0
+  return HasCategory(c, U_GC_M_MASK) && AssignedBy(c, 9, 0);
+}
 
-bool IsNonspacingMark(char32_t c) { return HasCategory(c, U_GC_MN_MASK); }
+bool IsNonspacingMark(char32_t c) {
+  if (c == 0x1734) return true;                    // Hanunoo pamudpod: Mn in 8.0, Mc since 14.0
+  if (c == 0x1885 || c == 0x1886) return false;    // Mongolian baludas: Lo in 8.0, Mn since 9.0
+  if (c == 0xA9BD) return false;                   // Javanese keret: Mc in 8.0, Mn since 12.0
+  if (c == 0x111C9) return false;                  // Sharada sandhi mark: Po in 8.0, Mn since 11.0
+  return HasCategory(c, U_GC_MN_MASK) && AssignedBy(c, 8, 0);
+}
 
 bool IsChineseCharacter(char32_t c) {
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
@@ -111,9 +138,9 @@ bool IsChineseCharacter(char32_t c) {
 namespace {
 
 // Characters Hugging Face's normalization tables know: its Rust crate
-// (unicode-normalization-alignments) froze at Unicode 12.0, so characters assigned later are
-// left as they are (U+32FF, for one, has an NFKC mapping only since 12.1).
-constexpr char kNormalizedRepertoire[] = "[:age=12.0:]";
+// (unicode-normalization-alignments) froze at Unicode 11.0, so characters assigned later are
+// left as they are (U+1F16C, for one, has an NFKC mapping since 12.0).
+constexpr char kNormalizedRepertoire[] = "[:age=11.0:]";
 
 // The four normalizers restricted to that repertoire, built once. nullptr if ICU fails.
 const icu::Normalizer2* FilteredNormalizer(NormalizationForm form) {

@@ -37,21 +37,24 @@ bool IsWhitespace(char32_t c);
 bool IsAlphanumeric(char32_t c);
 // Rust's char::is_numeric: general category Nd, Nl or No.
 bool IsNumeric(char32_t c);
+// The next four follow the Unicode version of the Rust table Hugging Face uses for them (noted
+// per function): a character assigned later does not have the property there, nor here.
+//
 // Hugging Face's punctuation test (BERT, Punctuation pre-tokenizer): ASCII punctuation
-// (which includes $ + < = > ^ ` | ~) or any Unicode punctuation category P*.
+// (which includes $ + < = > ^ ` | ~) or a Unicode punctuation category P* (Unicode 8.0).
 bool IsBertPunctuation(char32_t c);
-// General category Other (Cc, Cf, Cs, Co, Cn): what BERT's clean_text removes.
+// Cc, Cf, Co or Cs, not unassigned (Unicode 8.0): what BERT's clean_text removes.
 bool IsOtherCategory(char32_t c);
-// General category Mark (Mn, Mc, Me): what the StripAccents normalizer removes.
+// General category Mark, Mn Mc Me (Unicode 9.0): what the StripAccents normalizer removes.
 bool IsCombiningMark(char32_t c);
-// General category Mn only: what BERT's accent stripping removes after NFD.
+// General category Mn only (Unicode 8.0): what BERT's accent stripping removes after NFD.
 bool IsNonspacingMark(char32_t c);
 // The CJK ideograph blocks BERT surrounds with spaces (as in Google's original BERT code).
 bool IsChineseCharacter(char32_t c);
 
 enum class NormalizationForm { kNfc, kNfd, kNfkc, kNfkd };  // order matters (table index)
 // Unicode normalization by ICU, limited to the characters Hugging Face's tables know (Unicode
-// 12.0): newer characters pass unchanged, as they do there. `text` must be valid UTF-8.
+// 11.0): newer characters pass unchanged, as they do there. `text` must be valid UTF-8.
 absl::Status Normalize(NormalizationForm form, absl::string_view text, std::string& out);
 // Rust's str::chars().flat_map(char::to_lowercase): full, context-free lowercase mapping of
 // every code point (İ becomes i + U+0307; a lone Σ becomes σ, never ς).
