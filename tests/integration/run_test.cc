@@ -219,6 +219,70 @@ TEST_F(Run, CudaWithoutAGpuIsAClearError) {
   EXPECT_THAT(r.err, HasSubstr("resources.device is cuda, but this node has no usable GPU"));
 }
 
+// Text data goes through the model directory's tokenizer.json: a run on text must train
+// exactly like a run on the ids that tokenizer gives (here [BOS] w_a w_b ... from a WordLevel
+// file with a TemplateProcessing post-processor), down to the last bit of the adapter.
+TEST_F(Run, TextDataTrainsExactlyLikeItsTokenIds) {
+  nlohmann::json vocab = {{"[BOS]", 0}};  // the data uses ids 1..63
+  for (int id = 1; id < 64; ++id) vocab["w" + std::to_string(id)] = id;
+  nlohmann::json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens", {{{"id", 0}, {"content", "[BOS]"}, {"single_word", false},
+                         {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                         {"special", true}}}},
+      {"normalizer", {{"type", "Lowercase"}}},
+      {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "[BOS]"}, {"type_id", 0}}}},
+                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair", {{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                  {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+        {"special_tokens", {{"[BOS]", {{"id", "[BOS]"}, {"ids", {0}}, {"tokens", {"[BOS]"}}}}}}}},
+      {"decoder", nullptr},
+      {"model", {{"type", "WordLevel"}, {"vocab", vocab}}}};
+  std::ofstream(dir_ / "model/tokenizer.json") << tokenizer.dump();
+  // The same examples twice: as text ("W5 w17 ...", upper case on purpose) and as the ids the
+  // tokenizer must produce for them.
+  for (std::string split : {"train.jsonl", "eval.jsonl"}) {
+    std::ifstream in(dir_ / split);
+    std::ofstream text_out(dir_ / ("text_" + split)), ids_out(dir_ / ("ids_" + split));
+    for (std::string line; std::getline(in, line);) {
+      nlohmann::json example = nlohmann::json::parse(line);
+      std::string text;
+      nlohmann::json ids = {0};
+      for (int id : example["input_ids"]) {
+        text += (text.empty() ? "W" : " w") + std::to_string(id);
+        ids.push_back(id);
+      }
+      text_out << nlohmann::json({{"text", text}, {"label", example["label"]}}).dump() << "\n";
+      ids_out << nlohmann::json({{"input_ids", ids}, {"label", example["label"]}}).dump() << "\n";
+    }
+  }
+  auto spec_for = [&](const std::string& prefix) {
+    std::string path = dir_ / (prefix + ".yaml");
+    std::ofstream(path) << "name: tiny\nmodel: {path: model}\ntask: classification\n"
+                           "data: {train: " << prefix << "_train.jsonl, eval: " << prefix
+                        << "_eval.jsonl}\nadapter: {method: loratrf, rank: 4, alpha: 8, "
+                           "target_modules: [q_proj, v_proj]}\n"
+                           "training: {max_steps: 6, batch_size: 8, micro_batch_size: 8, "
+                           "learning_rate: 0.01, eval_every_steps: 0}\n";
+    return path;
+  };
+  ProcessResult text = Train(spec_for("text"), "text_run");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  ProcessResult ids = Train(spec_for("ids"), "ids_run");
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  ExpectSameTensors(dir_ / "text_run/final/adapter_model.safetensors",
+                    dir_ / "ids_run/final/adapter_model.safetensors", 0.0);
+
+  // A line that is not valid UTF-8 is the user's error, named by file and line.
+  std::ofstream(dir_ / "text_train.jsonl", std::ios::app) << "{\"text\": \"w1 \xff\", \"label\": 0}\n";
+  ProcessResult bad = Train(spec_for("text"), "bad_text");
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("text_train.jsonl:513"));
+}
+
 TEST_F(Run, BadDataAndMisfitSpecsExitTwo) {
   std::ofstream(dir_ / "train.jsonl", std::ios::app) << "{\"input_ids\": [1, 99], \"label\": 1}\n";
   ProcessResult mixed = Train(Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8"), "bad");

@@ -52,15 +52,15 @@ class ByteLevelDecoder : public Decoder {
   }
 };
 
+// The marker becomes a space, except in the first token, where every marker goes (it is the
+// one the pre-tokenizer prepended, and Hugging Face drops them all there).
 class MetaspaceDecoder : public Decoder {
  public:
   MetaspaceDecoder(std::string replacement, bool strip_first)
       : replacement_(std::move(replacement)), strip_first_(strip_first) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
-      std::string text = absl::StrReplaceAll(tokens[i], {{replacement_, " "}});
-      if (i == 0 && strip_first_ && !text.empty() && text[0] == ' ') text.erase(0, 1);
-      tokens[i] = std::move(text);
+      tokens[i] = absl::StrReplaceAll(tokens[i], {{replacement_, i == 0 && strip_first_ ? "" : " "}});
     }
     return absl::OkStatus();
   }

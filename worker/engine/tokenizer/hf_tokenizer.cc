@@ -107,7 +107,9 @@ class AddedTokens {
     int32_t token = -1;
   };
 
-  static bool IsWordCharacter(char32_t c) { return c == '_' || IsAlphanumeric(c); }
+  // Hugging Face tests boundaries with a regex \w: letters (Alphabetic), marks, decimal
+  // digits, connector punctuation and the zero-width joiners.
+  static bool IsWordCharacter(char32_t c) { return IsRegexWordCharacter(c); }
   static bool IsWordBoundaryBefore(absl::string_view text, size_t at) {
     if (at == 0) return true;
     std::vector<CodePoint> points = DecodeUtf8(text.substr(at >= 4 ? at - 4 : 0, at >= 4 ? 4 : at));

@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
 
 namespace loratrf::engine::tokenizer {
@@ -80,12 +82,28 @@ std::string TranslateOnigurumaClasses(absl::string_view pattern) {
 }
 
 absl::StatusOr<Regex> Regex::Compile(absl::string_view pattern) {
-  std::string translated = TranslateOnigurumaClasses(pattern);
+  return CompilePcre2(TranslateOnigurumaClasses(pattern), pattern);
+}
+
+absl::StatusOr<Regex> Regex::Literal(absl::string_view literal) {
+  // Every character stands for itself: ASCII punctuation is escaped (always legal in PCRE2),
+  // and no class translation runs, so a literal "\s" stays a backslash and an s.
+  std::string quoted;
+  quoted.reserve(literal.size() * 2);
+  for (char c : literal) {
+    if (std::ispunct(static_cast<unsigned char>(c))) quoted.push_back('\\');
+    quoted.push_back(c);
+  }
+  return CompilePcre2(quoted, literal);
+}
+
+absl::StatusOr<Regex> Regex::CompilePcre2(const std::string& pcre2_pattern,
+                                          absl::string_view pattern) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()),
-                                   translated.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
-                                   &error_code, &error_offset, nullptr);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pcre2_pattern.data()),
+                                   pcre2_pattern.size(), PCRE2_UTF | PCRE2_UCP, &error_code,
+                                   &error_offset, nullptr);
   if (code == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("regex \"", pattern, "\" does not compile: ",
                                                    Pcre2Message(error_code), " at offset ",
@@ -97,24 +115,6 @@ absl::StatusOr<Regex> Regex::Compile(absl::string_view pattern) {
   // interpreter gives the same results.
   compiled->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
   return Regex(std::string(pattern), std::move(compiled));
-}
-
-absl::StatusOr<Regex> Regex::Literal(absl::string_view literal) {
-  std::string quoted = "\\Q";
-  // \Q...\E quotes everything except a literal "\E", which must close and reopen the quote.
-  for (size_t i = 0; i < literal.size(); ++i) {
-    if (literal[i] == '\\' && i + 1 < literal.size() && literal[i + 1] == 'E') {
-      quoted += "\\E\\\\E\\Q";
-      ++i;
-    } else {
-      quoted.push_back(literal[i]);
-    }
-  }
-  quoted += "\\E";
-  absl::StatusOr<Regex> regex = Compile(quoted);
-  if (!regex.ok()) return regex.status();
-  regex->pattern_ = std::string(literal);
-  return regex;
 }
 
 absl::StatusOr<std::vector<std::pair<size_t, size_t>>> Regex::FindAll(

@@ -36,6 +36,9 @@ class Regex {
 
  private:
   struct Compiled;
+  // Compiles `pcre2_pattern` as it is; `pattern` is what error messages and pattern() show.
+  static absl::StatusOr<Regex> CompilePcre2(const std::string& pcre2_pattern,
+                                            absl::string_view pattern);
   Regex(std::string pattern, std::shared_ptr<const Compiled> compiled)
       : pattern_(std::move(pattern)), compiled_(std::move(compiled)) {}
 

@@ -96,7 +96,12 @@ bool IsWhitespace(char32_t c) { return u_isUWhiteSpace(static_cast<UChar32>(c));
 
 bool IsNumeric(char32_t c) { return HasCategory(c, U_GC_ND_MASK | U_GC_NL_MASK | U_GC_NO_MASK); }
 
-bool IsAlphanumeric(char32_t c) { return u_isUAlphabetic(static_cast<UChar32>(c)) || IsNumeric(c); }
+bool IsRegexWordCharacter(char32_t c) {
+  UChar32 u = static_cast<UChar32>(c);
+  return u_isUAlphabetic(u) || HasCategory(c, U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK) ||
+         u_hasBinaryProperty(u, UCHAR_JOIN_CONTROL);
+}
+
 
 // The unicode_categories crate (BERT's normalizer and pre-tokenizer) has Unicode 8.0 tables;
 // unicode-normalization-alignments' combining marks are Unicode 9.0. Both were measured

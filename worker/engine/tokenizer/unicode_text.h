@@ -33,8 +33,9 @@ size_t CountCodePoints(absl::string_view text);
 
 // Rust's char::is_whitespace: the Unicode White_Space property.
 bool IsWhitespace(char32_t c);
-// Rust's char::is_alphanumeric: Alphabetic or a Numeric general category (Nd, Nl, No).
-bool IsAlphanumeric(char32_t c);
+// A regex \w character (UTS #18, as Rust's regex and Oniguruma define it): Alphabetic, a mark,
+// a decimal digit (Nd), connector punctuation (Pc) or Join_Control.
+bool IsRegexWordCharacter(char32_t c);
 // Rust's char::is_numeric: general category Nd, Nl or No.
 bool IsNumeric(char32_t c);
 // The next four follow the Unicode version of the Rust table Hugging Face uses for them (noted

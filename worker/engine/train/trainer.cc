@@ -23,6 +23,7 @@
 #include "checkpoint/tensor_io.h"
 #include "data/batching.h"
 #include "model/hf_checkpoint.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "train/grad_clip.h"
 #include "train/optimizer.h"
 
@@ -216,7 +217,13 @@ class Trainer {
       ASSIGN_OR_RETURN(saved_labels, LabelMap::Load(saved.back().dir + "/" + kLabelMapFile));
     }
 
+    // Text fields go through the model's own tokenizer.json; data given as ids needs none.
+    std::unique_ptr<tokenizer::HfTokenizer> text_tokenizer;
+    if (fs::exists(job_.model_dir + "/tokenizer.json")) {
+      ASSIGN_OR_RETURN(text_tokenizer, tokenizer::HfTokenizer::Load(job_.model_dir));
+    }
     DataOptions options;
+    options.tokenizer = text_tokenizer.get();
     options.task = job_.task;
     options.max_seq_len = job_.max_seq_len;
     options.vocab_size = config.vocab_size;
