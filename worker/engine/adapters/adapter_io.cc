@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/atomic_file.h"
+#include "base/read_file.h"
 #include "base/status_macros.h"
 #include "adapters/adapter_model.h"
 #include "checkpoint/tensor_io.h"
@@ -160,14 +161,11 @@ absl::StatusOr<AdapterSettings> LoadAdapterConfig(const std::string& dir) {
   if (::stat(dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(dir, ": not an adapter directory"));
   }
-  if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return fail("missing");
-  if (static_cast<uint64_t>(info.st_size) > kMaxAdapterConfigBytes) return fail("larger than 1 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
+  absl::StatusOr<std::string> text = ReadFileWithLimit(path, kMaxAdapterConfigBytes);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
   json config;
   try {
-    config = json::parse(text.str());
+    config = json::parse(*text);
   } catch (const json::exception&) {
     return fail("not valid JSON");
   }

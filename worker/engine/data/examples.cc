@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "base/atomic_file.h"
 #include "base/json_depth.h"
+#include "base/read_file.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -329,22 +330,6 @@ absl::Status ValidateOptions(const DataOptions& options) {
   return absl::OkStatus();
 }
 
-// Reads a whole small file (a label map) with a size cap.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t limit) {
-  struct stat info;
-  if (::stat(path.c_str(), &info) != 0) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  if (!S_ISREG(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  if (static_cast<uint64_t>(info.st_size) > limit) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": larger than ", limit, " bytes"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": read error"));
-  return text.str();
-}
-
 }  // namespace
 
 int64_t CountLossTokens(const std::vector<int64_t>& labels) {
@@ -393,7 +378,7 @@ absl::Status LabelMap::Save(const std::string& path) const {
 }
 
 absl::StatusOr<LabelMap> LabelMap::Load(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, kMaxLabelMapBytes));
+  ASSIGN_OR_RETURN(std::string text, ReadFileWithLimit(path, kMaxLabelMapBytes));
   absl::StatusOr<LabelMap> map = FromJson(text);
   if (!map.ok()) {
     return absl::Status(map.status().code(), absl::StrCat(path, ": ", map.status().message()));

@@ -1,12 +1,11 @@
 #include "model/config.h"
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 #include <sys/stat.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/read_file.h"
 #include "base/status_macros.h"
 #include "base/text.h"
 #include "nlohmann/json.hpp"
@@ -351,23 +350,15 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
-  std::string path = model_dir + "/config.json";
-  auto fail = [&](absl::string_view message) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", message));
-  };
   struct stat info {};
   if (::stat(model_dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(model_dir, ": not a model directory"));
   }
-  if (::stat(path.c_str(), &info) != 0) return fail("missing");
-  if (!S_ISREG(info.st_mode)) return fail("not a regular file");
-  if (static_cast<uint64_t>(info.st_size) > kMaxConfigBytes) return fail("larger than 4 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) return fail("cannot read");
-  absl::StatusOr<ModelConfig> config = ParseModelConfig(text.str());
-  if (!config.ok()) return fail(config.status().message());
+  std::string path = model_dir + "/config.json";
+  absl::StatusOr<std::string> text = ReadFileWithLimit(path, kMaxConfigBytes);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(*text);
+  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   return config;
 }
 

@@ -132,16 +132,23 @@ HfTokenizer::~HfTokenizer() = default;
 
 namespace {
 
-absl::StatusOr<std::optional<int64_t>> EosFromTokenizerConfig(const HfTokenizer& tokenizer,
-                                                              const std::string& path) {
+// A small JSON object file beside tokenizer.json; nullopt when the file does not exist.
+absl::StatusOr<std::optional<Json>> ReadOptionalJsonObject(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileWithLimit(path, 16u << 20);
-  if (absl::IsNotFound(text.status())) return std::optional<int64_t>();
+  if (absl::IsNotFound(text.status())) return std::optional<Json>();
   if (!text.ok()) return text.status();
   if (JsonNestedDeeperThan(*text, 64)) return FieldError(path, "nested too deeply");
-  Json config = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) return FieldError(path, "not a JSON object");
-  auto it = config.find("eos_token");
-  if (it == config.end() || it->is_null()) return std::optional<int64_t>();
+  Json object = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (object.is_discarded() || !object.is_object()) return FieldError(path, "not a JSON object");
+  return std::optional<Json>(std::move(object));
+}
+
+absl::StatusOr<std::optional<int64_t>> EosFromTokenizerConfig(const HfTokenizer& tokenizer,
+                                                              const std::string& path) {
+  ASSIGN_OR_RETURN(std::optional<Json> config, ReadOptionalJsonObject(path));
+  if (!config.has_value()) return std::optional<int64_t>();
+  auto it = config->find("eos_token");
+  if (it == config->end() || it->is_null()) return std::optional<int64_t>();
   std::string token;
   if (it->is_string()) {
     token = it->get<std::string>();
@@ -160,14 +167,10 @@ absl::StatusOr<std::optional<int64_t>> EosFromTokenizerConfig(const HfTokenizer&
 
 absl::StatusOr<std::optional<int64_t>> EosFromModelConfig(const HfTokenizer& tokenizer,
                                                           const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileWithLimit(path, 16u << 20);
-  if (absl::IsNotFound(text.status())) return std::optional<int64_t>();
-  if (!text.ok()) return text.status();
-  if (JsonNestedDeeperThan(*text, 64)) return FieldError(path, "nested too deeply");
-  Json config = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) return FieldError(path, "not a JSON object");
-  auto it = config.find("eos_token_id");
-  if (it == config.end() || it->is_null()) return std::optional<int64_t>();
+  ASSIGN_OR_RETURN(std::optional<Json> config, ReadOptionalJsonObject(path));
+  if (!config.has_value()) return std::optional<int64_t>();
+  auto it = config->find("eos_token_id");
+  if (it == config->end() || it->is_null()) return std::optional<int64_t>();
   // A list (Llama 3 instruct: end_of_text and eot_id) means any of them; the first one ends
   // a completion.
   const Json& value = it->is_array() && !it->empty() ? (*it)[0] : *it;
