@@ -1,0 +1,62 @@
+// ArtifactStore: checkpoint files under the coordinator's data directory, by server-made names.
+//
+//   DATA_DIR/artifacts/tmp/UPLOAD_ID/f0, f1, ...     an upload in progress
+//   DATA_DIR/artifacts/JOB_ID/CHECKPOINT_ID/f0, ...   a committed checkpoint
+//
+// No string from a request ever becomes part of a path: job and checkpoint ids are made by the
+// coordinator (checked again here), and files are numbered in the order of the checkpoint's file
+// list. An upload is verified (every size and sha256) before it is renamed into place, so a
+// committed directory is always complete; leftovers in tmp/ are removed at Open.
+//
+// Threading: thread-safe. Each Upload and Reader is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "loratrf/v1/job.pb.h"
+
+namespace loratrf::server {
+
+// Limits on what a checkpoint may hold (checked at BeginUpload, before anything is written).
+inline constexpr int kMaxCheckpointFiles = 256;
+inline constexpr uint64_t kMaxCheckpointFileBytes = 64ull << 30;
+inline constexpr size_t kMaxChunkBytes = 1 << 20;
+
+class ArtifactStore {
+ public:
+  // One upload: chunks in the file order of the checkpoint, each file's chunks in offset order.
+  class Upload {
+   public:
+    virtual ~Upload() = default;
+    // InvalidArgument naming the problem for a chunk out of order, past a file's size, larger
+    // than kMaxChunkBytes, or for an unknown path.
+    virtual absl::Status Write(const v1::FileChunk& chunk) = 0;
+    // Checks that every file is complete and matches its sha256, then moves the files into
+    // place. InvalidArgument (naming the file) on a mismatch; the upload is then discarded.
+    virtual absl::Status Commit() = 0;
+  };
+
+  // Reads a committed checkpoint back as chunks of at most kMaxChunkBytes.
+  class Reader {
+   public:
+    virtual ~Reader() = default;
+    // The next chunk, or false after the last one.
+    virtual absl::StatusOr<bool> Next(v1::FileChunk& chunk) = 0;
+  };
+
+  // Creates DATA_DIR/artifacts if needed and clears abandoned uploads.
+  static absl::StatusOr<std::unique_ptr<ArtifactStore>> Open(const std::string& data_dir);
+  virtual ~ArtifactStore() = default;
+
+  // `checkpoint` has the coordinator-made id and job_id and the file list (relative paths,
+  // sizes, sha256) from the worker's header; paths are validated here (plain components
+  // [A-Za-z0-9._-], no "." or "..", at most 8 deep, no duplicates).
+  virtual absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::Checkpoint& checkpoint) = 0;
+  // NotFound when the checkpoint's files are not in the store.
+  virtual absl::StatusOr<std::unique_ptr<Reader>> Read(const v1::Checkpoint& checkpoint) = 0;
+};
+
+}  // namespace loratrf::server

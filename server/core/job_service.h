@@ -1,0 +1,147 @@
+// JobServiceCore: the coordinator's logic, with no gRPC in sight (DESIGN.md, convention 1).
+// The gRPC handlers (server/grpc/) authenticate the caller, convert nothing but framing, and
+// call one method here; errors come back as absl::Status and one function in server/grpc maps
+// them to gRPC codes. docs/control-plane.md is the protocol this implements.
+//
+// Job states (explicit state machine; every transition persists a JobEvent first, then updates
+// the in-memory view and wakes watchers, then returns):
+//
+//   QUEUED ──schedule──▶ SCHEDULED ──first report──▶ RUNNING ──node 0 success──▶ SUCCEEDED
+//     ▲                      │                          │
+//     └── RESTARTING ◀───────┴── worker lost, rank died ┘   (attempt + 1 while max_restarts
+//                                (retryable)                  allows, else FAILED)
+//   QUEUED | SCHEDULED | RUNNING | RESTARTING ──cancel──▶ CANCELLED
+//   any active state ──user error (rank exit 2)──▶ FAILED;  QUEUED ──unschedulable──▶ FAILED
+//
+// Threading: thread-safe. One mutex (mu_) guards all in-memory state; store writes happen
+// under it so that events are persisted in the order they are published. Streams (watch,
+// commands) never block the core: they are woken through a callback and pull what is ready.
+// Time comes from a Clock so that tests can drive leases; Tick() does the periodic work (lease
+// expiry, scheduling) and is called by the coordinator's background thread or by tests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "artifacts/artifact_store.h"
+#include "core/clock.h"
+#include "core/event_stream.h"
+#include "core/scheduler.h"
+#include "loratrf/v1/job_service.pb.h"
+#include "loratrf/v1/worker_service.pb.h"
+#include "store/job_store.h"
+
+namespace loratrf::server {
+
+// Who is calling, as the gRPC layer established it (docs/control-plane.md, "Identity").
+struct Caller {
+  std::string principal;  // a user's name (a job's owner) or a worker's name
+  bool may_submit = true;     // the `user` role
+  bool may_work = true;       // the `worker` role
+};
+
+struct CoreOptions {
+  absl::Duration lease_ttl = absl::Seconds(10);
+  int max_running_per_owner = 0;  // 0: no limit
+  uint32_t rendezvous_port_low = 29500;
+  uint32_t rendezvous_port_high = 29999;
+  int event_ring_size = 1024;     // recent events kept in memory per active job
+};
+
+// What the core counts for /metrics (server/metrics implements it with prometheus-cpp; tests
+// pass nullptr or a fake).
+class CoreMetrics {
+ public:
+  virtual ~CoreMetrics() = default;
+  virtual void JobSubmitted() = 0;
+  virtual void JobFinished(v1::JobState final_state) = 0;
+  virtual void JobRestarted() = 0;
+  virtual void WorkerLost() = 0;
+  virtual void SchedulingLatency(absl::Duration queued_for) = 0;
+  virtual void Gauges(int64_t queued, int64_t running, int64_t workers_ready, int64_t slots_total,
+                      int64_t slots_free) = 0;
+  virtual void CheckpointBytes(uint64_t bytes) = 0;
+};
+
+// A worker's command stream: assignments and cancellations, pulled by the gRPC layer.
+class CommandStream {
+ public:
+  virtual ~CommandStream() = default;
+  enum class Poll { kCommand, kWait, kEnd };
+  // kEnd: the lease ended (lost, replaced by a new registration) or the core is draining.
+  virtual Poll Next(v1::WorkerCommand& command) = 0;
+  // Called from any thread when Next may have something new; must not block. Set before the
+  // first Next.
+  virtual void SetNotify(std::function<void()> notify) = 0;
+};
+
+class JobServiceCore {
+ public:
+  // Rebuilds the in-memory state from `store` (Recover): queued jobs keep their order; active
+  // jobs wait for their workers to re-register within one lease TTL, then are requeued.
+  static absl::StatusOr<std::unique_ptr<JobServiceCore>> Create(JobStore* store,
+                                                                ArtifactStore* artifacts,
+                                                                Clock* clock,
+                                                                CoreMetrics* metrics,
+                                                                CoreOptions options);
+  ~JobServiceCore();
+
+  // ---- JobService -------------------------------------------------------------------------
+  // Validates the spec (spec::ValidateJobSpec: InvalidArgument naming the field), queues it.
+  // `idempotency_key`: at most 128 printable ASCII characters; a repeat returns the first job
+  // with `existing` true.
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const Caller& caller,
+                                                  const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // Idempotent; a final job comes back unchanged. Its workers get a Cancellation.
+  absl::StatusOr<v1::Job> CancelJob(const Caller& caller, const v1::CancelJobRequest& request);
+  absl::StatusOr<std::unique_ptr<EventStream>> WatchJob(const v1::WatchJobRequest& request);
+  absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(const std::string& job_id);
+  // The checkpoint to send (`checkpoint_id` empty: the final one, else the latest) and a reader
+  // of its files.
+  absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
+  OpenCheckpoint(const v1::DownloadCheckpointRequest& request);
+  v1::ListWorkersResponse ListWorkers();
+
+  // ---- WorkerService ----------------------------------------------------------------------
+  // `caller.principal` must equal request.name when auth is on (the gRPC layer checks).
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  absl::StatusOr<std::unique_ptr<CommandStream>> StreamCommands(
+      const v1::StreamCommandsRequest& request);
+  absl::StatusOr<v1::ReportEventsResponse> ReportEvents(const v1::ReportEventsRequest& request);
+  // An upload: BeginUpload with the header, Write each chunk, FinishUpload.
+  class CheckpointUpload {
+   public:
+    virtual ~CheckpointUpload() = default;
+    virtual absl::Status Write(const v1::FileChunk& chunk) = 0;
+    // Verifies, commits the files, records the checkpoint and its event.
+    virtual absl::StatusOr<v1::Checkpoint> Finish() = 0;
+  };
+  absl::StatusOr<std::unique_ptr<CheckpointUpload>> BeginUpload(
+      const v1::UploadCheckpointRequest::Header& header);
+
+  // ---- lifecycle --------------------------------------------------------------------------
+  // Expires leases and schedules queued jobs. Cheap when nothing changed.
+  void Tick();
+  // After this every call returns UNAVAILABLE and open streams end (kEnd).
+  void Drain();
+  bool draining() const;
+
+ private:
+  struct Impl;
+  explicit JobServiceCore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loratrf::server
