@@ -246,7 +246,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(absl::string_vie
       for (size_t i = 0; i < list->size(); ++i) {
         const Json& item = (*list)[i];
         std::string path = absl::StrCat("added_tokens[", i, "]");
-        ASSIGN_OR_RETURN(uint64_t id, UintField(item, path, "id", UINT64_MAX, INT32_MAX));
+        // The same bound as vocab ids: an id sizes the id → token table.
+        ASSIGN_OR_RETURN(uint64_t id, UintField(item, path, "id", UINT64_MAX, kMaxTokenId));
         if (id == UINT64_MAX) return FieldError(absl::StrCat(path, ".id"), "is missing");
         ASSIGN_OR_RETURN(std::string content, StringField(item, path, "content"));
         RETURN_IF_ERROR(ValidateUtf8(content));
@@ -275,8 +276,26 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(absl::string_vie
       }
     }
     tokenizer->id_to_token_.assign(static_cast<size_t>(limit), "");
-    for (const auto& [token, id] : tokenizer->model_->vocab()) tokenizer->id_to_token_[id] = token;
-    for (auto& [id, content] : added) tokenizer->id_to_token_[id] = content;
+    tokenizer->has_token_.assign(static_cast<size_t>(limit), false);
+    for (const auto& [token, id] : tokenizer->model_->vocab()) {
+      tokenizer->id_to_token_[id] = token;
+      tokenizer->has_token_[id] = true;
+    }
+    for (auto& [id, content] : added) {
+      tokenizer->id_to_token_[id] = content;
+      tokenizer->has_token_[id] = true;
+    }
+    // Every id a post-processor adds must be a token of this file (Decode, and the model's
+    // embedding bounds, rely on it).
+    if (tokenizer->post_processor_ != nullptr) {
+      for (int32_t id : tokenizer->post_processor_->SpecialIds()) {
+        if (id >= limit || !tokenizer->has_token_[static_cast<size_t>(id)]) {
+          return FieldError("post_processor",
+                            absl::StrCat("special token id ", id, " is not a token of the vocab "
+                                         "or added_tokens"));
+        }
+      }
+    }
     special_ids.resize(static_cast<size_t>(limit));
     tokenizer->is_special_ = std::move(special_ids);
     for (auto& token : raw) tokenizer->raw_added_->Add(std::move(token));
@@ -365,7 +384,7 @@ std::optional<int64_t> HfTokenizer::TokenToId(absl::string_view token) const {
   auto it = model_->vocab().find(token);
   if (it != model_->vocab().end()) return it->second;
   for (size_t id = 0; id < id_to_token_.size(); ++id) {
-    if (id_to_token_[id] == token) return static_cast<int64_t>(id);
+    if (has_token_[id] && id_to_token_[id] == token) return static_cast<int64_t>(id);
   }
   return std::nullopt;
 }
@@ -375,7 +394,7 @@ absl::StatusOr<std::string> HfTokenizer::Decode(const std::vector<int64_t>& ids,
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int64_t id : ids) {
-    if (id < 0 || id >= id_limit() || id_to_token_[static_cast<size_t>(id)].empty()) {
+    if (id < 0 || id >= id_limit() || !has_token_[static_cast<size_t>(id)]) {
       return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is not in the tokenizer"));
     }
     if (skip_special_tokens && is_special_[static_cast<size_t>(id)]) continue;

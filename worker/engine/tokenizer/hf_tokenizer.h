@@ -31,6 +31,7 @@ class PostProcessor;
 class PreTokenizer;
 
 inline constexpr uint64_t kMaxTokenizerJsonBytes = 512ull << 20;
+inline constexpr uint64_t kMaxTokenId = (1u << 24) - 1;  // far above any real vocab
 
 class HfTokenizer : public Tokenizer {
  public:
@@ -71,7 +72,8 @@ class HfTokenizer : public Tokenizer {
   std::unique_ptr<Decoder> decoder_;              // null: tokens joined by spaces
   std::unique_ptr<AddedTokens> raw_added_;        // matched before normalization
   std::unique_ptr<AddedTokens> normalized_added_; // matched in normalized text
-  std::vector<std::string> id_to_token_;          // "" for ids nothing uses
+  std::vector<std::string> id_to_token_;          // by id ("" where nothing is)
+  std::vector<bool> has_token_;                   // by id: a vocab or added token has it
   std::vector<bool> is_special_;                  // by id: special added tokens
   std::optional<int64_t> pad_id_;
   std::optional<int64_t> eos_id_;

@@ -12,7 +12,8 @@
 namespace loratrf::engine::tokenizer {
 namespace {
 
-constexpr uint64_t kMaxVocab = 1u << 24;  // far above any real model; ids stay int32
+constexpr uint64_t kMaxVocab = 1u << 24;  // far above any real model; ids stay int32 (and the
+                                          // same bound as HfTokenizer's kMaxTokenId)
 
 absl::StatusOr<Vocab> ParseVocab(const Json& json, absl::string_view path) {
   ASSIGN_OR_RETURN(const Json* vocab_json, Member(json, path, "vocab"));

@@ -85,6 +85,10 @@ class StripAccentsNormalizer : public Normalizer {
   }
 };
 
+// A text may not grow past this through normalization: a chain of Replace steps can multiply
+// its length at every step, and no real tokenizer needs more.
+constexpr size_t kMaxNormalizedBytes = 64u << 20;
+
 class ReplaceNormalizer : public Normalizer {
  public:
   ReplaceNormalizer(Regex pattern, std::string content)
@@ -98,6 +102,9 @@ class ReplaceNormalizer : public Normalizer {
       out.append(text, last, begin - last);
       out += content_;
       last = end;
+      if (out.size() > kMaxNormalizedBytes) {
+        return absl::ResourceExhaustedError("normalizer Replace: the text grew past 64 MiB");
+      }
     }
     out.append(text, last, std::string::npos);
     if (matches.front().first == 0 && content_.empty()) keeps_start = false;

@@ -40,6 +40,13 @@ class TemplateProcessor : public PostProcessor {
                                const std::vector<int32_t>* b) const override {
     return b == nullptr ? Fill(single_, a, nullptr) : Fill(pair_, a, b);
   }
+  std::vector<int32_t> SpecialIds() const override {
+    std::vector<int32_t> ids;
+    for (const Template* pieces : {&single_, &pair_}) {
+      for (const TemplatePiece& piece : *pieces) ids.insert(ids.end(), piece.ids.begin(), piece.ids.end());
+    }
+    return ids;
+  }
 
  private:
   Template single_, pair_;

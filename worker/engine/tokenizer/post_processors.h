@@ -20,6 +20,8 @@ class PostProcessor {
   // `a` with the single template, or `a` and `*b` with the pair template.
   virtual std::vector<int32_t> Process(const std::vector<int32_t>& a,
                                        const std::vector<int32_t>* b) const = 0;
+  // Every id it may add (checked against the vocab when the tokenizer loads).
+  virtual std::vector<int32_t> SpecialIds() const = 0;
 };
 
 
