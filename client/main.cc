@@ -1,55 +1,101 @@
 // loratrf: the user's command-line client. Bad input of any kind is one line on stderr and
-// exit status 2; a failure on the server's side is exit status 1.
+// exit status 2; a failure on the server's side is exit status 1. The commands live in
+// commands/, the reusable gRPC pieces and every output format in lib/ (loratrf_client).
 #include <cstdio>
-#include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
-#include "base/command_line.h"
-#include "spec/job_spec.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "commands/commands.h"
 
 namespace {
 
-constexpr int kExitUsage = 2;
+using loratrf::client::GlobalOptions;
 
 constexpr char kUsage[] =
-    "usage: loratrf <command> [flags]\n"
+    "usage: loratrf [--coordinator HOST:PORT] [--token-file F] [--tls-ca F] <command> [flags]\n"
     "\n"
     "commands:\n"
     "  validate JOB.yaml [-o yaml|json]   check a job spec without submitting it; prints the\n"
-    "                                      spec with every default filled in\n";
+    "                                      spec with every default filled in\n"
+    "  submit JOB.yaml [--idempotency-key K]\n"
+    "                                      validate, then queue the job; prints its id last\n"
+    "  get ID                              a job's state, reason, attempt, workers, progress\n"
+    "  list [--state S]... [--owner O] [--name-prefix P] [--page-size N] [--all]\n"
+    "                                      jobs, newest first (--all: every page)\n"
+    "  watch ID                            follow a job live; exit 0 only if it succeeds\n"
+    "  cancel ID [--reason R]              cancel a job (a finished job is left unchanged)\n"
+    "  checkpoints ID                      a job's committed checkpoints\n"
+    "  download ID [--checkpoint C] --output DIR\n"
+    "                                      fetch a checkpoint (default: the final one, else\n"
+    "                                      the latest) into a new directory, verified\n"
+    "  workers                             the fleet\n"
+    "\n"
+    "Every command but validate takes -o text|json (proto JSON). The coordinator address may\n"
+    "also come from LORATRF_COORDINATOR; connection flags may also follow the command.\n"
+    "Exit status: 0 done, 1 the coordinator failed or said no, 2 bad input.\n";
 
-int UsageError(absl::string_view message) {
-  std::cerr << "loratrf: " << message << "\n";
-  return kExitUsage;
-}
-
-int Validate(const std::vector<std::string>& args) {
-  auto flags = loratrf::CommandLine::Parse(args, {{"-o", true}});
-  if (!flags.ok()) return UsageError(flags.status().message());
-  if (flags->positional().size() != 1) return UsageError("validate takes one spec file");
-  auto format = flags->GetChoice("-o", "yaml", {"yaml", "json"});
-  if (!format.ok()) return UsageError(format.status().message());
-
-  auto spec = loratrf::spec::LoadJobSpecFile(flags->positional()[0]);
-  if (!spec.ok()) return UsageError(spec.status().message());
-  std::cout << (*format == "json" ? loratrf::spec::JobSpecToJson(*spec) + "\n"
-                                  : loratrf::spec::JobSpecToYaml(*spec));
-  return std::cout.good() ? 0 : 1;
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "loratrf: %s\n", message.c_str());
+  return loratrf::client::kExitUsage;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? kExitUsage : 0;
+  // Connection flags before the command.
+  GlobalOptions global;
+  const std::map<std::string, std::optional<std::string> GlobalOptions::*> kGlobalFlags = {
+      {"--coordinator", &GlobalOptions::coordinator},
+      {"--token-file", &GlobalOptions::token_file},
+      {"--tls-ca", &GlobalOptions::tls_ca}};
+  size_t i = 0;
+  for (; i < args.size() && absl::StartsWith(args[i], "--") && args[i] != "--help"; ++i) {
+    std::string name = args[i];
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    auto flag = kGlobalFlags.find(name);
+    if (flag == kGlobalFlags.end()) return UsageError(absl::StrCat("unknown flag ", name));
+    if (!value) {
+      if (i + 1 >= args.size()) return UsageError(absl::StrCat(name, ": needs a value"));
+      value = args[++i];
+    }
+    if (global.*(flag->second)) return UsageError(absl::StrCat(name, ": given more than once"));
+    global.*(flag->second) = *value;
   }
+  args.erase(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(i));
+
+  if (args.empty()) {
+    std::fputs(kUsage, stderr);
+    return loratrf::client::kExitUsage;
+  }
+  if (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  using Command = int (*)(const GlobalOptions&, const std::vector<std::string>&);
+  const std::map<std::string, Command> kCommands = {
+      {"validate", loratrf::client::RunValidate},
+      {"submit", loratrf::client::RunSubmit},
+      {"get", loratrf::client::RunGet},
+      {"list", loratrf::client::RunList},
+      {"watch", loratrf::client::RunWatch},
+      {"cancel", loratrf::client::RunCancel},
+      {"checkpoints", loratrf::client::RunCheckpoints},
+      {"download", loratrf::client::RunDownload},
+      {"workers", loratrf::client::RunWorkers}};
   std::string command = args[0];
   args.erase(args.begin());
-  if (command == "validate") return Validate(args);
-  std::cerr << "loratrf: unknown command '" << command << "'\n" << kUsage;
-  return kExitUsage;
+  auto it = kCommands.find(command);
+  if (it == kCommands.end()) {
+    std::fprintf(stderr, "loratrf: unknown command '%s'\n%s", command.c_str(), kUsage);
+    return loratrf::client::kExitUsage;
+  }
+  return it->second(global, args);
 }

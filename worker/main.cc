@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/run_agent.h"
 #include "commands/commands.h"
 
 namespace {
@@ -24,7 +25,11 @@ constexpr char kUsage[] =
     "  merge --model DIR --adapter DIR --output DIR\n"
     "      folds a LoRA (or LoRATRF output-filter) adapter into a Hugging Face model dir\n"
     "  tokenize --tokenizer PATH --input FILE.txt [--add-special-tokens]\n"
-    "      prints one JSON array of token ids per input line (PATH: tokenizer.json or its dir)\n";
+    "      prints one JSON array of token ids per input line (PATH: tokenizer.json or its dir)\n"
+    "  agent --coordinator HOST:PORT --slots N --work-dir DIR [--name NAME]\n"
+    "        [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F] [--address HOST]\n"
+    "        [--device auto|cpu|cuda]\n"
+    "      serves a coordinator: registers this node's slots, runs the ranks it assigns\n";
 
 }  // namespace
 
@@ -42,6 +47,7 @@ int main(int argc, char** argv) {
   if (command == "merge") return loratrf::worker::RunMerge(args);
   if (command == "run") return loratrf::worker::RunRun(args);
   if (command == "tokenize") return loratrf::worker::RunTokenize(args);
+  if (command == "agent") return loratrf::worker::RunAgent(args);
   std::cerr << "loratrf-worker: unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

@@ -22,13 +22,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <set>
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -138,10 +134,13 @@ class JobServiceCore {
   void Drain();
   bool draining() const;
 
- private:
+  // Opaque; named here only so that the stream classes in job_service.cc can reach it. Shared
+  // with the streams it hands out, which may outlive a call but never use it after Drain.
   struct Impl;
-  explicit JobServiceCore(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+
+ private:
+  explicit JobServiceCore(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace loratrf::server

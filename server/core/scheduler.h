@@ -7,8 +7,10 @@
 //   - packing: among workers that fit, the one with the fewest free slots first (ties: name);
 //   - backfill: a job that does not fit now does not stop a later one that does;
 //   - per owner: at most `max_running_per_owner` SCHEDULED+RUNNING jobs (0: no limit);
-//   - unschedulable: a job that would not fit even if every current worker were idle fails
-//     (never when the fleet is empty: jobs then wait for workers).
+//   - unschedulable: a job that would not fit even if every current worker were idle fails,
+//     but only when the caller says the fleet has settled (`fail_unschedulable`; the core
+//     waits two lease TTLs after the last worker joined or left, so that jobs submitted while
+//     agents are still starting wait for them) and never when the fleet is empty.
 //
 // Threading: pure functions.
 #pragma once
@@ -58,6 +60,6 @@ struct SchedulingDecision {
 // `running_per_owner`: SCHEDULED+RUNNING jobs per owner now.
 SchedulingDecision Schedule(std::vector<SchedulerJob> queue, std::vector<SchedulerWorker> fleet,
                             const std::map<std::string, int>& running_per_owner,
-                            int max_running_per_owner);
+                            int max_running_per_owner, bool fail_unschedulable = true);
 
 }  // namespace loratrf::server

@@ -1,10 +1,19 @@
 // The command-line contracts, through the real binaries: what they print, and that bad input
 // is one line on stderr with exit status 2.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
+#include "base/sha256.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "loratrf/v1/job_service.grpc.pb.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -17,6 +26,7 @@ namespace {
 using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
+using ::loratrf::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -75,6 +85,417 @@ TEST(LoratrfValidate, UsageMistakesExitTwo) {
   ProcessResult unknown = RunProcess({BinaryPath("loratrf"), "frobnicate"});
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_THAT(unknown.err, StartsWith("loratrf: unknown command 'frobnicate'\n"));
+}
+
+// ---- the gRPC commands, without a coordinator -------------------------------------------------
+
+// A loopback socket that listens but never accepts: a coordinator address that nobody answers.
+// Accepted() tells whether a client connected (the kernel completes the handshake anyway).
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);  // accept never waits
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  bool Accepted() {
+    int client = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (client < 0) return false;
+    ::close(client);
+    return true;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A port on which nothing listens (bound, then closed).
+std::string UnusedAddress() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+}
+
+ProcessResult Cli(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {BinaryPath("loratrf")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv, "", 60);
+}
+
+TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
+  const std::string kAddr = "--coordinator=127.0.0.1:1";
+  const std::string spec = kSpecDir + "sst2-loratrf.yaml";
+  TempDir dir;
+  std::filesystem::create_directories(dir / "exists");
+  struct Case {
+    std::vector<std::string> args;
+    std::string fragment;
+  };
+  std::vector<Case> cases = {
+      {{"submit"}, "submit takes one spec file"},
+      {{"submit", spec, spec}, "submit takes one spec file"},
+      {{"submit", "/nonexistent.yaml"}, "/nonexistent.yaml: cannot read the spec file"},
+      {{"submit", spec, "--idempotency-key="}, "--idempotency-key: must be 1 to 128"},
+      {{"submit", spec, "--frobnicate"}, "unknown flag --frobnicate"},
+      {{"get"}, "get takes one job id"},
+      {{"get", "a", "b"}, "get takes one job id"},
+      {{"get", "j1", "-o", "yaml"}, "-o: must be one of text | json, got 'yaml'"},
+      {{"list", "extra"}, "list takes no arguments, got 'extra'"},
+      {{"list", "--state", "done"}, "--state: must be one of queued | scheduled | running"},
+      {{"list", "--state"}, "--state: needs a value"},
+      {{"list", "--page-size", "0"}, "--page-size: must be an integer in [1, 1000]"},
+      {{"watch"}, "watch takes one job id"},
+      {{"watch", "j1", "--follow"}, "unknown flag --follow"},
+      {{"cancel"}, "cancel takes one job id"},
+      {{"cancel", "j1", "--reason"}, "--reason: needs a value"},
+      {{"checkpoints"}, "checkpoints takes one job id"},
+      {{"download", "j1"}, "--output: required"},
+      {{"download", "--output", dir / "new"}, "download takes one job id"},
+      {{"download", "j1", "--output", dir / "exists"}, "already exists"},
+      {{"download", "j1", "--output", dir / "no/such/new"}, "does not exist"},
+      {{"download", "j1", "--checkpoint=", "--output", dir / "new"}, "--checkpoint: must not be empty"},
+      {{"workers", "extra"}, "workers takes no arguments"},
+      {{"--frobnicate", "get", "j1"}, "unknown flag --frobnicate"},
+      {{"--coordinator"}, "--coordinator: needs a value"},
+      {{kAddr, "get", "j1", kAddr}, "--coordinator: given more than once"},
+      {{kAddr, "--token-file", dir / "missing", "get", "j1"}, "--token-file"},
+      {{kAddr, "--tls-ca", spec, "get", "j1"}, "--tls-ca"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::PrintToString(c.args));
+    std::vector<std::string> args = c.args;
+    // Each command must reject its input before it looks for a coordinator.
+    if (c.args[0] != "--coordinator" && c.args[0] != kAddr) args.insert(args.begin(), kAddr);
+    if (c.args[0] == kAddr || c.args[0] == "--coordinator") args = c.args;
+    ProcessResult r = Cli(args);
+    ExpectOneLineUsageError(r, c.fragment);
+    EXPECT_THAT(r.err, StartsWith("loratrf: "));
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+  // Nothing but the two directories made above: no temp directory left behind.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()), 1);
+}
+
+TEST(LoratrfCli, ServerCommandsNeedACoordinatorAddress) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"get", "j1"}, {"list"}, {"watch", "j1"}, {"workers"},
+        {"cancel", "j1"}, {"checkpoints", "j1"}, {"submit", kSpecDir + "sst2-loratrf.yaml"}}) {
+    args.insert(args.begin(), {"/usr/bin/env", "-u", "LORATRF_COORDINATOR", BinaryPath("loratrf")});
+    ExpectOneLineUsageError(RunProcess(args),
+                            "no coordinator address: pass --coordinator HOST:PORT or set "
+                            "LORATRF_COORDINATOR");
+  }
+}
+
+TEST(LoratrfCli, SubmitWithABadSpecNamesTheFieldAndSendsNothing) {
+  TempDir dir;
+  std::string path = dir / "bad.yaml";
+  std::ofstream(path) << "name: x\nmodel: {path: m}\ntask: causal_lm\ndata: {train: t}\n"
+                         "adapter: {target_modules: [q_proj]}\ntraining: {learning_rate: -1}\n";
+  SilentListener coordinator;
+  ProcessResult r = Cli({"--coordinator", coordinator.address(), "submit", path});
+  ExpectOneLineUsageError(r, "training.learning_rate: must be in (0, 1], got -1");
+  EXPECT_FALSE(coordinator.Accepted()) << "submit contacted the coordinator";
+
+  // Resolving the relative paths against the spec's directory is checked too: a data path that
+  // becomes too long is refused here, not by the server.
+  std::string deep(4090, 'd');  // valid as written, too long once made absolute
+  std::ofstream(dir / "long.yaml") << "name: x\nmodel: {path: /m}\ntask: causal_lm\n"
+                                      "data: {train: " << deep << "}\n"
+                                      "adapter: {target_modules: [q_proj]}\n";
+  r = Cli({"--coordinator", coordinator.address(), "submit", dir / "long.yaml"});
+  ExpectOneLineUsageError(r, "data.train: must be at most 4096 bytes");
+  EXPECT_FALSE(coordinator.Accepted()) << "submit contacted the coordinator";
+}
+
+TEST(LoratrfCli, AnUnreachableCoordinatorExitsOneWithAClearMessage) {
+  const std::string addr = UnusedAddress();
+  TempDir dir;
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"get", "j1"}, {"list", "--all"}, {"watch", "j1"}, {"workers"},
+        {"cancel", "j1"}, {"checkpoints", "j1", "-o", "json"},
+        {"download", "j1", "--output", dir / "out"},
+        {"submit", kSpecDir + "sst2-loratrf.yaml", "--idempotency-key", "k1"}}) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    args.insert(args.begin(), {"--coordinator", addr});
+    ProcessResult r = Cli(args);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_THAT(r.err, StartsWith("loratrf: cannot reach coordinator at " + addr));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "download left something behind";
+}
+
+TEST(LoratrfCli, TheEnvironmentNamesTheCoordinatorAndTheFlagWins) {
+  const std::string from_env = UnusedAddress();
+  ProcessResult r = RunProcess({"/usr/bin/env", "LORATRF_COORDINATOR=" + from_env,
+                                BinaryPath("loratrf"), "get", "j1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, StartsWith("loratrf: cannot reach coordinator at " + from_env + ":"));
+
+  const std::string from_flag = UnusedAddress();
+  r = RunProcess({"/usr/bin/env", "LORATRF_COORDINATOR=" + from_env, BinaryPath("loratrf"),
+                  "workers", "--coordinator", from_flag});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, StartsWith("loratrf: cannot reach coordinator at " + from_flag + ":"));
+}
+
+TEST(LoratrfCli, HelpListsEveryCommand) {
+  ProcessResult r = Cli({"--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* command : {"validate", "submit", "get", "list", "watch", "cancel",
+                              "checkpoints", "download", "workers", "LORATRF_COORDINATOR"}) {
+    EXPECT_THAT(r.out, HasSubstr(command));
+  }
+}
+
+// ---- against a fake coordinator (the CLI's side of the protocol) ----------------------------
+// The real coordinator's end-to-end tests live elsewhere; this fake answers from fixed data and
+// records what the CLI sent.
+
+class FakeJobService final : public v1::JobService::Service {
+ public:
+  grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                         v1::SubmitJobResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu);
+    submitted.push_back(*request);
+    auto token = context->client_metadata().find("authorization");
+    if (token != context->client_metadata().end()) {
+      authorization = std::string(token->second.data(), token->second.size());
+    }
+    if (request->spec().name() == "rejected") {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "spec.name: rejected by the server");
+    }
+    response->mutable_job()->set_id("job-7");
+    response->mutable_job()->set_state(v1::JOB_STATE_QUEUED);
+    response->set_existing(request->idempotency_key() == "again");
+    return grpc::Status::OK;
+  }
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+                      v1::Job* job) override {
+    if (request->id() == "missing") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job missing: not found");
+    }
+    job->set_id(request->id());
+    job->set_name("sst2");
+    job->set_state(request->id() == "bad" ? v1::JOB_STATE_RUNNING : v1::JOB_STATE_SUCCEEDED);
+    job->set_attempt(2);
+    job->add_workers("node-a");
+    job->mutable_progress()->set_step(4);
+    job->mutable_progress()->set_total_steps(4);
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu);
+    list_requests.push_back(*request);
+    int page = request->page_token().empty() ? 0 : std::stoi(request->page_token());
+    response->add_jobs()->set_id("job-p" + std::to_string(page));
+    if (page < 2) response->set_next_page_token(std::to_string(page + 1));
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobEvent>* writer) override {
+    auto state = [&](uint64_t seq, v1::JobState from, v1::JobState to, std::string reason) {
+      v1::JobEvent e;
+      e.set_seq(seq);
+      e.set_attempt(1);
+      e.mutable_state_change()->set_from(from);
+      e.mutable_state_change()->set_to(to);
+      e.mutable_state_change()->set_reason(reason);
+      return e;
+    };
+    std::vector<v1::JobEvent> events;
+    events.push_back(state(1, v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, ""));
+    for (uint64_t step = 1; step <= 2; ++step) {
+      v1::JobEvent e;
+      e.set_seq(1 + step);
+      e.set_attempt(1);
+      e.mutable_train()->set_step(step * 2);
+      e.mutable_train()->set_loss(1.0 / static_cast<double>(step));
+      events.push_back(e);
+    }
+    if (request->id() == "bad") {
+      events.push_back(state(4, v1::JOB_STATE_RUNNING, v1::JOB_STATE_FAILED, "data.train: bad row 3"));
+    } else {
+      events.push_back(state(4, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED, ""));
+    }
+    for (const v1::JobEvent& e : events) {
+      if (e.seq() >= request->from_seq()) writer->Write(e);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status DownloadCheckpoint(grpc::ServerContext*, const v1::DownloadCheckpointRequest* request,
+                                  grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override {
+    const std::string content = "adapter bytes";
+    v1::DownloadCheckpointResponse header;
+    v1::Checkpoint* c = header.mutable_checkpoint();
+    c->set_id("ckpt-1");
+    c->set_step(4);
+    c->set_final(true);
+    v1::CheckpointFile* f = c->add_files();
+    f->set_path(request->job_id() == "evil" ? "../evil.safetensors" : "adapter/model.safetensors");
+    f->set_size_bytes(content.size());
+    f->set_sha256(Sha256Hex(request->job_id() == "corrupt" ? "other bytes" : content));
+    writer->Write(header);
+    for (size_t offset = 0; offset < content.size(); offset += 5) {
+      v1::DownloadCheckpointResponse chunk;
+      chunk.mutable_chunk()->set_path(f->path());
+      chunk.mutable_chunk()->set_offset(offset);
+      chunk.mutable_chunk()->set_data(content.substr(offset, 5));
+      writer->Write(chunk);
+    }
+    return grpc::Status::OK;
+  }
+
+  std::mutex mu;
+  std::vector<v1::SubmitJobRequest> submitted;
+  std::vector<v1::ListJobsRequest> list_requests;
+  std::string authorization;
+};
+
+class LoratrfCliFake : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+  }
+  void TearDown() override { server_->Shutdown(); }
+  ProcessResult Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--coordinator", "127.0.0.1:" + std::to_string(port_)});
+    return Cli(args);
+  }
+
+  FakeJobService service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(LoratrfCliFake, SubmitResolvesRelativePathsAndPrintsTheIdLast) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "jobs");
+  std::ofstream(dir / "jobs/job.yaml") << "name: ok\nmodel: {path: ../models/tiny}\ntask: causal_lm\n"
+                                          "data: {train: train.jsonl}\n"
+                                          "adapter: {target_modules: [q_proj]}\n";
+  std::ofstream(dir / "token") << "s3cret\nignored\n";
+  ProcessResult r = Run({"--token-file", dir / "token", "submit", dir / "jobs/job.yaml"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job-7\n");
+  EXPECT_EQ(r.err, "");
+  ASSERT_EQ(service_.submitted.size(), 1u);
+  EXPECT_EQ(service_.submitted[0].spec().model().path(), (dir.path() / "models/tiny").string());
+  EXPECT_EQ(service_.submitted[0].spec().data().train(), dir / "jobs/train.jsonl");
+  EXPECT_EQ(service_.submitted[0].idempotency_key(), "");
+  EXPECT_EQ(service_.authorization, "Bearer s3cret");
+
+  r = Run({"submit", dir / "jobs/job.yaml", "--idempotency-key", "again", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("matched job job-7"));
+  nlohmann::json out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["job"]["id"], "job-7");
+  EXPECT_EQ(out["existing"], true);
+
+  std::ofstream(dir / "jobs/rejected.yaml") << "name: rejected\nmodel: {path: /m}\ntask: causal_lm\n"
+                                               "data: {train: /t}\nadapter: {target_modules: [q]}\n";
+  ExpectOneLineUsageError(Run({"submit", dir / "jobs/rejected.yaml"}),
+                          "spec.name: rejected by the server");
+}
+
+TEST_F(LoratrfCliFake, GetListAndTheirJson) {
+  ProcessResult r = Run({"get", "job-1", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json job = nlohmann::json::parse(r.out);
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_EQ(job["workers"], nlohmann::json::array({"node-a"}));
+  EXPECT_EQ(job["state"], "JOB_STATE_SUCCEEDED");
+  r = Run({"get", "job-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("state:    succeeded\n"));
+  EXPECT_THAT(r.out, HasSubstr("workers:  node-a\n"));
+  r = Run({"get", "missing"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "loratrf: job missing: not found\n");
+
+  r = Run({"list", "--all", "--state", "running", "--state=queued,running", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json list = nlohmann::json::parse(r.out);
+  EXPECT_EQ(list["jobs"].size(), 3u);
+  EXPECT_EQ(list["next_page_token"], "");
+  ASSERT_EQ(service_.list_requests.size(), 3u);
+  EXPECT_EQ(service_.list_requests[0].states_size(), 2);
+  r = Run({"list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("ID      NAME  STATE"));
+  EXPECT_THAT(r.out, HasSubstr("job-p0"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("job-p1")));
+  EXPECT_THAT(r.err, HasSubstr("--all"));
+}
+
+TEST_F(LoratrfCliFake, WatchPrintsALineAnEventAndExitsByTheFinalState) {
+  ProcessResult r = Run({"watch", "job-1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "#1 state queued -> running (attempt 1)\n"
+            "#2 train step 2/4 epoch 0 loss 1 lr 0\n"
+            "#3 train step 4/4 epoch 0 loss 0.5 lr 0\n"
+            "#4 state running -> succeeded (attempt 1)\n");
+  r = Run({"watch", "bad"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "loratrf: job bad failed: data.train: bad row 3\n");
+  r = Run({"watch", "job-1", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4);
+  EXPECT_EQ(nlohmann::json::parse(r.out.substr(0, r.out.find('\n')))["seq"], "1");
+}
+
+TEST_F(LoratrfCliFake, DownloadVerifiesEveryFileAndTrustsNoPath) {
+  TempDir dir;
+  ProcessResult r = Run({"download", "job-1", "--output", dir / "adapter"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("downloaded checkpoint ckpt-1 (step 4, final, 1 files, 13 B) to "));
+  std::ifstream in(dir / "adapter/adapter/model.safetensors");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "adapter bytes");
+
+  r = Run({"download", "corrupt", "--output", dir / "corrupt"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("sha256"));
+  r = Run({"download", "evil", "--output", dir / "evil"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("unsafe checkpoint file path '../evil.safetensors'"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path().parent_path() / "evil.safetensors"));
+  // Only the good download is there; the failed ones left no temp directories.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()), 1);
+}
+
+TEST_F(LoratrfCliFake, UnimplementedCallsFailWithOneLine) {
+  ProcessResult r = Run({"workers"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("loratrf: coordinator at 127.0.0.1:"));
+  EXPECT_THAT(r.err, HasSubstr("UNIMPLEMENTED"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
 }
 
 TEST(LoratrfWorkerInfo, ReportsTheLibtorchItRunsWith) {

@@ -15,6 +15,58 @@ namespace loratrf::testing {
 
 std::string BinaryPath(const std::string& name) { return std::string(LORATRF_BIN_DIR) + "/" + name; }
 
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
+                                     const std::string& log_path) {
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid_ == 0) {
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int null = ::open("/dev/null", O_RDONLY);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
+    if (null >= 0) dup2(null, 0);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    Wait(10);
+  }
+}
+
+void BackgroundProcess::Signal(int signal) {
+  if (pid_ > 0) kill(pid_, signal);
+}
+
+bool BackgroundProcess::running() {
+  if (pid_ <= 0 || status_ >= 0) return false;
+  int status = 0;
+  pid_t done = waitpid(pid_, &status, WNOHANG);
+  if (done == pid_) {
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return done == 0;
+}
+
+int BackgroundProcess::Wait(int timeout_seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  while (running()) {
+    if (std::chrono::steady_clock::now() > deadline) return -1;
+    usleep(20000);
+  }
+  return status_;
+}
+
 TempDir::TempDir() {
   static int counter = 0;
   path_ = std::filesystem::temp_directory_path() /

@@ -1,6 +1,8 @@
 // Runs a real binary to completion and captures what it printed (integration tests only).
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,6 +23,26 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
 
 // LORATRF_BIN_DIR/<name>
 std::string BinaryPath(const std::string& name);
+
+// A process left running in the background (a coordinator, an agent), its stdout and stderr
+// appended to `log_path`. Killed with SIGKILL and reaped when the object goes, if still running.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int signal);
+  // Waits for it to exit: its exit code, 128 + signal when killed, -1 on timeout.
+  int Wait(int timeout_seconds);
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;  // the exit code once reaped
+};
 
 // Debian's interpreter, which has python3-torch (the `python3` on PATH may be another one).
 inline constexpr char kPython[] = "/usr/bin/python3";

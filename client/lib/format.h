@@ -1,0 +1,124 @@
+// What the `loratrf` CLI prints: the live progress line, event lines, tables, durations, sizes
+// and times; and the checks on what the server sends (checkpoint file paths). Pure functions of
+// their arguments (no clock, no terminal, no gRPC), so that tests pin every format down.
+// client/README.md documents these formats; keep the two in step.
+//
+// Threading: free functions without shared state; safe to call from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "loratrf/v1/job.pb.h"
+#include "loratrf/v1/worker.pb.h"
+
+namespace loratrf::client {
+
+// ---- names ----------------------------------------------------------------------------------
+
+// "running" for JOB_STATE_RUNNING, "unspecified" for 0, the number for unknown values.
+std::string JobStateName(v1::JobState state);
+// Accepts "running", "RUNNING" and "JOB_STATE_RUNNING"; not "unspecified".
+absl::StatusOr<v1::JobState> ParseJobStateName(absl::string_view name);
+bool IsFinalState(v1::JobState state);
+std::string WorkerStateName(v1::WorkerState state);  // "ready", "draining", "lost"
+std::string DeviceName(v1::Device device);           // "cpu", "cuda"
+
+// ---- numbers, sizes, durations, times -------------------------------------------------------
+
+// "0 B", "512 B", "1.50 KiB", "12.0 MiB", "345 GiB" (3 significant digits from 1 KiB on).
+std::string FormatBytes(uint64_t bytes);
+// "45s", "2m05s", "1h02m", "3d04h"; negative or NaN → "?".
+std::string FormatDuration(double seconds);
+// RFC 3339 in UTC to the second ("2024-05-01T12:00:00Z"); "-" for an unset timestamp.
+std::string FormatTimestamp(const google::protobuf::Timestamp& time);
+// How long ago `time` was at `now_unix_seconds`: "3s ago", "2m05s ago"; "-" when unset; "now"
+// for a time in the future (clock skew).
+std::string FormatAge(const google::protobuf::Timestamp& time, double now_unix_seconds);
+// A metric: "0.6931", "12.35", "1234", "1.2e-05": 4 significant digits, no trailing zeros.
+std::string FormatMetric(double value);
+// "91.2%": a fraction as a percentage with one decimal.
+std::string FormatPercent(double fraction);
+
+// ---- progress -------------------------------------------------------------------------------
+
+// What the live progress line shows; `watch` folds events into it.
+struct ProgressView {
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  uint32_t attempt = 0;
+  uint64_t step = 0;
+  uint64_t total_steps = 0;  // 0: unknown
+  std::optional<double> loss;
+  std::optional<double> eval_accuracy;
+  std::optional<double> tokens_per_second;
+  std::optional<double> server_eta_seconds;  // JobProgress.eta when the coordinator set it
+  std::optional<double> step_seconds;        // the latest TrainMetrics.step_seconds
+  // Observed rate: steps done between the first and the latest train event of this attempt,
+  // and the seconds between them (event times).
+  uint64_t observed_steps = 0;
+  double observed_seconds = 0;
+};
+
+// Seconds left: the coordinator's ETA when it gave one; else the remaining steps times the
+// observed seconds per step (or, before two train events, the latest step_seconds). Empty when
+// the job is not running or the total is unknown.
+std::optional<double> EstimateEtaSeconds(const ProgressView& view);
+
+// One line, at most `width` characters (0: no limit), e.g.
+//   running  step 120/300 [#######.........] 40%  loss 0.4123  eval acc 91.2%  312 tok/s  ETA 2m05s
+// Fields that are unknown are left out; the bar is dropped first when the line is too wide,
+// then the line is cut.
+std::string FormatProgressLine(const ProgressView& view, size_t width);
+
+// Updates `view` with one event (train, eval, state change); `first_train` keeps the first train
+// event of the current attempt for the observed rate. Returns true when the view changed.
+bool ApplyEvent(const v1::JobEvent& event, ProgressView& view,
+                std::optional<v1::JobEvent>& first_train);
+// The view of a job as GetJob returns it.
+ProgressView ViewOfJob(const v1::Job& job);
+
+// One line per event (watch on a pipe), without a trailing newline, e.g.
+//   #4 state scheduled -> running (attempt 1)
+//   #5 train step 10/300 epoch 0.1 loss 0.6931 lr 0.0003 grad_norm 1.2 tok/s 1234
+//   #6 eval step 10 loss 0.51 accuracy 81.2% examples 64
+//   #7 checkpoint ckpt-7 step 10 final no files 3 size 1.50 MiB
+//   #8 log rank 0 error: CUDA out of memory
+std::string FormatEventLine(const v1::JobEvent& event, uint64_t total_steps);
+
+// ---- tables and records ---------------------------------------------------------------------
+
+// Left-aligned columns separated by two spaces, a header row in the given spelling, no
+// trailing spaces, '\n' after every row. Control characters in cells become '?'.
+std::string FormatTable(const std::vector<std::string>& headers,
+                        const std::vector<std::vector<std::string>>& rows);
+
+// `get`: "key: value" lines (see client/README.md).
+std::string FormatJobDetails(const v1::Job& job);
+// "step 120/300 (40%)", "step 120", "-".
+std::string FormatStepProgress(uint64_t step, uint64_t total_steps);
+
+std::vector<std::string> JobTableHeaders();
+std::vector<std::string> JobTableRow(const v1::Job& job);
+std::vector<std::string> CheckpointTableHeaders();
+std::vector<std::string> CheckpointTableRow(const v1::Checkpoint& checkpoint);
+std::vector<std::string> WorkerTableHeaders();
+std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_unix_seconds);
+
+// ---- what the server sends ------------------------------------------------------------------
+
+// A checkpoint file's relative path is safe to join to a directory: '/'-separated plain
+// components of [A-Za-z0-9._-], none empty, "." or "..", at most 8 deep, at most 1024 bytes.
+// The error says what is wrong, quoting the path with control characters escaped.
+absl::Status ValidateRelativePath(absl::string_view path);
+
+// A checkpoint's file list as a whole: every path valid, no duplicates, no file that is also a
+// directory of another ("a" and "a/b"), every sha256 64 lower-case hex digits.
+absl::Status ValidateCheckpointFiles(const v1::Checkpoint& checkpoint);
+
+}  // namespace loratrf::client

@@ -1,0 +1,540 @@
+// ArtifactStore on the local file system (see artifact_store.h for the layout and the rules).
+//
+// An upload writes DATA_DIR/artifacts/tmp/uNNN-PID-RANDOM/f0, f1, ... while it hashes the bytes
+// it is given, so Commit() needs no second read: it checks that every file is complete and its
+// digest matches, fsyncs the files and the directory, then renames the directory into
+// DATA_DIR/artifacts/JOB_ID/CHECKPOINT_ID (RENAME_NOREPLACE: a committed checkpoint is never
+// overwritten) and fsyncs the parent, so a checkpoint is either fully there or not at all
+// (DESIGN.md, convention 9).
+//
+// A zero-byte file has no chunks on upload (one empty chunk at offset 0 is accepted too); a
+// Reader sends one empty chunk for it, so that every file of a checkpoint appears in a download.
+#include "artifacts/artifact_store.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
+#include "base/sha256.h"
+#include "base/status_macros.h"
+
+namespace loratrf::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMaxPathDepth = 8;
+constexpr size_t kMaxPathBytes = 1024;
+constexpr size_t kMaxComponentBytes = 255;
+constexpr size_t kMaxIdBytes = 128;
+
+absl::Status ErrnoError(int error, const std::string& what) {
+  return absl::ErrnoToStatus(error, what);
+}
+
+void CloseNoIntr(int fd) {
+  // On Linux the descriptor is released even when close() reports EINTR; never retry.
+  (void)::close(fd);
+}
+
+bool IsPlainChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == '-';
+}
+
+// A relative path of plain components: [A-Za-z0-9._-]+ each, never "." or "..", 1..8 deep.
+absl::Status CheckRelativePath(const std::string& field, const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty"));
+  if (path.size() > kMaxPathBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": longer than ", kMaxPathBytes, " bytes"));
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+  if (static_cast<int>(parts.size()) > kMaxPathDepth) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": '", path, "' is more than ",
+                                                   kMaxPathDepth, " components deep"));
+  }
+  for (absl::string_view part : parts) {
+    if (part.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": '", path, "' must be relative, without empty components ('//', leading or "
+                              "trailing '/')"));
+    }
+    if (part == "." || part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": '", path, "' must not contain '.' or '..' components"));
+    }
+    if (part.size() > kMaxComponentBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": a component is longer than ", kMaxComponentBytes, " bytes"));
+    }
+    for (char c : part) {
+      if (!IsPlainChar(c)) {
+        // The path is not echoed: it may hold control characters.
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": may contain only [A-Za-z0-9._-] and '/' separators"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Job and checkpoint ids are made by the coordinator; they are checked again because they
+// become directory names.
+absl::Status CheckId(const std::string& field, const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (id.size() > kMaxIdBytes || id == "." || id == ".." || id == "tmp") {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": not a coordinator-made id"));
+  }
+  for (char c : id) {
+    if (!IsPlainChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": not a coordinator-made id"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsLowerHexSha256(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+absl::Status CheckFileList(const v1::Checkpoint& checkpoint) {
+  if (checkpoint.files_size() == 0) {
+    return absl::InvalidArgumentError("checkpoint.files: a checkpoint needs at least one file");
+  }
+  if (checkpoint.files_size() > kMaxCheckpointFiles) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint.files: ", checkpoint.files_size(),
+                                                   " files, at most ", kMaxCheckpointFiles,
+                                                   " allowed"));
+  }
+  std::set<std::string> paths;
+  for (int i = 0; i < checkpoint.files_size(); ++i) {
+    const v1::CheckpointFile& file = checkpoint.files(i);
+    std::string field = absl::StrCat("checkpoint.files[", i, "]");
+    RETURN_IF_ERROR(CheckRelativePath(field + ".path", file.path()));
+    if (!paths.insert(file.path()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".path: '", file.path(), "' is listed twice"));
+    }
+    if (file.size_bytes() > kMaxCheckpointFileBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".size_bytes: ", file.size_bytes(),
+                                                     " is more than the limit of ",
+                                                     kMaxCheckpointFileBytes));
+    }
+    if (!IsLowerHexSha256(file.sha256())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".sha256: must be 64 lower-case hex characters"));
+    }
+  }
+  // A path that is also another's directory ("a" and "a/b") could not be written back out.
+  for (const std::string& path : paths) {
+    auto next = paths.upper_bound(path);
+    std::string as_dir = path + "/";
+    if (next != paths.end() && next->compare(0, as_dir.size(), as_dir) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint.files: '", path,
+                                                     "' is both a file and a directory"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, absl::StrCat("cannot write ", path));
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FsyncFd(int fd, const std::string& path) {
+  int rc;
+  do {
+    rc = ::fsync(fd);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return ErrnoError(errno, absl::StrCat("cannot fsync ", path));
+  return absl::OkStatus();
+}
+
+// mkdir that tolerates an existing directory; fsyncs the parent when it made a new one.
+absl::Status MakeDirDurable(const std::string& dir, const std::string& parent) {
+  if (::mkdir(dir.c_str(), 0755) == 0) return FsyncDirectory(parent);
+  if (errno == EEXIST) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(dir, ": exists and is not a directory"));
+  }
+  return ErrnoError(errno, absl::StrCat("cannot create directory ", dir));
+}
+
+std::string FileName(int index) { return absl::StrCat("f", index); }
+
+// ---------------------------------------------------------------------------------------------
+
+class FsUpload final : public ArtifactStore::Upload {
+ public:
+  FsUpload(v1::Checkpoint checkpoint, std::string tmp_dir, std::string job_dir,
+           std::string final_dir, std::string artifacts_dir)
+      : checkpoint_(std::move(checkpoint)),
+        tmp_dir_(std::move(tmp_dir)),
+        job_dir_(std::move(job_dir)),
+        final_dir_(std::move(final_dir)),
+        artifacts_dir_(std::move(artifacts_dir)) {
+    for (int i = 0; i < checkpoint_.files_size(); ++i) index_[checkpoint_.files(i).path()] = i;
+    files_.resize(static_cast<size_t>(checkpoint_.files_size()));
+  }
+
+  ~FsUpload() override {
+    CloseCurrent();
+    if (!committed_) Discard();
+  }
+
+  absl::Status Write(const v1::FileChunk& chunk) override {
+    if (spent_) return absl::FailedPreconditionError("upload: already committed or failed");
+    absl::Status status = WriteChunk(chunk);
+    if (!status.ok()) Fail();
+    return status;
+  }
+
+  absl::Status Commit() override {
+    if (spent_) return absl::FailedPreconditionError("upload: already committed or failed");
+    absl::Status status = CommitFiles();
+    if (!status.ok()) {
+      Fail();
+      return status;
+    }
+    committed_ = true;
+    spent_ = true;
+    return absl::OkStatus();
+  }
+
+ private:
+  struct FileState {
+    bool opened = false;
+    uint64_t written = 0;
+    std::string sha256;  // set once the file is complete
+    std::unique_ptr<Sha256> hasher;
+  };
+
+  std::string FilePath(int index) const { return tmp_dir_ + "/" + FileName(index); }
+  const v1::CheckpointFile& Spec(int index) const { return checkpoint_.files(index); }
+
+  absl::Status WriteChunk(const v1::FileChunk& chunk) {
+    auto it = index_.find(chunk.path());
+    if (it == index_.end()) {
+      return absl::InvalidArgumentError("chunk.path: not a file of this checkpoint's header");
+    }
+    int index = it->second;
+    const std::string field = absl::StrCat("chunk for '", chunk.path(), "'");
+    if (chunk.data().size() > kMaxChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", chunk.data().size(),
+                                                     " bytes, more than the chunk limit of ",
+                                                     kMaxChunkBytes));
+    }
+    if (index < current_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": out of order (that file was already finished)"));
+    }
+    // Moving on to a later file: every file before it must be complete.
+    for (int i = std::max(current_, 0); i < index; ++i) {
+      if (files_[i].written != Spec(i).size_bytes()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": out of order ('", Spec(i).path(), "' has ", files_[i].written, " of ",
+            Spec(i).size_bytes(), " bytes)"));
+      }
+      RETURN_IF_ERROR(FinishFile(i));
+    }
+    current_ = index;
+    FileState& file = files_[index];
+    if (chunk.offset() != file.written) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": offset ", chunk.offset(),
+                                                     " is out of order (expected ", file.written,
+                                                     ")"));
+    }
+    if (chunk.data().size() > Spec(index).size_bytes() - file.written) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": bytes ", chunk.offset(), "..", chunk.offset() + chunk.data().size(),
+          " go past the file's size of ", Spec(index).size_bytes()));
+    }
+    RETURN_IF_ERROR(OpenFile(index));
+    RETURN_IF_ERROR(WriteAll(fd_, chunk.data(), FilePath(index)));
+    file.hasher->Update(chunk.data());
+    file.written += chunk.data().size();
+    return absl::OkStatus();
+  }
+
+  absl::Status OpenFile(int index) {
+    FileState& file = files_[index];
+    if (file.opened) return absl::OkStatus();
+    CloseCurrent();
+    std::string path = FilePath(index);
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) return ErrnoError(errno, absl::StrCat("cannot create ", path));
+    fd_index_ = index;
+    file.opened = true;
+    file.hasher = std::make_unique<Sha256>();
+    return absl::OkStatus();
+  }
+
+  // Completes file `index`: creates it if it never got a chunk (a zero-byte file), fsyncs and
+  // closes it, and checks its digest.
+  absl::Status FinishFile(int index) {
+    FileState& file = files_[index];
+    if (!file.sha256.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(OpenFile(index));
+    RETURN_IF_ERROR(FsyncFd(fd_, FilePath(index)));
+    CloseCurrent();
+    file.sha256 = file.hasher->HexDigest();
+    if (file.sha256 != Spec(index).sha256()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint file '", Spec(index).path(),
+                                                     "': sha256 ", file.sha256,
+                                                     " does not match the header's ",
+                                                     Spec(index).sha256()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CommitFiles() {
+    for (int i = 0; i < static_cast<int>(files_.size()); ++i) {
+      if (files_[i].written != Spec(i).size_bytes()) {
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint file '", Spec(i).path(),
+                                                       "': incomplete, ", files_[i].written,
+                                                       " of ", Spec(i).size_bytes(), " bytes"));
+      }
+      RETURN_IF_ERROR(FinishFile(i));
+    }
+    RETURN_IF_ERROR(FsyncDirectory(tmp_dir_));
+    RETURN_IF_ERROR(MakeDirDurable(job_dir_, artifacts_dir_));
+    if (::renameat2(AT_FDCWD, tmp_dir_.c_str(), AT_FDCWD, final_dir_.c_str(),
+                    RENAME_NOREPLACE) != 0) {
+      int error = errno;
+      if (error == EEXIST || error == ENOTEMPTY) {
+        return absl::AlreadyExistsError(absl::StrCat("checkpoint ", checkpoint_.id(), " of job ",
+                                                     checkpoint_.job_id(),
+                                                     " is already committed"));
+      }
+      return ErrnoError(error, absl::StrCat("cannot rename ", tmp_dir_, " to ", final_dir_));
+    }
+    // The rename is what commits; its durability needs the new parent (and the old one, so
+    // the upload does not reappear in tmp/ after a crash) synced.
+    RETURN_IF_ERROR(FsyncDirectory(job_dir_));
+    (void)FsyncDirectory(fs::path(tmp_dir_).parent_path().string());
+    return absl::OkStatus();
+  }
+
+  void CloseCurrent() {
+    if (fd_ >= 0) {
+      CloseNoIntr(fd_);
+      fd_ = -1;
+      fd_index_ = -1;
+    }
+  }
+
+  void Fail() {
+    spent_ = true;
+    CloseCurrent();
+    Discard();
+  }
+
+  void Discard() {
+    std::error_code ignored;
+    fs::remove_all(tmp_dir_, ignored);
+  }
+
+  const v1::Checkpoint checkpoint_;
+  const std::string tmp_dir_;
+  const std::string job_dir_;
+  const std::string final_dir_;
+  const std::string artifacts_dir_;
+  std::map<std::string, int> index_;  // path → position in the file list
+  std::vector<FileState> files_;
+  int current_ = 0;     // the file chunks are arriving for; earlier ones are finished
+  int fd_ = -1;         // the open file, if any
+  int fd_index_ = -1;
+  bool spent_ = false;  // committed or failed: no more calls
+  bool committed_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class FsReader final : public ArtifactStore::Reader {
+ public:
+  FsReader(v1::Checkpoint checkpoint, std::string dir)
+      : checkpoint_(std::move(checkpoint)), dir_(std::move(dir)), buffer_(kMaxChunkBytes) {}
+  ~FsReader() override { Close(); }
+
+  absl::StatusOr<bool> Next(v1::FileChunk& chunk) override {
+    if (!error_.ok()) return error_;
+    absl::StatusOr<bool> result = NextChunk(chunk);
+    if (!result.ok()) {
+      error_ = result.status();
+      Close();
+    }
+    return result;
+  }
+
+ private:
+  absl::StatusOr<bool> NextChunk(v1::FileChunk& chunk) {
+    if (index_ >= checkpoint_.files_size()) return false;
+    const v1::CheckpointFile& spec = checkpoint_.files(index_);
+    std::string path = dir_ + "/" + FileName(index_);
+    if (fd_ < 0) {
+      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd_ < 0) {
+        int error = errno;
+        if (error == ENOENT) {
+          return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint_.id(), " of job ",
+                                                  checkpoint_.job_id(), ": file '", spec.path(),
+                                                  "' is missing from the artifact store"));
+        }
+        return ErrnoError(error, absl::StrCat("cannot open ", path));
+      }
+      offset_ = 0;
+      hasher_ = std::make_unique<Sha256>();
+    }
+    uint64_t left = spec.size_bytes() - std::min(offset_, spec.size_bytes());
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kMaxChunkBytes, left));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::read(fd_, buffer_.data() + got, want - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError(errno, absl::StrCat("cannot read ", path));
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    if (got < want) {
+      return absl::DataLossError(absl::StrCat("checkpoint file '", spec.path(),
+                                              "' is shorter on disk than its recorded size"));
+    }
+    absl::string_view bytes(buffer_.data(), got);
+    hasher_->Update(bytes);
+    chunk.set_path(spec.path());
+    chunk.set_offset(offset_);
+    chunk.set_data(bytes.data(), bytes.size());
+    offset_ += got;
+    if (offset_ == spec.size_bytes()) {
+      // Last chunk of the file: a digest that changed on disk is reported instead of sent.
+      char extra;
+      ssize_t n;
+      do {
+        n = ::read(fd_, &extra, 1);
+      } while (n < 0 && errno == EINTR);
+      std::string digest = hasher_->HexDigest();
+      if (n != 0 || digest != spec.sha256()) {
+        return absl::DataLossError(absl::StrCat("checkpoint file '", spec.path(),
+                                                "' does not match its recorded size and sha256"));
+      }
+      Close();
+      ++index_;
+    }
+    return true;
+  }
+
+  void Close() {
+    if (fd_ >= 0) {
+      CloseNoIntr(fd_);
+      fd_ = -1;
+    }
+  }
+
+  const v1::Checkpoint checkpoint_;
+  const std::string dir_;
+  std::vector<char> buffer_;
+  int index_ = 0;        // the file being read
+  int fd_ = -1;          // open on file index_, or -1 before its first chunk
+  uint64_t offset_ = 0;  // bytes of file index_ sent so far
+  std::unique_ptr<Sha256> hasher_;
+  absl::Status error_;   // after an error, every call returns it
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class FsArtifactStore final : public ArtifactStore {
+ public:
+  explicit FsArtifactStore(std::string root) : root_(std::move(root)), tmp_(root_ + "/tmp") {
+    std::random_device device;
+    salt_ = device();
+  }
+
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::Checkpoint& checkpoint) override {
+    RETURN_IF_ERROR(CheckId("checkpoint.job_id", checkpoint.job_id()));
+    RETURN_IF_ERROR(CheckId("checkpoint.id", checkpoint.id()));
+    RETURN_IF_ERROR(CheckFileList(checkpoint));
+    std::string job_dir = root_ + "/" + checkpoint.job_id();
+    std::string final_dir = job_dir + "/" + checkpoint.id();
+    struct stat st;
+    if (::stat(final_dir.c_str(), &st) == 0) {
+      return absl::AlreadyExistsError(absl::StrCat("checkpoint ", checkpoint.id(), " of job ",
+                                                   checkpoint.job_id(), " is already committed"));
+    }
+    std::string dir = absl::StrCat(tmp_, "/u", next_upload_.fetch_add(1), "-", ::getpid(), "-",
+                                   salt_);
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      return ErrnoError(errno, absl::StrCat("cannot create upload directory ", dir));
+    }
+    return std::unique_ptr<Upload>(
+        new FsUpload(checkpoint, std::move(dir), std::move(job_dir), std::move(final_dir), root_));
+  }
+
+  absl::StatusOr<std::unique_ptr<Reader>> Read(const v1::Checkpoint& checkpoint) override {
+    RETURN_IF_ERROR(CheckId("checkpoint.job_id", checkpoint.job_id()));
+    RETURN_IF_ERROR(CheckId("checkpoint.id", checkpoint.id()));
+    std::string dir = root_ + "/" + checkpoint.job_id() + "/" + checkpoint.id();
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint.id(), " of job ",
+                                              checkpoint.job_id(),
+                                              " has no files in the artifact store"));
+    }
+    return std::unique_ptr<Reader>(new FsReader(checkpoint, std::move(dir)));
+  }
+
+ private:
+  const std::string root_;
+  const std::string tmp_;
+  uint32_t salt_ = 0;  // tells this process's upload dirs from a predecessor's
+  std::atomic<uint64_t> next_upload_{0};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::string& data_dir) {
+  if (data_dir.empty()) return absl::InvalidArgumentError("artifact store: data dir is empty");
+  std::string root = data_dir + "/artifacts";
+  std::string tmp = root + "/tmp";
+  RETURN_IF_ERROR(MakeDirDurable(root, data_dir));
+  // Abandoned uploads (a crash mid-upload) are never resumed: their bytes are unverified.
+  std::error_code error;
+  fs::remove_all(tmp, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot clear abandoned uploads in ", tmp, ": ", error.message()));
+  }
+  RETURN_IF_ERROR(MakeDirDurable(tmp, root));
+  return std::unique_ptr<ArtifactStore>(new FsArtifactStore(std::move(root)));
+}
+
+}  // namespace loratrf::server

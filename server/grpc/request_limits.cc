@@ -1,0 +1,137 @@
+#include "grpc/request_limits.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "artifacts/artifact_store.h"
+#include "base/status_macros.h"
+#include "store/job_store.h"
+
+namespace loratrf::server {
+namespace {
+
+absl::Status MaxBytes(absl::string_view field, const std::string& value, size_t limit) {
+  if (value.size() <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", value.size(), " bytes, at most ", limit, " allowed"));
+}
+
+absl::Status MaxItems(absl::string_view field, int count, int limit) {
+  if (count <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", count, " entries, at most ", limit, " allowed"));
+}
+
+absl::Status Required(absl::string_view field, const std::string& value) {
+  if (!value.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+}
+
+absl::Status CheckId(absl::string_view field, const std::string& id) {
+  RETURN_IF_ERROR(Required(field, id));
+  return MaxBytes(field, id, kMaxIdBytes);
+}
+
+absl::Status CheckWorkerName(absl::string_view field, const std::string& name) {
+  RETURN_IF_ERROR(Required(field, name));
+  return MaxBytes(field, name, kMaxNameBytes);
+}
+
+template <typename Running>
+absl::Status CheckRunning(const Running& running) {
+  RETURN_IF_ERROR(MaxItems("running", running.size(), kMaxRunningAttempts));
+  for (int i = 0; i < running.size(); ++i) {
+    RETURN_IF_ERROR(CheckId(absl::StrCat("running[", i, "].job_id"), running[i].job_id()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckRequest(const v1::SubmitJobRequest& request) {
+  if (!request.has_spec()) return absl::InvalidArgumentError("spec: required");
+  return MaxBytes("idempotency_key", request.idempotency_key(), 128);
+}
+
+absl::Status CheckRequest(const v1::GetJobRequest& request) { return CheckId("id", request.id()); }
+
+absl::Status CheckRequest(v1::ListJobsRequest& request) {
+  RETURN_IF_ERROR(MaxItems("states", request.states_size(), kMaxStateFilters));
+  RETURN_IF_ERROR(MaxBytes("owner", request.owner(), kMaxNameBytes));
+  RETURN_IF_ERROR(MaxBytes("name_prefix", request.name_prefix(), kMaxNameBytes));
+  RETURN_IF_ERROR(MaxBytes("page_token", request.page_token(), kMaxPageTokenBytes));
+  if (request.page_size() > static_cast<uint32_t>(kMaxJobPageSize)) {
+    request.set_page_size(kMaxJobPageSize);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRequest(const v1::CancelJobRequest& request) {
+  RETURN_IF_ERROR(CheckId("id", request.id()));
+  return MaxBytes("reason", request.reason(), kMaxReasonBytes);
+}
+
+absl::Status CheckRequest(const v1::WatchJobRequest& request) {
+  return CheckId("id", request.id());
+}
+
+absl::Status CheckRequest(const v1::ListCheckpointsRequest& request) {
+  return CheckId("job_id", request.job_id());
+}
+
+absl::Status CheckRequest(const v1::DownloadCheckpointRequest& request) {
+  RETURN_IF_ERROR(CheckId("job_id", request.job_id()));
+  return MaxBytes("checkpoint_id", request.checkpoint_id(), kMaxIdBytes);
+}
+
+absl::Status CheckRequest(const v1::RegisterRequest& request) {
+  RETURN_IF_ERROR(CheckWorkerName("name", request.name()));
+  if (request.slots() > kMaxWorkerSlots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slots: ", request.slots(), ", at most ", kMaxWorkerSlots, " allowed"));
+  }
+  RETURN_IF_ERROR(MaxItems("labels", request.labels_size(), kMaxWorkerLabels));
+  for (const auto& [key, value] : request.labels()) {
+    RETURN_IF_ERROR(MaxBytes("labels (a key)", key, kMaxLabelKeyBytes));
+    RETURN_IF_ERROR(MaxBytes(absl::StrCat("labels[", key, "]"), value, kMaxLabelValueBytes));
+  }
+  RETURN_IF_ERROR(MaxBytes("address", request.address(), kMaxAddressBytes));
+  RETURN_IF_ERROR(MaxBytes("version", request.version(), kMaxVersionBytes));
+  return CheckRunning(request.running());
+}
+
+absl::Status CheckRequest(const v1::HeartbeatRequest& request) {
+  RETURN_IF_ERROR(CheckWorkerName("name", request.name()));
+  return CheckRunning(request.running());
+}
+
+absl::Status CheckRequest(const v1::StreamCommandsRequest& request) {
+  return CheckWorkerName("name", request.name());
+}
+
+absl::Status CheckRequest(const v1::ReportEventsRequest& request) {
+  RETURN_IF_ERROR(CheckWorkerName("worker", request.worker()));
+  RETURN_IF_ERROR(CheckId("job_id", request.job_id()));
+  RETURN_IF_ERROR(MaxItems("events", request.events_size(), kMaxEventsPerReport));
+  for (int i = 0; i < request.events_size(); ++i) {
+    const v1::JobEvent& event = request.events(i);
+    if (event.has_log()) {
+      RETURN_IF_ERROR(
+          MaxBytes(absl::StrCat("events[", i, "].log.text"), event.log().text(), kMaxLogLineBytes));
+    }
+    if (event.has_state_change()) {
+      RETURN_IF_ERROR(MaxBytes(absl::StrCat("events[", i, "].state_change.reason"),
+                               event.state_change().reason(), kMaxReasonBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRequest(const v1::UploadCheckpointRequest::Header& header) {
+  RETURN_IF_ERROR(CheckWorkerName("header.worker", header.worker()));
+  RETURN_IF_ERROR(CheckId("header.job_id", header.job_id()));
+  // Paths and sizes are checked by the artifact store; the count bounds the header here.
+  return MaxItems("header.files", header.files_size(), kMaxCheckpointFiles);
+}
+
+}  // namespace loratrf::server

@@ -1,0 +1,340 @@
+#include "grpc/services.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "base/status_macros.h"
+#include "grpc/pull_write_reactor.h"
+#include "grpc/request_limits.h"
+#include "grpc/status.h"
+
+namespace loratrf::server {
+namespace {
+
+std::optional<absl::string_view> AuthorizationOf(const grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return std::nullopt;
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
+// Authenticates, runs `body(caller)`, finishes the call with the mapped status.
+template <typename Body>
+grpc::ServerUnaryReactor* Unary(const HandlerDeps& deps, grpc::CallbackServerContext* context,
+                                const char* method, Roles roles, Body body) {
+  RpcTimer timer(deps.metrics, method);
+  absl::StatusOr<Caller> caller = deps.auth->Authenticate(AuthorizationOf(context), roles);
+  grpc::Status status = ToGrpcStatus(caller.ok() ? body(*caller) : caller.status());
+  timer.Done(status.error_code());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+// How a pull stream ends: OK when its source is done; UNAVAILABLE while draining, so that a
+// client reconnects (to the restarted coordinator) instead of taking the end as complete.
+std::function<grpc::Status()> EndStatus(JobServiceCore* core, const char* reconnect_hint) {
+  return [core, reconnect_hint] {
+    if (core->draining()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          std::string("the coordinator is draining; ") + reconnect_hint);
+    }
+    return grpc::Status::OK;
+  };
+}
+
+// DownloadCheckpoint: the checkpoint first, then its files as chunks read on demand.
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckpointResponse> {
+ public:
+  DownloadReactor(RpcTimer timer, v1::Checkpoint checkpoint,
+                  std::unique_ptr<ArtifactStore::Reader> reader)
+      : timer_(timer), reader_(std::move(reader)) {
+    *message_.mutable_checkpoint() = std::move(checkpoint);
+    StartWrite(&message_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Done(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+    message_.Clear();
+    absl::StatusOr<bool> more = reader_->Next(*message_.mutable_chunk());
+    if (!more.ok()) return Done(ToGrpcStatus(more.status()));
+    if (!*more) return Done(grpc::Status::OK);
+    StartWrite(&message_);
+  }
+
+  void OnDone() override {
+    timer_.Done(code_);
+    delete this;
+  }
+
+ private:
+  void Done(grpc::Status status) {
+    code_ = status.error_code();
+    Finish(std::move(status));
+  }
+
+  const RpcTimer timer_;
+  std::unique_ptr<ArtifactStore::Reader> reader_;
+  v1::DownloadCheckpointResponse message_;  // in flight between StartWrite and OnWriteDone
+  grpc::StatusCode code_ = grpc::StatusCode::OK;
+};
+
+// UploadCheckpoint: a header (checked, then BeginUpload), chunks (Write), the client's
+// half-close (Finish: verify and commit). Any error ends the call at once; dropping the core's
+// upload discards what was written.
+class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
+ public:
+  UploadReactor(const HandlerDeps& deps, RpcTimer timer, Caller caller,
+                grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
+      : deps_(deps),
+        timer_(timer),
+        caller_(std::move(caller)),
+        context_(context),
+        response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return Done(ToGrpcStatus(Complete()));  // the client half-closed (or went away)
+    absl::Status status = Handle();
+    if (!status.ok()) return Done(ToGrpcStatus(status));
+    StartRead(&request_);
+  }
+
+  void OnDone() override {
+    timer_.Done(code_);
+    delete this;
+  }
+
+ private:
+  absl::Status Handle() {
+    if (upload_ == nullptr) {
+      if (!request_.has_header()) {
+        return absl::InvalidArgumentError("header: the first message must be the header");
+      }
+      const v1::UploadCheckpointRequest::Header& header = request_.header();
+      RETURN_IF_ERROR(CheckRequest(header));
+      RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller_, header.worker()));
+      ASSIGN_OR_RETURN(upload_, deps_.core->BeginUpload(header));
+      return absl::OkStatus();
+    }
+    if (!request_.has_chunk()) {
+      return absl::InvalidArgumentError("chunk: every message after the header must be a chunk");
+    }
+    return upload_->Write(request_.chunk());
+  }
+
+  absl::Status Complete() {
+    if (context_->IsCancelled()) return absl::CancelledError("upload cancelled by the client");
+    if (upload_ == nullptr) return absl::InvalidArgumentError("header: no header was sent");
+    ASSIGN_OR_RETURN(*response_->mutable_checkpoint(), upload_->Finish());
+    return absl::OkStatus();
+  }
+
+  void Done(grpc::Status status) {
+    code_ = status.error_code();
+    Finish(std::move(status));
+  }
+
+  const HandlerDeps deps_;
+  const RpcTimer timer_;
+  const Caller caller_;
+  grpc::CallbackServerContext* const context_;
+  v1::UploadCheckpointResponse* const response_;
+  v1::UploadCheckpointRequest request_;  // filled by StartRead until OnReadDone
+  std::unique_ptr<JobServiceCore::CheckpointUpload> upload_;
+  grpc::StatusCode code_ = grpc::StatusCode::OK;
+};
+
+class FailedReadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
+ public:
+  FailedReadReactor(RpcTimer timer, grpc::Status status)
+      : timer_(timer), code_(status.error_code()) {
+    Finish(std::move(status));
+  }
+  void OnDone() override {
+    timer_.Done(code_);
+    delete this;
+  }
+
+ private:
+  const RpcTimer timer_;
+  const grpc::StatusCode code_;
+};
+
+}  // namespace
+
+// ---- JobService -------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobServiceHandler::SubmitJob(grpc::CallbackServerContext* context,
+                                                       const v1::SubmitJobRequest* request,
+                                                       v1::SubmitJobResponse* response) {
+  return Unary(deps_, context, "JobService/SubmitJob", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->SubmitJob(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::GetJob(grpc::CallbackServerContext* context,
+                                                    const v1::GetJobRequest* request,
+                                                    v1::Job* response) {
+  return Unary(deps_, context, "JobService/GetJob", kUserOnly,
+               [&](const Caller&) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->GetJob(request->id()));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::ListJobs(grpc::CallbackServerContext* context,
+                                                      const v1::ListJobsRequest* request,
+                                                      v1::ListJobsResponse* response) {
+  return Unary(deps_, context, "JobService/ListJobs", kUserOnly,
+               [&](const Caller&) -> absl::Status {
+                 v1::ListJobsRequest capped = *request;
+                 RETURN_IF_ERROR(CheckRequest(capped));
+                 ASSIGN_OR_RETURN(*response, deps_.core->ListJobs(capped));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::CancelJob(grpc::CallbackServerContext* context,
+                                                       const v1::CancelJobRequest* request,
+                                                       v1::Job* response) {
+  return Unary(deps_, context, "JobService/CancelJob", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->CancelJob(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
+    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  RpcTimer timer(deps_.metrics, "JobService/WatchJob");
+  absl::StatusOr<std::unique_ptr<EventStream>> stream = [&]()
+      -> absl::StatusOr<std::unique_ptr<EventStream>> {
+    RETURN_IF_ERROR(deps_.auth->Authenticate(AuthorizationOf(context), kUserOnly).status());
+    RETURN_IF_ERROR(CheckRequest(*request));
+    return deps_.core->WatchJob(*request);
+  }();
+  if (!stream.ok()) {
+    return new FailedWriteReactor<v1::JobEvent>(timer, ToGrpcStatus(stream.status()));
+  }
+  auto* reactor = new PullWriteReactor<v1::JobEvent>(
+      std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(std::move(*stream)),
+      deps_.pump, EndStatus(deps_.core, "watch again from the last seq + 1"), timer);
+  reactor->Start();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::ListCheckpoints(
+    grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
+    v1::ListCheckpointsResponse* response) {
+  return Unary(deps_, context, "JobService/ListCheckpoints", kUserOnly,
+               [&](const Caller&) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->ListCheckpoints(request->job_id()));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* JobServiceHandler::DownloadCheckpoint(
+    grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
+  RpcTimer timer(deps_.metrics, "JobService/DownloadCheckpoint");
+  using Opened = std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>;
+  absl::StatusOr<Opened> opened = [&]() -> absl::StatusOr<Opened> {
+    // Workers download too: an attempt resumes from the job's latest checkpoint.
+    RETURN_IF_ERROR(deps_.auth->Authenticate(AuthorizationOf(context), kUserOrWorker).status());
+    RETURN_IF_ERROR(CheckRequest(*request));
+    return deps_.core->OpenCheckpoint(*request);
+  }();
+  if (!opened.ok()) {
+    return new FailedWriteReactor<v1::DownloadCheckpointResponse>(timer,
+                                                                  ToGrpcStatus(opened.status()));
+  }
+  return new DownloadReactor(timer, std::move(opened->first), std::move(opened->second));
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::ListWorkers(grpc::CallbackServerContext* context,
+                                                         const v1::ListWorkersRequest* request,
+                                                         v1::ListWorkersResponse* response) {
+  return Unary(deps_, context, "JobService/ListWorkers", kUserOnly,
+               [&](const Caller&) -> absl::Status {
+                 *response = deps_.core->ListWorkers();
+                 return absl::OkStatus();
+               });
+}
+
+// ---- WorkerService ----------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* WorkerServiceHandler::Register(grpc::CallbackServerContext* context,
+                                                         const v1::RegisterRequest* request,
+                                                         v1::RegisterResponse* response) {
+  return Unary(deps_, context, "WorkerService/Register", kWorkerOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
+                 ASSIGN_OR_RETURN(*response, deps_.core->Register(*request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceHandler::Heartbeat(grpc::CallbackServerContext* context,
+                                                          const v1::HeartbeatRequest* request,
+                                                          v1::HeartbeatResponse* response) {
+  return Unary(deps_, context, "WorkerService/Heartbeat", kWorkerOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
+                 ASSIGN_OR_RETURN(*response, deps_.core->Heartbeat(*request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceHandler::StreamCommands(
+    grpc::CallbackServerContext* context, const v1::StreamCommandsRequest* request) {
+  RpcTimer timer(deps_.metrics, "WorkerService/StreamCommands");
+  absl::StatusOr<std::unique_ptr<CommandStream>> stream = [&]()
+      -> absl::StatusOr<std::unique_ptr<CommandStream>> {
+    ASSIGN_OR_RETURN(Caller caller,
+                     deps_.auth->Authenticate(AuthorizationOf(context), kWorkerOnly));
+    RETURN_IF_ERROR(CheckRequest(*request));
+    RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
+    return deps_.core->StreamCommands(*request);
+  }();
+  if (!stream.ok()) {
+    return new FailedWriteReactor<v1::WorkerCommand>(timer, ToGrpcStatus(stream.status()));
+  }
+  auto* reactor = new PullWriteReactor<v1::WorkerCommand>(
+      std::make_unique<CorePullSource<v1::WorkerCommand, CommandStream>>(std::move(*stream)),
+      deps_.pump, EndStatus(deps_.core, "register again when it is back"), timer);
+  reactor->Start();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerServiceHandler::ReportEvents(
+    grpc::CallbackServerContext* context, const v1::ReportEventsRequest* request,
+    v1::ReportEventsResponse* response) {
+  return Unary(deps_, context, "WorkerService/ReportEvents", kWorkerOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->worker()));
+                 ASSIGN_OR_RETURN(*response, deps_.core->ReportEvents(*request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerServiceHandler::UploadCheckpoint(
+    grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) {
+  RpcTimer timer(deps_.metrics, "WorkerService/UploadCheckpoint");
+  absl::StatusOr<Caller> caller = deps_.auth->Authenticate(AuthorizationOf(context), kWorkerOnly);
+  if (!caller.ok()) return new FailedReadReactor(timer, ToGrpcStatus(caller.status()));
+  return new UploadReactor(deps_, timer, std::move(*caller), context, response);
+}
+
+}  // namespace loratrf::server

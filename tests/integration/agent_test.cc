@@ -1,0 +1,800 @@
+// `loratrf-worker agent` against a fake coordinator: a small in-test WorkerService/JobService on
+// 127.0.0.1 (the real coordinator has its own end-to-end tests). The agent is the real binary
+// and runs real rank processes on a tiny model: it registers its slots, heartbeats, runs an
+// assignment (RUNNING, train/eval rows, checkpoint uploads with correct sha256s, SUCCEEDED
+// after the final upload), resumes from a downloaded checkpoint, kills its ranks on a
+// Cancellation or a stale-attempt refusal, leaves no orphans when SIGKILLed, registers again
+// when its lease is lost, and refuses bad flags. Also unit tests of its pieces.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "agent/attempt_runner.h"
+#include "agent/events_reporter.h"
+#include "agent/metrics_tail.h"
+#include "base/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "loratrf/v1/job_service.grpc.pb.h"
+#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "spec/job_spec.h"
+#include "subprocess.h"
+
+namespace loratrf {
+namespace {
+
+namespace fs = std::filesystem;
+using ::loratrf::testing::BinaryPath;
+using ::loratrf::testing::kPython;
+using ::loratrf::testing::ProcessResult;
+using ::loratrf::testing::RunProcess;
+using ::loratrf::testing::TempDir;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kToken[] = "worker-secret-1";
+
+// ---------------------------------------------------------------------------------------------
+// The fake coordinator.
+
+struct Upload {
+  v1::UploadCheckpointRequest::Header header;
+  std::map<std::string, std::string> files;  // path → bytes
+  bool verified = false;                      // every size and sha256 matched the header
+  int order = 0;                              // position among uploads and reports
+};
+
+struct FakeState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<v1::RegisterRequest> registrations;
+  uint64_t lease = 0;
+  int heartbeats = 0;
+  std::vector<v1::RunningAttempt> last_running;
+  std::vector<uint64_t> stream_leases;  // lease of each StreamCommands call
+  std::deque<v1::WorkerCommand> commands;
+  // (job, attempt) → accepted events, in order
+  std::map<std::pair<std::string, uint32_t>, std::vector<v1::JobEvent>> events;
+  std::map<std::pair<std::string, uint32_t>, int> succeeded_order;
+  std::vector<Upload> uploads;
+  std::map<std::string, Upload> stored;  // checkpoint id → upload, for DownloadCheckpoint
+  std::set<std::string> stale_jobs;      // ReportEvents answers FAILED_PRECONDITION
+  bool lose_lease = false;               // the next heartbeat answers FAILED_PRECONDITION
+  int counter = 0;
+  bool shutting_down = false;
+  int unauthenticated = 0;
+
+  std::vector<v1::JobEvent> Events(const std::string& job, uint32_t attempt) {
+    std::lock_guard<std::mutex> lock(mu);
+    return events[{job, attempt}];
+  }
+};
+
+grpc::Status CheckToken(grpc::ServerContext* context, FakeState& state) {
+  auto it = context->client_metadata().find("authorization");
+  if (it == context->client_metadata().end() ||
+      std::string(it->second.data(), it->second.size()) != std::string("Bearer ") + kToken) {
+    std::lock_guard<std::mutex> lock(state.mu);
+    ++state.unauthenticated;
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "no or wrong token");
+  }
+  return grpc::Status::OK;
+}
+
+class FakeWorkerService final : public v1::WorkerService::Service {
+ public:
+  explicit FakeWorkerService(FakeState& state) : s_(state) {}
+
+  grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
+                        v1::RegisterResponse* response) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    std::lock_guard<std::mutex> lock(s_.mu);
+    s_.registrations.push_back(*request);
+    response->set_lease_id(++s_.lease * 100);
+    response->mutable_lease_ttl()->set_seconds(3);
+    response->mutable_heartbeat_interval()->set_nanos(200'000'000);
+    s_.cv.notify_all();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse*) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (request->lease_id() != s_.lease * 100 || s_.lose_lease) {
+      s_.lose_lease = false;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the lease has lapsed");
+    }
+    ++s_.heartbeats;
+    s_.last_running.assign(request->running().begin(), request->running().end());
+    s_.cv.notify_all();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamCommands(grpc::ServerContext* context,
+                              const v1::StreamCommandsRequest* request,
+                              grpc::ServerWriter<v1::WorkerCommand>* writer) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    std::unique_lock<std::mutex> lock(s_.mu);
+    s_.stream_leases.push_back(request->lease_id());
+    s_.cv.notify_all();
+    while (!context->IsCancelled() && !s_.shutting_down) {
+      if (request->lease_id() != s_.lease * 100) return grpc::Status::OK;  // replaced
+      if (s_.commands.empty()) {
+        s_.cv.wait_for(lock, std::chrono::milliseconds(50));
+        continue;
+      }
+      v1::WorkerCommand command = s_.commands.front();
+      s_.commands.pop_front();
+      lock.unlock();
+      writer->Write(command);
+      lock.lock();
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReportEvents(grpc::ServerContext* context, const v1::ReportEventsRequest* request,
+                            v1::ReportEventsResponse* response) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (s_.stale_jobs.count(request->job_id())) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "attempt is not current");
+    }
+    std::vector<v1::JobEvent>& accepted = s_.events[{request->job_id(), request->attempt()}];
+    // Deduplicate by the attempt-local index, as the coordinator does.
+    for (int i = 0; i < request->events_size(); ++i) {
+      const uint64_t index = request->first_report_index() + static_cast<uint64_t>(i);
+      if (index < accepted.size()) continue;
+      if (index > accepted.size()) break;  // a gap: not accepted
+      accepted.push_back(request->events(i));
+      if (request->events(i).has_state_change() &&
+          request->events(i).state_change().to() == v1::JOB_STATE_SUCCEEDED) {
+        s_.succeeded_order[{request->job_id(), request->attempt()}] = ++s_.counter;
+      }
+    }
+    response->set_next_report_index(accepted.size());
+    s_.cv.notify_all();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UploadCheckpoint(grpc::ServerContext* context,
+                                grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+                                v1::UploadCheckpointResponse* response) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    Upload upload;
+    v1::UploadCheckpointRequest part;
+    if (!reader->Read(&part) || !part.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header first");
+    }
+    upload.header = part.header();
+    bool in_order = true;
+    while (reader->Read(&part)) {
+      if (!part.has_chunk() || part.chunk().data().size() > (1u << 20)) in_order = false;
+      std::string& bytes = upload.files[part.chunk().path()];
+      if (part.chunk().offset() != bytes.size()) in_order = false;
+      bytes += part.chunk().data();
+    }
+    upload.verified = in_order && upload.header.files_size() > 0;
+    for (const v1::CheckpointFile& file : upload.header.files()) {
+      const std::string& bytes = upload.files[file.path()];
+      upload.verified &= bytes.size() == file.size_bytes() && Sha256Hex(bytes) == file.sha256();
+    }
+    std::lock_guard<std::mutex> lock(s_.mu);
+    upload.order = ++s_.counter;
+    const std::string id = "ckpt-" + upload.header.job_id() + "-" +
+                           std::to_string(upload.header.step()) +
+                           (upload.header.final() ? "-final" : "");
+    response->mutable_checkpoint()->set_id(id);
+    s_.stored[id] = upload;
+    s_.uploads.push_back(std::move(upload));
+    s_.cv.notify_all();
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState& s_;
+};
+
+class FakeJobService final : public v1::JobService::Service {
+ public:
+  explicit FakeJobService(FakeState& state) : s_(state) {}
+
+  grpc::Status DownloadCheckpoint(grpc::ServerContext* context,
+                                  const v1::DownloadCheckpointRequest* request,
+                                  grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override {
+    if (grpc::Status auth = CheckToken(context, s_); !auth.ok()) return auth;
+    Upload upload;
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      auto it = s_.stored.find(request->checkpoint_id());
+      if (it == s_.stored.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such checkpoint");
+      upload = it->second;
+    }
+    v1::DownloadCheckpointResponse first;
+    v1::Checkpoint* checkpoint = first.mutable_checkpoint();
+    checkpoint->set_id(request->checkpoint_id());
+    checkpoint->set_job_id(request->job_id());
+    checkpoint->set_step(upload.header.step());
+    checkpoint->set_final(upload.header.final());
+    *checkpoint->mutable_files() = upload.header.files();
+    writer->Write(first);
+    for (const v1::CheckpointFile& file : upload.header.files()) {
+      const std::string& bytes = upload.files[file.path()];
+      // Small chunks, so that files span several.
+      for (size_t offset = 0; offset < bytes.size(); offset += 4096) {
+        v1::DownloadCheckpointResponse chunk;
+        chunk.mutable_chunk()->set_path(file.path());
+        chunk.mutable_chunk()->set_offset(offset);
+        chunk.mutable_chunk()->set_data(bytes.substr(offset, 4096));
+        writer->Write(chunk);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState& s_;
+};
+
+class FakeCoordinator {
+ public:
+  FakeCoordinator() : workers_(state), jobs_(state) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&workers_);
+    builder.RegisterService(&jobs_);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeCoordinator() {
+    {
+      std::lock_guard<std::mutex> lock(state.mu);
+      state.shutting_down = true;
+      state.cv.notify_all();
+    }
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void Send(v1::WorkerCommand command) {
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.commands.push_back(std::move(command));
+    state.cv.notify_all();
+  }
+  // Waits until `done` (called with state.mu held) is true.
+  bool WaitFor(const std::function<bool()>& done, int seconds) {
+    std::unique_lock<std::mutex> lock(state.mu);
+    return state.cv.wait_for(lock, std::chrono::seconds(seconds), done);
+  }
+
+  FakeState state;
+
+ private:
+  FakeWorkerService workers_;
+  FakeJobService jobs_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+void WriteData(const std::string& path, int examples, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int i = 0; i < examples; ++i) {
+    int first = 1 + static_cast<int>(rng() % 63);
+    nlohmann::json ids = {first, 1 + static_cast<int>(rng() % 63)};
+    out << nlohmann::json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
+  }
+}
+
+// Live processes (not zombies) whose command line mentions `needle` and `--rank`.
+std::vector<pid_t> RankProcesses(const std::string& needle) {
+  std::vector<pid_t> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos && cmdline.find("--rank") != std::string::npos) {
+      found.push_back(std::stoi(name));
+    }
+  }
+  return found;
+}
+
+bool WaitUntil(const std::function<bool()>& done, int seconds) {
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// GET http://127.0.0.1:PORT/metrics, the body.
+std::string ScrapeMetrics(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) response.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return response;
+}
+
+bool HasState(const std::vector<v1::JobEvent>& events, v1::JobState state) {
+  for (const v1::JobEvent& e : events) {
+    if (e.has_state_change() && e.state_change().to() == state) return true;
+  }
+  return false;
+}
+
+std::vector<uint64_t> TrainSteps(const std::vector<v1::JobEvent>& events) {
+  std::vector<uint64_t> steps;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_train()) steps.push_back(e.train().step());
+  }
+  return steps;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = new TempDir();
+    ProcessResult made = RunProcess({kPython, std::string(LORATRF_SOURCE_DIR) +
+                                                  "/tests/reference/make_tiny_model.py",
+                                     "--arch", "llama", "--head", "causal_lm", "--output",
+                                     *shared_ / "model"},
+                                    "", 120);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    WriteData(*shared_ / "train.jsonl", 64, 1);
+    WriteData(*shared_ / "eval.jsonl", 16, 2);
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+
+  void TearDown() override {
+    if (agent_ > 0) {
+      ::kill(agent_, SIGTERM);
+      int status = 0;
+      auto deadline = Clock::now() + std::chrono::seconds(15);
+      while (::waitpid(agent_, &status, WNOHANG) == 0) {
+        if (Clock::now() > deadline) {
+          ::kill(agent_, SIGKILL);
+          ::waitpid(agent_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    if (HasFailure()) {
+      std::ifstream log(dir_ / "agent.log");
+      std::cerr << "---- agent log ----\n" << log.rdbuf() << "\n";
+    }
+  }
+
+  v1::JobSpec Spec(const std::string& training, int slots) {
+    std::string yaml = "name: tiny\nmodel: {path: " + (*shared_ / "model") +
+                       "}\ntask: classification\ndata: {train: " + (*shared_ / "train.jsonl") +
+                       ", eval: " + (*shared_ / "eval.jsonl") +
+                       "}\nadapter: {method: loratrf, rank: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+                       "training: {" + training + "}\nresources: {workers: 1, slots_per_worker: " +
+                       std::to_string(slots) + ", device: cpu}\n";
+    absl::StatusOr<v1::JobSpec> spec = spec::ParseJobSpecYaml(yaml);
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    return spec.ok() ? *spec : v1::JobSpec();
+  }
+
+  v1::WorkerCommand Assignment(const std::string& job, uint32_t attempt, const v1::JobSpec& spec,
+                               int ranks, const std::string& resume = "") {
+    v1::WorkerCommand command;
+    v1::Assignment* a = command.mutable_assign();
+    a->set_job_id(job);
+    a->set_attempt(attempt);
+    *a->mutable_spec() = spec;
+    a->set_node_rank(0);
+    a->set_world_size(ranks);
+    a->set_local_world_size(ranks);
+    a->set_master_addr("127.0.0.1");
+    a->set_master_port(ranks > 1 ? FreePort() : 0);
+    a->set_resume_checkpoint_id(resume);
+    return command;
+  }
+
+  // Starts the agent (stderr to agent.log) and waits for its registration.
+  void StartAgent(const std::string& slots = "2") {
+    std::ofstream(dir_ / "token") << kToken << "\n";
+    metrics_port_ = FreePort();
+    std::vector<std::string> args = {BinaryPath("loratrf-worker"), "agent", "--coordinator",
+                                     fake_.address(), "--slots", slots, "--work-dir",
+                                     dir_ / "work", "--name", "node-a", "--token-file",
+                                     dir_ / "token", "--device", "cpu", "--metrics-listen",
+                                     "127.0.0.1:" + std::to_string(metrics_port_)};
+    const std::string log = dir_ / "agent.log";
+    agent_ = fork();
+    if (agent_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      dup2(fd, 1);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    ASSERT_TRUE(fake_.WaitFor([&] { return !fake_.state.registrations.empty(); }, 30))
+        << "the agent did not register";
+  }
+
+  bool RunningSeen(const std::string& job, uint32_t attempt) {
+    return HasState(fake_.state.events[{job, attempt}], v1::JOB_STATE_RUNNING);
+  }
+
+  static TempDir* shared_;
+  TempDir dir_;
+  FakeCoordinator fake_;
+  pid_t agent_ = -1;
+  int metrics_port_ = 0;
+};
+
+TempDir* AgentTest::shared_ = nullptr;
+
+// ---------------------------------------------------------------------------------------------
+// The agent binary against the fake coordinator.
+
+TEST_F(AgentTest, RunsAJobReportsMetricsUploadsCheckpointsAndResumes) {
+  StartAgent("2");
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    const v1::RegisterRequest& r = fake_.state.registrations[0];
+    EXPECT_EQ(r.name(), "node-a");
+    EXPECT_EQ(r.slots(), 2u);
+    EXPECT_EQ(r.device(), v1::DEVICE_CPU);
+    EXPECT_EQ(r.address(), "127.0.0.1");
+    EXPECT_EQ(r.running_size(), 0);
+  }
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.heartbeats >= 2; }, 10)) << "no heartbeats";
+
+  const v1::JobSpec spec = Spec("epochs: 1, max_steps: 6, batch_size: 8, micro_batch_size: 8, "
+                                "learning_rate: 1.0e-2, max_seq_len: 16, eval_every_steps: 3, "
+                                "checkpoint_every_steps: 3", 1);
+  fake_.Send(Assignment("job-1", 1, spec, 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.succeeded_order.count({"job-1", 1}) > 0; }, 180))
+      << "no SUCCEEDED";
+
+  std::vector<v1::JobEvent> events = fake_.state.Events("job-1", 1);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().state_change().to(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(events.back().state_change().to(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(TrainSteps(events), ::testing::ElementsAre(1, 2, 3, 4, 5, 6));
+  int evals = 0;
+  for (const v1::JobEvent& e : events) {
+    if (e.has_train()) {
+      EXPECT_GT(e.train().loss(), 0);
+    }
+    if (e.has_eval()) {
+      ++evals;
+      EXPECT_EQ(e.eval().examples(), 16u);
+    }
+  }
+  EXPECT_EQ(evals, 2) << "evaluations at steps 3 and 6";
+
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    ASSERT_EQ(fake_.state.uploads.size(), 2u);
+    const Upload& step3 = fake_.state.uploads[0];
+    const Upload& final = fake_.state.uploads[1];
+    EXPECT_EQ(step3.header.step(), 3u);
+    EXPECT_FALSE(step3.header.final());
+    EXPECT_TRUE(step3.verified);
+    EXPECT_EQ(step3.header.worker(), "node-a");
+    EXPECT_EQ(step3.header.lease_id(), fake_.state.lease * 100);
+    EXPECT_EQ(step3.header.attempt(), 1u);
+    EXPECT_EQ(step3.header.eval().step(), 3u);
+    EXPECT_TRUE(final.header.final());
+    EXPECT_EQ(final.header.step(), 6u);
+    EXPECT_TRUE(final.verified);
+    EXPECT_TRUE(final.files.count("MANIFEST.json"));
+    EXPECT_TRUE(final.files.count("adapter_model.safetensors"));
+    // The final checkpoint is committed before the attempt reports success.
+    const int succeeded_at = fake_.state.succeeded_order[{"job-1", 1}];
+    EXPECT_LT(final.order, succeeded_at);
+    EXPECT_EQ(fake_.state.unauthenticated, 0);
+  }
+  const std::string job_dir = dir_ / "work/jobs/job-1";
+  absl::StatusOr<v1::JobSpec> written =
+      spec::LoadJobSpecFile(job_dir + "/attempt-1/job.json");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->SerializeAsString(), spec.SerializeAsString());
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.state.last_running.empty(); }, 5))
+      << "heartbeats still list the finished attempt";
+  const std::string metrics = ScrapeMetrics(metrics_port_);
+  EXPECT_THAT(metrics, HasSubstr("200 OK"));
+  EXPECT_THAT(metrics, HasSubstr("loratrf_agent_attempts_total{outcome=\"succeeded\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("loratrf_agent_slots 2"));
+
+  // Attempt 2 resumes from the uploaded step-3 checkpoint: downloaded, verified, the newer local
+  // state set aside, and only steps 4-6 run.
+  fake_.Send(Assignment("job-1", 2, spec, 1, "ckpt-job-1-3"));
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.succeeded_order.count({"job-1", 2}) > 0; }, 180))
+      << "attempt 2 did not succeed";
+  events = fake_.state.Events("job-1", 2);
+  EXPECT_THAT(TrainSteps(events), ::testing::ElementsAre(4, 5, 6));
+  std::ifstream out(job_dir + "/attempt-2/rank-0.stdout.log");
+  std::string printed((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(printed, HasSubstr("resumed at step 3"));
+  std::lock_guard<std::mutex> lock(fake_.state.mu);
+  ASSERT_EQ(fake_.state.uploads.size(), 3u) << "attempt 2 uploads only its final checkpoint";
+  EXPECT_TRUE(fake_.state.uploads[2].header.final());
+  EXPECT_EQ(fake_.state.uploads[2].header.attempt(), 2u);
+  EXPECT_TRUE(fake_.state.uploads[2].verified);
+  // Same data, same seed, exact resume: the same adapter.
+  EXPECT_EQ(fake_.state.uploads[2].files["adapter_model.safetensors"],
+            fake_.state.uploads[1].files["adapter_model.safetensors"]);
+}
+
+const char kLongTraining[] = "epochs: 10000, max_steps: 1000000, batch_size: 16, "
+                             "micro_batch_size: 8, learning_rate: 1.0e-3, max_seq_len: 16";
+
+TEST_F(AgentTest, CancellationKillsTheRanksWithinFiveSeconds) {
+  StartAgent("2");
+  fake_.Send(Assignment("job-c", 1, Spec(kLongTraining, 2), 2));
+  ASSERT_TRUE(fake_.WaitFor([&] {
+    auto& events = fake_.state.events[{"job-c", 1}];
+    return !TrainSteps(events).empty();
+  }, 120)) << "the job did not start training";
+  const std::string work = dir_ / "work";
+  EXPECT_EQ(RankProcesses(work).size(), 2u);
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    EXPECT_EQ(fake_.state.last_running.size(), 1u);
+  }
+
+  v1::WorkerCommand cancel;
+  cancel.mutable_cancel()->set_job_id("job-c");
+  cancel.mutable_cancel()->set_attempt(1);
+  cancel.mutable_cancel()->set_reason("by a user");
+  const auto sent = Clock::now();
+  fake_.Send(cancel);
+  ASSERT_TRUE(WaitUntil([&] { return RankProcesses(work).empty(); }, 5))
+      << "ranks still running 5 s after the Cancellation";
+  std::cerr << "ranks gone "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent).count()
+            << " ms after the Cancellation\n";
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.state.last_running.empty(); }, 10));
+  EXPECT_FALSE(HasState(fake_.state.Events("job-c", 1), v1::JOB_STATE_SUCCEEDED));
+  EXPECT_FALSE(HasState(fake_.state.Events("job-c", 1), v1::JOB_STATE_RESTARTING));
+}
+
+TEST_F(AgentTest, StaleAttemptRefusalKillsTheRanks) {
+  StartAgent("1");
+  fake_.Send(Assignment("job-s", 1, Spec(kLongTraining, 1), 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-s", 1); }, 120));
+  const std::string work = dir_ / "work";
+  ASSERT_TRUE(WaitUntil([&] { return RankProcesses(work).size() == 1; }, 30));
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    fake_.state.stale_jobs.insert("job-s");
+  }
+  // The next report (a train row) is refused; the lease checks out, so the attempt is stale.
+  ASSERT_TRUE(WaitUntil([&] { return RankProcesses(work).empty(); }, 60))
+      << "ranks of a stale attempt still running";
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.state.last_running.empty(); }, 10));
+  std::lock_guard<std::mutex> lock(fake_.state.mu);
+  EXPECT_EQ(fake_.state.registrations.size(), 1u) << "a valid lease needs no new registration";
+}
+
+TEST_F(AgentTest, SigkillOfTheAgentLeavesNoOrphanRanks) {
+  StartAgent("2");
+  fake_.Send(Assignment("job-k", 1, Spec(kLongTraining, 2), 2));
+  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-k", 1); }, 120));
+  const std::string work = dir_ / "work";
+  ASSERT_TRUE(WaitUntil([&] { return RankProcesses(work).size() == 2; }, 30));
+  ::kill(agent_, SIGKILL);
+  int status = 0;
+  ::waitpid(agent_, &status, 0);
+  agent_ = -1;
+  EXPECT_TRUE(WaitUntil([&] { return RankProcesses(work).empty(); }, 5))
+      << "rank processes outlived the agent";
+}
+
+TEST_F(AgentTest, SigtermStopsRanksAndReportsRestarting) {
+  StartAgent("1");
+  fake_.Send(Assignment("job-t", 1, Spec(kLongTraining, 1), 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-t", 1); }, 120));
+  ::kill(agent_, SIGTERM);
+  int status = 0;
+  ASSERT_TRUE(WaitUntil([&] { return ::waitpid(agent_, &status, WNOHANG) == agent_; }, 15));
+  agent_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(RankProcesses(dir_ / "work").empty());
+  EXPECT_TRUE(HasState(fake_.state.Events("job-t", 1), v1::JOB_STATE_RESTARTING));
+}
+
+TEST_F(AgentTest, RegistersAgainWhenTheLeaseIsLost) {
+  StartAgent("1");
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.stream_leases.size() >= 1; }, 10));
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    fake_.state.lose_lease = true;
+  }
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.registrations.size() >= 2; }, 10));
+  // The command stream is reopened with the new lease.
+  EXPECT_TRUE(fake_.WaitFor([&] {
+    return !fake_.state.stream_leases.empty() && fake_.state.stream_leases.back() == fake_.state.lease * 100;
+  }, 10));
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.state.heartbeats >= 3; }, 10));
+}
+
+TEST_F(AgentTest, UserErrorInARankIsFailedWithItsReason) {
+  StartAgent("1");
+  v1::JobSpec spec = Spec("epochs: 1, max_steps: 4, batch_size: 8, micro_batch_size: 8, "
+                          "max_seq_len: 16", 1);
+  spec.mutable_data()->set_train(dir_ / "missing.jsonl");
+  fake_.Send(Assignment("job-u", 1, spec, 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return HasState(fake_.state.events[{"job-u", 1}], v1::JOB_STATE_FAILED); }, 120));
+  std::vector<v1::JobEvent> events = fake_.state.Events("job-u", 1);
+  const v1::StateChange& failed = events.back().state_change();
+  EXPECT_EQ(failed.to(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.reason(), HasSubstr("rank 0: "));
+  EXPECT_THAT(failed.reason(), HasSubstr("missing.jsonl"));
+}
+
+TEST(AgentFlags, BadFlagsExit2WithOneLine) {
+  TempDir dir;
+  const std::string bin = BinaryPath("loratrf-worker");
+  const std::string work = dir / "work";
+  std::ofstream(dir / "empty-token") << "\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"agent", "--slots", "1", "--work-dir", work}, "--coordinator"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1"}, "--work-dir"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "0", "--work-dir", work}, "--slots"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "two", "--work-dir", work}, "--slots"},
+      {{"agent", "--coordinator", "nohostport", "--slots", "1", "--work-dir", work}, "--coordinator"},
+      {{"agent", "--coordinator", "127.0.0.1:70000", "--slots", "1", "--work-dir", work}, "--coordinator"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--name", "Bad_Name"}, "--name"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--token-file", dir / "nope"}, "nope"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--token-file", dir / "empty-token"}, "--token-file"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--tls-ca", dir / "empty-token"}, "--tls-ca"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--device", "tpu"}, "--device"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--bogus"}, "--bogus"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", "/proc/none"}, "--work-dir"},
+  };
+  for (const auto& [args, mention] : cases) {
+    std::vector<std::string> argv = {bin};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ProcessResult r = RunProcess(argv, "", 30);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(mention));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pieces, in process.
+
+TEST(MetricsTail, FollowsAppendsAndReplacementsWithoutDuplicates) {
+  TempDir dir;
+  const std::string path = dir / "metrics.jsonl";
+  worker::agent::MetricsTail tail(path, 0);
+  EXPECT_TRUE(tail.Poll().empty()) << "no file yet";
+  std::ofstream(path) << R"({"type": "train", "step": 1, "loss": 2.5, "lr": 0.1})" "\n"
+                      << R"({"type": "eval", "step": 1, "eval_loss": 1.5, "eval_accuracy": 0.75, "eval_examples": 8})" "\n"
+                      << R"({"type": "train", "step": 2, "lo)";  // an incomplete line
+  std::vector<v1::JobEvent> events = tail.Poll();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].train().step(), 1u);
+  EXPECT_DOUBLE_EQ(events[0].train().learning_rate(), 0.1);
+  EXPECT_DOUBLE_EQ(events[1].eval().accuracy(), 0.75);
+  EXPECT_EQ(events[1].eval().examples(), 8u);
+  std::ofstream(path, std::ios::app) << R"(ss": 2.0})" "\n";
+  events = tail.Poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].train().step(), 2u);
+  // A resumed run rewrites the file (a new inode) and replays step 2: only step 3 is new.
+  std::ofstream(path + ".new") << R"({"type": "train", "step": 1, "loss": 2.5})" "\n"
+                               << R"({"type": "train", "step": 2, "loss": 2.0})" "\n"
+                               << R"({"type": "train", "step": 3, "loss": 1.0})" "\n";
+  fs::rename(path + ".new", path);
+  events = tail.Poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].train().step(), 3u);
+}
+
+TEST(EventsReporter, NumbersEventsAndRetriesUntilAccepted) {
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, size_t>> calls;
+  uint64_t accepted = 0;
+  int failures = 2;
+  auto metrics = worker::agent::MakeNullAgentMetrics();
+  worker::agent::EventsReporter reporter(
+      [&](uint64_t first, const std::vector<v1::JobEvent>& events) -> absl::StatusOr<uint64_t> {
+        std::lock_guard<std::mutex> lock(mu);
+        calls.emplace_back(first, events.size());
+        if (failures-- > 0) return absl::UnavailableError("down");
+        // Accept at most 2 at a time.
+        if (first <= accepted) accepted = std::max(accepted, first + std::min<size_t>(events.size(), 2));
+        return accepted;
+      },
+      [](const absl::Status&) { FAIL() << "not stale"; }, metrics.get(), absl::Milliseconds(20));
+  for (int i = 1; i <= 5; ++i) {
+    v1::JobEvent event;
+    event.mutable_train()->set_step(i);
+    reporter.Add(event);
+  }
+  ASSERT_TRUE(reporter.Flush(absl::Seconds(10)).ok());
+  EXPECT_EQ(reporter.accepted(), 5u);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(accepted, 5u);
+  EXPECT_EQ(calls.front().first, 0u);
+  EXPECT_EQ(calls.back().first, 4u);
+}
+
+TEST(EventsReporter, StaleAttemptStopsIt) {
+  auto metrics = worker::agent::MakeNullAgentMetrics();
+  std::atomic<int> stale{0};
+  worker::agent::EventsReporter reporter(
+      [&](uint64_t, const std::vector<v1::JobEvent>&) -> absl::StatusOr<uint64_t> {
+        return absl::FailedPreconditionError("attempt 1 is not current");
+      },
+      [&](const absl::Status&) { ++stale; }, metrics.get());
+  reporter.Add(v1::JobEvent());
+  EXPECT_EQ(reporter.Flush(absl::Seconds(10)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(stale.load(), 1);
+  EXPECT_TRUE(reporter.stale());
+}
+
+TEST(SanitizeText, KeepsUtf8AndReplacesTheRest) {
+  using worker::agent::SanitizeText;
+  EXPECT_EQ(SanitizeText("plain text", 100), "plain text");
+  EXPECT_EQ(SanitizeText("caf\xc3\xa9", 100), "caf\xc3\xa9");
+  EXPECT_EQ(SanitizeText("bad \xff byte\x01", 100), "bad ? byte?");
+  EXPECT_EQ(SanitizeText("\xc0\xaf", 100), "??") << "overlong";
+  EXPECT_EQ(SanitizeText("abcdef", 3), "abc");
+  EXPECT_EQ(SanitizeText("ab\xc3\xa9", 3), "ab") << "never cuts a character in half";
+}
+
+}  // namespace
+}  // namespace loratrf

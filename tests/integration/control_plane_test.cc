@@ -1,0 +1,393 @@
+// The whole service on 127.0.0.1: a real loratrf-coordinator (SQLite under a temp data dir),
+// real `loratrf-worker agent`s starting real rank processes (Gloo over loopback), driven by the
+// real `loratrf` CLI. Processes are killed with SIGKILL where the issue says so. These are the
+// "done when" checks of issue 6.
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "model_fixtures.h"
+#include "subprocess.h"
+
+namespace loratrf::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A TCP port nothing listens on right now (the kernel's pick).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  int port = ntohs(address.sin_port);
+  close(fd);
+  return port;
+}
+
+bool WaitFor(const std::function<bool()>& condition, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return condition();
+}
+
+// Processes whose command line mentions `needle` (rank processes carry their output dir).
+std::vector<int> ProcessesMentioning(const std::string& needle) {
+  std::vector<int> pids;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = Slurp(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    std::string state = Slurp(entry.path() / "stat");
+    bool zombie = state.find(") Z") != std::string::npos;
+    if (!zombie && cmdline.find(needle) != std::string::npos &&
+        cmdline.find(" run ") != std::string::npos) {
+      pids.push_back(std::stoi(name));
+    }
+  }
+  return pids;
+}
+
+class ControlPlane : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
+             "causal_lm", "--output", dir_ / "model", "--hidden", "64", "--intermediate", "128",
+             "--layers", "2"});
+    WriteData(dir_ / "train.jsonl", 256, 1);
+    WriteData(dir_ / "eval.jsonl", 64, 2);
+    // Each test gets its own rendezvous ports, away from other tests running at the same time.
+    int low = 30000 + static_cast<int>(std::random_device()() % 20000);
+    ports_ = std::to_string(low) + "-" + std::to_string(low + 99);
+  }
+
+  // Class 1 when the first token is in [32, 64); sequences of 24 tokens so that a step costs
+  // a few milliseconds and a job of a few hundred steps runs long enough to be interrupted.
+  static void WriteData(const std::string& path, int examples, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::ofstream out(path);
+    for (int i = 0; i < examples; ++i) {
+      int first = 1 + static_cast<int>(rng() % 63);
+      json ids = {first};
+      for (int j = 0; j < 23; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
+      out << json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
+    }
+  }
+
+  std::string Spec(const std::string& name, const std::string& training,
+                   const std::string& resources, int max_restarts = 2) {
+    std::string path = dir_ / (name + ".yaml");
+    std::ofstream(path) << "name: " << name << "\nmodel: {path: model}\ntask: classification\n"
+                        << "data: {train: train.jsonl, eval: eval.jsonl}\n"
+                        << "adapter: {method: loratrf, rank: 4, alpha: 8, dropout: 0.0, "
+                           "target_modules: [q_proj, v_proj]}\n"
+                        << "training: {" << training << "}\n"
+                        << "resources: {" << resources << ", device: cpu}\n"
+                        << "max_restarts: " << max_restarts << "\n";
+    return path;
+  }
+
+  void StartCoordinator(int port = 0, const std::vector<std::string>& extra = {}) {
+    fs::create_directories(dir_ / "data");
+    fs::remove(dir_ / "data/coordinator.address");
+    std::vector<std::string> argv = {BinaryPath("loratrf-coordinator"),
+                                     "--listen", "127.0.0.1:" + std::to_string(port),
+                                     "--data-dir", dir_ / "data",
+                                     "--metrics-listen", "127.0.0.1:" + std::to_string(FreePort()),
+                                     "--lease-ttl", "2",
+                                     "--rendezvous-ports", ports_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    coordinator_ = std::make_unique<BackgroundProcess>(argv, dir_ / "coordinator.log");
+    ASSERT_TRUE(WaitFor([&] { return fs::exists(dir_ / "data/coordinator.address"); }, 30))
+        << Slurp(dir_ / "coordinator.log");
+    address_ = Slurp(dir_ / "data/coordinator.address");
+    while (!address_.empty() && std::isspace(static_cast<unsigned char>(address_.back()))) {
+      address_.pop_back();
+    }
+  }
+
+  void StartAgent(const std::string& name, int slots, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {BinaryPath("loratrf-worker"), "agent", "--coordinator",
+                                     address_, "--slots", std::to_string(slots), "--work-dir",
+                                     dir_ / ("work-" + name), "--name", name};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    agents_[name] = std::make_unique<BackgroundProcess>(argv, dir_ / (name + ".log"));
+  }
+
+  // Waits until `count` workers hold a lease (agents load libtorch first: a second or two).
+  void WaitForWorkers(size_t count, const std::vector<std::string>& globals = {}) {
+    std::vector<std::string> args = globals;
+    args.insert(args.end(), {"workers", "-o", "json"});
+    ASSERT_TRUE(WaitFor([&] {
+      ProcessResult listed = Cli(args);
+      if (listed.exit_code != 0) return false;
+      size_t ready = 0;
+      for (const json& worker : json::parse(listed.out).value("workers", json::array())) {
+        ready += worker.value("state", "") == "WORKER_STATE_READY";
+      }
+      return ready >= count;
+    }, 60)) << Logs();
+  }
+
+  ProcessResult Cli(std::vector<std::string> args, int timeout = 60) {
+    args.insert(args.begin(), {BinaryPath("loratrf"), "--coordinator", address_});
+    return RunProcess(args, "", timeout);
+  }
+
+  // `globals` go before the command (e.g. --token-file), `flags` after it.
+  std::string Submit(const std::string& spec, std::vector<std::string> flags = {},
+                     std::vector<std::string> globals = {}) {
+    std::vector<std::string> args = globals;
+    args.push_back("submit");
+    args.push_back(spec);
+    args.insert(args.end(), flags.begin(), flags.end());
+    ProcessResult submitted = Cli(args);
+    EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
+    std::string out = submitted.out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  }
+
+  json Get(const std::string& id) {
+    ProcessResult got = Cli({"get", id, "-o", "json"});
+    if (got.exit_code != 0) return json::object();
+    return json::parse(got.out);
+  }
+  std::string State(const std::string& id) { return Get(id).value("state", ""); }
+
+  json Checkpoints(const std::string& id) {
+    ProcessResult listed = Cli({"checkpoints", id, "-o", "json"});
+    if (listed.exit_code != 0) return json::array();
+    return json::parse(listed.out).value("checkpoints", json::array());
+  }
+
+  // Every event of a final job, through `watch -o json`.
+  std::vector<json> Events(const std::string& id) {
+    ProcessResult watched = Cli({"watch", id, "-o", "json"}, 60);
+    std::vector<json> events;
+    std::istringstream lines(watched.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) events.push_back(json::parse(line));
+    }
+    return events;
+  }
+
+  std::string Logs() {
+    std::string logs = "--- coordinator\n" + Slurp(dir_ / "coordinator.log");
+    for (const auto& [name, agent] : agents_) logs += "--- " + name + "\n" + Slurp(dir_ / (name + ".log"));
+    return logs.size() > 20000 ? logs.substr(logs.size() - 20000) : logs;
+  }
+
+  void TearDown() override {
+    for (auto& [name, agent] : agents_) agent->Signal(SIGTERM);
+    for (auto& [name, agent] : agents_) agent->Wait(10);
+    if (coordinator_) {
+      coordinator_->Signal(SIGTERM);
+      coordinator_->Wait(10);
+    }
+    if (HasFailure()) std::cerr << Logs();
+  }
+
+  TempDir dir_;
+  std::string ports_;
+  std::string address_;
+  std::unique_ptr<BackgroundProcess> coordinator_;
+  std::map<std::string, std::unique_ptr<BackgroundProcess>> agents_;
+};
+
+constexpr char kShortTraining[] =
+    "max_steps: 12, batch_size: 8, micro_batch_size: 4, learning_rate: 0.01, "
+    "eval_every_steps: 6, checkpoint_every_steps: 6, max_seq_len: 32";
+constexpr char kLongTraining[] =
+    "epochs: 40, batch_size: 8, micro_batch_size: 8, learning_rate: 0.001, "
+    "eval_every_steps: 0, checkpoint_every_steps: 10, keep_checkpoints: 2, max_seq_len: 32";
+
+TEST_F(ControlPlane, SubmitWatchSucceedAndTheDownloadedAdapterLoads) {
+  StartCoordinator();
+  StartAgent("node-a", 2);
+  std::string id = Submit(Spec("short", kShortTraining, "workers: 1, slots_per_worker: 2"));
+  ASSERT_FALSE(id.empty());
+  ProcessResult watched = Cli({"watch", id}, 240);
+  EXPECT_EQ(watched.exit_code, 0) << watched.out << watched.err << Logs();
+  EXPECT_THAT(watched.out, HasSubstr("succeeded"));
+  json job = Get(id);
+  EXPECT_EQ(job["state"], "JOB_STATE_SUCCEEDED");
+  EXPECT_EQ(job["attempt"], 1);
+  EXPECT_EQ(job["workers"], json::array({"node-a"}));
+  EXPECT_EQ(job["latest_train"]["step"], "12");
+  ProcessResult downloaded = Cli({"download", id, "--output", dir_ / "adapter"});
+  ASSERT_EQ(downloaded.exit_code, 0) << downloaded.err;
+  EXPECT_TRUE(fs::exists(dir_ / "adapter/adapter_model.safetensors"));
+  ProcessResult logits = RunProcess({BinaryPath("loratrf-worker"), "logits", "--model", dir_ / "model",
+                                     "--adapter", dir_ / "adapter", "--input-ids", "40,7,9",
+                                     "--output", dir_ / "logits.safetensors"});
+  EXPECT_EQ(logits.exit_code, 0) << logits.err;
+  // Checkpoints at steps 6 and 12 and the final adapter are listed.
+  json checkpoints = Checkpoints(id);
+  ASSERT_GE(checkpoints.size(), 2u);
+  EXPECT_TRUE(checkpoints.back()["final"].get<bool>());
+}
+
+TEST_F(ControlPlane, CancelStopsTheRanksWithinFiveSecondsAndFreesTheSlots) {
+  StartCoordinator();
+  StartAgent("node-a", 1);
+  std::string id = Submit(Spec("long", kLongTraining, "workers: 1, slots_per_worker: 1"));
+  ASSERT_TRUE(WaitFor([&] { return State(id) == "JOB_STATE_RUNNING"; }, 60)) << Logs();
+  ASSERT_TRUE(WaitFor([&] { return !ProcessesMentioning(dir_ / "work-node-a").empty(); }, 30));
+  ProcessResult cancelled = Cli({"cancel", id});
+  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitFor([&] { return ProcessesMentioning(dir_ / "work-node-a").empty(); }, 5))
+      << "rank processes still running 5 s after cancel";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(6));
+  EXPECT_EQ(State(id), "JOB_STATE_CANCELLED");
+  ProcessResult workers = Cli({"workers", "-o", "json"});
+  ASSERT_EQ(workers.exit_code, 0);
+  json fleet = json::parse(workers.out)["workers"];
+  ASSERT_EQ(fleet.size(), 1u);
+  EXPECT_EQ(fleet[0]["free_slots"], 1);
+  EXPECT_EQ(Cli({"watch", id}).exit_code, 1);
+}
+
+TEST_F(ControlPlane, AKilledWorkersJobFinishesOnTheOtherFromItsLastCheckpoint) {
+  StartCoordinator();
+  StartAgent("node-a", 1);
+  StartAgent("node-b", 1);
+  WaitForWorkers(2);
+  std::string id = Submit(Spec("moves", kLongTraining, "workers: 1, slots_per_worker: 1"));
+  ASSERT_TRUE(WaitFor([&] { return Checkpoints(id).size() >= 1; }, 120)) << Logs();
+  json job = Get(id);
+  ASSERT_EQ(job["workers"].size(), 1u);
+  std::string victim = job["workers"][0];
+  std::string survivor = victim == "node-a" ? "node-b" : "node-a";
+  agents_[victim]->Signal(SIGKILL);
+  EXPECT_TRUE(WaitFor([&] { return ProcessesMentioning(dir_ / ("work-" + victim)).empty(); }, 5))
+      << "the killed agent's ranks outlived it";
+  ProcessResult watched = Cli({"watch", id}, 400);
+  ASSERT_EQ(watched.exit_code, 0) << watched.err << Logs();
+  job = Get(id);
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_EQ(job["workers"], json::array({survivor}));
+  // Every step once, in order: the resumed attempt's replay of steps after the checkpoint
+  // adds nothing.
+  std::vector<int> steps;
+  for (const json& event : Events(id)) {
+    if (event.contains("train")) steps.push_back(std::stoi(event["train"]["step"].get<std::string>()));
+  }
+  ASSERT_FALSE(steps.empty());
+  for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int>(i) + 1);
+  EXPECT_EQ(std::to_string(steps.back()), job["latest_train"]["step"].get<std::string>());
+}
+
+TEST_F(ControlPlane, ATwoWorkerJobMatchesTheSameJobOnOneWorker) {
+  StartCoordinator();
+  StartAgent("node-a", 1);
+  StartAgent("node-b", 1);
+  StartAgent("node-c", 2);
+  WaitForWorkers(3);
+  std::string spread = Submit(Spec("spread", kShortTraining, "workers: 2, slots_per_worker: 1"));
+  std::string packed = Submit(Spec("packed", kShortTraining, "workers: 1, slots_per_worker: 2"));
+  ASSERT_EQ(Cli({"watch", spread}, 240).exit_code, 0) << Logs();
+  ASSERT_EQ(Cli({"watch", packed}, 240).exit_code, 0) << Logs();
+  json spread_job = Get(spread), packed_job = Get(packed);
+  EXPECT_EQ(spread_job["workers"].size(), 2u);
+  EXPECT_EQ(packed_job["workers"], json::array({"node-c"}));
+  ASSERT_EQ(Cli({"download", spread, "--output", dir_ / "spread"}).exit_code, 0);
+  ASSERT_EQ(Cli({"download", packed, "--output", dir_ / "packed"}).exit_code, 0);
+  ExpectSameTensors(dir_ / "spread/adapter_model.safetensors",
+                    dir_ / "packed/adapter_model.safetensors", 1e-5);
+}
+
+TEST_F(ControlPlane, AKilledCoordinatorRestartsWithEverythingAndRunningJobsComplete) {
+  int port = FreePort();
+  StartCoordinator(port);
+  StartAgent("node-a", 1);
+  std::string running = Submit(Spec("running", kShortTraining, "workers: 1, slots_per_worker: 1"));
+  std::string queued = Submit(Spec("queued", kShortTraining, "workers: 1, slots_per_worker: 1"));
+  ASSERT_TRUE(WaitFor([&] { return State(running) == "JOB_STATE_RUNNING"; }, 60)) << Logs();
+  json before = Get(running);
+  coordinator_->Signal(SIGKILL);
+  ASSERT_EQ(coordinator_->Wait(10), 128 + SIGKILL);
+  StartCoordinator(port);
+  // Everything persisted is there: both jobs, the first one's events so far.
+  json after = Get(running);
+  EXPECT_EQ(after["id"], running);
+  EXPECT_GE(std::stoull(after["last_event_seq"].get<std::string>()),
+            std::stoull(before["last_event_seq"].get<std::string>()));
+  EXPECT_FALSE(Get(queued).empty());
+  ProcessResult first = Cli({"watch", running}, 240);
+  EXPECT_EQ(first.exit_code, 0) << first.err << Logs();
+  ProcessResult second = Cli({"watch", queued}, 240);
+  EXPECT_EQ(second.exit_code, 0) << second.err << Logs();
+  EXPECT_EQ(Get(running)["state"], "JOB_STATE_SUCCEEDED");
+}
+
+TEST_F(ControlPlane, RejectionsAreClear) {
+  std::ofstream(dir_ / "tokens") << "user alice s3cret-user-token-0123456789\nworker node-a s3cret-worker-token-0123456789\n";
+  std::ofstream(dir_ / "alice.token") << "s3cret-user-token-0123456789\n";
+  std::ofstream(dir_ / "node-a.token") << "s3cret-worker-token-0123456789\n";
+  StartCoordinator(0, {"--auth-token-file", dir_ / "tokens"});
+  StartAgent("node-a", 1, {"--token-file", dir_ / "node-a.token"});
+  WaitForWorkers(1, {"--token-file", dir_ / "alice.token"});
+  std::string spec = Spec("auth", kShortTraining, "workers: 1, slots_per_worker: 1");
+  // No token, or a worker's token for a user call: refused.
+  ProcessResult anonymous = Cli({"list"});
+  EXPECT_EQ(anonymous.exit_code, 1);
+  EXPECT_THAT(anonymous.err, HasSubstr("Bearer"));
+  ProcessResult wrong_role = Cli({"--token-file", dir_ / "node-a.token", "list"});
+  EXPECT_EQ(wrong_role.exit_code, 1);
+  // A bad spec is refused naming the field, before anything is sent.
+  std::string bad = dir_ / "bad.yaml";
+  std::ofstream(bad) << Slurp(spec) << "priority: banana\n";
+  ProcessResult refused = Cli({"--token-file", dir_ / "alice.token", "submit", bad});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("priority"));
+  // The same idempotency key twice: one job.
+  const std::vector<std::string> alice = {"--token-file", dir_ / "alice.token"};
+  std::string first = Submit(spec, {"--idempotency-key", "k-1"}, alice);
+  std::string second = Submit(spec, {"--idempotency-key", "k-1"}, alice);
+  EXPECT_FALSE(first.empty());
+  EXPECT_EQ(first, second);
+  // A job that asks for more than the fleet has fails with the reason.
+  std::string wide = Submit(Spec("wide", "max_steps: 4, batch_size: 12, micro_batch_size: 4",
+                                 "workers: 3, slots_per_worker: 1"), {}, alice);
+  ProcessResult watched = Cli({"--token-file", dir_ / "alice.token", "watch", wide}, 60);
+  EXPECT_EQ(watched.exit_code, 1);
+  EXPECT_THAT(watched.err, HasSubstr("unschedulable"));
+  // The authenticated job itself runs.
+  EXPECT_EQ(Cli({"--token-file", dir_ / "alice.token", "watch", first}, 240).exit_code, 0) << Logs();
+}
+
+}  // namespace
+}  // namespace loratrf::testing

@@ -1,0 +1,715 @@
+// loratrf-coordinator as a real process on 127.0.0.1 with a temp data dir, spoken to over real
+// gRPC (the generated stubs): flags, health, jobs, auth, a worker's lease and command stream,
+// watch replay, checkpoint upload and download, /metrics, SIGTERM drain and SIGKILL recovery.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/sha256.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "loratrf/v1/job_service.grpc.pb.h"
+#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "spec/job_spec.h"
+#include "subprocess.h"
+
+namespace loratrf {
+namespace {
+
+using ::loratrf::testing::BinaryPath;
+using ::loratrf::testing::RunProcess;
+using ::loratrf::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr char kUserToken[] = "alice-token-0123456789";
+constexpr char kWorkerToken[] = "node1-token-0123456789";
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// One coordinator process; SIGKILLed when the object goes unless it already exited.
+class Coordinator {
+ public:
+  Coordinator(std::string data_dir, std::string log_path, std::vector<std::string> extra = {})
+      : data_dir_(std::move(data_dir)), log_path_(std::move(log_path)) {
+    std::filesystem::create_directories(data_dir_);
+    std::filesystem::remove(data_dir_ + "/coordinator.address");
+    std::vector<std::string> argv = {BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0",
+                                     "--data-dir", data_dir_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(log, 1);
+      dup2(log, 2);
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Coordinator() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // The address it wrote once listening, or "" after 20 s.
+  std::string WaitForAddress() {
+    for (int i = 0; i < 400; ++i) {
+      std::string address = ReadText(data_dir_ + "/coordinator.address");
+      if (!address.empty() && address.back() == '\n') {
+        address.pop_back();
+        return address;
+      }
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return "";
+  }
+
+  void Signal(int sig) { kill(pid_, sig); }
+
+  // The exit status after it ended on its own, -1 if it did not within `seconds` (or died of
+  // a signal).
+  int WaitExit(int seconds) {
+    for (int i = 0; i < seconds * 20; ++i) {
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+
+  std::string Log() const { return ReadText(log_path_); }
+
+ private:
+  std::string data_dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  // Starts a coordinator on `data_dir` (default: the test's) and connects the stubs.
+  void Start(std::vector<std::string> extra = {}, const std::string& data_dir = "") {
+    coordinator_.reset();
+    coordinator_ = std::make_unique<Coordinator>(data_dir.empty() ? DataDir() : data_dir,
+                                                 dir_ / "coordinator.log", std::move(extra));
+    address_ = coordinator_->WaitForAddress();
+    ASSERT_FALSE(address_.empty()) << coordinator_->Log();
+    Connect(grpc::InsecureChannelCredentials());
+  }
+
+  void Connect(std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    channel_ = grpc::CreateChannel(address_, std::move(credentials));
+    jobs_ = v1::JobService::NewStub(channel_);
+    workers_ = v1::WorkerService::NewStub(channel_);
+  }
+
+  std::string DataDir() const { return dir_ / "data"; }
+
+  std::unique_ptr<grpc::ClientContext> Context(const std::string& token = "") {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    if (!token.empty()) context->AddMetadata("authorization", std::string("Bearer ") + token);
+    return context;
+  }
+
+  static v1::JobSpec Spec(const std::string& name) {
+    auto spec = spec::LoadJobSpecFile(std::string(LORATRF_SOURCE_DIR) +
+                                      "/tests/data/specs/sst2-loratrf.yaml");
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    spec->set_name(name);
+    return *spec;
+  }
+
+  grpc::Status Submit(const std::string& name, v1::SubmitJobResponse* response,
+                      const std::string& key = "", const std::string& token = "") {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = Spec(name);
+    request.set_idempotency_key(key);
+    return jobs_->SubmitJob(Context(token).get(), request, response);
+  }
+
+  // grpc.health.v1.Health/Check for the whole server: 1 SERVING, 2 NOT_SERVING, -1 on error.
+  int Health() {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;
+    auto context = Context();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                   &response, [&](grpc::Status status) { done.set_value(status); });
+    grpc::Status status = done.get_future().get();
+    if (!status.ok()) return -1;
+    std::vector<grpc::Slice> slices;
+    if (!response.Dump(&slices).ok()) return -1;
+    std::string bytes;
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    // HealthCheckResponse{status = 1}: field 1, varint.
+    if (bytes.size() == 2 && bytes[0] == 0x08) return bytes[1];
+    return bytes.empty() ? 0 : -1;
+  }
+
+  // Registers worker `name` with `slots` CPU slots; returns its lease id.
+  uint64_t Register(const std::string& name, uint32_t slots, const std::string& token = "") {
+    v1::RegisterRequest request;
+    request.set_name(name);
+    request.set_slots(slots);
+    request.set_device(v1::DEVICE_CPU);
+    request.set_address("127.0.0.1");
+    request.set_version("test");
+    v1::RegisterResponse response;
+    grpc::Status status = workers_->Register(Context(token).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.lease_id();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+// ---- flags ----------------------------------------------------------------------------------
+
+TEST(CoordinatorFlagsTest, BadFlagsExitTwoWithOneLine) {
+  TempDir dir;
+  std::ofstream(dir / "bad-tokens") << "admin root root-token-0123456789\n";
+  std::ofstream(dir / "cert.pem") << "not a certificate\n";
+  const std::string data = dir / "data";
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{}, "usage:"},
+           {{"--listen", "127.0.0.1:0"}, "--data-dir: required"},
+           {{"--data-dir", data}, "--listen: required"},
+           {{"--listen", "0.0.0.0:0", "--data-dir", data}, "without --auth-token-file"},
+           {{"--listen", "[::]:0", "--data-dir", data}, "loopback"},
+           {{"--listen", "10.1.2.3:50051", "--data-dir", data}, "loopback"},
+           {{"--listen", "127.0.0.1", "--data-dir", data}, "--listen"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--auth-token-file",
+             dir / "missing-tokens"},
+            "--auth-token-file"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--auth-token-file",
+             dir / "bad-tokens"},
+            "bad-tokens:1: ROLE must be"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--lease-ttl", "0"}, "--lease-ttl"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--rendezvous-ports", "30000-20000"},
+            "--rendezvous-ports"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--max-running-per-owner", "-1"},
+            "--max-running-per-owner"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--tls-cert", dir / "cert.pem"},
+            "--tls-cert and --tls-key go together"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--tls-cert", dir / "cert.pem",
+             "--tls-key", dir / "cert.pem"},
+            "not a PEM file"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--metrics-listen", "nope"},
+            "--metrics-listen"},
+           {{"--listen", "127.0.0.1:0", "--data-dir", data, "--frobnicate"}, "unknown flag"},
+       }) {
+    std::vector<std::string> argv = {BinaryPath("loratrf-coordinator")};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    testing::ProcessResult result = RunProcess(argv, "", 30);
+    std::string joined;
+    for (const std::string& a : c.args) joined += a + " ";
+    EXPECT_EQ(result.exit_code, 2) << joined << "\n" << result.err;
+    EXPECT_THAT(result.err, HasSubstr(c.error)) << joined;
+    if (!c.args.empty()) {
+      EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+    }
+  }
+  // Nothing was half-made: the data dir was never created.
+  EXPECT_FALSE(std::filesystem::exists(data));
+}
+
+// ---- jobs -----------------------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, HealthAndJobRoundTrip) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(coordinator_->Log(), HasSubstr("listening on " + address_));
+  EXPECT_EQ(Health(), 1);
+
+  v1::SubmitJobResponse submitted;
+  grpc::Status status = Submit("round-trip", &submitted);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const v1::Job& job = submitted.job();
+  EXPECT_FALSE(job.id().empty());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job.owner(), "local");
+  EXPECT_FALSE(submitted.existing());
+
+  v1::GetJobRequest get;
+  get.set_id(job.id());
+  v1::Job got;
+  ASSERT_TRUE(jobs_->GetJob(Context().get(), get, &got).ok());
+  EXPECT_EQ(got.id(), job.id());
+  EXPECT_EQ(got.spec().name(), "round-trip");
+
+  v1::ListJobsRequest list;
+  list.set_page_size(100000);  // capped, not refused
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(jobs_->ListJobs(Context().get(), list, &listed).ok());
+  ASSERT_EQ(listed.jobs_size(), 1);
+  EXPECT_EQ(listed.jobs(0).id(), job.id());
+
+  get.set_id("no-such-job");
+  EXPECT_EQ(jobs_->GetJob(Context().get(), get, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  get.set_id("");
+  status = jobs_->GetJob(Context().get(), get, &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("id"));
+}
+
+TEST_F(CoordinatorTest, BadSpecIsInvalidArgumentNamingTheField) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("Bad_Name");
+  v1::SubmitJobResponse response;
+  grpc::Status status = jobs_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("name"));
+
+  *request.mutable_spec() = Spec("ok-name");
+  request.mutable_spec()->mutable_adapter()->set_rank(0);
+  status = jobs_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("rank"));
+
+  request.clear_spec();
+  status = jobs_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec"));
+}
+
+TEST_F(CoordinatorTest, IdempotentSubmitReturnsTheSameJob) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobResponse first, second, other;
+  ASSERT_TRUE(Submit("idem", &first, "key-1").ok());
+  ASSERT_TRUE(Submit("idem", &second, "key-1").ok());
+  EXPECT_EQ(second.job().id(), first.job().id());
+  EXPECT_TRUE(second.existing());
+  ASSERT_TRUE(Submit("idem", &other, "key-2").ok());
+  EXPECT_NE(other.job().id(), first.job().id());
+}
+
+// ---- auth -----------------------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, TokensAreRequiredAndRolesEnforced) {
+  std::ofstream(dir_ / "tokens") << "user alice " << kUserToken << "\nworker node-1 "
+                                 << kWorkerToken << "\n";
+  ASSERT_NO_FATAL_FAILURE(Start({"--auth-token-file", dir_ / "tokens"}));
+  EXPECT_EQ(Health(), 1);  // health needs no token
+
+  v1::SubmitJobResponse response;
+  EXPECT_EQ(Submit("auth", &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Submit("auth", &response, "", "wrong-token-0123456789").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Submit("auth", &response, "", kWorkerToken).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status status = Submit("auth", &response, "", kUserToken);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.job().owner(), "alice");
+
+  // Workers: their own role, their own name.
+  v1::RegisterRequest reg;
+  reg.set_name("node-1");
+  reg.set_slots(1);
+  reg.set_device(v1::DEVICE_CPU);
+  reg.set_address("127.0.0.1");
+  v1::RegisterResponse lease;
+  EXPECT_EQ(workers_->Register(Context(kUserToken).get(), reg, &lease).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  reg.set_name("node-2");
+  EXPECT_EQ(workers_->Register(Context(kWorkerToken).get(), reg, &lease).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  reg.set_name("node-1");
+  grpc::Status registered = workers_->Register(Context(kWorkerToken).get(), reg, &lease);
+  EXPECT_TRUE(registered.ok()) << registered.error_message();
+
+  // Streams check too.
+  v1::WatchJobRequest watch;
+  watch.set_id(response.job().id());
+  auto context = Context();
+  auto reader = jobs_->WatchJob(context.get(), watch);
+  v1::JobEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// ---- workers, watch, checkpoints ---------------------------------------------------------------
+
+TEST_F(CoordinatorTest, WorkerGetsAssignmentAndWatchReplaysEvents) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  uint64_t lease = Register("node-1", 2);
+  v1::HeartbeatRequest beat;
+  beat.set_name("node-1");
+  beat.set_lease_id(lease);
+  v1::HeartbeatResponse beat_response;
+  ASSERT_TRUE(workers_->Heartbeat(Context().get(), beat, &beat_response).ok());
+
+  v1::StreamCommandsRequest open;
+  open.set_name("node-1");
+  open.set_lease_id(lease);
+  auto stream_context = Context();
+  auto commands = workers_->StreamCommands(stream_context.get(), open);
+
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("assigned", &submitted).ok());
+  const std::string job_id = submitted.job().id();
+
+  v1::WorkerCommand command;
+  ASSERT_TRUE(commands->Read(&command)) << commands->Finish().error_message();
+  ASSERT_TRUE(command.has_assign());
+  EXPECT_EQ(command.assign().job_id(), job_id);
+  EXPECT_EQ(command.assign().attempt(), 1u);
+  EXPECT_EQ(command.assign().world_size(), 2u);
+  EXPECT_EQ(command.assign().master_addr(), "127.0.0.1");
+  EXPECT_GE(command.assign().master_port(), 29500u);
+
+  // The agent says its ranks are up, then uploads a checkpoint.
+  v1::ReportEventsRequest report;
+  report.set_worker("node-1");
+  report.set_lease_id(lease);
+  report.set_job_id(job_id);
+  report.set_attempt(1);
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  v1::ReportEventsResponse reported;
+  grpc::Status status = workers_->ReportEvents(Context().get(), report, &reported);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(reported.next_report_index(), 1u);
+
+  std::string big(1500000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 + 7);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"adapter/adapter_model.safetensors", big}, {"adapter/adapter_config.json", "{}"}};
+  {
+    v1::UploadCheckpointResponse uploaded;
+    auto context = Context();
+    auto writer = workers_->UploadCheckpoint(context.get(), &uploaded);
+    v1::UploadCheckpointRequest message;
+    auto* header = message.mutable_header();
+    header->set_worker("node-1");
+    header->set_lease_id(lease);
+    header->set_job_id(job_id);
+    header->set_attempt(1);
+    header->set_step(10);
+    for (const auto& [path, bytes] : files) {
+      auto* file = header->add_files();
+      file->set_path(path);
+      file->set_size_bytes(bytes.size());
+      file->set_sha256(Sha256Hex(bytes));
+    }
+    ASSERT_TRUE(writer->Write(message));
+    for (const auto& [path, bytes] : files) {
+      for (size_t offset = 0; offset < bytes.size(); offset += 1 << 20) {
+        message.Clear();
+        message.mutable_chunk()->set_path(path);
+        message.mutable_chunk()->set_offset(offset);
+        message.mutable_chunk()->set_data(bytes.substr(offset, 1 << 20));
+        ASSERT_TRUE(writer->Write(message));
+      }
+    }
+    ASSERT_TRUE(writer->WritesDone());
+    status = writer->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(uploaded.checkpoint().step(), 10u);
+    EXPECT_FALSE(uploaded.checkpoint().id().empty());
+  }
+
+  v1::ListCheckpointsRequest list_checkpoints;
+  list_checkpoints.set_job_id(job_id);
+  v1::ListCheckpointsResponse checkpoints;
+  ASSERT_TRUE(jobs_->ListCheckpoints(Context().get(), list_checkpoints, &checkpoints).ok());
+  ASSERT_EQ(checkpoints.checkpoints_size(), 1);
+
+  {
+    v1::DownloadCheckpointRequest download;
+    download.set_job_id(job_id);
+    auto context = Context();
+    auto reader = jobs_->DownloadCheckpoint(context.get(), download);
+    v1::DownloadCheckpointResponse part;
+    ASSERT_TRUE(reader->Read(&part));
+    ASSERT_TRUE(part.has_checkpoint());
+    EXPECT_EQ(part.checkpoint().id(), checkpoints.checkpoints(0).id());
+    std::map<std::string, std::string> got;
+    while (reader->Read(&part)) {
+      ASSERT_TRUE(part.has_chunk());
+      got[part.chunk().path()] += part.chunk().data();
+    }
+    status = reader->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& [path, bytes] : files) EXPECT_TRUE(got[path] == bytes) << path;
+  }
+
+  // A replay from the start, without following: QUEUED, SCHEDULED, RUNNING, the checkpoint.
+  v1::WatchJobRequest watch;
+  watch.set_id(job_id);
+  watch.set_no_follow(true);
+  auto watch_context = Context();
+  auto events = jobs_->WatchJob(watch_context.get(), watch);
+  std::vector<v1::JobEvent> seen;
+  v1::JobEvent event;
+  while (events->Read(&event)) seen.push_back(event);
+  status = events->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(seen.size(), 4u);
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].seq(), i + 1);
+  EXPECT_EQ(seen[0].state_change().to(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(seen[1].state_change().to(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_EQ(seen[2].state_change().to(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(seen.back().has_checkpoint());
+
+  // From a later seq, following live: cancelling the job ends the stream.
+  watch.set_from_seq(3);
+  watch.set_no_follow(false);
+  auto follow_context = Context();
+  auto follow = jobs_->WatchJob(follow_context.get(), watch);
+  ASSERT_TRUE(follow->Read(&event));
+  EXPECT_EQ(event.seq(), 3u);
+  v1::CancelJobRequest cancel;
+  cancel.set_id(job_id);
+  cancel.set_reason("test");
+  v1::Job cancelled;
+  ASSERT_TRUE(jobs_->CancelJob(Context().get(), cancel, &cancelled).ok());
+  uint64_t last = 0;
+  v1::JobState final_state = v1::JOB_STATE_UNSPECIFIED;
+  while (follow->Read(&event)) {
+    last = event.seq();
+    if (event.has_state_change()) final_state = event.state_change().to();
+  }
+  EXPECT_TRUE(follow->Finish().ok());
+  EXPECT_EQ(final_state, v1::JOB_STATE_CANCELLED);
+  EXPECT_GT(last, 3u);
+
+  // The worker is told to stop.
+  ASSERT_TRUE(commands->Read(&command));
+  EXPECT_TRUE(command.has_cancel());
+  EXPECT_EQ(command.cancel().job_id(), job_id);
+  stream_context->TryCancel();
+}
+
+// Many followers while a worker reports quickly: every watcher sees every event once, in order,
+// and its stream ends when the job does (the pull/notify path of the write reactors).
+TEST_F(CoordinatorTest, ManyWatchersSeeEveryEventInOrder) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  uint64_t lease = Register("node-1", 2);
+  v1::StreamCommandsRequest open;
+  open.set_name("node-1");
+  open.set_lease_id(lease);
+  auto stream_context = Context();
+  auto commands = workers_->StreamCommands(stream_context.get(), open);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("watched", &submitted).ok());
+  const std::string job_id = submitted.job().id();
+  v1::WorkerCommand command;
+  ASSERT_TRUE(commands->Read(&command));
+  ASSERT_TRUE(command.has_assign());
+
+  constexpr int kWatchers = 8;
+  std::vector<std::vector<uint64_t>> seqs(kWatchers);
+  std::vector<grpc::Status> ends(kWatchers);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWatchers; ++w) {
+    threads.emplace_back([&, w] {
+      v1::WatchJobRequest watch;
+      watch.set_id(job_id);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      auto reader = jobs_->WatchJob(&context, watch);
+      v1::JobEvent event;
+      while (reader->Read(&event)) seqs[w].push_back(event.seq());
+      ends[w] = reader->Finish();
+    });
+  }
+
+  uint64_t index = 0;
+  for (int r = 0; r < 30; ++r) {
+    v1::ReportEventsRequest report;
+    report.set_worker("node-1");
+    report.set_lease_id(lease);
+    report.set_job_id(job_id);
+    report.set_attempt(1);
+    report.set_first_report_index(index);
+    if (r == 0) report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+    for (int i = 0; i < 10; ++i) {
+      v1::TrainMetrics* train = report.add_events()->mutable_train();
+      train->set_step(static_cast<uint64_t>(r * 10 + i + 1));
+      train->set_loss(1.0);
+    }
+    v1::ReportEventsResponse reported;
+    grpc::Status status = workers_->ReportEvents(Context().get(), report, &reported);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    index = reported.next_report_index();
+  }
+  v1::CancelJobRequest cancel;
+  cancel.set_id(job_id);
+  v1::Job cancelled;
+  ASSERT_TRUE(jobs_->CancelJob(Context().get(), cancel, &cancelled).ok());
+  for (std::thread& t : threads) t.join();
+
+  v1::GetJobRequest get;
+  get.set_id(job_id);
+  v1::Job job;
+  ASSERT_TRUE(jobs_->GetJob(Context().get(), get, &job).ok());
+  ASSERT_GE(job.last_event_seq(), 300u);
+  for (int w = 0; w < kWatchers; ++w) {
+    EXPECT_TRUE(ends[w].ok()) << w << ": " << ends[w].error_message();
+    ASSERT_EQ(seqs[w].size(), job.last_event_seq()) << w;
+    for (size_t i = 0; i < seqs[w].size(); ++i) ASSERT_EQ(seqs[w][i], i + 1) << w;
+  }
+  stream_context->TryCancel();
+}
+
+TEST_F(CoordinatorTest, MetricsAreServed) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--metrics-listen", "127.0.0.1:0"}));
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("metrics", &submitted).ok());
+  std::string log = coordinator_->Log();
+  size_t at = log.find("metrics on 127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << log;
+  int port = std::stoi(log.substr(at + std::strlen("metrics on 127.0.0.1:")));
+
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string body;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof buffer)) > 0) body.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_THAT(body, HasSubstr("loratrf_jobs_submitted_total 1"));
+  EXPECT_THAT(body, HasSubstr("loratrf_grpc_requests_total{code=\"OK\","
+                              "method=\"JobService/SubmitJob\"} 1"));
+  EXPECT_THAT(body, HasSubstr("loratrf_jobs{state=\"queued\"}"));
+}
+
+TEST_F(CoordinatorTest, ServesTls) {
+  const std::string cert = dir_ / "cert.pem", key = dir_ / "key.pem";
+  testing::ProcessResult made = RunProcess(
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+       "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext",
+       "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+      "", 60);
+  if (made.exit_code != 0) GTEST_SKIP() << "openssl could not make a certificate: " << made.err;
+  ASSERT_NO_FATAL_FAILURE(Start({"--tls-cert", cert, "--tls-key", key}));
+
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadText(cert);
+  Connect(grpc::SslCredentials(options));
+  EXPECT_EQ(Health(), 1);
+  v1::ListWorkersResponse workers;
+  grpc::Status status = jobs_->ListWorkers(Context().get(), v1::ListWorkersRequest(), &workers);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // A plaintext client gets nowhere.
+  Connect(grpc::InsecureChannelCredentials());
+  auto context = Context();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  EXPECT_FALSE(jobs_->ListWorkers(context.get(), v1::ListWorkersRequest(), &workers).ok());
+}
+
+// ---- lifecycle --------------------------------------------------------------------------------
+
+TEST_F(CoordinatorTest, SigtermDrainsAndExitsZero) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("drain", &submitted).ok());
+
+  // An open follow stream on a queued job ends (UNAVAILABLE: reconnect later) on drain.
+  v1::WatchJobRequest watch;
+  watch.set_id(submitted.job().id());
+  auto context = Context();
+  auto events = jobs_->WatchJob(context.get(), watch);
+  v1::JobEvent event;
+  ASSERT_TRUE(events->Read(&event));
+
+  // A second coordinator on the same data dir refuses to start.
+  testing::ProcessResult second =
+      RunProcess({BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0", "--data-dir",
+                  DataDir()},
+                 "", 30);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr("in use"));
+
+  auto start = std::chrono::steady_clock::now();
+  coordinator_->Signal(SIGTERM);
+  while (events->Read(&event)) {
+  }
+  grpc::Status ended = events->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+  EXPECT_THAT(ended.error_message(), HasSubstr("draining"));
+  EXPECT_EQ(coordinator_->WaitExit(10), 0) << coordinator_->Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(7));
+  EXPECT_THAT(coordinator_->Log(), HasSubstr("draining"));
+}
+
+TEST_F(CoordinatorTest, SigkillAndRestartKeepTheJob) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("survivor", &submitted, "key-1").ok());
+  coordinator_->Signal(SIGKILL);
+  EXPECT_EQ(coordinator_->WaitExit(10), -1);
+
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::GetJobRequest get;
+  get.set_id(submitted.job().id());
+  v1::Job job;
+  grpc::Status status = jobs_->GetJob(Context().get(), get, &job);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job.spec().name(), "survivor");
+
+  // The idempotency key survives too.
+  v1::SubmitJobResponse again;
+  ASSERT_TRUE(Submit("survivor", &again, "key-1").ok());
+  EXPECT_EQ(again.job().id(), submitted.job().id());
+  EXPECT_TRUE(again.existing());
+}
+
+}  // namespace
+}  // namespace loratrf

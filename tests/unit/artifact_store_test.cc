@@ -1,0 +1,348 @@
+// ArtifactStore on real files in a temp directory: uploads, verification, path rules, reads.
+#include "artifacts/artifact_store.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace loratrf::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class ArtifactStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "artifact_store_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    auto store = ArtifactStore::Open(dir_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A checkpoint whose files hold `contents` (path → bytes), in that map's order.
+  static v1::Checkpoint MakeCheckpoint(
+      const std::vector<std::pair<std::string, std::string>>& contents,
+      const std::string& id = "c1") {
+    v1::Checkpoint checkpoint;
+    checkpoint.set_id(id);
+    checkpoint.set_job_id("j1");
+    checkpoint.set_step(10);
+    for (const auto& [path, bytes] : contents) {
+      v1::CheckpointFile* file = checkpoint.add_files();
+      file->set_path(path);
+      file->set_size_bytes(bytes.size());
+      file->set_sha256(Sha256Hex(bytes));
+    }
+    return checkpoint;
+  }
+
+  static v1::FileChunk Chunk(const std::string& path, uint64_t offset, const std::string& data) {
+    v1::FileChunk chunk;
+    chunk.set_path(path);
+    chunk.set_offset(offset);
+    chunk.set_data(data);
+    return chunk;
+  }
+
+  // Uploads every file in chunks of `chunk_size` bytes and commits.
+  absl::Status UploadAll(const v1::Checkpoint& checkpoint,
+                         const std::vector<std::pair<std::string, std::string>>& contents,
+                         size_t chunk_size = kMaxChunkBytes) {
+    auto upload = store_->BeginUpload(checkpoint);
+    if (!upload.ok()) return upload.status();
+    for (const auto& [path, bytes] : contents) {
+      for (size_t offset = 0; offset < bytes.size(); offset += chunk_size) {
+        absl::Status status =
+            (*upload)->Write(Chunk(path, offset, bytes.substr(offset, chunk_size)));
+        if (!status.ok()) return status;
+      }
+    }
+    return (*upload)->Commit();
+  }
+
+  // Reads a checkpoint back through a Reader: path → bytes, checking chunk order and size.
+  absl::StatusOr<std::map<std::string, std::string>> ReadAll(const v1::Checkpoint& checkpoint) {
+    auto reader = store_->Read(checkpoint);
+    if (!reader.ok()) return reader.status();
+    std::map<std::string, std::string> files;
+    v1::FileChunk chunk;
+    while (true) {
+      absl::StatusOr<bool> more = (*reader)->Next(chunk);
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+      EXPECT_LE(chunk.data().size(), kMaxChunkBytes);
+      std::string& file = files[chunk.path()];
+      EXPECT_EQ(chunk.offset(), file.size()) << chunk.path();
+      file += chunk.data();
+    }
+    return files;
+  }
+
+  std::vector<std::string> TmpEntries() const {
+    std::vector<std::string> entries;
+    for (const auto& entry : fs::directory_iterator(dir_ + "/artifacts/tmp")) {
+      entries.push_back(entry.path().filename().string());
+    }
+    return entries;
+  }
+
+  bool Committed(const std::string& id = "c1") const {
+    return fs::exists(dir_ + "/artifacts/j1/" + id);
+  }
+
+  std::string dir_;
+  std::unique_ptr<ArtifactStore> store_;
+};
+
+TEST_F(ArtifactStoreTest, RoundTripThroughReader) {
+  std::string big(kMaxChunkBytes * 2 + 12345, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + 3);
+  std::vector<std::pair<std::string, std::string>> contents = {
+      {"adapter/adapter_model.safetensors", big},
+      {"adapter/adapter_config.json", "{\"r\": 8}"},
+      {"empty.txt", ""},
+      {"MANIFEST.json", "{}"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents, 100000).ok());
+
+  // Server-made names only, in the file list's order; nothing left in tmp/.
+  EXPECT_TRUE(fs::exists(dir_ + "/artifacts/j1/c1/f0"));
+  EXPECT_TRUE(fs::exists(dir_ + "/artifacts/j1/c1/f3"));
+  EXPECT_FALSE(fs::exists(dir_ + "/artifacts/j1/c1/adapter"));
+  EXPECT_EQ(fs::file_size(dir_ + "/artifacts/j1/c1/f0"), big.size());
+  EXPECT_TRUE(TmpEntries().empty());
+
+  auto files = ReadAll(checkpoint);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 4u);  // the empty file comes as one empty chunk
+  for (const auto& [path, bytes] : contents) EXPECT_EQ((*files)[path], bytes) << path;
+}
+
+TEST_F(ArtifactStoreTest, CommittedCheckpointIsNotOverwritten) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "x"}};
+  ASSERT_TRUE(UploadAll(MakeCheckpoint(contents), contents).ok());
+  auto again = store_->BeginUpload(MakeCheckpoint(contents));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(ArtifactStoreTest, OutOfOrderChunkOffset) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "hello world"}};
+  auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+  ASSERT_TRUE(upload.ok());
+  absl::Status status = (*upload)->Write(Chunk("a", 5, " world"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("out of order"));
+  // A failed upload is spent and leaves nothing behind.
+  EXPECT_FALSE((*upload)->Commit().ok());
+  EXPECT_FALSE(Committed());
+  EXPECT_TRUE(TmpEntries().empty());
+}
+
+TEST_F(ArtifactStoreTest, OutOfOrderFiles) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "aaaa"}, {"b", "bbbb"}};
+  {
+    // b before a is finished.
+    auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+    ASSERT_TRUE(upload.ok());
+    ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "aa")).ok());
+    absl::Status status = (*upload)->Write(Chunk("b", 0, "bbbb"));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("'a' has 2 of 4 bytes"));
+  }
+  {
+    // Back to a after b started.
+    auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+    ASSERT_TRUE(upload.ok());
+    ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "aaaa")).ok());
+    ASSERT_TRUE((*upload)->Write(Chunk("b", 0, "bb")).ok());
+    EXPECT_EQ((*upload)->Write(Chunk("a", 4, "")).code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(TmpEntries().empty());
+}
+
+TEST_F(ArtifactStoreTest, ChunkPastSizeOrUnknownPathOrTooLarge) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abc"}};
+  {
+    auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+    ASSERT_TRUE(upload.ok());
+    absl::Status status = (*upload)->Write(Chunk("a", 0, "abcd"));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("past the file's size"));
+  }
+  {
+    auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+    ASSERT_TRUE(upload.ok());
+    EXPECT_EQ((*upload)->Write(Chunk("../etc/passwd", 0, "x")).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  {
+    std::string big(kMaxChunkBytes + 1, 'x');
+    std::vector<std::pair<std::string, std::string>> big_contents = {{"big", big + big}};
+    auto upload = store_->BeginUpload(MakeCheckpoint(big_contents));
+    ASSERT_TRUE(upload.ok());
+    absl::Status status = (*upload)->Write(Chunk("big", 0, big));
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr("chunk limit"));
+  }
+  EXPECT_TRUE(TmpEntries().empty());
+}
+
+TEST_F(ArtifactStoreTest, WrongSha256CommitsNothing) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "good"}, {"b/c", "data"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  checkpoint.mutable_files(1)->set_sha256(Sha256Hex("other"));
+  absl::Status status = UploadAll(checkpoint, contents);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("'b/c'"));
+  EXPECT_THAT(status.message(), HasSubstr("sha256"));
+  EXPECT_FALSE(Committed());
+  EXPECT_TRUE(TmpEntries().empty());
+  EXPECT_EQ(store_->Read(checkpoint).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ArtifactStoreTest, IncompleteUploadIsNotCommitted) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}};
+  auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+  ASSERT_TRUE(upload.ok());
+  ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "abc")).ok());
+  absl::Status status = (*upload)->Commit();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("incomplete"));
+  EXPECT_FALSE(Committed());
+}
+
+TEST_F(ArtifactStoreTest, AbandonedUploadIsRemovedWhenDropped) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}};
+  {
+    auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+    ASSERT_TRUE(upload.ok());
+    ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "abc")).ok());
+    EXPECT_EQ(TmpEntries().size(), 1u);
+  }
+  EXPECT_TRUE(TmpEntries().empty());
+}
+
+TEST_F(ArtifactStoreTest, BadPathsAreRejected) {
+  const std::vector<std::string> bad = {
+      "",          "..",         "../x",   "a/../b",   "/abs",    "a//b",   "a/",
+      ".",         "a/./b",      "a b",    "a\\b",     "a\nb",    "é",      "a:b",
+      "1/2/3/4/5/6/7/8/9",       std::string(256, 'a'), std::string("a\0b", 3)};
+  for (const std::string& path : bad) {
+    v1::Checkpoint checkpoint = MakeCheckpoint({{path, "x"}});
+    auto upload = store_->BeginUpload(checkpoint);
+    EXPECT_EQ(upload.status().code(), absl::StatusCode::kInvalidArgument) << "'" << path << "'";
+    if (!upload.ok()) {
+      EXPECT_THAT(upload.status().message(), HasSubstr("files[0].path")) << path;
+    }
+  }
+  // Eight deep is the limit, not an error.
+  EXPECT_TRUE(store_->BeginUpload(MakeCheckpoint({{"1/2/3/4/5/6/7/8", "x"}})).ok());
+  EXPECT_TRUE(store_->BeginUpload(MakeCheckpoint({{"A-z_0.9/.hidden", "x"}})).ok());
+}
+
+TEST_F(ArtifactStoreTest, DuplicateAndConflictingPaths) {
+  auto duplicate = store_->BeginUpload(MakeCheckpoint({{"a/b", "x"}, {"a/b", "y"}}));
+  EXPECT_EQ(duplicate.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(duplicate.status().message(), HasSubstr("listed twice"));
+  auto file_and_dir = store_->BeginUpload(MakeCheckpoint({{"a", "x"}, {"a/b", "y"}}));
+  EXPECT_EQ(file_and_dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(file_and_dir.status().message(), HasSubstr("both a file and a directory"));
+  EXPECT_TRUE(store_->BeginUpload(MakeCheckpoint({{"a", "x"}, {"a.b", "y"}, {"ab/c", "z"}})).ok());
+}
+
+TEST_F(ArtifactStoreTest, FileListLimits) {
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i <= kMaxCheckpointFiles; ++i) many.push_back({"f" + std::to_string(i), "x"});
+  auto too_many = store_->BeginUpload(MakeCheckpoint(many));
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_many.status().message(), HasSubstr("at most 256"));
+  many.pop_back();
+  EXPECT_TRUE(store_->BeginUpload(MakeCheckpoint(many)).ok());
+
+  EXPECT_EQ(store_->BeginUpload(MakeCheckpoint({})).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  v1::Checkpoint huge = MakeCheckpoint({{"a", "x"}});
+  huge.mutable_files(0)->set_size_bytes(kMaxCheckpointFileBytes + 1);
+  EXPECT_EQ(store_->BeginUpload(huge).status().code(), absl::StatusCode::kInvalidArgument);
+
+  v1::Checkpoint bad_digest = MakeCheckpoint({{"a", "x"}});
+  bad_digest.mutable_files(0)->set_sha256("ABC");
+  EXPECT_EQ(store_->BeginUpload(bad_digest).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ArtifactStoreTest, BadIdsAreRejected) {
+  for (std::string id : {"", "..", "a/b", "tmp", "x y"}) {
+    v1::Checkpoint checkpoint = MakeCheckpoint({{"a", "x"}}, id);
+    EXPECT_EQ(store_->BeginUpload(checkpoint).status().code(), absl::StatusCode::kInvalidArgument)
+        << id;
+    v1::Checkpoint other_job = MakeCheckpoint({{"a", "x"}});
+    other_job.set_job_id(id);
+    EXPECT_EQ(store_->BeginUpload(other_job).status().code(), absl::StatusCode::kInvalidArgument)
+        << id;
+  }
+}
+
+TEST_F(ArtifactStoreTest, OpenCleansTmp) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}};
+  auto upload = store_->BeginUpload(MakeCheckpoint(contents));
+  ASSERT_TRUE(upload.ok());
+  ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "abc")).ok());
+  std::ofstream(dir_ + "/artifacts/tmp/stray-file") << "x";
+  ASSERT_EQ(TmpEntries().size(), 2u);
+  // A new process (a restart after a crash) opens the same data dir.
+  auto reopened = ArtifactStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE(TmpEntries().empty());
+  upload->reset();
+}
+
+TEST_F(ArtifactStoreTest, CommittedCheckpointsSurviveReopen) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  store_.reset();
+  auto reopened = ArtifactStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(*reopened);
+  auto files = ReadAll(checkpoint);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ((*files)["a"], "abcdef");
+}
+
+TEST_F(ArtifactStoreTest, ReadingMissingCheckpointIsNotFound) {
+  v1::Checkpoint checkpoint = MakeCheckpoint({{"a", "x"}}, "never-uploaded");
+  EXPECT_EQ(store_->Read(checkpoint).status().code(), absl::StatusCode::kNotFound);
+
+  // A committed directory that lost a file: NotFound when the reader reaches it.
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "x"}, {"b", "y"}};
+  v1::Checkpoint partial = MakeCheckpoint(contents, "c2");
+  ASSERT_TRUE(UploadAll(partial, contents).ok());
+  fs::remove(dir_ + "/artifacts/j1/c2/f1");
+  EXPECT_EQ(ReadAll(partial).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ArtifactStoreTest, CorruptedFileIsDataLossOnRead) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  std::ofstream(dir_ + "/artifacts/j1/c1/f0", std::ios::trunc) << "abcdeX";
+  EXPECT_EQ(ReadAll(checkpoint).status().code(), absl::StatusCode::kDataLoss);
+  std::ofstream(dir_ + "/artifacts/j1/c1/f0", std::ios::trunc) << "abc";
+  EXPECT_EQ(ReadAll(checkpoint).status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace loratrf::server

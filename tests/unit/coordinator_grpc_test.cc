@@ -1,0 +1,226 @@
+// The coordinator's gRPC-layer pieces that need no server: token-file parsing and
+// authentication, the absl → gRPC status mapping, listen addresses and request limits.
+#include <string>
+
+#include "gmock/gmock.h"
+#include "grpc/auth.h"
+#include "grpc/listen_address.h"
+#include "grpc/request_limits.h"
+#include "grpc/status.h"
+#include "gtest/gtest.h"
+
+namespace loratrf::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kTokens[] =
+    "# role name token\n"
+    "user alice alice-token-0123456789\n"
+    "\n"
+    "worker node-1 node1-token-0123456789   # a comment\n"
+    "user ops ops-token-01234567890123\n"
+    "worker ops ops-token-01234567890123\n";
+
+absl::StatusOr<Authenticator> Tokens() { return Authenticator::Parse(kTokens, "tokens.txt"); }
+
+TEST(AuthTest, ParsesTokenFile) {
+  auto auth = Tokens();
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  EXPECT_TRUE(auth->enabled());
+  EXPECT_EQ(auth->size(), 3u);  // ops has one token with both roles
+}
+
+TEST(AuthTest, BadTokenFilesNameTheLine) {
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"user alice\n", "tokens.txt:1: expected ROLE NAME TOKEN"},
+           {"\nadmin bob bob-token-0123456789\n", "tokens.txt:2: ROLE must be"},
+           {"user alice short\n", "TOKEN must be 16 to 512"},
+           {"worker Node1 node1-token-0123456789\n", "worker NAME may contain only"},
+           {"user al/ice alice-token-0123456789\n", "user NAME may contain only"},
+           {"user alice alice-token-0123456789\nuser bob alice-token-0123456789\n",
+            "tokens.txt:2: this TOKEN is already given to another NAME"},
+           {"user alice alice-token-0123456789\nuser alice alice-token-0123456789\n",
+            "repeated credential"},
+           {"# nothing\n\n", "tokens.txt: no credentials"},
+           {"user alice alice-token-012345\x01" "6789\n", "printable"},
+       }) {
+    auto auth = Authenticator::Parse(c.text, "tokens.txt");
+    ASSERT_FALSE(auth.ok()) << c.text;
+    EXPECT_EQ(auth.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(auth.status().message(), HasSubstr(c.error)) << c.text;
+  }
+}
+
+TEST(AuthTest, MissingFileIsAnError) {
+  auto auth = Authenticator::FromFile("/nonexistent/tokens.txt");
+  EXPECT_FALSE(auth.ok());
+  EXPECT_THAT(auth.status().message(), HasSubstr("/nonexistent/tokens.txt"));
+}
+
+TEST(AuthTest, AuthenticatesBearerTokens) {
+  auto auth = Tokens();
+  ASSERT_TRUE(auth.ok());
+  auto alice = auth->Authenticate("Bearer alice-token-0123456789", kUserOnly);
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  EXPECT_EQ(alice->principal, "alice");
+  EXPECT_TRUE(alice->may_submit);
+  EXPECT_FALSE(alice->may_work);
+  // The scheme is case-insensitive; surrounding spaces are ignored.
+  EXPECT_TRUE(auth->Authenticate("  bearer alice-token-0123456789 ", kUserOnly).ok());
+
+  auto ops = auth->Authenticate("Bearer ops-token-01234567890123", kWorkerOnly);
+  ASSERT_TRUE(ops.ok());
+  EXPECT_TRUE(ops->may_submit && ops->may_work);
+
+  auto node = auth->Authenticate("Bearer node1-token-0123456789", kUserOrWorker);
+  ASSERT_TRUE(node.ok());
+  EXPECT_EQ(node->principal, "node-1");
+}
+
+TEST(AuthTest, RejectsMissingUnknownAndWrongRole) {
+  auto auth = Tokens();
+  ASSERT_TRUE(auth.ok());
+  EXPECT_EQ(auth->Authenticate(std::nullopt, kUserOnly).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth->Authenticate("Basic YWxpY2U6cGFzcw==", kUserOnly).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth->Authenticate("Bearer ", kUserOnly).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth->Authenticate("Bearer alice-token-012345678", kUserOnly).status().code(),
+            absl::StatusCode::kUnauthenticated);  // a prefix of a real token
+  EXPECT_EQ(auth->Authenticate("Bearer alice-token-01234567890", kUserOnly).status().code(),
+            absl::StatusCode::kUnauthenticated);  // a real token plus a character
+  auto wrong_role = auth->Authenticate("Bearer alice-token-0123456789", kWorkerOnly);
+  EXPECT_EQ(wrong_role.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(wrong_role.status().message(), HasSubstr("worker role"));
+  EXPECT_EQ(auth->Authenticate("Bearer node1-token-0123456789", kUserOnly).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST(AuthTest, WorkersActOnlyAsThemselves) {
+  auto auth = Tokens();
+  ASSERT_TRUE(auth.ok());
+  auto node = auth->Authenticate("Bearer node1-token-0123456789", kWorkerOnly);
+  ASSERT_TRUE(node.ok());
+  EXPECT_TRUE(auth->CheckWorkerName(*node, "node-1").ok());
+  EXPECT_EQ(auth->CheckWorkerName(*node, "node-2").code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST(AuthTest, WithoutTokenFileEveryoneIsLocal) {
+  Authenticator open;
+  EXPECT_FALSE(open.enabled());
+  auto caller = open.Authenticate(std::nullopt, kWorkerOnly);
+  ASSERT_TRUE(caller.ok());
+  EXPECT_EQ(caller->principal, kLocalPrincipal);
+  EXPECT_TRUE(caller->may_submit && caller->may_work);
+  EXPECT_TRUE(open.CheckWorkerName(*caller, "any-name").ok());
+}
+
+TEST(StatusTest, MapsEveryDomainError) {
+  struct Case {
+    absl::Status in;
+    grpc::StatusCode out;
+  };
+  for (const Case& c : std::vector<Case>{
+           {absl::OkStatus(), grpc::StatusCode::OK},
+           {absl::InvalidArgumentError("spec.name: bad"), grpc::StatusCode::INVALID_ARGUMENT},
+           {absl::NotFoundError("x"), grpc::StatusCode::NOT_FOUND},
+           {absl::FailedPreconditionError("x"), grpc::StatusCode::FAILED_PRECONDITION},
+           {absl::AlreadyExistsError("x"), grpc::StatusCode::ALREADY_EXISTS},
+           {absl::UnavailableError("x"), grpc::StatusCode::UNAVAILABLE},
+           {absl::PermissionDeniedError("x"), grpc::StatusCode::PERMISSION_DENIED},
+           {absl::UnauthenticatedError("x"), grpc::StatusCode::UNAUTHENTICATED},
+           {absl::ResourceExhaustedError("x"), grpc::StatusCode::RESOURCE_EXHAUSTED},
+           {absl::OutOfRangeError("x"), grpc::StatusCode::OUT_OF_RANGE},
+           {absl::AbortedError("x"), grpc::StatusCode::ABORTED},
+           {absl::CancelledError("x"), grpc::StatusCode::CANCELLED},
+           {absl::DeadlineExceededError("x"), grpc::StatusCode::DEADLINE_EXCEEDED},
+           {absl::UnimplementedError("x"), grpc::StatusCode::UNIMPLEMENTED},
+           {absl::DataLossError("x"), grpc::StatusCode::INTERNAL},
+           {absl::InternalError("x"), grpc::StatusCode::INTERNAL},
+           {absl::UnknownError("x"), grpc::StatusCode::INTERNAL},
+       }) {
+    EXPECT_EQ(ToGrpcStatus(c.in).error_code(), c.out) << c.in;
+  }
+  grpc::Status mapped = ToGrpcStatus(absl::InvalidArgumentError("spec.name: bad"));
+  EXPECT_EQ(mapped.error_message(), "spec.name: bad");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::INVALID_ARGUMENT), "INVALID_ARGUMENT");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
+}
+
+TEST(ListenAddressTest, ParsesHostPort) {
+  auto v4 = ParseHostPort("--listen", "127.0.0.1:50051");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->host, "127.0.0.1");
+  EXPECT_EQ(v4->port, 50051);
+  auto v6 = ParseHostPort("--listen", "[::1]:0");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(FormatHostPort(v6->host, 7), "[::1]:7");
+  EXPECT_TRUE(ParseHostPort("--listen", "localhost:1").ok());
+  EXPECT_TRUE(ParseHostPort("--listen", ":9090").ok());
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
+                          "::1:80", "[::1]80", "[nothost]:80", "a b:80", "127.0.0.1:8x"}) {
+    auto parsed = ParseHostPort("--listen", bad);
+    EXPECT_FALSE(parsed.ok()) << bad;
+    if (!parsed.ok()) {
+      EXPECT_THAT(parsed.status().message(), HasSubstr("--listen")) << bad;
+    }
+  }
+}
+
+TEST(ListenAddressTest, LoopbackOnly) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST",
+                           "::ffff:127.0.0.1"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"", "0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "example.com",
+                           "localhost.example.com", "::ffff:10.0.0.1"}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
+}
+
+TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
+  v1::GetJobRequest get;
+  EXPECT_THAT(CheckRequest(get).message(), HasSubstr("id: required"));
+  get.set_id(std::string(kMaxIdBytes + 1, 'x'));
+  EXPECT_THAT(CheckRequest(get).message(), HasSubstr("id: 129 bytes, at most 128"));
+
+  v1::ListJobsRequest list;
+  list.set_page_size(1'000'000);
+  EXPECT_TRUE(CheckRequest(list).ok());
+  EXPECT_EQ(list.page_size(), static_cast<uint32_t>(kMaxJobPageSize));
+  list.set_page_token(std::string(kMaxPageTokenBytes + 1, 'x'));
+  EXPECT_EQ(CheckRequest(list).code(), absl::StatusCode::kInvalidArgument);
+
+  v1::SubmitJobRequest submit;
+  EXPECT_THAT(CheckRequest(submit).message(), HasSubstr("spec: required"));
+  submit.mutable_spec()->set_name("x");
+  submit.set_idempotency_key(std::string(129, 'k'));
+  EXPECT_THAT(CheckRequest(submit).message(), HasSubstr("idempotency_key"));
+
+  v1::RegisterRequest reg;
+  reg.set_name("node-1");
+  for (int i = 0; i <= kMaxWorkerLabels; ++i) {
+    (*reg.mutable_labels())["k" + std::to_string(i)] = "v";
+  }
+  EXPECT_THAT(CheckRequest(reg).message(), HasSubstr("labels: 33 entries"));
+
+  v1::ReportEventsRequest report;
+  report.set_worker("node-1");
+  report.set_job_id("j1");
+  report.add_events()->mutable_log()->set_text(std::string(kMaxLogLineBytes + 1, 'x'));
+  EXPECT_THAT(CheckRequest(report).message(), HasSubstr("events[0].log.text"));
+
+  v1::UploadCheckpointRequest::Header header;
+  header.set_worker("node-1");
+  EXPECT_THAT(CheckRequest(header).message(), HasSubstr("header.job_id: required"));
+}
+
+}  // namespace
+}  // namespace loratrf::server

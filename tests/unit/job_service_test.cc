@@ -1,0 +1,545 @@
+// JobServiceCore and the scheduler, called directly: an in-memory store (the fake of the layer
+// below), a real artifact store in a temp dir, and a fake clock that drives leases.
+#include <filesystem>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "artifacts/artifact_store.h"
+#include "base/sha256.h"
+#include "core/job_service.h"
+#include "core/scheduler.h"
+#include "spec/job_spec.h"
+#include "store/in_memory_job_store.h"
+
+namespace loratrf::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::JobSpec Spec(const std::string& name, uint32_t workers = 1, uint32_t slots = 1,
+                 uint32_t max_restarts = 1, int32_t priority = 0) {
+  v1::JobSpec spec = spec::DefaultJobSpec();
+  spec.set_name(name);
+  spec.mutable_model()->set_path("/models/tiny");
+  spec.set_task(v1::TASK_CLASSIFICATION);
+  spec.mutable_data()->set_train("/data/train.jsonl");
+  spec.mutable_adapter()->set_method(v1::ADAPTER_METHOD_LORATRF);
+  spec.mutable_adapter()->add_target_modules("q_proj");
+  spec.mutable_training()->set_batch_size(8 * workers * slots);
+  spec.mutable_training()->set_micro_batch_size(8);
+  spec.mutable_training()->set_epochs(2);
+  spec.mutable_resources()->set_workers(workers);
+  spec.mutable_resources()->set_slots_per_worker(slots);
+  spec.mutable_resources()->set_device(v1::DEVICE_CPU);
+  spec.set_max_restarts(max_restarts);
+  spec.set_priority(priority);
+  return spec;
+}
+
+class CoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("core_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    auto artifacts = ArtifactStore::Open(dir_.string());
+    ASSERT_TRUE(artifacts.ok()) << artifacts.status();
+    artifacts_ = std::move(*artifacts);
+    MakeCore();
+  }
+  void TearDown() override {
+    core_.reset();
+    fs::remove_all(dir_);
+  }
+  void MakeCore(CoreOptions options = {}) {
+    options.lease_ttl = absl::Seconds(10);
+    auto core = JobServiceCore::Create(&store_, artifacts_.get(), &clock_, nullptr, options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = std::move(*core);
+  }
+
+  std::string Submit(v1::JobSpec spec, const std::string& owner = "alice") {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = std::move(spec);
+    auto response = core_->SubmitJob({owner}, request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->job().id() : "";
+  }
+
+  uint64_t Register(const std::string& name, uint32_t slots,
+                    std::vector<std::pair<std::string, uint32_t>> running = {}) {
+    v1::RegisterRequest request;
+    request.set_name(name);
+    request.set_slots(slots);
+    request.set_device(v1::DEVICE_CPU);
+    request.set_address(name + ".local");
+    for (const auto& [job, attempt] : running) {
+      v1::RunningAttempt* r = request.add_running();
+      r->set_job_id(job);
+      r->set_attempt(attempt);
+    }
+    auto response = core_->Register(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->lease_id() : 0;
+  }
+
+  // Every command queued for the worker right now.
+  std::vector<v1::WorkerCommand> Commands(const std::string& name, uint64_t lease) {
+    v1::StreamCommandsRequest request;
+    request.set_name(name);
+    request.set_lease_id(lease);
+    auto stream = core_->StreamCommands(request);
+    EXPECT_TRUE(stream.ok()) << stream.status();
+    std::vector<v1::WorkerCommand> out;
+    if (!stream.ok()) return out;
+    (*stream)->SetNotify([] {});
+    v1::WorkerCommand command;
+    while ((*stream)->Next(command) == CommandStream::Poll::kCommand) out.push_back(command);
+    return out;
+  }
+
+  absl::StatusOr<v1::ReportEventsResponse> Report(const std::string& worker, uint64_t lease,
+                                                  const std::string& job, uint32_t attempt,
+                                                  uint64_t first_index,
+                                                  std::vector<v1::JobEvent> events) {
+    v1::ReportEventsRequest request;
+    request.set_worker(worker);
+    request.set_lease_id(lease);
+    request.set_job_id(job);
+    request.set_attempt(attempt);
+    request.set_first_report_index(first_index);
+    for (auto& e : events) *request.add_events() = std::move(e);
+    return core_->ReportEvents(request);
+  }
+
+  static v1::JobEvent State(v1::JobState to, const std::string& reason = "") {
+    v1::JobEvent event;
+    event.mutable_state_change()->set_to(to);
+    event.mutable_state_change()->set_reason(reason);
+    return event;
+  }
+  static v1::JobEvent Train(uint64_t step, double epoch = 0.5) {
+    v1::JobEvent event;
+    event.mutable_train()->set_step(step);
+    event.mutable_train()->set_epoch(epoch);
+    event.mutable_train()->set_loss(1.0 / static_cast<double>(step));
+    event.mutable_train()->set_step_seconds(0.5);
+    return event;
+  }
+
+  v1::Job Get(const std::string& id) {
+    auto job = core_->GetJob(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : v1::Job();
+  }
+
+  std::vector<v1::JobEvent> Events(const std::string& id) {
+    auto events = store_.ListEvents(id, 0, 1000);
+    EXPECT_TRUE(events.ok());
+    return events.ok() ? *events : std::vector<v1::JobEvent>();
+  }
+
+  // Uploads one checkpoint with a single file holding `content`.
+  absl::StatusOr<v1::Checkpoint> Upload(const std::string& worker, uint64_t lease,
+                                        const std::string& job, uint32_t attempt, uint64_t step,
+                                        bool final, const std::string& content) {
+    v1::UploadCheckpointRequest::Header header;
+    header.set_worker(worker);
+    header.set_lease_id(lease);
+    header.set_job_id(job);
+    header.set_attempt(attempt);
+    header.set_step(step);
+    header.set_final(final);
+    v1::CheckpointFile* file = header.add_files();
+    file->set_path("adapter/adapter_model.safetensors");
+    file->set_size_bytes(content.size());
+    file->set_sha256(Sha256Hex(content));
+    auto upload = core_->BeginUpload(header);
+    if (!upload.ok()) return upload.status();
+    v1::FileChunk chunk;
+    chunk.set_path(file->path());
+    chunk.set_offset(0);
+    chunk.set_data(content);
+    absl::Status written = (*upload)->Write(chunk);
+    if (!written.ok()) return written;
+    return (*upload)->Finish();
+  }
+
+  fs::path dir_;
+  InMemoryJobStore store_;
+  FakeClock clock_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<JobServiceCore> core_;
+};
+
+TEST_F(CoreTest, ASubmittedJobIsScheduledOnAWorkerWithTheRightAssignment) {
+  std::string id = Submit(Spec("one", 1, 2));
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_QUEUED);
+  core_->Tick();
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_QUEUED) << "an empty fleet fails nothing";
+  uint64_t lease = Register("w1", 4);
+  core_->Tick();
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_THAT(job.workers(), ElementsAre("w1"));
+  std::vector<v1::WorkerCommand> commands = Commands("w1", lease);
+  ASSERT_EQ(commands.size(), 1u);
+  const v1::Assignment& assignment = commands[0].assign();
+  EXPECT_EQ(assignment.job_id(), id);
+  EXPECT_EQ(assignment.attempt(), 1u);
+  EXPECT_EQ(assignment.node_rank(), 0u);
+  EXPECT_EQ(assignment.world_size(), 2u);
+  EXPECT_EQ(assignment.local_world_size(), 2u);
+  EXPECT_EQ(assignment.master_addr(), "w1.local");
+  EXPECT_GE(assignment.master_port(), 29500u);
+  EXPECT_TRUE(assignment.resume_checkpoint_id().empty());
+  EXPECT_EQ(core_->ListWorkers().workers(0).free_slots(), 2u);
+}
+
+TEST_F(CoreTest, ReportsDriveStateAndProgressWithoutDuplicates) {
+  std::string id = Submit(Spec("run"));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, id, 1, 0, {State(v1::JOB_STATE_RUNNING), Train(1), Train(2)}).ok());
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.progress().step(), 2u);
+  EXPECT_EQ(job.progress().total_steps(), 8u);  // step 2 at epoch 0.5, 2 epochs
+  // A retried report (same index) and a replayed step add nothing.
+  auto again = Report("w1", lease, id, 1, 1, {Train(1), Train(2), Train(3)});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->next_report_index(), 4u);
+  ASSERT_TRUE(Report("w1", lease, id, 1, 4, {Train(2)}).ok());
+  std::vector<uint64_t> steps;
+  for (const v1::JobEvent& event : Events(id)) {
+    if (event.has_train()) steps.push_back(event.train().step());
+  }
+  EXPECT_THAT(steps, ElementsAre(1u, 2u, 3u));
+  // A report for another attempt is stale.
+  auto stale = Report("w1", lease, id, 7, 5, {Train(9)});
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(stale.status().message(), HasSubstr("stale"));
+  // So is a lease that is not the worker's.
+  EXPECT_EQ(Report("w1", lease + 1, id, 1, 5, {Train(9)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoreTest, SuccessNeedsTheFinalCheckpointFromNodeZero) {
+  std::string id = Submit(Spec("ok"));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, id, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  EXPECT_EQ(Report("w1", lease, id, 1, 1, {State(v1::JOB_STATE_SUCCEEDED)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto checkpoint = Upload("w1", lease, id, 1, 8, true, "adapter bytes");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_TRUE(checkpoint->final());
+  // A retried upload of the same checkpoint is recognised.
+  EXPECT_EQ(Upload("w1", lease, id, 1, 8, true, "adapter bytes").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(Report("w1", lease, id, 1, 2, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE(job.has_finished_at());
+  EXPECT_EQ(core_->ListWorkers().workers(0).free_slots(), 1u);
+  // The checkpoint is listed and reads back.
+  v1::DownloadCheckpointRequest download;
+  download.set_job_id(id);
+  auto opened = core_->OpenCheckpoint(download);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->first.id(), checkpoint->id());
+  v1::FileChunk chunk;
+  std::string bytes;
+  while (true) {
+    auto more = opened->second->Next(chunk);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (!*more) break;
+    bytes += chunk.data();
+  }
+  EXPECT_EQ(bytes, "adapter bytes");
+  // A wrong sha256 is refused and records nothing.
+  std::string other = Submit(Spec("bad-upload"));
+  core_->Tick();
+  v1::UploadCheckpointRequest::Header header;
+  header.set_worker("w1");
+  header.set_lease_id(lease);
+  header.set_job_id(other);
+  header.set_attempt(1);
+  header.set_step(1);
+  v1::CheckpointFile* file = header.add_files();
+  file->set_path("a.bin");
+  file->set_size_bytes(3);
+  file->set_sha256(Sha256Hex("xyz"));
+  auto upload = core_->BeginUpload(header);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  v1::FileChunk wrong;
+  wrong.set_path("a.bin");
+  wrong.set_data("abc");
+  ASSERT_TRUE((*upload)->Write(wrong).ok());
+  EXPECT_FALSE((*upload)->Finish().ok());
+  EXPECT_TRUE(core_->ListCheckpoints(other)->checkpoints().empty());
+}
+
+TEST_F(CoreTest, ALostWorkerRequeuesItsJobWhichResumesElsewhereFromTheLatestCheckpoint) {
+  std::string id = Submit(Spec("moves", 1, 1, /*max_restarts=*/1));
+  uint64_t lease1 = Register("w1", 1);
+  core_->Tick();
+  ASSERT_EQ(Get(id).workers(0), "w1");
+  ASSERT_TRUE(Report("w1", lease1, id, 1, 0, {State(v1::JOB_STATE_RUNNING), Train(1), Train(2)}).ok());
+  auto checkpoint = Upload("w1", lease1, id, 1, 2, false, "step 2");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  uint64_t lease2 = Register("w2", 1);
+  // w2 heartbeats, w1 does not.
+  clock_.Advance(absl::Seconds(6));
+  v1::HeartbeatRequest beat;
+  beat.set_name("w2");
+  beat.set_lease_id(lease2);
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  clock_.Advance(absl::Seconds(6));
+  core_->Tick();
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.attempt(), 2u);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_THAT(job.workers(), ElementsAre("w2"));
+  std::vector<v1::WorkerCommand> commands = Commands("w2", lease2);
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].assign().attempt(), 2u);
+  EXPECT_EQ(commands[0].assign().resume_checkpoint_id(), checkpoint->id());
+  // The state changes tell the story in order.
+  std::vector<std::pair<v1::JobState, v1::JobState>> changes;
+  for (const v1::JobEvent& event : Events(id)) {
+    if (event.has_state_change()) {
+      changes.push_back({event.state_change().from(), event.state_change().to()});
+    }
+  }
+  EXPECT_THAT(changes, ElementsAre(std::make_pair(v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_QUEUED),
+                                   std::make_pair(v1::JOB_STATE_QUEUED, v1::JOB_STATE_SCHEDULED),
+                                   std::make_pair(v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING),
+                                   std::make_pair(v1::JOB_STATE_RUNNING, v1::JOB_STATE_RESTARTING),
+                                   std::make_pair(v1::JOB_STATE_RESTARTING, v1::JOB_STATE_QUEUED),
+                                   std::make_pair(v1::JOB_STATE_QUEUED, v1::JOB_STATE_SCHEDULED)));
+  // The old worker's reports are now rejected; so is its heartbeat.
+  EXPECT_FALSE(Report("w1", lease1, id, 1, 3, {Train(3)}).ok());
+  beat.set_name("w1");
+  beat.set_lease_id(lease1);
+  EXPECT_EQ(core_->Heartbeat(beat).status().code(), absl::StatusCode::kFailedPrecondition);
+  // Metrics replayed by the new attempt after its checkpoint are not duplicated.
+  ASSERT_TRUE(Report("w2", lease2, id, 2, 0, {State(v1::JOB_STATE_RUNNING), Train(2), Train(3)}).ok());
+  std::vector<uint64_t> steps;
+  for (const v1::JobEvent& event : Events(id)) {
+    if (event.has_train()) steps.push_back(event.train().step());
+  }
+  EXPECT_THAT(steps, ElementsAre(1u, 2u, 3u));
+  // A second loss exhausts max_restarts: FAILED, with the reason.
+  clock_.Advance(absl::Seconds(11));
+  core_->Tick();
+  job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(job.state_reason(), HasSubstr("no restarts left"));
+}
+
+TEST_F(CoreTest, UserErrorsFailWithoutRetryAndCrashesRetry) {
+  std::string user_error = Submit(Spec("user-error", 1, 1, 3));
+  std::string crash = Submit(Spec("crash", 1, 1, 3));
+  uint64_t lease = Register("w1", 2);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, user_error, 1, 0,
+                     {State(v1::JOB_STATE_FAILED, "train.jsonl:3: label: missing")}).ok());
+  v1::Job failed = Get(user_error);
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.attempt(), 1u);
+  EXPECT_THAT(failed.state_reason(), HasSubstr("label: missing"));
+  ASSERT_TRUE(Report("w1", lease, crash, 1, 0, {State(v1::JOB_STATE_RESTARTING, "rank 0 killed by signal 9")}).ok());
+  v1::Job retried = Get(crash);
+  EXPECT_EQ(retried.attempt(), 2u);
+  EXPECT_THAT(retried.state_reason(), HasSubstr("signal 9"));
+}
+
+TEST_F(CoreTest, CancelStopsTheRanksFreesTheSlotsAndIsIdempotent) {
+  std::string id = Submit(Spec("cancel-me", 1, 2));
+  uint64_t lease = Register("w1", 2);
+  core_->Tick();
+  ASSERT_EQ(Commands("w1", lease).size(), 1u);  // the assignment
+  v1::CancelJobRequest request;
+  request.set_id(id);
+  EXPECT_EQ(core_->CancelJob({"mallory"}, request).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto cancelled = core_->CancelJob({"alice"}, request);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  std::vector<v1::WorkerCommand> commands = Commands("w1", lease);
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].cancel().job_id(), id);
+  EXPECT_EQ(core_->ListWorkers().workers(0).free_slots(), 2u);
+  auto again = core_->CancelJob({"alice"}, request);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(again->last_event_seq(), cancelled->last_event_seq());
+}
+
+TEST_F(CoreTest, AJobThatCanNeverFitFailsAsUnschedulable) {
+  uint64_t lease = Register("w1", 4);
+  std::string too_big = Submit(Spec("too-big", 2, 1));
+  std::string fits = Submit(Spec("fits", 1, 4));
+  core_->Tick();
+  // Right after a worker joined, more may be on their way: it waits.
+  EXPECT_EQ(Get(too_big).state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(Get(fits).state(), v1::JOB_STATE_SCHEDULED);
+  for (int i = 0; i < 3; ++i) {  // two lease TTLs with heartbeats
+    clock_.Advance(absl::Seconds(7));
+    v1::HeartbeatRequest beat;
+    beat.set_name("w1");
+    beat.set_lease_id(lease);
+    ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  }
+  core_->Tick();
+  v1::Job failed = Get(too_big);
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.state_reason(), HasSubstr("unschedulable"));
+}
+
+TEST_F(CoreTest, IdempotentSubmitReturnsTheSameJob) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("idem");
+  request.set_idempotency_key("key-1");
+  auto first = core_->SubmitJob({"alice"}, request);
+  auto second = core_->SubmitJob({"alice"}, request);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->job().id(), second->job().id());
+  EXPECT_FALSE(first->existing());
+  EXPECT_TRUE(second->existing());
+  request.mutable_spec()->mutable_training()->set_batch_size(7);
+  auto bad = core_->SubmitJob({"alice"}, request);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("batch_size"));
+}
+
+TEST_F(CoreTest, WatchReplaysThenFollowsAndEndsWhenTheJobIsFinal) {
+  CoreOptions options;
+  options.event_ring_size = 2;  // most of the replay then comes from the store
+  MakeCore(options);
+  std::string id = Submit(Spec("watched"));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, id, 1, 0, {State(v1::JOB_STATE_RUNNING), Train(1), Train(2), Train(3)}).ok());
+  v1::WatchJobRequest request;
+  request.set_id(id);
+  request.set_from_seq(2);
+  auto stream = core_->WatchJob(request);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  int notified = 0;
+  (*stream)->SetNotify([&notified] { ++notified; });
+  std::vector<uint64_t> seqs;
+  v1::JobEvent event;
+  while ((*stream)->Next(event) == EventStream::Poll::kEvent) seqs.push_back(event.seq());
+  EXPECT_THAT(seqs, ElementsAre(2u, 3u, 4u, 5u, 6u));
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+  ASSERT_TRUE(Report("w1", lease, id, 1, 4, {Train(4)}).ok());
+  EXPECT_GE(notified, 1);
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.train().step(), 4u);
+  v1::CancelJobRequest cancel;
+  cancel.set_id(id);
+  ASSERT_TRUE(core_->CancelJob({"alice"}, cancel).ok());
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.state_change().to(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kEnd);
+  request.set_id("no-such-job");
+  EXPECT_EQ(core_->WatchJob(request).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoreTest, ARestartedCoordinatorReattachesWorkersOrRequeuesTheirJobs) {
+  std::string kept = Submit(Spec("kept"));
+  std::string orphan = Submit(Spec("orphan"));
+  std::string queued = Submit(Spec("queued"));  // no slot left for it
+  uint64_t lease1 = Register("w1", 1);
+  uint64_t lease2 = Register("w2", 1);
+  core_->Tick();
+  std::string on_w1 = Get(kept).workers(0) == "w1" ? kept : orphan;
+  std::string on_w2 = on_w1 == kept ? orphan : kept;
+  ASSERT_TRUE(Report("w1", lease1, on_w1, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  ASSERT_TRUE(Report("w2", lease2, on_w2, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  // A new core on the same store, as after SIGKILL.
+  MakeCore();
+  EXPECT_EQ(Get(queued).state(), v1::JOB_STATE_QUEUED);
+  uint64_t lease = Register("w1", 1, {{on_w1, 1}});  // w1 comes back with its attempt
+  clock_.Advance(absl::Seconds(6));                    // w2 never does
+  v1::HeartbeatRequest beat;
+  beat.set_name("w1");
+  beat.set_lease_id(lease);
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  clock_.Advance(absl::Seconds(5));
+  core_->Tick();
+  EXPECT_EQ(Get(on_w1).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(Get(on_w1).attempt(), 1u);
+  v1::Job requeued = Get(on_w2);
+  EXPECT_EQ(requeued.attempt(), 2u);
+  EXPECT_NE(requeued.state(), v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(CoreTest, DrainingRefusesCallsAndEndsStreams) {
+  uint64_t lease = Register("w1", 1);
+  v1::StreamCommandsRequest request;
+  request.set_name("w1");
+  request.set_lease_id(lease);
+  auto stream = core_->StreamCommands(request);
+  ASSERT_TRUE(stream.ok());
+  bool woken = false;
+  (*stream)->SetNotify([&woken] { woken = true; });
+  core_->Drain();
+  EXPECT_TRUE(woken);
+  v1::WorkerCommand command;
+  EXPECT_EQ((*stream)->Next(command), CommandStream::Poll::kEnd);
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("late");
+  EXPECT_EQ(core_->SubmitJob({"alice"}, submit).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// ---- the scheduling policy alone ----
+
+SchedulerJob Job(const std::string& id, uint32_t workers, uint32_t slots, int32_t priority = 0,
+                 uint64_t order = 0, const std::string& owner = "alice") {
+  return {id, owner, priority, order, v1::DEVICE_CPU, workers, slots};
+}
+SchedulerWorker Worker(const std::string& name, uint32_t slots, uint32_t free) {
+  return {name, v1::DEVICE_CPU, slots, free, true};
+}
+
+TEST(Scheduler, PacksGangsPrioritisesAndBackfills) {
+  // Packing: the 2-slot job goes to the worker with the fewest free slots that fit.
+  auto decision = Schedule({Job("a", 1, 2)}, {Worker("big", 8, 8), Worker("small", 4, 2)}, {}, 0);
+  ASSERT_EQ(decision.placements.size(), 1u);
+  EXPECT_THAT(decision.placements[0].workers, ElementsAre("small"));
+  // Gang: two workers with 2 free slots each or nothing.
+  decision = Schedule({Job("gang", 2, 2)}, {Worker("w1", 4, 2), Worker("w2", 4, 1)}, {}, 0);
+  EXPECT_TRUE(decision.placements.empty());
+  EXPECT_TRUE(decision.unschedulable.empty()) << "it fits an idle fleet, so it waits";
+  // Priority first, then FIFO; a job that does not fit does not block a smaller one.
+  decision = Schedule({Job("low", 1, 1, 0, 1), Job("high", 1, 3, 5, 2), Job("later", 1, 1, 0, 3)},
+                      {Worker("w1", 4, 3)}, {}, 0);
+  ASSERT_EQ(decision.placements.size(), 1u);
+  EXPECT_EQ(decision.placements[0].job_id, "high");
+  decision = Schedule({Job("big", 1, 4, 9, 1), Job("small", 1, 1, 0, 2)}, {Worker("w1", 4, 2)}, {}, 0);
+  ASSERT_EQ(decision.placements.size(), 1u);
+  EXPECT_EQ(decision.placements[0].job_id, "small");
+  // Per-owner limit.
+  decision = Schedule({Job("a1", 1, 1, 0, 1), Job("a2", 1, 1, 0, 2), Job("b1", 1, 1, 0, 3, "bob")},
+                      {Worker("w1", 8, 8)}, {{"alice", 1}}, 2);
+  std::vector<std::string> placed;
+  for (const Placement& p : decision.placements) placed.push_back(p.job_id);
+  EXPECT_THAT(placed, ElementsAre("a1", "b1"));
+  // Unschedulable: more workers than the fleet has, or more slots than any worker has.
+  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0,
+                      /*fail_unschedulable=*/false);
+  EXPECT_TRUE(decision.unschedulable.empty()) << "an unsettled fleet may still grow";
+  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0);
+  ASSERT_EQ(decision.unschedulable.size(), 2u);
+  EXPECT_THAT(decision.unschedulable[0].reason, HasSubstr("needs 3 cpu worker(s)"));
+}
+
+}  // namespace
+}  // namespace loratrf::server

@@ -1,0 +1,584 @@
+#include "agent/agent.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <random>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/command_line.h"
+#include "base/read_file.h"
+#include "base/status_macros.h"
+#include "runtime_info.h"
+
+namespace loratrf::worker {
+namespace agent {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d, absl::Duration fallback) {
+  absl::Duration value = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  return value > absl::ZeroDuration() ? value : fallback;
+}
+
+// The lease is gone (or was never ours): register again.
+bool LeaseLost(absl::StatusCode code) {
+  return code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kNotFound;
+}
+
+// Spreads reconnects of many agents over time.
+absl::Duration Jitter(absl::Duration d) {
+  thread_local std::mt19937 rng(std::random_device{}());
+  return d * std::uniform_real_distribution<double>(0.8, 1.2)(rng);
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics)
+    : options_(std::move(options)), metrics_(std::move(metrics)) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (!options_.tls_ca_pem.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_ca_pem;
+    credentials = grpc::SslCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials, arguments);
+  workers_ = v1::WorkerService::NewStub(channel_);
+  jobs_ = v1::JobService::NewStub(channel_);
+  metrics_->SetSlots(options_.slots);
+}
+
+Agent::~Agent() {
+  Shutdown();
+  std::map<std::string, std::unique_ptr<AttemptRunner>> runners;
+  {
+    std::lock_guard<std::mutex> lock(runners_mu_);
+    runners.swap(runners_);
+  }
+  runners.clear();  // each stops and joins
+}
+
+std::unique_ptr<grpc::ClientContext> Agent::NewContext(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  if (timeout != absl::InfiniteDuration()) {
+    context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
+  }
+  return context;
+}
+
+uint64_t Agent::lease_id() {
+  std::lock_guard<std::mutex> lock(lease_mu_);
+  return lease_id_;
+}
+
+bool Agent::stopping() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  return stopping_;
+}
+
+bool Agent::WaitUnlessStopping(absl::Duration duration) {
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(duration), [&] { return stopping_; });
+  return !stopping_;
+}
+
+void Agent::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    stopping_ = true;
+    stop_cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_context_ != nullptr) stream_context_->TryCancel();
+}
+
+absl::Status Agent::RegisterLocked() {
+  v1::RegisterRequest request;
+  request.set_name(options_.name);
+  request.set_slots(options_.slots);
+  request.set_device(options_.device);
+  request.set_address(options_.address);
+  request.set_version(options_.version);
+  for (const v1::RunningAttempt& running : Running()) *request.add_running() = running;
+  v1::RegisterResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext(absl::Seconds(10));
+  grpc::Status status = workers_->Register(context.get(), request, &response);
+  RETURN_IF_ERROR(FromGrpc(status, "Register"));
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    lease_id_ = response.lease_id();
+    lease_ttl_ = FromProto(response.lease_ttl(), absl::Seconds(10));
+    heartbeat_interval_ = std::clamp(FromProto(response.heartbeat_interval(), lease_ttl_ / 3),
+                                     absl::Milliseconds(100), absl::Seconds(60));
+  }
+  metrics_->Registered();
+  std::cerr << "loratrf-worker agent: registered " << options_.name << " with "
+            << options_.slots << " " << (options_.device == v1::DEVICE_CUDA ? "GPU" : "CPU")
+            << " slot(s) at " << options_.coordinator << " (lease " << response.lease_id() << ", "
+            << request.running_size() << " attempt(s) running)\n";
+  // A stream opened with the old lease ends; the command loop reopens it with this one.
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_context_ != nullptr) stream_context_->TryCancel();
+  return absl::OkStatus();
+}
+
+absl::Status Agent::HeartbeatOnce(uint64_t lease, absl::Duration lease_ttl) {
+  v1::HeartbeatRequest request;
+  request.set_name(options_.name);
+  request.set_lease_id(lease);
+  for (const v1::RunningAttempt& running : Running()) *request.add_running() = running;
+  v1::HeartbeatResponse response;
+  std::unique_ptr<grpc::ClientContext> context =
+      NewContext(std::max(lease_ttl / 2, absl::Seconds(1)));
+  return FromGrpc(workers_->Heartbeat(context.get(), request, &response), "Heartbeat");
+}
+
+absl::StatusOr<bool> Agent::RecoverLease(uint64_t used_lease) {
+  std::lock_guard<std::mutex> registering(register_mu_);
+  absl::Duration ttl;
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    if (lease_id_ != used_lease) return true;  // someone registered again meanwhile
+    ttl = lease_ttl_;
+  }
+  absl::Status alive = HeartbeatOnce(used_lease, ttl);
+  if (alive.ok()) return false;
+  if (!LeaseLost(alive.code())) return alive;
+  std::cerr << "loratrf-worker agent: lease " << used_lease << " is gone (" << alive.message()
+            << "); registering again\n";
+  RETURN_IF_ERROR(RegisterLocked());
+  return true;
+}
+
+void Agent::HeartbeatLoop() {
+  int failures = 0;
+  while (true) {
+    absl::Duration interval, ttl;
+    uint64_t lease;
+    {
+      std::lock_guard<std::mutex> lock(lease_mu_);
+      interval = heartbeat_interval_;
+      ttl = lease_ttl_;
+      lease = lease_id_;
+    }
+    if (!WaitUnlessStopping(interval)) return;
+    absl::Status status = HeartbeatOnce(lease, ttl);
+    if (status.ok()) {
+      if (failures > 0) std::cerr << "loratrf-worker agent: heartbeats go through again\n";
+      failures = 0;
+      continue;
+    }
+    metrics_->HeartbeatFailed();
+    if (LeaseLost(status.code())) {
+      std::lock_guard<std::mutex> registering(register_mu_);
+      if (lease_id() == lease) {
+        std::cerr << "loratrf-worker agent: " << status.message() << "; registering again\n";
+        absl::Status registered = RegisterLocked();
+        if (!registered.ok()) std::cerr << "loratrf-worker agent: " << registered.message() << "\n";
+      }
+      continue;
+    }
+    if (failures++ % 10 == 0) std::cerr << "loratrf-worker agent: " << status.message() << "\n";
+  }
+}
+
+void Agent::CommandLoop() {
+  absl::Duration backoff = absl::Milliseconds(250);
+  while (!stopping()) {
+    const uint64_t lease = lease_id();
+    std::unique_ptr<grpc::ClientContext> context = NewContext(absl::InfiniteDuration());
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      if (stopping()) break;
+      stream_context_ = context.get();
+    }
+    v1::StreamCommandsRequest request;
+    request.set_name(options_.name);
+    request.set_lease_id(lease);
+    const absl::Time opened = absl::Now();
+    bool received = false;
+    std::unique_ptr<grpc::ClientReaderInterface<v1::WorkerCommand>> reader =
+        workers_->StreamCommands(context.get(), request);
+    v1::WorkerCommand command;
+    while (reader->Read(&command)) {
+      received = true;
+      Handle(command);
+    }
+    const grpc::Status status = reader->Finish();
+    {
+      std::lock_guard<std::mutex> lock(stream_mu_);
+      stream_context_ = nullptr;
+    }
+    if (stopping()) break;
+    if (lease_id() != lease) continue;  // registered again: reopen with the new lease at once
+    const absl::StatusCode code = static_cast<absl::StatusCode>(status.error_code());
+    if (status.ok() || LeaseLost(code)) {
+      // The coordinator ended the stream: the lease may be gone (lost, or the coordinator
+      // restarted without it).
+      absl::StatusOr<bool> renewed = RecoverLease(lease);
+      if (renewed.ok() && *renewed) {
+        backoff = absl::Milliseconds(250);
+        continue;
+      }
+    } else if (code != absl::StatusCode::kCancelled) {
+      std::cerr << "loratrf-worker agent: command stream: " << status.error_message() << "\n";
+    }
+    if (received || absl::Now() - opened > absl::Seconds(10)) backoff = absl::Milliseconds(250);
+    if (!WaitUnlessStopping(Jitter(backoff))) break;
+    backoff = std::min(backoff * 2, absl::Seconds(10));
+  }
+}
+
+void Agent::Handle(const v1::WorkerCommand& command) {
+  if (command.has_assign()) {
+    Assign(command.assign());
+    return;
+  }
+  if (!command.has_cancel()) return;
+  const v1::Cancellation& cancel = command.cancel();
+  std::lock_guard<std::mutex> lock(runners_mu_);
+  auto it = runners_.find(cancel.job_id());
+  if (it != runners_.end() && (cancel.attempt() == 0 || cancel.attempt() == it->second->attempt())) {
+    it->second->Cancel(cancel.reason());
+  }
+}
+
+void Agent::Assign(const v1::Assignment& assignment) {
+  const std::string& job = assignment.job_id();
+  bool plain = !job.empty() && job.size() <= 128;
+  for (char c : job) plain &= std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  if (!plain) {
+    std::cerr << "loratrf-worker agent: ignoring an assignment with a bad job id\n";
+    return;
+  }
+  std::unique_ptr<AttemptRunner> previous;
+  {
+    std::lock_guard<std::mutex> lock(runners_mu_);
+    PruneLocked();
+    if (finished_.count({job, assignment.attempt()})) return;  // already done and reported
+    auto it = runners_.find(job);
+    if (it != runners_.end()) {
+      if (it->second->attempt() >= assignment.attempt()) return;  // a repeat, or an old one
+      previous = std::move(it->second);
+      runners_.erase(it);
+      gpus_in_use_.erase(job);
+    }
+  }
+  if (previous) {  // outside the lock: its thread may need the lease (and so runners_mu_)
+    previous->Cancel(absl::StrCat("superseded by attempt ", assignment.attempt()));
+    previous.reset();
+  }
+  std::lock_guard<std::mutex> lock(runners_mu_);
+  if (runners_.count(job)) return;
+  AttemptEnvironment env;
+  env.work_dir = options_.work_dir;
+  env.executable = options_.executable;
+  env.link = this;
+  env.metrics = metrics_.get();
+  env.kill_grace = options_.kill_grace;
+  const uint32_t wanted = assignment.local_world_size();
+  uint32_t busy = 0;
+  for (const auto& [id, runner] : runners_) busy += runner->local_world_size();
+  if (options_.device == v1::DEVICE_CUDA && assignment.spec().resources().device() == v1::DEVICE_CUDA) {
+    std::set<std::string> taken;
+    for (const auto& [id, gpus] : gpus_in_use_) taken.insert(gpus.begin(), gpus.end());
+    std::vector<std::string> mine;
+    for (const std::string& gpu : options_.gpus) {
+      if (mine.size() < wanted && !taken.count(gpu)) mine.push_back(gpu);
+    }
+    if (mine.size() < wanted) {
+      env.setup_error = absl::StrCat(options_.name, " has ", mine.size(), " free GPU(s), the attempt needs ", wanted);
+    } else {
+      std::string list;
+      for (const std::string& gpu : mine) absl::StrAppend(&list, list.empty() ? "" : ",", gpu);
+      env.rank_env.push_back("CUDA_VISIBLE_DEVICES=" + list);
+      gpus_in_use_[job] = mine;
+    }
+  } else if (busy + wanted > options_.slots) {
+    std::cerr << "loratrf-worker agent: job " << job << " needs " << wanted << " slot(s), "
+              << (options_.slots > busy ? options_.slots - busy : 0) << " free; starting it anyway\n";
+  }
+  std::cerr << "loratrf-worker agent: job " << job << " attempt " << assignment.attempt()
+            << ": node " << assignment.node_rank() << ", " << wanted << " of "
+            << assignment.world_size() << " rank(s)"
+            << (assignment.resume_checkpoint_id().empty()
+                    ? std::string()
+                    : ", resuming from checkpoint " + assignment.resume_checkpoint_id())
+            << "\n";
+  auto runner = std::make_unique<AttemptRunner>(std::move(env), assignment);
+  runner->Start();
+  runners_[job] = std::move(runner);
+}
+
+void Agent::PruneLocked() {
+  for (auto it = runners_.begin(); it != runners_.end();) {
+    if (!it->second->done()) {
+      ++it;
+      continue;
+    }
+    if (it->second->reported_end()) finished_.insert({it->first, it->second->attempt()});
+    gpus_in_use_.erase(it->first);
+    it = runners_.erase(it);  // its thread has ended: the join is immediate
+  }
+}
+
+std::vector<v1::RunningAttempt> Agent::Running() {
+  std::lock_guard<std::mutex> lock(runners_mu_);
+  PruneLocked();
+  std::vector<v1::RunningAttempt> running;
+  for (const auto& [job, runner] : runners_) {
+    v1::RunningAttempt attempt;
+    attempt.set_job_id(job);
+    attempt.set_attempt(runner->attempt());
+    running.push_back(std::move(attempt));
+  }
+  return running;
+}
+
+int Agent::Run() {
+  absl::Duration backoff = absl::Milliseconds(250);
+  int failures = 0;
+  while (true) {
+    if (stopping()) return 0;
+    absl::Status registered;
+    {
+      std::lock_guard<std::mutex> registering(register_mu_);
+      registered = RegisterLocked();
+    }
+    if (registered.ok()) break;
+    const absl::StatusCode code = registered.code();
+    if (code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kUnauthenticated ||
+        code == absl::StatusCode::kPermissionDenied || code == absl::StatusCode::kAlreadyExists) {
+      std::cerr << "loratrf-worker: the coordinator refused this worker: " << registered.message()
+                << "\n";
+      return 2;
+    }
+    if (failures++ % 10 == 0) {
+      std::cerr << "loratrf-worker agent: " << registered.message() << "; retrying\n";
+    }
+    if (!WaitUnlessStopping(Jitter(backoff))) return 0;
+    backoff = std::min(backoff * 2, absl::Seconds(10));
+  }
+  std::thread heartbeats([this] { HeartbeatLoop(); });
+  CommandLoop();
+  // Stopping: every attempt stops its ranks and reports RESTARTING.
+  std::map<std::string, std::unique_ptr<AttemptRunner>> runners;
+  {
+    std::lock_guard<std::mutex> lock(runners_mu_);
+    runners.swap(runners_);
+  }
+  for (auto& [job, runner] : runners) runner->Shutdown();
+  runners.clear();
+  heartbeats.join();
+  std::cerr << "loratrf-worker agent: stopped\n";
+  return 0;
+}
+
+}  // namespace agent
+
+namespace {
+
+bool IsValidWorkerName(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+  }
+  return true;
+}
+
+std::string DefaultName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "worker";
+  std::string name;
+  for (char c : std::string(host)) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    name.push_back(((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.') ? c : '-');
+  }
+  if (name.size() > 63) name.resize(63);
+  return name.empty() ? "worker" : name;
+}
+
+bool IsLoopbackTarget(const std::string& target) {
+  std::string host = target;
+  if (size_t colon = host.rfind(':'); colon != std::string::npos) host = host.substr(0, colon);
+  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+absl::Status ValidateTarget(const std::string& target) {
+  if (target.rfind("unix:", 0) == 0 && target.size() > 5) return absl::OkStatus();
+  const size_t colon = target.rfind(':');
+  if (target.empty() || colon == std::string::npos || colon == 0 ||
+      target.find_first_of(" \t\n") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--coordinator '", target, "': expected HOST:PORT"));
+  }
+  const std::string port = target.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) < 1 || std::stoi(port) > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--coordinator '", target, "': the port must be 1-65535"));
+  }
+  return absl::OkStatus();
+}
+
+// The device ids a rank may be given: CUDA_VISIBLE_DEVICES's entries when the agent runs under
+// one, else 0..count-1.
+std::vector<std::string> GpuIds(int count) {
+  std::vector<std::string> ids;
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr && *visible) {
+    for (absl::string_view id : absl::StrSplit(visible, ',', absl::SkipEmpty())) {
+      ids.emplace_back(id);
+    }
+  }
+  if (ids.size() < static_cast<size_t>(count)) {
+    ids.clear();
+    for (int i = 0; i < count; ++i) ids.push_back(std::to_string(i));
+  }
+  ids.resize(static_cast<size_t>(count));
+  return ids;
+}
+
+agent::Agent* g_agent = nullptr;
+
+absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
+  agent::AgentOptions options;
+  ASSIGN_OR_RETURN(options.coordinator, flags.Require("--coordinator"));
+  RETURN_IF_ERROR(ValidateTarget(options.coordinator));
+  ASSIGN_OR_RETURN(options.work_dir, flags.Require("--work-dir"));
+  ASSIGN_OR_RETURN(int64_t slots, flags.GetInt("--slots", -1, 1, 1024));
+  ASSIGN_OR_RETURN(std::string device, flags.GetChoice("--device", "auto", {"auto", "cpu", "cuda"}));
+  options.name = flags.GetOr("--name", DefaultName());
+  if (!IsValidWorkerName(options.name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--name '", options.name, "': must be 1-63 characters of a-z, 0-9, '-' and '.'"));
+  }
+  options.address = flags.GetOr("--address", "");
+  if (options.address.empty()) {
+    options.address = IsLoopbackTarget(options.coordinator) ? "127.0.0.1" : DefaultName();
+  }
+  if (options.address.size() > 253 || options.address.find_first_of(" \t\n/") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--address '", options.address, "': not a host name"));
+  }
+  if (std::optional<std::string> path = flags.Get("--token-file")) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileWithLimit(*path, 64 << 10));
+    std::string token = text.substr(0, text.find('\n'));
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.empty() || token.find_first_of(" \t") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--token-file ", *path, ": the first line must be the token alone"));
+    }
+    options.token = token;
+  }
+  if (std::optional<std::string> path = flags.Get("--tls-ca")) {
+    ASSIGN_OR_RETURN(options.tls_ca_pem, ReadFileWithLimit(*path, 1 << 20));
+    if (options.tls_ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("--tls-ca ", *path, ": no PEM certificate in it"));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.work_dir + "/jobs", ec);
+  if (ec || ::access((options.work_dir + "/jobs").c_str(), W_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--work-dir ", options.work_dir,
+                                                   ": cannot create or write it"));
+  }
+  options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
+  if (options.work_dir.size() > 1 && options.work_dir.back() == '/') options.work_dir.pop_back();
+
+  // Slots: the GPUs when CUDA is here (at most --slots of them), else --slots CPU slots.
+  const engine::RuntimeInfo runtime = engine::GetRuntimeInfo();
+  options.version = runtime.loratrf_version;
+  const int gpus = runtime.cuda_device_count;
+  if (device == "cuda" && gpus == 0) {
+    return absl::InvalidArgumentError("--device cuda: this node has no usable GPU");
+  }
+  if (device != "cpu" && gpus > 0) {
+    options.device = v1::DEVICE_CUDA;
+    options.slots = static_cast<uint32_t>(slots > 0 ? std::min<int64_t>(slots, gpus) : gpus);
+    options.gpus = GpuIds(gpus);
+  } else {
+    options.device = v1::DEVICE_CPU;
+    options.slots = static_cast<uint32_t>(slots > 0 ? slots : 1);
+  }
+  char self[PATH_MAX] = {};
+  ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");
+  options.executable = std::string(self, static_cast<size_t>(length));
+  return options;
+}
+
+}  // namespace
+
+int RunAgent(const std::vector<std::string>& args) {
+  // SIGINT/SIGTERM are taken by one thread and blocked everywhere else: blocked here, before
+  // any thread exists (the metrics server's, gRPC's, libtorch's inherit the mask); rank
+  // processes unblock them before exec.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  absl::StatusOr<CommandLine> flags = CommandLine::Parse(
+      args, {{"--coordinator", true}, {"--slots", true}, {"--work-dir", true}, {"--name", true},
+             {"--metrics-listen", true}, {"--token-file", true}, {"--tls-ca", true},
+             {"--address", true}, {"--device", true}});
+  auto fail = [](const absl::Status& status) {
+    std::cerr << "loratrf-worker: " << status.message() << "\n";
+    return status.code() == absl::StatusCode::kInternal ? 1 : 2;
+  };
+  if (!flags.ok()) return fail(flags.status());
+  if (!flags->positional().empty()) {
+    return fail(absl::InvalidArgumentError("agent takes no arguments, got '" +
+                                           flags->positional()[0] + "'"));
+  }
+  absl::StatusOr<agent::AgentOptions> options = ParseOptions(*flags);
+  if (!options.ok()) return fail(options.status());
+  std::unique_ptr<agent::AgentMetrics> metrics = agent::MakeNullAgentMetrics();
+  if (std::optional<std::string> listen = flags->Get("--metrics-listen")) {
+    absl::StatusOr<std::unique_ptr<agent::AgentMetrics>> served =
+        agent::MakePrometheusAgentMetrics(*listen);
+    if (!served.ok()) return fail(served.status());
+    metrics = *std::move(served);
+  }
+
+  agent::Agent agent(*std::move(options), std::move(metrics));
+  g_agent = &agent;
+  std::thread signals([stop_signals] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    std::cerr << "loratrf-worker agent: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
+              << ": stopping\n";
+    g_agent->Shutdown();
+  });
+  signals.detach();  // it may still wait when Run() returns on its own; exit ends it
+  int code = agent.Run();
+  std::cerr.flush();
+  // Threads gRPC or a detached waiter still hold may outlive `agent`: leave without unwinding.
+  std::_Exit(code);
+}
+
+}  // namespace loratrf::worker

@@ -1,0 +1,118 @@
+// The worker agent (`loratrf-worker agent`, docs/control-plane.md "Workers"): registers this
+// node's slots with the coordinator, keeps the lease alive, follows the command stream and runs
+// one AttemptRunner per assigned attempt.
+//
+//   start ─▶ Register ─▶ heartbeat thread (every heartbeat_interval)
+//                 ▲      command stream: Assignment → AttemptRunner, Cancellation → Cancel
+//                 │              │ stream ends / fails: back off, reopen (with the new lease)
+//                 └── FAILED_PRECONDITION or NOT_FOUND on a heartbeat, the stream or a report
+//                     whose lease is gone: register again, listing the attempts still running
+//   SIGTERM/SIGINT ─▶ Shutdown(): ranks stopped, RESTARTING reported, exit 0
+//
+// Threading: Run() runs the command stream on the calling thread and owns a heartbeat thread;
+// each attempt has its own thread. register_mu_ serializes registering and checking the lease
+// (held across those RPCs); lease_mu_ guards the lease fields (held briefly); runners_mu_
+// guards the attempts and the GPU pool; stream_mu_ the open stream's context; stop_mu_ the
+// stop flag. Lock order: register_mu_ → runners_mu_ / lease_mu_ / stream_mu_; the last four
+// are never held together.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/channel.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/agent_metrics.h"
+#include "agent/attempt_runner.h"
+#include "agent/coordinator_link.h"
+#include "agent/run_agent.h"
+
+// RunAgent (run_agent.h): `loratrf-worker agent --coordinator HOST:PORT --slots N
+// --work-dir DIR [--name NAME] [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F]
+// [--address HOST] [--device auto|cpu|cuda]`. Exit 2 on bad flags or files.
+namespace loratrf::worker::agent {
+
+struct AgentOptions {
+  std::string coordinator;      // HOST:PORT (or any gRPC target)
+  std::string name;             // [a-z0-9-.]{1,63}
+  std::string work_dir;
+  std::string address;          // what peers dial for a rendezvous on this node
+  std::string token;            // "" for none
+  std::string tls_ca_pem;       // "" for an insecure channel
+  std::string executable;       // the binary the ranks run (/proc/self/exe)
+  std::string version;
+  uint32_t slots = 1;
+  v1::Device device = v1::DEVICE_CPU;
+  std::vector<std::string> gpus;  // CUDA: the device ids a rank's CUDA_VISIBLE_DEVICES names
+  absl::Duration kill_grace = absl::Seconds(3);
+};
+
+class Agent : public CoordinatorLink {
+ public:
+  Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics);
+  ~Agent() override;
+
+  // Registers (retrying while the coordinator is unreachable), then serves commands until
+  // Shutdown(). Returns the exit status: 0 after Shutdown, 2 when the coordinator refuses the
+  // registration itself (bad name, token or role).
+  int Run();
+  // Safe from any thread (the signal thread); Run() returns soon after.
+  void Shutdown();
+
+  // CoordinatorLink
+  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout) override;
+  v1::WorkerService::StubInterface& workers() override { return *workers_; }
+  v1::JobService::StubInterface& jobs() override { return *jobs_; }
+  const std::string& worker_name() const override { return options_.name; }
+  uint64_t lease_id() override;
+  absl::StatusOr<bool> RecoverLease(uint64_t used_lease) override;
+
+ private:
+  absl::Status RegisterLocked();                           // register_mu_ held
+  absl::Status HeartbeatOnce(uint64_t lease, absl::Duration lease_ttl);  // takes no lock
+  void HeartbeatLoop();
+  void CommandLoop();
+  void Handle(const v1::WorkerCommand& command);
+  void Assign(const v1::Assignment& assignment);
+  // The attempts still running; finished ones are removed (their GPUs freed) on the way.
+  std::vector<v1::RunningAttempt> Running();
+  void PruneLocked();                                      // runners_mu_ held
+  bool WaitUnlessStopping(absl::Duration duration);        // false once stopping
+  bool stopping();
+
+  const AgentOptions options_;
+  const std::unique_ptr<AgentMetrics> metrics_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::StubInterface> workers_;
+  std::unique_ptr<v1::JobService::StubInterface> jobs_;
+
+  std::mutex register_mu_;  // serializes Register and RecoverLease; guards no field
+  std::mutex lease_mu_;
+  uint64_t lease_id_ = 0;                                  // guarded by lease_mu_
+  absl::Duration heartbeat_interval_ = absl::Seconds(3);   // guarded by lease_mu_
+  absl::Duration lease_ttl_ = absl::Seconds(10);           // guarded by lease_mu_
+
+  std::mutex runners_mu_;
+  std::map<std::string, std::unique_ptr<agent::AttemptRunner>> runners_;  // by job id; guarded
+  std::map<std::string, std::vector<std::string>> gpus_in_use_;  // job id → GPUs; guarded
+  std::set<std::pair<std::string, uint32_t>> finished_;   // ended and reported; guarded
+
+  std::mutex stream_mu_;
+  grpc::ClientContext* stream_context_ = nullptr;          // guarded by stream_mu_
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;                                  // guarded by stop_mu_
+};
+
+}  // namespace loratrf::worker::agent

@@ -1,0 +1,525 @@
+#include "agent/attempt_runner.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "agent/checkpoint_transfer.h"
+#include "agent/metrics_tail.h"
+#include "agent/rank_process.h"
+#include "base/atomic_file.h"
+#include "base/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "spec/job_spec.h"
+
+namespace loratrf::worker::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxReasonBytes = 1024;
+constexpr size_t kLogTailLines = 20;
+constexpr int kMaxLocalRanks = 256;
+
+bool IsStepName(const std::string& name) {
+  return !name.empty() && name.size() <= 19 &&
+         name.find_first_not_of("0123456789") == std::string::npos;
+}
+
+v1::JobEvent StateEvent(v1::JobState to, const std::string& reason) {
+  v1::JobEvent event;
+  event.mutable_state_change()->set_to(to);
+  event.mutable_state_change()->set_reason(SanitizeText(reason, kMaxReasonBytes));
+  return event;
+}
+
+v1::JobEvent LogEvent(v1::LogLine::Level level, int rank, const std::string& text) {
+  v1::JobEvent event;
+  event.mutable_log()->set_level(level);
+  event.mutable_log()->set_rank(rank);
+  event.mutable_log()->set_text(SanitizeText(text, kMaxReasonBytes));
+  return event;
+}
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+bool Retryable(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kAborted ||
+         code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnknown ||
+         code == absl::StatusCode::kDataLoss;
+}
+
+const char* OutcomeName(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case v1::JOB_STATE_FAILED: return "failed";
+    default: return "restarting";
+  }
+}
+
+// The rank's last line without the binary's "loratrf-worker: " prefix.
+std::string WithoutProgramPrefix(std::string line) {
+  constexpr absl::string_view kPrefix = "loratrf-worker: ";
+  if (absl::string_view(line).substr(0, kPrefix.size()) == kPrefix) line.erase(0, kPrefix.size());
+  return line;
+}
+
+}  // namespace
+
+std::string SanitizeText(const std::string& text, size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(text.size(), max_bytes));
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool valid = length > 0 && i + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+    }
+    if (valid && length == 1 && c < 0x20 && c != '\t') valid = false;  // control characters
+    if (valid && length > 1) {
+      // Overlong forms, surrogates and code points beyond U+10FFFF are not UTF-8.
+      uint32_t cp = c & (0xFF >> (length + 1));
+      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+      valid = cp >= min[length] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (!valid) length = 1;
+    if (out.size() + (valid ? length : 1) > max_bytes) break;
+    if (valid) {
+      out.append(text, i, length);
+    } else {
+      out.push_back('?');
+    }
+    i += length;
+  }
+  return out;
+}
+
+AttemptRunner::AttemptRunner(AttemptEnvironment env, v1::Assignment assignment)
+    : env_(std::move(env)), assignment_(std::move(assignment)),
+      job_dir_(env_.work_dir + "/jobs/" + assignment_.job_id()),
+      attempt_dir_(job_dir_ + "/attempt-" + std::to_string(assignment_.attempt())),
+      output_dir_(job_dir_ + "/output") {
+  reporter_ = std::make_unique<EventsReporter>(
+      [this](uint64_t first, const std::vector<v1::JobEvent>& events) {
+        return SendReport(first, events);
+      },
+      [this](const absl::Status& why) {
+        std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt()
+                  << " is stale (" << why.message() << "); stopping its ranks\n";
+        RequestStop(kStale);
+      },
+      env_.metrics);
+}
+
+AttemptRunner::~AttemptRunner() {
+  Shutdown();
+  Join();
+  reporter_->Stop();
+}
+
+void AttemptRunner::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void AttemptRunner::Cancel(const std::string& reason) {
+  std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt()
+            << " cancelled" << (reason.empty() ? "" : ": ") << reason << "\n";
+  RequestStop(kCancelled);
+}
+
+void AttemptRunner::Shutdown() { RequestStop(kShutdown); }
+
+void AttemptRunner::Join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void AttemptRunner::SleepUnlessStopped(absl::Duration duration) {
+  const absl::Time until = absl::Now() + duration;
+  while (!stopping() && absl::Now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void AttemptRunner::RequestStop(Stop why) {
+  int expected = kNone;
+  stop_.compare_exchange_strong(expected, why);
+  transfers_.Cancel();
+}
+
+absl::StatusOr<uint64_t> AttemptRunner::SendReport(uint64_t first,
+                                                   const std::vector<v1::JobEvent>& events) {
+  CoordinatorLink& link = *env_.link;
+  for (int tries = 0;; ++tries) {
+    const uint64_t lease = link.lease_id();
+    v1::ReportEventsRequest request;
+    request.set_worker(link.worker_name());
+    request.set_lease_id(lease);
+    request.set_job_id(job_id());
+    request.set_attempt(attempt());
+    request.set_first_report_index(first);
+    for (const v1::JobEvent& event : events) *request.add_events() = event;
+    v1::ReportEventsResponse response;
+    std::unique_ptr<grpc::ClientContext> context = link.NewContext(absl::Seconds(10));
+    grpc::Status status = link.workers().ReportEvents(context.get(), request, &response);
+    if (status.ok()) return response.next_report_index();
+    if (status.error_code() != grpc::StatusCode::FAILED_PRECONDITION || tries > 0) {
+      return FromGrpc(status);
+    }
+    // Refused: a lapsed lease (register again and retry) or a stale attempt.
+    ASSIGN_OR_RETURN(bool renewed, link.RecoverLease(lease));
+    if (!renewed) return FromGrpc(status);
+  }
+}
+
+void AttemptRunner::Run() {
+  Outcome outcome = Execute();
+  const Stop stop = static_cast<Stop>(stop_.load());
+  absl::Duration flush_timeout = env_.final_report_timeout;
+  std::string outcome_name;
+  if (outcome.state == v1::JOB_STATE_UNSPECIFIED || stop != kNone) {
+    switch (stop) {
+      case kCancelled:
+        outcome_name = "cancelled";
+        reporter_->Add(LogEvent(v1::LogLine::LEVEL_INFO, -1,
+                                absl::StrCat("ranks on ", env_.link->worker_name(), " stopped")));
+        flush_timeout = absl::Seconds(3);
+        break;
+      case kStale:
+        outcome_name = "stale";
+        flush_timeout = absl::ZeroDuration();
+        break;
+      default:
+        outcome_name = "stopped";
+        reporter_->Add(StateEvent(v1::JOB_STATE_RESTARTING,
+                                  absl::StrCat("the worker agent on ", env_.link->worker_name(),
+                                               " stopped")));
+        flush_timeout = absl::Seconds(3);
+        break;
+    }
+  } else {
+    outcome_name = OutcomeName(outcome.state);
+    reporter_->Add(StateEvent(outcome.state, outcome.reason));
+  }
+  std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt() << " "
+            << outcome_name << (outcome.reason.empty() ? "" : ": ") << outcome.reason << "\n";
+  // Deliver everything; a Cancellation or the agent stopping cuts the wait short.
+  const absl::Time deadline = absl::Now() + flush_timeout;
+  while (true) {
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    absl::Status flushed = reporter_->Flush(std::min(left, absl::Milliseconds(500)));
+    if (flushed.ok()) {
+      if (outcome.state != v1::JOB_STATE_UNSPECIFIED && stop == kNone) reported_end_ = true;
+      break;
+    }
+    if (flushed.code() != absl::StatusCode::kDeadlineExceeded) break;
+    if (static_cast<Stop>(stop_.load()) != stop) break;  // stopped while delivering
+  }
+  reporter_->Stop();
+  env_.metrics->AttemptFinished(outcome_name);
+  done_ = true;
+}
+
+AttemptRunner::Outcome AttemptRunner::Execute() {
+  if (!env_.setup_error.empty()) return {v1::JOB_STATE_RESTARTING, env_.setup_error};
+  absl::StatusOr<uint64_t> resume = Prepare();
+  if (stopping()) return {};
+  if (!resume.ok()) {
+    const bool user_error = resume.status().code() == absl::StatusCode::kInvalidArgument;
+    return {user_error ? v1::JOB_STATE_FAILED : v1::JOB_STATE_RESTARTING,
+            std::string(resume.status().message())};
+  }
+  resume_step_ = *resume;
+  const bool node0 = assignment_.node_rank() == 0;
+
+  // Start the ranks.
+  const int local = static_cast<int>(assignment_.local_world_size());
+  const std::vector<std::string> env = EnvironmentWith(env_.rank_env);
+  std::vector<RankProcess> ranks;
+  for (int i = 0; i < local; ++i) {
+    const int rank = static_cast<int>(assignment_.node_rank()) * local + i;
+    std::vector<std::string> argv = {env_.executable, "run", "--spec", attempt_dir_ + "/job.json",
+                                     "--output", output_dir_, "--rank", std::to_string(rank),
+                                     "--world-size", std::to_string(assignment_.world_size())};
+    if (!assignment_.master_addr().empty()) {
+      argv.insert(argv.end(), {"--master-addr", assignment_.master_addr()});
+    }
+    if (assignment_.master_port() != 0) {
+      argv.insert(argv.end(), {"--master-port", std::to_string(assignment_.master_port())});
+    }
+    const std::string log = attempt_dir_ + "/rank-" + std::to_string(rank);
+    absl::StatusOr<RankProcess> process =
+        RankProcess::Start(rank, argv, env, log + ".stdout.log", log + ".stderr.log");
+    if (!process.ok()) {
+      StopRanks(ranks, env_.kill_grace);
+      return {v1::JOB_STATE_RESTARTING,
+              absl::StrCat("cannot start rank ", rank, ": ", process.status().message())};
+    }
+    ranks.push_back(*std::move(process));
+  }
+  env_.metrics->RanksRunning(local);
+  reporter_->Add(StateEvent(v1::JOB_STATE_RUNNING,
+                            absl::StrCat(local, " rank(s) started on ", env_.link->worker_name())));
+
+  // Watch them.
+  MetricsTail tail(output_dir_ + "/metrics.jsonl", resume_step_);
+  const RankProcess* failed = nullptr;
+  while (true) {
+    if (stopping()) break;
+    int running = 0;
+    for (RankProcess& rank : ranks) {
+      if (!rank.Poll()) {
+        ++running;
+      } else if (rank.exit_code() != 0 && failed == nullptr) {
+        failed = &rank;
+      }
+    }
+    if (node0) {
+      for (v1::JobEvent& event : tail.Poll()) reporter_->Add(std::move(event));
+      UploadNewCheckpoints();
+    }
+    if (failed != nullptr || running == 0) break;
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(env_.poll_interval));
+  }
+  if (failed != nullptr) {
+    // The others usually follow within moments (a lost peer, or the same bad data): let them
+    // say so themselves, since a user error on any rank decides the outcome.
+    const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < settle && !stopping()) {
+      bool any = false;
+      for (RankProcess& rank : ranks) any |= !rank.Poll();
+      if (!any) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  StopRanks(ranks, env_.kill_grace);
+  env_.metrics->RanksRunning(-local);
+  if (stopping()) return {};
+  if (node0) {
+    for (v1::JobEvent& event : tail.Poll()) reporter_->Add(std::move(event));
+  }
+
+  if (failed == nullptr) {
+    if (!node0) return {v1::JOB_STATE_SUCCEEDED, ""};
+    next_upload_try_ = absl::InfinitePast();
+    UploadNewCheckpoints();
+    absl::Status uploaded = UploadFinal();
+    if (stopping()) return {};
+    if (!uploaded.ok()) {
+      return {v1::JOB_STATE_RESTARTING,
+              absl::StrCat("cannot upload the final checkpoint: ", uploaded.message())};
+    }
+    return {v1::JOB_STATE_SUCCEEDED, ""};
+  }
+
+  // A user error (exit 2) on any rank decides; else the first rank that died.
+  for (const RankProcess& rank : ranks) {
+    if (!rank.signaled() && rank.exit_code() == 2) {
+      failed = &rank;
+      break;
+    }
+  }
+  for (const std::string& line : failed->StderrTail(kLogTailLines)) {
+    reporter_->Add(LogEvent(v1::LogLine::LEVEL_ERROR, failed->rank(), line));
+  }
+  const std::string last = WithoutProgramPrefix(failed->LastStderrLine());
+  if (!failed->signaled() && failed->exit_code() == 2) {
+    return {v1::JOB_STATE_FAILED,
+            absl::StrCat("rank ", failed->rank(), ": ", last.empty() ? "bad input" : last)};
+  }
+  std::string how = failed->signaled()
+                        ? absl::StrCat("was killed by signal ", failed->exit_code() - 128)
+                        : absl::StrCat("exited with status ", failed->exit_code());
+  return {v1::JOB_STATE_RESTARTING,
+          absl::StrCat("rank ", failed->rank(), " on ", env_.link->worker_name(), " ", how,
+                       last.empty() ? "" : ": ", last)};
+}
+
+absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
+  const v1::Assignment& a = assignment_;
+  if (a.local_world_size() < 1 || a.local_world_size() > kMaxLocalRanks ||
+      a.world_size() < (uint64_t{a.node_rank()} + 1) * a.local_world_size() ||
+      a.master_port() > 65535 || (a.world_size() > 1 && a.master_port() == 0)) {
+    return absl::InternalError(absl::StrCat(
+        "bad assignment: node_rank ", a.node_rank(), ", world_size ", a.world_size(),
+        ", local_world_size ", a.local_world_size(), ", master_port ", a.master_port()));
+  }
+  RETURN_IF_ERROR(spec::ValidateJobSpec(a.spec()));
+  std::error_code ec;
+  fs::create_directories(attempt_dir_, ec);
+  if (!ec) fs::create_directories(output_dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat(attempt_dir_, ": ", ec.message()));
+  RETURN_IF_ERROR(WriteFileAtomically(attempt_dir_ + "/job.json", spec::JobSpecToJson(a.spec())));
+
+  uint64_t resume_step = 0;
+  const std::string download_dir = output_dir_ + "/.download-" + std::to_string(a.attempt());
+  if (!a.resume_checkpoint_id().empty()) {
+    absl::StatusOr<v1::Checkpoint> checkpoint;
+    absl::Duration backoff = absl::Milliseconds(500);
+    for (int tries = 0; tries < 6 && !stopping(); ++tries) {
+      checkpoint = DownloadCheckpoint(*env_.link, a.job_id(), a.resume_checkpoint_id(),
+                                      download_dir, transfers_, *env_.metrics);
+      if (checkpoint.ok() || !Retryable(checkpoint.status().code())) break;
+      std::cerr << "loratrf-worker agent: job " << a.job_id() << ": " << checkpoint.status().message()
+                << "; retrying\n";
+      SleepUnlessStopped(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(10));
+    }
+    if (stopping()) return absl::CancelledError("stopped");
+    if (!checkpoint.ok()) {
+      fs::remove_all(download_dir, ec);
+      return absl::UnavailableError(absl::StrCat("cannot download checkpoint ",
+                                                 a.resume_checkpoint_id(), ": ",
+                                                 checkpoint.status().message()));
+    }
+    resume_step = checkpoint->step();
+    if (checkpoint->final() || resume_step == 0) {
+      fs::remove_all(download_dir, ec);
+      return absl::InternalError(absl::StrCat("checkpoint ", a.resume_checkpoint_id(),
+                                              " cannot be resumed from (final or step 0)"));
+    }
+    RETURN_IF_ERROR(ClearLocalState(resume_step));
+    const std::string checkpoints = output_dir_ + "/checkpoints";
+    fs::create_directories(checkpoints, ec);
+    const std::string target = checkpoints + "/" + std::to_string(resume_step);
+    fs::remove_all(target, ec);
+    if (::rename(download_dir.c_str(), target.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat(target, ": cannot move the download into place"));
+    }
+    RETURN_IF_ERROR(FsyncDirectory(checkpoints));
+  } else {
+    RETURN_IF_ERROR(ClearLocalState(0));
+  }
+  // Everything up to the resume step was uploaded by an earlier attempt.
+  std::error_code ignored;
+  for (const auto& entry : fs::directory_iterator(output_dir_ + "/checkpoints", ignored)) {
+    const std::string name = entry.path().filename().string();
+    if (IsStepName(name)) uploaded_.insert(std::stoull(name));
+  }
+  return resume_step;
+}
+
+absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
+  std::error_code ec;
+  fs::remove_all(output_dir_ + "/final", ec);
+  if (ec) return absl::InternalError(absl::StrCat(output_dir_, "/final: ", ec.message()));
+  for (const auto& entry : fs::directory_iterator(output_dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(".download-", 0) == 0 &&
+        name != ".download-" + std::to_string(assignment_.attempt())) {
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+  const std::string checkpoints = output_dir_ + "/checkpoints";
+  for (const auto& entry : fs::directory_iterator(checkpoints, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (IsStepName(name) && (resume_step == 0 || std::stoull(name) >= resume_step)) {
+      std::error_code removed;
+      fs::remove_all(entry.path(), removed);
+      if (removed) return absl::InternalError(absl::StrCat(entry.path().string(), ": ", removed.message()));
+    }
+  }
+  // metrics.jsonl keeps the rows up to the resume step (the trainer does the same).
+  const std::string metrics = output_dir_ + "/metrics.jsonl";
+  if (resume_step == 0) {
+    fs::remove(metrics, ec);
+    return absl::OkStatus();
+  }
+  std::ifstream in(metrics);
+  if (!in) return absl::OkStatus();
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_object() && row.contains("step") && row["step"].is_number_unsigned() &&
+        row["step"].get<uint64_t>() <= resume_step) {
+      kept += line + "\n";
+    }
+  }
+  return WriteFileAtomically(metrics, kept);
+}
+
+void AttemptRunner::UploadNewCheckpoints() {
+  if (absl::Now() < next_upload_try_) return;
+  std::vector<uint64_t> steps;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(output_dir_ + "/checkpoints", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!IsStepName(name)) continue;
+    const uint64_t step = std::stoull(name);
+    if (step > resume_step_ && !uploaded_.count(step) &&
+        fs::exists(entry.path() / kManifestFile)) {
+      steps.push_back(step);
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  for (uint64_t step : steps) {
+    if (stopping()) return;
+    const std::string dir = output_dir_ + "/checkpoints/" + std::to_string(step);
+    absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(dir);
+    absl::Status status = checkpoint.status();
+    if (checkpoint.ok()) {
+      status = UploadCheckpoint(*env_.link, job_id(), attempt(), *checkpoint, transfers_,
+                                *env_.metrics)
+                   .status();
+    }
+    if (status.ok()) {
+      uploaded_.insert(step);
+      continue;
+    }
+    if (stopping()) return;
+    if (status.code() == absl::StatusCode::kFailedPrecondition) {
+      RequestStop(kStale);
+      return;
+    }
+    if (!fs::exists(dir) || status.code() == absl::StatusCode::kNotFound ||
+        status.code() == absl::StatusCode::kDataLoss ||
+        status.code() == absl::StatusCode::kInvalidArgument) {
+      // Pruned while it was read, or refused for good: a later checkpoint will do.
+      std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
+                << " not uploaded: " << status.message() << "\n";
+      uploaded_.insert(step);
+      continue;
+    }
+    std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
+              << " upload failed (" << status.message() << "); will retry\n";
+    next_upload_try_ = absl::Now() + absl::Seconds(2);
+    return;
+  }
+}
+
+absl::Status AttemptRunner::UploadFinal() {
+  absl::Duration backoff = absl::Milliseconds(500);
+  absl::Status status;
+  for (int tries = 0; tries < 8 && !stopping(); ++tries) {
+    absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(output_dir_ + "/final");
+    if (!checkpoint.ok()) return checkpoint.status();
+    status = UploadCheckpoint(*env_.link, job_id(), attempt(), *checkpoint, transfers_,
+                              *env_.metrics)
+                 .status();
+    if (status.ok()) return status;
+    if (status.code() == absl::StatusCode::kFailedPrecondition) {
+      RequestStop(kStale);
+      return status;
+    }
+    if (!Retryable(status.code())) return status;
+    std::cerr << "loratrf-worker agent: job " << job_id() << ": final checkpoint upload failed ("
+              << status.message() << "); retrying\n";
+    SleepUnlessStopped(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  return status;
+}
+
+}  // namespace loratrf::worker::agent

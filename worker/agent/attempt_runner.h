@@ -1,0 +1,112 @@
+// One attempt of one job on this worker (docs/control-plane.md, "Workers" step 4 and
+// "Reports"): writes WORK_DIR/jobs/JOB_ID/attempt-N/job.json, downloads the checkpoint it
+// resumes from into WORK_DIR/jobs/JOB_ID/output/checkpoints/STEP/, starts the node's
+// `loratrf-worker run --rank R` processes, relays node 0's metrics.jsonl rows and uploads its
+// committed checkpoints, and reports how its part ended:
+//
+//   assignment ─▶ prepare (spec, resume checkpoint) ─▶ ranks running ─▶ all exit 0 ─▶ upload
+//       │               │ failure: RESTARTING             │  any exit 2: FAILED       final/
+//       │               ▼                                 │  other exit: RESTARTING     │
+//       └──── Cancel / stale (FAILED_PRECONDITION) / Shutdown: ranks stopped ◀──────┘ SUCCEEDED
+//
+// A Cancellation stops the ranks (SIGTERM to each process group, SIGKILL after kill_grace) and
+// reports nothing more; a stale attempt (the coordinator refuses its reports) likewise; the
+// agent stopping reports RESTARTING. Local state that the coordinator does not know of
+// (checkpoints after the resume step, final/, later metrics rows) is removed before the ranks
+// start, so every node resumes from the same step.
+//
+// Threading: Start() runs the attempt on its own thread, which starts, watches and stops the
+// ranks (they die with it). Cancel/Shutdown/done/Join are safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "agent/agent_metrics.h"
+#include "agent/coordinator_link.h"
+#include "agent/events_reporter.h"
+#include "loratrf/v1/worker_service.pb.h"
+
+namespace loratrf::worker::agent {
+
+struct AttemptEnvironment {
+  std::string work_dir;
+  std::string executable;                // the loratrf-worker binary the ranks run
+  CoordinatorLink* link = nullptr;
+  AgentMetrics* metrics = nullptr;
+  std::vector<std::string> rank_env;     // NAME=VALUE added to the ranks' environment
+  std::string setup_error;               // non-empty: the agent cannot run it (RESTARTING)
+  absl::Duration kill_grace = absl::Seconds(3);
+  absl::Duration poll_interval = absl::Milliseconds(200);
+  absl::Duration final_report_timeout = absl::Minutes(10);
+};
+
+class AttemptRunner {
+ public:
+  AttemptRunner(AttemptEnvironment env, v1::Assignment assignment);
+  ~AttemptRunner();  // Shutdown() and Join()
+  AttemptRunner(const AttemptRunner&) = delete;
+  AttemptRunner& operator=(const AttemptRunner&) = delete;
+
+  void Start();
+  // The coordinator cancelled the attempt: stop the ranks, report nothing more.
+  void Cancel(const std::string& reason);
+  // The agent is stopping: stop the ranks, report RESTARTING (briefly).
+  void Shutdown();
+  // The attempt's thread has finished (its ranks are gone).
+  bool done() const { return done_.load(); }
+  // Its final state report was accepted by the coordinator.
+  bool reported_end() const { return reported_end_.load(); }
+  void Join();
+
+  const std::string& job_id() const { return assignment_.job_id(); }
+  uint32_t attempt() const { return assignment_.attempt(); }
+  uint32_t local_world_size() const { return assignment_.local_world_size(); }
+
+ private:
+  enum Stop : int { kNone = 0, kCancelled, kStale, kShutdown };
+  struct Outcome {
+    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;  // UNSPECIFIED: stopped (see stop_)
+    std::string reason;
+  };
+
+  void Run();
+  Outcome Execute();
+  // Writes job.json, fetches the resume checkpoint, clears local state the coordinator does
+  // not know of. Returns the step the ranks resume from (0: a fresh start).
+  absl::StatusOr<uint64_t> Prepare();
+  absl::Status ClearLocalState(uint64_t resume_step);
+  // Uploads committed checkpoints not sent yet (node 0); errors other than a stale attempt are
+  // retried on a later call.
+  void UploadNewCheckpoints();
+  absl::Status UploadFinal();
+  void RequestStop(Stop why);
+  void SleepUnlessStopped(absl::Duration duration);
+  bool stopping() const { return stop_.load() != kNone; }
+  absl::StatusOr<uint64_t> SendReport(uint64_t first, const std::vector<v1::JobEvent>& events);
+
+  const AttemptEnvironment env_;
+  const v1::Assignment assignment_;
+  const std::string job_dir_, attempt_dir_, output_dir_;
+  std::atomic<int> stop_{kNone};
+  std::atomic<bool> done_{false};
+  std::atomic<bool> reported_end_{false};
+  CallCanceller transfers_;        // the upload or download in flight
+  std::unique_ptr<EventsReporter> reporter_;  // made by the constructor, used by all threads
+  // Owned by the attempt's thread:
+  uint64_t resume_step_ = 0;
+  std::set<uint64_t> uploaded_;    // checkpoint steps sent (or not to be sent)
+  absl::Time next_upload_try_ = absl::InfinitePast();
+  std::thread thread_;
+};
+
+// "a rank said \xff" → valid UTF-8 ('?' for bytes that are not), at most `max_bytes` long.
+std::string SanitizeText(const std::string& text, size_t max_bytes);
+
+}  // namespace loratrf::worker::agent

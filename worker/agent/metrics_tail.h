@@ -1,0 +1,43 @@
+// Follows a rank-0 `metrics.jsonl` as training appends to it and turns each new row into a
+// JobEvent: {"type": "train", "step", "epoch", "loss", "lr", ...} → TrainMetrics and
+// {"type": "eval", "step", "eval_loss", "eval_accuracy", "eval_examples"} → EvalMetrics.
+//
+// The trainer replaces the file (atomically, a new inode) when a resumed run drops the rows
+// after its checkpoint, so the tail reopens when the inode changes or the file shrinks, and
+// sends a row only when its step is beyond the last one sent of its kind (which also makes the
+// rows a resumed run replays disappear). Only complete lines count.
+//
+// Threading: single-threaded, called on the attempt's thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loratrf/v1/job.pb.h"
+
+namespace loratrf::worker::agent {
+
+class MetricsTail {
+ public:
+  // Rows at or before `after_step` are not sent (the checkpoint a resumed attempt starts from).
+  MetricsTail(std::string path, uint64_t after_step);
+
+  // The events for the rows appended since the last call, in file order.
+  std::vector<v1::JobEvent> Poll();
+
+  // A row of metrics.jsonl as an event; nullopt for anything else.
+  static std::optional<v1::JobEvent> RowToEvent(const std::string& line);
+
+ private:
+  const std::string path_;
+  ino_t inode_ = 0;
+  uint64_t offset_ = 0;  // bytes of the current file consumed (complete lines only)
+  uint64_t last_train_step_;
+  uint64_t last_eval_step_;
+};
+
+}  // namespace loratrf::worker::agent
