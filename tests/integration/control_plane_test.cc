@@ -121,10 +121,11 @@ class ControlPlane : public ::testing::Test {
   void StartCoordinator(int port = 0, const std::vector<std::string>& extra = {}) {
     fs::create_directories(dir_ / "data");
     fs::remove(dir_ / "data/coordinator.address");
+    metrics_port_ = FreePort();
     std::vector<std::string> argv = {BinaryPath("loratrf-coordinator"),
                                      "--listen", "127.0.0.1:" + std::to_string(port),
                                      "--data-dir", dir_ / "data",
-                                     "--metrics-listen", "127.0.0.1:" + std::to_string(FreePort()),
+                                     "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port_),
                                      "--lease-ttl", "2",
                                      "--rendezvous-ports", ports_};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -219,7 +220,21 @@ class ControlPlane : public ::testing::Test {
     if (HasFailure()) std::cerr << Logs();
   }
 
+  // GET http://127.0.0.1:PORT/metrics, checked by promtool (the real Prometheus parser).
+  void ExpectValidMetrics(int port, const std::vector<std::string>& expected_names) {
+    ProcessResult scraped = RunProcess(
+        {kPython, "-c",
+         "import sys, urllib.request; "
+         "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+         "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+    ASSERT_EQ(scraped.exit_code, 0) << scraped.err;
+    for (const std::string& name : expected_names) EXPECT_THAT(scraped.out, HasSubstr(name));
+    ProcessResult checked = RunProcess({"/usr/bin/promtool", "check", "metrics"}, scraped.out);
+    EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+  }
+
   TempDir dir_;
+  int metrics_port_ = 0;
   std::string ports_;
   std::string address_;
   std::unique_ptr<BackgroundProcess> coordinator_;
@@ -235,7 +250,8 @@ constexpr char kLongTraining[] =
 
 TEST_F(ControlPlane, SubmitWatchSucceedAndTheDownloadedAdapterLoads) {
   StartCoordinator();
-  StartAgent("node-a", 2);
+  int agent_metrics = FreePort();
+  StartAgent("node-a", 2, {"--metrics-listen", "127.0.0.1:" + std::to_string(agent_metrics)});
   std::string id = Submit(Spec("short", kShortTraining, "workers: 1, slots_per_worker: 2"));
   ASSERT_FALSE(id.empty());
   ProcessResult watched = Cli({"watch", id}, 240);
@@ -257,6 +273,11 @@ TEST_F(ControlPlane, SubmitWatchSucceedAndTheDownloadedAdapterLoads) {
   json checkpoints = Checkpoints(id);
   ASSERT_GE(checkpoints.size(), 2u);
   EXPECT_TRUE(checkpoints.back()["final"].get<bool>());
+  // Both /metrics endpoints serve valid Prometheus text with what happened in it.
+  ExpectValidMetrics(metrics_port_, {"loratrf_jobs_finished_total{state=\"succeeded\"} 1",
+                                     "loratrf_scheduling_latency_seconds_bucket",
+                                     "loratrf_grpc_requests_total"});
+  ExpectValidMetrics(agent_metrics, {"loratrf_agent_slots 2", "loratrf_agent_attempts_total"});
 }
 
 TEST_F(ControlPlane, CancelStopsTheRanksWithinFiveSecondsAndFreesTheSlots) {
