@@ -13,6 +13,20 @@
 
 namespace loratrf::testing {
 
+namespace {
+
+// In a forked child: becomes argv[0], or reports why not and exits 127.
+[[noreturn]] void ExecOrExit(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+  _exit(127);
+}
+
+}  // namespace
+
 std::string BinaryPath(const std::string& name) { return std::string(LORATRF_BIN_DIR) + "/" + name; }
 
 BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
@@ -27,12 +41,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
       dup2(log, 2);
     }
     if (null >= 0) dup2(null, 0);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+    ExecOrExit(argv);
   }
 }
 
@@ -92,12 +101,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
     dup2(in_pipe[0], 0);
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+    ExecOrExit(argv);
   }
   close(in_pipe[0]);
   close(out_pipe[1]);

@@ -169,22 +169,16 @@ class FuseDecoder : public Decoder {
   }
 };
 
+// A decoded token may not grow past this through Replace (content can be longer than a match).
+constexpr size_t kMaxDecodedTokenBytes = 64u << 20;
+
 class ReplaceDecoder : public Decoder {
  public:
   ReplaceDecoder(Regex pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     for (std::string& token : tokens) {
-      ASSIGN_OR_RETURN(auto matches, pattern_.FindAll(token));
-      std::string out;
-      size_t last = 0;
-      for (const auto& [begin, end] : matches) {
-        out.append(token, last, begin - last);
-        out += content_;
-        last = end;
-      }
-      out.append(token, last, std::string::npos);
-      token = std::move(out);
+      ASSIGN_OR_RETURN(token, pattern_.ReplaceAll(token, content_, kMaxDecodedTokenBytes));
     }
     return absl::OkStatus();
   }
@@ -297,14 +291,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const Json& json, absl::st
     return std::make_unique<BpeSuffixDecoder>(suffix.value_or("</w>"));
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, Member(json, path, "decoders"));
-    if (!list->is_array()) return FieldError(absl::StrCat(path, ".decoders"), "must be a list");
-    std::vector<std::unique_ptr<Decoder>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      ASSIGN_OR_RETURN(auto step,
-                       ParseDecoder((*list)[i], absl::StrCat(path, ".decoders[", i, "]")));
-      steps.push_back(std::move(step));
-    }
+    ASSIGN_OR_RETURN(std::vector<std::unique_ptr<Decoder>> steps,
+                     ParseComponentList<Decoder>(json, path, "decoders", ParseDecoder));
     return std::make_unique<SequenceDecoder>(std::move(steps));
   }
   return Unsupported(path, "decoder", type,

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -76,6 +78,25 @@ inline absl::StatusOr<uint64_t> UintField(const Json& parent, absl::string_view 
 // The component's "type" string.
 inline absl::StatusOr<std::string> TypeOf(const Json& component, absl::string_view path) {
   return StringField(component, path, "type");
+}
+
+// A Sequence component's list `key` ("normalizers", "decoders", ...), each element parsed by
+// `parse(element, path)`, which returns StatusOr<std::unique_ptr<T>>.
+template <typename T, typename Parse>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> ParseComponentList(const Json& json,
+                                                                   absl::string_view path,
+                                                                   const char* key, Parse parse) {
+  auto list = Member(json, path, key);
+  if (!list.ok()) return list.status();
+  std::string list_path = absl::StrCat(path, ".", key);
+  if (!(*list)->is_array()) return FieldError(list_path, "must be a list");
+  std::vector<std::unique_ptr<T>> steps;
+  for (size_t i = 0; i < (*list)->size(); ++i) {
+    auto step = parse((**list)[i], absl::StrCat(list_path, "[", i, "]"));
+    if (!step.ok()) return step.status();
+    steps.push_back(std::move(*step));
+  }
+  return steps;
 }
 
 inline absl::Status Unsupported(absl::string_view path, absl::string_view kind,

@@ -94,21 +94,9 @@ class ReplaceNormalizer : public Normalizer {
   ReplaceNormalizer(Regex pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
   absl::Status Normalize(std::string& text, bool& keeps_start) const override {
-    ASSIGN_OR_RETURN(auto matches, pattern_.FindAll(text));
-    if (matches.empty()) return absl::OkStatus();
-    std::string out;
-    size_t last = 0;
-    for (const auto& [begin, end] : matches) {
-      out.append(text, last, begin - last);
-      out += content_;
-      last = end;
-      if (out.size() > kMaxNormalizedBytes) {
-        return absl::ResourceExhaustedError("normalizer Replace: the text grew past 64 MiB");
-      }
-    }
-    out.append(text, last, std::string::npos);
-    if (matches.front().first == 0 && content_.empty()) keeps_start = false;
-    text = std::move(out);
+    bool at_start = false;
+    ASSIGN_OR_RETURN(text, pattern_.ReplaceAll(text, content_, kMaxNormalizedBytes, &at_start));
+    if (at_start && content_.empty()) keeps_start = false;  // the first character went
     return absl::OkStatus();
   }
 
@@ -250,14 +238,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const Json& json,
     return std::make_unique<BertNormalizer>(clean_text, chinese, strip_accents, lowercase);
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, Member(json, path, "normalizers"));
-    if (!list->is_array()) return FieldError(absl::StrCat(path, ".normalizers"), "must be a list");
-    std::vector<std::unique_ptr<Normalizer>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      ASSIGN_OR_RETURN(auto step,
-                       ParseNormalizer((*list)[i], absl::StrCat(path, ".normalizers[", i, "]")));
-      steps.push_back(std::move(step));
-    }
+    ASSIGN_OR_RETURN(std::vector<std::unique_ptr<Normalizer>> steps,
+                     ParseComponentList<Normalizer>(json, path, "normalizers",
+                                                    ParseNormalizer));
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }
   return Unsupported(path, "normalizer", type,

@@ -335,16 +335,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const Json& json
                                                         SplitBehavior::kRemoved);
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, Member(json, path, "pretokenizers"));
-    if (!list->is_array()) {
-      return FieldError(absl::StrCat(path, ".pretokenizers"), "must be a list");
-    }
-    std::vector<std::unique_ptr<PreTokenizer>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      ASSIGN_OR_RETURN(auto step, ParsePreTokenizer((*list)[i],
-                                                    absl::StrCat(path, ".pretokenizers[", i, "]")));
-      steps.push_back(std::move(step));
-    }
+    ASSIGN_OR_RETURN(std::vector<std::unique_ptr<PreTokenizer>> steps,
+                     ParseComponentList<PreTokenizer>(json, path, "pretokenizers",
+                                                      ParsePreTokenizer));
     return std::make_unique<SequencePreTokenizer>(std::move(steps));
   }
   return Unsupported(path, "pre-tokenizer", type,

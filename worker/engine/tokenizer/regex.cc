@@ -165,4 +165,26 @@ absl::StatusOr<std::vector<std::pair<size_t, size_t>>> Regex::FindAll(
   return matches;
 }
 
+absl::StatusOr<std::string> Regex::ReplaceAll(absl::string_view text, absl::string_view content,
+                                             size_t max_bytes, bool* first_match_at_start) const {
+  absl::StatusOr<std::vector<std::pair<size_t, size_t>>> matches = FindAll(text);
+  if (!matches.ok()) return matches.status();
+  if (first_match_at_start != nullptr) {
+    *first_match_at_start = !matches->empty() && matches->front().first == 0;
+  }
+  std::string out;
+  size_t last = 0;
+  for (const auto& [begin, end] : *matches) {
+    out.append(text.data() + last, begin - last);
+    out.append(content.data(), content.size());
+    last = end;
+    if (out.size() > max_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("replacing \"", pattern_, "\": the text grew past ",
+                                                       max_bytes, " bytes"));
+    }
+  }
+  out.append(text.data() + last, text.size() - last);
+  return out;
+}
+
 }  // namespace loratrf::engine::tokenizer

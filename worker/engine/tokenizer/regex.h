@@ -32,6 +32,12 @@ class Regex {
   // Empty matches are skipped. Errors only on a PCRE2 failure (e.g. a match limit).
   absl::StatusOr<std::vector<std::pair<size_t, size_t>>> FindAll(absl::string_view text) const;
 
+  // `text` with every match replaced by `content` (Replace normalizers and decoders).
+  // ResourceExhausted when the result would pass `max_bytes`. `first_match_at_start` (may be
+  // null) tells whether a match began at offset 0.
+  absl::StatusOr<std::string> ReplaceAll(absl::string_view text, absl::string_view content,
+                                         size_t max_bytes, bool* first_match_at_start = nullptr) const;
+
   const std::string& pattern() const { return pattern_; }
 
  private:
