@@ -60,6 +60,7 @@ constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 constexpr uint64_t kMaxPemBytes = 1 << 20;
 constexpr absl::Duration kTickInterval = absl::Milliseconds(200);
+constexpr absl::Duration kMinTickGap = absl::Milliseconds(10);
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 
 constexpr char kUsage[] =
@@ -215,35 +216,54 @@ absl::StatusOr<int> LockDataDir(const std::string& dir) {
   return fd;  // held until the process exits
 }
 
-// Calls core->Tick() every kTickInterval until Stop().
+// Calls core->Tick() every kTickInterval, and soon after the core says there is scheduling work
+// (a finished job's slots are refilled at once, not at the next period), until Stop().
 class Ticker {
  public:
-  explicit Ticker(JobServiceCore* core) : core_(core), thread_([this] { Run(); }) {}
+  explicit Ticker(JobServiceCore* core) : core_(core), thread_([this] { Run(); }) {
+    core_->SetScheduleHook([this] { Poke(); });
+  }
   ~Ticker() { Stop(); }
+  // Idempotent; the first call must come while the core is still alive.
   void Stop() {
+    if (!thread_.joinable()) return;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
     wake_.notify_one();
-    if (thread_.joinable()) thread_.join();
+    thread_.join();
+    core_->SetScheduleHook(nullptr);
+  }
+  void Poke() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      poked_ = true;
+    }
+    wake_.notify_one();
   }
 
  private:
   void Run() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
+      poked_ = false;
       lock.unlock();
       core_->Tick();
       lock.lock();
-      wake_.wait_for(lock, absl::ToChronoMilliseconds(kTickInterval), [this] { return stop_; });
+      // At most one scheduling pass per kMinTickGap however often it is poked: a pass sorts
+      // the whole queue.
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(kMinTickGap), [this] { return stop_; });
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(kTickInterval - kMinTickGap),
+                     [this] { return stop_ || poked_; });
     }
   }
 
   JobServiceCore* const core_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
+  bool poked_ = false;  // guarded by mu_
   std::thread thread_;
 };
 

@@ -7,6 +7,9 @@
 // overwritten) and fsyncs the parent, so a checkpoint is either fully there or not at all
 // (DESIGN.md, convention 9).
 //
+// Remove renames the committed directory into tmp/ (so the job never holds a half-deleted
+// checkpoint), fsyncs the job directory, then deletes it there.
+//
 // A zero-byte file has no chunks on upload (one empty chunk at offset 0 is accepted too); a
 // Reader sends one empty chunk for it, so that every file of a checkpoint appears in a download.
 #include "artifacts/artifact_store.h"
@@ -512,11 +515,41 @@ class FsArtifactStore final : public ArtifactStore {
     return std::unique_ptr<Reader>(new FsReader(checkpoint, std::move(dir)));
   }
 
+  absl::Status Remove(const v1::Checkpoint& checkpoint) override {
+    RETURN_IF_ERROR(CheckId("checkpoint.job_id", checkpoint.job_id()));
+    RETURN_IF_ERROR(CheckId("checkpoint.id", checkpoint.id()));
+    std::string job_dir = root_ + "/" + checkpoint.job_id();
+    std::string dir = job_dir + "/" + checkpoint.id();
+    struct stat st;
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint.id(), " of job ",
+                                              checkpoint.job_id(),
+                                              " has no files in the artifact store"));
+    }
+    // Out of the job first, in one step, so that no crash leaves a partly deleted checkpoint
+    // under it; what is left in tmp/ is cleared at the next Open.
+    std::string trash = absl::StrCat(tmp_, "/r", next_upload_.fetch_add(1), "-", ::getpid(), "-",
+                                     salt_);
+    if (::renameat2(AT_FDCWD, dir.c_str(), AT_FDCWD, trash.c_str(), RENAME_NOREPLACE) != 0) {
+      int error = errno;
+      if (error == ENOENT) {
+        return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint.id(), " of job ",
+                                                checkpoint.job_id(),
+                                                " has no files in the artifact store"));
+      }
+      return ErrnoError(error, absl::StrCat("cannot rename ", dir, " to ", trash));
+    }
+    RETURN_IF_ERROR(FsyncDirectory(job_dir));
+    std::error_code ignored;  // the checkpoint is gone from its job; Open clears leftovers
+    fs::remove_all(trash, ignored);
+    return absl::OkStatus();
+  }
+
  private:
   const std::string root_;
   const std::string tmp_;
   uint32_t salt_ = 0;  // tells this process's upload dirs from a predecessor's
-  std::atomic<uint64_t> next_upload_{0};
+  std::atomic<uint64_t> next_upload_{0};  // numbers tmp/ names: uploads (uN) and removals (rN)
 };
 
 }  // namespace

@@ -6,7 +6,9 @@
 // No string from a request ever becomes part of a path: job and checkpoint ids are made by the
 // coordinator (checked again here), and files are numbered in the order of the checkpoint's file
 // list. An upload is verified (every size and sha256) before it is renamed into place, so a
-// committed directory is always complete; leftovers in tmp/ are removed at Open.
+// committed directory is always complete; leftovers in tmp/ are removed at Open. Remove renames
+// a committed directory back into tmp/ before deleting it, so a crash mid-removal never leaves
+// a half directory under the job either.
 //
 // Threading: thread-safe. Each Upload and Reader is used by one thread at a time.
 #pragma once
@@ -54,9 +56,21 @@ class ArtifactStore {
   // `checkpoint` has the coordinator-made id and job_id and the file list (relative paths,
   // sizes, sha256) from the worker's header; paths are validated here (plain components
   // [A-Za-z0-9._-], no "." or "..", at most 8 deep, no duplicates).
+  //
+  // AlreadyExists when a directory for this checkpoint is already committed (Commit checks
+  // again, atomically). The store keeps no records, so that includes an orphan: a directory
+  // committed by an upload whose checkpoint record the coordinator never wrote (a crash between
+  // the rename and the record). Telling the two apart is the caller's job: the core, finding no
+  // record of the checkpoint, calls Remove and then BeginUpload again.
   virtual absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::Checkpoint& checkpoint) = 0;
   // NotFound when the checkpoint's files are not in the store.
   virtual absl::StatusOr<std::unique_ptr<Reader>> Read(const v1::Checkpoint& checkpoint) = 0;
+  // Deletes a committed checkpoint's directory (only `id` and `job_id` are used). It is first
+  // renamed into tmp/ (and the job directory fsynced), then deleted there: after a crash the
+  // checkpoint is either whole under its job or gone, and a leftover in tmp/ is cleared at the
+  // next Open. NotFound when there is no such directory. A Reader already open on it fails
+  // (NotFound) at its next file.
+  virtual absl::Status Remove(const v1::Checkpoint& checkpoint) = 0;
 };
 
 }  // namespace loratrf::server

@@ -77,7 +77,12 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
     std::set<std::string> attached;     // workers that listed this attempt since recovery
     std::map<std::string, uint64_t> next_report_index;  // per worker, this attempt
     bool final_checkpoint = false;      // this attempt's final checkpoint is committed
-    uint32_t rendezvous_port = 0;
+    // Placement of the current attempt, so that a re-sent assignment says the same thing.
+    uint32_t rendezvous_port = 0;       // 0: not placed in this process (recovered)
+    std::string resume_checkpoint;
+    absl::Time assigned_at;
+    std::set<std::string> finished_nodes;       // workers that reported their part succeeded
+    std::map<std::string, int> missing_beats;   // heartbeats in a row not listing the attempt
   };
 
   struct WorkerEntry {
@@ -113,9 +118,17 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
   std::map<std::string, WorkerEntry> workers;  // guarded by mu
   std::map<std::string, JobEventLog> logs;     // guarded by mu
   absl::BitGen random;                         // guarded by mu
+  std::set<uint32_t> ports_in_use;             // guarded by mu: rendezvous ports of attempts
+  std::function<void()> schedule_hook;         // set once before use (SetScheduleHook)
 
   // Wake-ups collected under mu and run after it is released (they may call back into us).
   using Wakeups = std::vector<std::function<void()>>;
+  // Declared before the lock in every entry point, so that the wake-ups run after the lock is
+  // released on every return path, errors included.
+  struct RunOnExit {
+    Wakeups& wakeups;
+    ~RunOnExit() { Run(wakeups); }
+  };
 
   absl::Time Now() { return clock->Now(); }
 
@@ -136,7 +149,7 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
       if (IsFinal(result.job.state())) active.erase(it);
     }
     Publish(result.job.id(), result.events, IsFinal(result.job.state()), wakeups);
-    schedule_dirty = true;
+    MarkScheduleDirty(wakeups);
     return absl::OkStatus();
   }
 
@@ -154,6 +167,11 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
 
   static void CollectWatchers(JobEventLog& log, Wakeups& wakeups);
 
+  void MarkScheduleDirty(Wakeups& wakeups) {
+    if (!schedule_dirty && schedule_hook) wakeups.push_back(schedule_hook);
+    schedule_dirty = true;
+  }
+
   static void Run(Wakeups& wakeups) {
     for (auto& wake : wakeups) wake();
     wakeups.clear();
@@ -163,7 +181,8 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
 
   void Send(const std::string& worker_name, v1::WorkerCommand command, Wakeups& wakeups) {
     auto it = workers.find(worker_name);
-    if (it == workers.end()) return;
+    // A lost worker's ranks are gone or fenced; it gets a fresh queue when it registers again.
+    if (it == workers.end() || it->second.worker.state() == v1::WORKER_STATE_LOST) return;
     it->second.commands.push_back(std::move(command));
     if (it->second.notify) wakeups.push_back(it->second.notify);
   }
@@ -201,53 +220,65 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
     return event;
   }
 
-  // Moves an active job to a final state: persists, frees slots, cancels its ranks.
+  // The attempt no longer holds its workers: slots back, ranks stopped (unless it succeeded),
+  // port free. Called after the state change is persisted.
+  void LeaveWorkers(const v1::Job& before, bool cancel, const std::string& reason,
+                    uint32_t port, Wakeups& wakeups) {
+    if (!HoldsSlots(before.state())) return;
+    ReleaseSlots(before);
+    if (cancel) SendCancellation(before, reason, wakeups);
+    ports_in_use.erase(port);
+  }
+
+  // Moves an active job to a final state: persists first, then frees slots and cancels ranks.
   absl::Status Finish(ActiveJob& entry, v1::JobState to, const std::string& reason,
                       Wakeups& wakeups) {
-    v1::Job job = entry.job;
-    v1::JobState from = job.state();
-    if (HoldsSlots(from)) ReleaseSlots(job);
-    if (to != v1::JOB_STATE_SUCCEEDED && HoldsSlots(from)) SendCancellation(job, reason, wakeups);
+    const v1::Job before = entry.job;
+    const uint32_t port = entry.rendezvous_port;
+    v1::Job job = before;
     job.set_state(to);
     job.set_state_reason(reason);
     *job.mutable_finished_at() = ToProto(Now());
-    std::vector<v1::JobEvent> events = {StateEvent(from, to, reason)};
+    std::vector<v1::JobEvent> events = {StateEvent(before.state(), to, reason)};
+    RETURN_IF_ERROR(Commit(std::move(job), std::move(events), wakeups));  // erases `entry`
+    LeaveWorkers(before, to != v1::JOB_STATE_SUCCEEDED, reason, port, wakeups);
     if (metrics != nullptr) metrics->JobFinished(to);
-    return Commit(std::move(job), std::move(events), wakeups);
+    return absl::OkStatus();
   }
 
   // The attempt is lost: requeue with attempt + 1 while max_restarts allows, else FAILED.
   absl::Status Restart(ActiveJob& entry, const std::string& reason, Wakeups& wakeups) {
-    const v1::Job& current = entry.job;
-    uint32_t restarts_done = current.attempt() - 1;
-    if (restarts_done >= current.spec().max_restarts()) {
+    const v1::Job before = entry.job;
+    uint32_t restarts_done = before.attempt() - 1;
+    if (restarts_done >= before.spec().max_restarts()) {
       return Finish(entry, v1::JOB_STATE_FAILED,
                     absl::StrCat(reason, "; no restarts left (max_restarts ",
-                                 current.spec().max_restarts(), ")"),
+                                 before.spec().max_restarts(), ")"),
                     wakeups);
     }
-    v1::Job job = current;
-    v1::JobState from = job.state();
-    if (HoldsSlots(from)) {
-      ReleaseSlots(job);
-      SendCancellation(job, reason, wakeups);
-    }
+    v1::Job job = before;
     std::vector<v1::JobEvent> events;
-    events.push_back(StateEvent(from, v1::JOB_STATE_RESTARTING, reason));
-    events.back().set_attempt(job.attempt());
-    job.set_attempt(job.attempt() + 1);
+    events.push_back(StateEvent(before.state(), v1::JOB_STATE_RESTARTING, reason));
+    events.back().set_attempt(before.attempt());
+    job.set_attempt(before.attempt() + 1);
     job.clear_workers();
     job.set_state(v1::JOB_STATE_QUEUED);
     job.set_state_reason(absl::StrCat("attempt ", job.attempt(), " after: ", reason));
     events.push_back(StateEvent(v1::JOB_STATE_RESTARTING, v1::JOB_STATE_QUEUED, job.state_reason()));
     events.back().set_attempt(job.attempt());
+    RETURN_IF_ERROR(Commit(std::move(job), std::move(events), wakeups));
+    LeaveWorkers(before, /*cancel=*/true, reason, entry.rendezvous_port, wakeups);
     entry.queued_at = Now();
     entry.attach_deadline.reset();
     entry.attached.clear();
     entry.next_report_index.clear();
     entry.final_checkpoint = false;
+    entry.rendezvous_port = 0;
+    entry.resume_checkpoint.clear();
+    entry.finished_nodes.clear();
+    entry.missing_beats.clear();
     if (metrics != nullptr) metrics->JobRestarted();
-    return Commit(std::move(job), std::move(events), wakeups);
+    return absl::OkStatus();
   }
 
   // ---- ticks ------------------------------------------------------------------------------
@@ -262,20 +293,26 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
       entry.commands.clear();
       if (entry.notify) wakeups.push_back(entry.notify);  // its stream ends
       entry.notify = nullptr;
-      (void)store->UpsertWorker(entry.worker);
+      (void)store->UpsertWorker(entry.worker);  // best effort: the lease is what counts
       if (metrics != nullptr) metrics->WorkerLost();
-      std::vector<std::string> lost_jobs;
-      for (auto& [id, job] : active) {
-        if (!HoldsSlots(job.job.state())) continue;
-        for (const std::string& w : job.job.workers()) {
-          if (w == name) lost_jobs.push_back(id);
+    }
+    // Every attempt that holds a lost (or vanished) worker restarts. Swept on every tick, so a
+    // Restart that failed (a store error) is tried again.
+    std::vector<std::pair<std::string, std::string>> lost;  // job, worker
+    for (const auto& [id, job] : active) {
+      if (!HoldsSlots(job.job.state())) continue;
+      for (const std::string& w : job.job.workers()) {
+        auto it = workers.find(w);
+        if (it == workers.end() || it->second.worker.state() == v1::WORKER_STATE_LOST) {
+          lost.emplace_back(id, w);
+          break;
         }
       }
-      for (const std::string& id : lost_jobs) {
-        auto it = active.find(id);
-        if (it != active.end()) {
-          (void)Restart(it->second, absl::StrCat("worker ", name, " lost (lease expired)"), wakeups);
-        }
+    }
+    for (const auto& [id, worker] : lost) {
+      auto it = active.find(id);
+      if (it != active.end()) {
+        (void)Restart(it->second, absl::StrCat("worker ", worker, " lost (lease expired)"), wakeups);
       }
     }
     // Attempts recovered from the store whose workers did not come back in time.
@@ -350,41 +387,109 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
     }
   }
 
-  absl::Status Place(ActiveJob& entry, const Placement& placement, Wakeups& wakeups) {
-    v1::Job job = entry.job;
+  uint32_t PickPort() {
+    const uint32_t low = options.rendezvous_port_low, high = options.rendezvous_port_high;
+    uint32_t port = absl::Uniform<uint32_t>(absl::IntervalClosed, random, low, high);
+    for (uint32_t tries = 0; tries <= high - low && ports_in_use.count(port) > 0; ++tries) {
+      port = port == high ? low : port + 1;
+    }
+    return port;  // every port taken: reuse one (more attempts than ports is a configuration error)
+  }
+
+  // The assignment of `entry`'s current attempt for the worker at `node_rank`.
+  v1::WorkerCommand MakeAssignment(const ActiveJob& entry, uint32_t node_rank) {
+    const v1::Job& job = entry.job;
     const uint32_t slots = job.spec().resources().slots_per_worker();
-    ASSIGN_OR_RETURN(std::string resume, LatestResumeCheckpoint(job.id()));
-    uint32_t span = options.rendezvous_port_high - options.rendezvous_port_low + 1;
-    entry.rendezvous_port = options.rendezvous_port_low +
-                            static_cast<uint32_t>(absl::Uniform<uint64_t>(random, 0, span));
+    v1::WorkerCommand command;
+    v1::Assignment& assignment = *command.mutable_assign();
+    assignment.set_job_id(job.id());
+    assignment.set_attempt(job.attempt());
+    *assignment.mutable_spec() = job.spec();
+    assignment.set_node_rank(node_rank);
+    assignment.set_world_size(static_cast<uint32_t>(job.workers_size()) * slots);
+    assignment.set_local_world_size(slots);
+    auto master = workers.find(job.workers(0));
+    if (master != workers.end()) assignment.set_master_addr(master->second.worker.address());
+    assignment.set_master_port(entry.rendezvous_port);
+    assignment.set_resume_checkpoint_id(entry.resume_checkpoint);
+    return command;
+  }
+
+  absl::Status Place(ActiveJob& entry, const Placement& placement, Wakeups& wakeups) {
+    ASSIGN_OR_RETURN(std::string resume, LatestResumeCheckpoint(entry.job.id()));
+    v1::Job job = entry.job;
     job.set_state(v1::JOB_STATE_SCHEDULED);
     job.set_state_reason(absl::StrCat("on ", absl::StrJoin(placement.workers, ", ")));
     job.clear_workers();
     for (const std::string& name : placement.workers) job.add_workers(name);
     std::vector<v1::JobEvent> events = {
         StateEvent(v1::JOB_STATE_QUEUED, v1::JOB_STATE_SCHEDULED, job.state_reason())};
+    RETURN_IF_ERROR(Commit(std::move(job), std::move(events), wakeups));
+    // Persisted: now hold the slots and tell the workers.
+    const uint32_t slots = entry.job.spec().resources().slots_per_worker();
     for (const std::string& name : placement.workers) {
       v1::Worker& worker = workers.at(name).worker;
-      worker.set_free_slots(worker.free_slots() - slots);
-      worker.add_running_jobs(job.id());
+      worker.set_free_slots(worker.free_slots() >= slots ? worker.free_slots() - slots : 0);
+      worker.add_running_jobs(entry.job.id());
     }
+    entry.rendezvous_port = PickPort();
+    ports_in_use.insert(entry.rendezvous_port);
+    entry.resume_checkpoint = resume;
+    entry.assigned_at = Now();
     if (metrics != nullptr) metrics->SchedulingLatency(Now() - entry.queued_at);
-    const std::string master = workers.at(placement.workers[0]).worker.address();
     for (size_t rank = 0; rank < placement.workers.size(); ++rank) {
-      v1::WorkerCommand command;
-      v1::Assignment& assignment = *command.mutable_assign();
-      assignment.set_job_id(job.id());
-      assignment.set_attempt(job.attempt());
-      *assignment.mutable_spec() = job.spec();
-      assignment.set_node_rank(static_cast<uint32_t>(rank));
-      assignment.set_world_size(static_cast<uint32_t>(placement.workers.size()) * slots);
-      assignment.set_local_world_size(slots);
-      assignment.set_master_addr(master);
-      assignment.set_master_port(entry.rendezvous_port);
-      assignment.set_resume_checkpoint_id(resume);
-      Send(placement.workers[rank], std::move(command), wakeups);
+      Send(placement.workers[rank], MakeAssignment(entry, static_cast<uint32_t>(rank)), wakeups);
     }
-    return Commit(std::move(job), std::move(events), wakeups);
+    return absl::OkStatus();
+  }
+
+  // Whether an assignment for this attempt waits in the worker's queue already.
+  static bool AssignmentQueued(const WorkerEntry& worker, const v1::Job& job) {
+    for (const v1::WorkerCommand& command : worker.commands) {
+      if (command.has_assign() && command.assign().job_id() == job.id() &&
+          command.assign().attempt() == job.attempt()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // A worker's heartbeat lists what it runs. An attempt it holds but does not list is either
+  // not started yet (its assignment may have been lost on a broken stream: send it again) or
+  // gone (two beats in a row while RUNNING: restart it).
+  void CheckListedAttempts(WorkerEntry& worker, Wakeups& wakeups) {
+    const std::string& name = worker.worker.name();
+    const absl::Duration interval = options.lease_ttl / 3;
+    std::vector<std::string> vanished;
+    for (auto& [id, entry] : active) {
+      const v1::Job& job = entry.job;
+      if (!HoldsSlots(job.state())) continue;
+      auto pos = std::find(job.workers().begin(), job.workers().end(), name);
+      if (pos == job.workers().end()) continue;
+      if (worker.reported_running.count({id, job.attempt()}) > 0 ||
+          entry.finished_nodes.count(name) > 0) {
+        entry.missing_beats.erase(name);
+        continue;
+      }
+      if (job.state() == v1::JOB_STATE_SCHEDULED) {
+        if (entry.rendezvous_port != 0 && Now() - entry.assigned_at > interval &&
+            !AssignmentQueued(worker, job)) {
+          Send(name, MakeAssignment(entry, static_cast<uint32_t>(pos - job.workers().begin())),
+               wakeups);
+          entry.assigned_at = Now();
+        }
+      } else if (++entry.missing_beats[name] >= 2) {
+        vanished.push_back(id);
+      }
+    }
+    for (const std::string& id : vanished) {
+      auto it = active.find(id);
+      if (it != active.end()) {
+        (void)Restart(it->second, absl::StrCat("worker ", name, " no longer runs attempt ",
+                                               it->second.job.attempt()),
+                      wakeups);
+      }
+    }
   }
 
   void UpdateGauges() {
@@ -443,21 +548,28 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
     const v1::TrainMetrics& train = job.latest_train();
     v1::JobProgress& progress = *job.mutable_progress();
     progress.set_step(train.step());
-    progress.set_epoch(train.epoch());
+    progress.set_epoch(std::isfinite(train.epoch()) ? train.epoch() : 0.0);
+    // Doubles come from a worker: anything not finite and positive is ignored, and every
+    // conversion to an integer is clamped first.
+    constexpr double kMaxSteps = 1e15;
     uint64_t total = 0;
-    if (train.epoch() > 0 && job.spec().training().epochs() > 0) {
-      total = static_cast<uint64_t>(std::llround(static_cast<double>(train.step()) / train.epoch() *
-                                                 job.spec().training().epochs()));
+    if (train.epoch() > 1e-9 && std::isfinite(train.epoch()) && job.spec().training().epochs() > 0) {
+      double estimate = static_cast<double>(train.step()) / train.epoch() *
+                        job.spec().training().epochs();
+      if (std::isfinite(estimate) && estimate < kMaxSteps) total = static_cast<uint64_t>(std::llround(estimate));
     }
     uint64_t max_steps = job.spec().training().max_steps();
     if (max_steps > 0 && (total == 0 || max_steps < total)) total = max_steps;
     if (total < train.step()) total = train.step();
     progress.set_total_steps(total);
-    double remaining = static_cast<double>(total - train.step()) * train.step_seconds();
+    double step_seconds = train.step_seconds();
+    double remaining = static_cast<double>(total - train.step()) *
+                       (std::isfinite(step_seconds) && step_seconds > 0 ? step_seconds : 0.0);
+    remaining = std::min(remaining, 1e9);  // ~30 years
     *progress.mutable_eta() = TimeUtil::NanosecondsToDuration(static_cast<int64_t>(remaining * 1e9));
-    if (train.tokens_per_second() > 0 && train.step_seconds() > 0) {
-      progress.set_tokens_seen(progress.tokens_seen() +
-                               static_cast<uint64_t>(train.tokens_per_second() * train.step_seconds()));
+    double tokens = train.tokens_per_second() * step_seconds;
+    if (std::isfinite(tokens) && tokens > 0 && tokens < 1e15) {
+      progress.set_tokens_seen(progress.tokens_seen() + static_cast<uint64_t>(tokens));
     }
   }
 };
@@ -485,6 +597,11 @@ class JobServiceCore::Impl::EventStreamImpl final
       }
       return Pop(event);
     }
+    // Caught up with a live job: nothing to read anywhere (no store query on every wake-up).
+    if (auto job = core_->active.find(job_id_);
+        job != core_->active.end() && next_seq_ > job->second.job.last_event_seq()) {
+      return follow_ ? Poll::kWait : Poll::kEnd;
+    }
     // Behind the ring, or the job is not cached (final): the store has everything.
     absl::StatusOr<std::vector<v1::JobEvent>> stored =
         core_->store->ListEvents(job_id_, next_seq_ - 1, kStoreBatch);
@@ -500,8 +617,11 @@ class JobServiceCore::Impl::EventStreamImpl final
   void SetNotify(std::function<void()> notify) override {
     std::lock_guard<std::mutex> lock(core_->mu);
     notify_ = std::move(notify);
-    // A final job has no live events to wait for (and no log entry to keep).
-    if (core_->active.count(job_id_) > 0) core_->logs[job_id_].watchers.push_back(weak_from_this());
+    // A final job has no live events to wait for (and no log entry to keep); a replay-only
+    // stream waits for nothing either.
+    if (follow_ && core_->active.count(job_id_) > 0) {
+      core_->logs[job_id_].watchers.push_back(weak_from_this());
+    }
   }
 
   std::function<void()> notify() const { return notify_; }
@@ -586,6 +706,8 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
     JobServiceCore::Impl::Wakeups wakeups;
     absl::StatusOr<v1::Checkpoint> result = Record(wakeups);
     JobServiceCore::Impl::Run(wakeups);
+    // Files without a record would block a retried upload and never be listed: remove them.
+    if (!result.ok()) (void)core_->artifacts->Remove(checkpoint_);
     return result;
   }
 
@@ -655,6 +777,12 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
     entry.order = impl->next_order++;
     entry.queued_at = now;
     entry.attach_deadline = now + options.lease_ttl;
+    // Node 0 may have uploaded the final checkpoint just before the restart: its SUCCEEDED
+    // report (retried after it registers again) must still be accepted.
+    ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints, store->ListCheckpoints(job.id()));
+    for (const v1::Checkpoint& checkpoint : checkpoints) {
+      if (checkpoint.final() && checkpoint.attempt() == job.attempt()) entry.final_checkpoint = true;
+    }
     entry.job = std::move(job);
     std::string id = entry.job.id();
     impl->active.emplace(std::move(id), std::move(entry));
@@ -704,6 +832,7 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceCore::SubmitJob(const Caller& ca
   }
   RETURN_IF_ERROR(spec::ValidateJobSpec(request.spec()));
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   v1::SubmitJobResponse response;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -731,11 +860,10 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceCore::SubmitJob(const Caller& ca
       entry.queued_at = now;
       impl_->active.emplace(created.job.id(), std::move(entry));
       impl_->Publish(created.job.id(), {job_store_internal::FirstEvent(created.job)}, false, wakeups);
-      impl_->schedule_dirty = true;
+      impl_->MarkScheduleDirty(wakeups);
       if (impl_->metrics != nullptr) impl_->metrics->JobSubmitted();
     }
   }
-  Impl::Run(wakeups);
   return response;
 }
 
@@ -772,6 +900,7 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobs
 absl::StatusOr<v1::Job> JobServiceCore::CancelJob(const Caller& caller,
                                                  const v1::CancelJobRequest& request) {
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   v1::Job result;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -789,7 +918,6 @@ absl::StatusOr<v1::Job> JobServiceCore::CancelJob(const Caller& caller,
     RETURN_IF_ERROR(impl_->Finish(it->second, v1::JOB_STATE_CANCELLED, reason, wakeups));
     ASSIGN_OR_RETURN(result, impl_->store->GetJob(id));
   }
-  Impl::Run(wakeups);
   return result;
 }
 
@@ -821,7 +949,14 @@ absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(cons
 }
 
 absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
-JobServiceCore::OpenCheckpoint(const v1::DownloadCheckpointRequest& request) {
+JobServiceCore::OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpointRequest& request) {
+  // Adapters are their owner's (and the workers' that resume them): a user may not download
+  // another user's.
+  ASSIGN_OR_RETURN(v1::Job job, GetJob(request.job_id()));
+  if (!caller.may_work && job.owner() != caller.principal) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("job ", request.job_id(), " belongs to ", job.owner()));
+  }
   v1::Checkpoint checkpoint;
   if (!request.checkpoint_id().empty()) {
     ASSIGN_OR_RETURN(checkpoint, impl_->store->GetCheckpoint(request.job_id(), request.checkpoint_id()));
@@ -855,6 +990,7 @@ absl::StatusOr<v1::RegisterResponse> JobServiceCore::Register(const v1::Register
     return absl::InvalidArgumentError("address: required, at most 255 characters");
   }
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   v1::RegisterResponse response;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -928,41 +1064,30 @@ absl::StatusOr<v1::RegisterResponse> JobServiceCore::Register(const v1::Register
                              wakeups);
       }
     }
-    // Assignments for SCHEDULED attempts it holds go out again on its new stream.
+    // Assignments for SCHEDULED attempts it holds go out again on its new stream (attempts
+    // placed by an earlier coordinator process have no port here: they re-attach or requeue).
     for (auto& [id, job] : impl_->active) {
-      if (job.job.state() != v1::JOB_STATE_SCHEDULED) continue;
+      if (job.job.state() != v1::JOB_STATE_SCHEDULED || job.rendezvous_port == 0) continue;
       const auto& names = job.job.workers();
       auto pos = std::find(names.begin(), names.end(), request.name());
       if (pos == names.end() || listed.count({id, job.job.attempt()}) > 0) continue;
-      v1::WorkerCommand command;
-      v1::Assignment& assignment = *command.mutable_assign();
-      uint32_t slots = job.job.spec().resources().slots_per_worker();
-      assignment.set_job_id(id);
-      assignment.set_attempt(job.job.attempt());
-      *assignment.mutable_spec() = job.job.spec();
-      assignment.set_node_rank(static_cast<uint32_t>(pos - names.begin()));
-      assignment.set_world_size(static_cast<uint32_t>(names.size()) * slots);
-      assignment.set_local_world_size(slots);
-      auto master = impl_->workers.find(names[0]);
-      if (master == impl_->workers.end()) continue;  // node 0 is gone: the lease expiry requeues
-      assignment.set_master_addr(master->second.worker.address());
-      assignment.set_master_port(job.rendezvous_port);
-      ASSIGN_OR_RETURN(std::string resume, impl_->LatestResumeCheckpoint(id));
-      assignment.set_resume_checkpoint_id(resume);
-      entry.commands.push_back(std::move(command));
+      entry.commands.push_back(
+          impl_->MakeAssignment(job, static_cast<uint32_t>(pos - names.begin())));
+      job.assigned_at = now;
     }
-    impl_->schedule_dirty = true;
+    impl_->MarkScheduleDirty(wakeups);
     response.set_lease_id(entry.lease_id);
     *response.mutable_lease_ttl() =
         TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(impl_->options.lease_ttl));
     *response.mutable_heartbeat_interval() =
         TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(impl_->options.lease_ttl / 3));
   }
-  Impl::Run(wakeups);
   return response;
 }
 
 absl::StatusOr<v1::HeartbeatResponse> JobServiceCore::Heartbeat(const v1::HeartbeatRequest& request) {
+  Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   std::lock_guard<std::mutex> lock(impl_->mu);
   RETURN_IF_DRAINING();
   ASSIGN_OR_RETURN(Impl::WorkerEntry * entry, impl_->LeasedWorker(request.name(), request.lease_id()));
@@ -974,6 +1099,7 @@ absl::StatusOr<v1::HeartbeatResponse> JobServiceCore::Heartbeat(const v1::Heartb
   for (const v1::RunningAttempt& running : request.running()) {
     entry->reported_running.insert({running.job_id(), running.attempt()});
   }
+  impl_->CheckListedAttempts(*entry, wakeups);
   v1::HeartbeatResponse response;
   *response.mutable_lease_expires_at() = ToProto(entry->lease_expires);
   return response;
@@ -982,6 +1108,7 @@ absl::StatusOr<v1::HeartbeatResponse> JobServiceCore::Heartbeat(const v1::Heartb
 absl::StatusOr<std::unique_ptr<CommandStream>> JobServiceCore::StreamCommands(
     const v1::StreamCommandsRequest& request) {
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   std::unique_ptr<CommandStream> stream;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -993,100 +1120,120 @@ absl::StatusOr<std::unique_ptr<CommandStream>> JobServiceCore::StreamCommands(
     stream = std::make_unique<Impl::CommandStreamImpl>(impl_, request.name(), request.lease_id(),
                                                        entry->stream_generation);
   }
-  Impl::Run(wakeups);
   return stream;
 }
 
 absl::StatusOr<v1::ReportEventsResponse> JobServiceCore::ReportEvents(
     const v1::ReportEventsRequest& request) {
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   v1::ReportEventsResponse response;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    RETURN_IF_DRAINING();
-    RETURN_IF_ERROR(impl_->LeasedWorker(request.worker(), request.lease_id()).status());
-    ASSIGN_OR_RETURN(Impl::ActiveJob * entry,
-                     impl_->CurrentAttempt(request.job_id(), request.attempt(), request.worker()));
-    uint64_t& expected = entry->next_report_index[request.worker()];
-    uint64_t first = request.first_report_index();
-    size_t skip = first < expected ? static_cast<size_t>(std::min<uint64_t>(
-                                         expected - first, request.events_size()))
-                                   : 0;
-    expected = std::max<uint64_t>(expected, first + request.events_size());
-    response.set_next_report_index(expected);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_DRAINING();
+  RETURN_IF_ERROR(impl_->LeasedWorker(request.worker(), request.lease_id()).status());
+  ASSIGN_OR_RETURN(Impl::ActiveJob * entry,
+                   impl_->CurrentAttempt(request.job_id(), request.attempt(), request.worker()));
+  // Events before the index this worker's reports reached were accepted already (a retry). The
+  // index moves only once everything below is persisted, so a failed call is retried whole.
+  const uint64_t expected = entry->next_report_index[request.worker()];
+  const uint64_t first = request.first_report_index();
+  const size_t skip = first < expected ? static_cast<size_t>(std::min<uint64_t>(
+                                             expected - first, request.events_size()))
+                                       : 0;
+  const uint64_t next_index = std::max<uint64_t>(expected, first + request.events_size());
 
-    v1::Job job = entry->job;
-    const bool node0 = !job.workers().empty() && job.workers(0) == request.worker();
-    std::vector<v1::JobEvent> accepted;
-    std::optional<std::pair<v1::JobState, std::string>> outcome;  // an end this report asks for
-    for (int i = static_cast<int>(skip); i < request.events_size(); ++i) {
-      v1::JobEvent event = request.events(i);
-      event.set_seq(0);
-      event.set_attempt(job.attempt());
-      switch (event.kind_case()) {
-        case v1::JobEvent::kTrain:
-          // Metrics are keyed by step: a replayed step (a resumed attempt, a retried report
-          // after a coordinator restart) adds nothing.
-          if (!node0 || (job.has_latest_train() && event.train().step() <= job.latest_train().step())) {
-            continue;
-          }
-          *job.mutable_latest_train() = event.train();
-          Impl::UpdateProgress(job);
-          break;
-        case v1::JobEvent::kEval:
-          if (!node0 || (job.has_latest_eval() && event.eval().step() <= job.latest_eval().step())) {
-            continue;
-          }
-          *job.mutable_latest_eval() = event.eval();
-          break;
-        case v1::JobEvent::kLog:
-          event.mutable_log()->set_text(Truncated(event.log().text(), 4096));
-          break;
-        case v1::JobEvent::kStateChange: {
-          v1::JobState to = event.state_change().to();
-          std::string reason = Truncated(event.state_change().reason(), kMaxReason);
-          if (to == v1::JOB_STATE_RUNNING) {
-            if (job.state() != v1::JOB_STATE_SCHEDULED) continue;  // already running
-            event.mutable_state_change()->set_from(job.state());
-            job.set_state(v1::JOB_STATE_RUNNING);
-            job.set_state_reason("training");
-            if (!job.has_started_at()) *job.mutable_started_at() = ToProto(impl_->Now());
-            break;
-          }
-          if (to == v1::JOB_STATE_SUCCEEDED) {
-            if (!node0) continue;  // the job succeeds when node 0 says so
-            if (!entry->final_checkpoint) {
-              return absl::FailedPreconditionError(
-                  "SUCCEEDED before the final checkpoint was uploaded");
-            }
-            outcome = {to, "final adapter committed"};
-          } else if (to == v1::JOB_STATE_FAILED || to == v1::JOB_STATE_RESTARTING) {
-            outcome = {to, reason.empty() ? "a rank failed" : reason};
-          }
-          continue;  // end transitions are written by Finish/Restart below
-        }
-        case v1::JobEvent::kCheckpoint:
-          continue;  // only UploadCheckpoint records checkpoints
-        default:
+  v1::Job job = entry->job;
+  const bool node0 = !job.workers().empty() && job.workers(0) == request.worker();
+  std::vector<v1::JobEvent> accepted;
+  std::optional<std::pair<v1::JobState, std::string>> outcome;  // an end this report asks for
+  for (int i = static_cast<int>(skip); i < request.events_size(); ++i) {
+    v1::JobEvent event = request.events(i);
+    event.set_seq(0);
+    event.set_attempt(job.attempt());
+    event.clear_time();  // the coordinator's clock orders events
+    switch (event.kind_case()) {
+      case v1::JobEvent::kTrain:
+        // Metrics are keyed by step: a replayed step (a resumed attempt, a retried report
+        // after a coordinator restart) adds nothing.
+        if (!node0 || (job.has_latest_train() && event.train().step() <= job.latest_train().step())) {
           continue;
-      }
-      accepted.push_back(std::move(event));
-    }
-    if (!accepted.empty() || job.state() != entry->job.state()) {
-      RETURN_IF_ERROR(impl_->Commit(job, std::move(accepted), wakeups));
-    }
-    if (outcome.has_value()) {
-      auto it = impl_->active.find(request.job_id());
-      if (it != impl_->active.end()) {
-        if (outcome->first == v1::JOB_STATE_RESTARTING) {
-          RETURN_IF_ERROR(impl_->Restart(it->second, outcome->second, wakeups));
-        } else {
-          RETURN_IF_ERROR(impl_->Finish(it->second, outcome->first, outcome->second, wakeups));
         }
+        *job.mutable_latest_train() = event.train();
+        Impl::UpdateProgress(job);
+        break;
+      case v1::JobEvent::kEval:
+        if (!node0 || (job.has_latest_eval() && event.eval().step() <= job.latest_eval().step())) {
+          continue;
+        }
+        *job.mutable_latest_eval() = event.eval();
+        break;
+      case v1::JobEvent::kLog:
+        event.mutable_log()->set_text(Truncated(event.log().text(), 4096));
+        break;
+      case v1::JobEvent::kStateChange: {
+        v1::JobState to = event.state_change().to();
+        std::string reason = Truncated(event.state_change().reason(), kMaxReason);
+        if (to == v1::JOB_STATE_RUNNING) {
+          if (job.state() != v1::JOB_STATE_SCHEDULED) continue;  // already running
+          event.mutable_state_change()->set_from(job.state());
+          job.set_state(v1::JOB_STATE_RUNNING);
+          job.set_state_reason("training");
+          if (!job.has_started_at()) *job.mutable_started_at() = ToProto(impl_->Now());
+          break;
+        }
+        if (to == v1::JOB_STATE_SUCCEEDED) {
+          if (!node0) {
+            entry->finished_nodes.insert(request.worker());  // its part is done
+            continue;
+          }
+          if (!entry->final_checkpoint) {
+            // Recorded by an earlier process, or under a retried upload? Ask the store.
+            ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints,
+                             impl_->store->ListCheckpoints(job.id()));
+            for (const v1::Checkpoint& c : checkpoints) {
+              if (c.final() && c.attempt() == job.attempt()) entry->final_checkpoint = true;
+            }
+          }
+          if (!entry->final_checkpoint) {
+            return absl::FailedPreconditionError(
+                "SUCCEEDED before the final checkpoint was uploaded");
+          }
+          outcome = {to, "final adapter committed"};
+        } else if (to == v1::JOB_STATE_FAILED || to == v1::JOB_STATE_RESTARTING) {
+          // Once node 0 has committed the final adapter, another node's late failure (ranks
+          // torn down at the end) does not undo the result.
+          if (entry->final_checkpoint && !node0) continue;
+          outcome = {to, reason.empty() ? "a rank failed" : reason};
+        }
+        continue;  // end transitions are written by Finish/Restart below
+      }
+      case v1::JobEvent::kCheckpoint:
+        continue;  // only UploadCheckpoint records checkpoints
+      default:
+        continue;
+    }
+    accepted.push_back(std::move(event));
+  }
+  const std::string job_id = request.job_id();
+  if (!accepted.empty() || job.state() != entry->job.state()) {
+    RETURN_IF_ERROR(impl_->Commit(job, std::move(accepted), wakeups));
+  }
+  if (outcome.has_value()) {
+    auto it = impl_->active.find(job_id);
+    if (it != impl_->active.end()) {
+      if (outcome->first == v1::JOB_STATE_RESTARTING) {
+        RETURN_IF_ERROR(impl_->Restart(it->second, outcome->second, wakeups));
+      } else {
+        RETURN_IF_ERROR(impl_->Finish(it->second, outcome->first, outcome->second, wakeups));
       }
     }
   }
-  Impl::Run(wakeups);
+  // Persisted: the index moves (the attempt may have ended; then there is nothing to keep).
+  if (auto it = impl_->active.find(job_id);
+      it != impl_->active.end() && it->second.job.attempt() == request.attempt()) {
+    it->second.next_report_index[request.worker()] = next_index;
+  }
+  response.set_next_report_index(next_index);
   return response;
 }
 
@@ -1118,13 +1265,22 @@ absl::StatusOr<std::unique_ptr<JobServiceCore::CheckpointUpload>> JobServiceCore
       return absl::AlreadyExistsError(absl::StrCat("checkpoint ", checkpoint.id(), " is already stored"));
     }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<ArtifactStore::Upload> upload, impl_->artifacts->BeginUpload(checkpoint));
+  absl::StatusOr<std::unique_ptr<ArtifactStore::Upload>> upload =
+      impl_->artifacts->BeginUpload(checkpoint);
+  if (absl::IsAlreadyExists(upload.status())) {
+    // Files committed by an upload whose record was never written (a crash between the two,
+    // or a record that failed): not a checkpoint until recorded, so replace them.
+    RETURN_IF_ERROR(impl_->artifacts->Remove(checkpoint));
+    upload = impl_->artifacts->BeginUpload(checkpoint);
+  }
+  if (!upload.ok()) return upload.status();
   return std::unique_ptr<CheckpointUpload>(
-      new CheckpointUploadImpl(impl_, std::move(checkpoint), header.worker(), std::move(upload)));
+      new CheckpointUploadImpl(impl_, std::move(checkpoint), header.worker(), std::move(*upload)));
 }
 
 void JobServiceCore::Tick() {
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->draining) return;
@@ -1135,11 +1291,16 @@ void JobServiceCore::Tick() {
     }
     impl_->UpdateGauges();
   }
-  Impl::Run(wakeups);
+}
+
+void JobServiceCore::SetScheduleHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->schedule_hook = std::move(hook);
 }
 
 void JobServiceCore::Drain() {
   Impl::Wakeups wakeups;
+  Impl::RunOnExit run_wakeups{wakeups};
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->draining) return;
@@ -1149,7 +1310,6 @@ void JobServiceCore::Drain() {
     }
     for (auto& [id, log] : impl_->logs) Impl::CollectWatchers(log, wakeups);
   }
-  Impl::Run(wakeups);
 }
 
 bool JobServiceCore::draining() const {

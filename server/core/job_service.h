@@ -105,8 +105,9 @@ class JobServiceCore {
   absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(const std::string& job_id);
   // The checkpoint to send (`checkpoint_id` empty: the final one, else the latest) and a reader
   // of its files.
+  // Only the job's owner, or a worker (to resume), may read its checkpoints.
   absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
-  OpenCheckpoint(const v1::DownloadCheckpointRequest& request);
+  OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpointRequest& request);
   v1::ListWorkersResponse ListWorkers();
 
   // ---- WorkerService ----------------------------------------------------------------------
@@ -130,6 +131,10 @@ class JobServiceCore {
   // ---- lifecycle --------------------------------------------------------------------------
   // Expires leases and schedules queued jobs. Cheap when nothing changed.
   void Tick();
+  // Called (outside the core's lock, from whatever thread made the change) when there is new
+  // scheduling work — a job queued, slots freed, a worker joined — so that the caller can Tick
+  // now instead of at its next period. Set once, before the core is shared.
+  void SetScheduleHook(std::function<void()> hook);
   // After this every call returns UNAVAILABLE and open streams end (kEnd).
   void Drain();
   bool draining() const;

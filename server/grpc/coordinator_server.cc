@@ -11,6 +11,13 @@
 #include "grpcpp/server_builder.h"
 
 namespace loratrf::server {
+namespace {
+
+// Threads for checkpoint uploads' and downloads' file work: a commit's fsyncs may take a while,
+// and concurrent transfers should not wait for each other's chunks.
+constexpr int kFileThreads = 4;
+
+}  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TlsFiles* tls) {
   if (tls == nullptr) return grpc::InsecureServerCredentials();
@@ -33,7 +40,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     JobServiceCore* core, const Authenticator* auth, RpcMetrics* metrics) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->pump_ = std::make_unique<StreamPump>();
-  HandlerDeps deps{core, auth, metrics, server->pump_.get()};
+  server->files_ = std::make_unique<StreamPump>(kFileThreads);
+  HandlerDeps deps{core, auth, metrics, server->pump_.get(), server->files_.get()};
   server->job_service_ = std::make_unique<JobServiceHandler>(deps);
   server->worker_service_ = std::make_unique<WorkerServiceHandler>(deps);
 
@@ -72,8 +80,10 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();
   // Every RPC is done; the pump runs what is still queued (dropping the last references to
-  // finished streams) and stops.
+  // finished streams) and stops. No file work can be queued any more: an RPC with work queued
+  // is not done.
   pump_.reset();
+  files_.reset();
 }
 
 }  // namespace loratrf::server

@@ -58,9 +58,10 @@ class CoordinatorServer {
  private:
   CoordinatorServer();
 
-  // Destroyed in reverse: the server first, then the services it calls, then the pump (whose
-  // last queued pulls release their streams).
+  // Destroyed in reverse: the server first, then the services it calls, then the pumps (whose
+  // last queued pulls release their streams; file work queued for an RPC is what finishes it).
   std::unique_ptr<StreamPump> pump_;
+  std::unique_ptr<StreamPump> files_;  // the checkpoint reactors' file I/O (HandlerDeps::files)
   std::unique_ptr<JobServiceHandler> job_service_;
   std::unique_ptr<WorkerServiceHandler> worker_service_;
   std::unique_ptr<grpc::Server> server_;

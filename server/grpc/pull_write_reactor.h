@@ -12,6 +12,18 @@
 // Threading: all fields below mu_ are guarded by it. Nothing that takes the core's lock (the
 // source's Next, `end_status`) runs with mu_ held: a notify may take mu_ under the core's lock,
 // so the opposite order would deadlock. `pumping_` makes sure only one thread pulls at a time.
+//
+// No pulled item is dropped here. The core's streams pop an item when Next returns it and
+// cannot take it back, so: (1) Next is never called once the RPC is cancelled or finished: the
+// puller checks under mu_ in the same critical section that keeps `pumping_` set; (2) while a
+// pull runs only the puller may finish the RPC: OnCancel, seeing `pumping_`, just records the
+// cancel and leaves finishing to the puller (as it leaves it to OnWriteDone while a write is in
+// flight); (3) an item the pull returns always goes to StartWrite, even if the client cancelled
+// during the pull. What remains is outside this layer's reach: a cancel that lands during a pull
+// makes that write fail (OnWriteDone(false)), and a write that completed only reached gRPC's
+// transport, not necessarily the worker. Commands are not acknowledged (docs/control-plane.md),
+// so the core's re-sending of assignments (on a new stream, and on heartbeats that do not list
+// an attempt the worker holds) is the safety net for those windows.
 #pragma once
 
 #include <atomic>
@@ -138,9 +150,11 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_ = true;
-      // With a write in flight, its OnWriteDone(false) finishes; a running pull sees finished_.
-      if (writing_) return;
-      if (!FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"))) return;
+      // With a write in flight, its OnWriteDone(false) finishes; with a pull running, the
+      // puller finishes (after handing any item it got to StartWrite): finishing here would
+      // make it drop that item.
+      if (writing_ || pumping_) return;
+      if (!FinishOnceLocked(CancelledStatus())) return;
     }
     DoFinish();
   }
@@ -160,10 +174,15 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
     PullWriteReactor* reactor = nullptr;  // guarded by mu; null once the RPC is done
   };
 
+  static grpc::Status CancelledStatus() {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+  }
+
   // From the core's notify (any thread, maybe under the core's lock): never pulls here.
   void Notified() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (finished_ || writing_) return;  // OnWriteDone pulls next anyway
+    // Writing: OnWriteDone pulls next anyway. Cancelled: nothing more is pulled.
+    if (finished_ || cancelled_ || writing_) return;
     if (pumping_) {
       again_ = true;  // the running pull looks again before it waits
       return;
@@ -183,47 +202,50 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
 
   // Pulls until there is something to write, the source waits, or the stream ends.
   void Pump() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (finished_ || writing_) return;
-      if (pumping_) {
-        again_ = true;
-        return;
-      }
-      pumping_ = true;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (finished_ || writing_) return;
+    if (pumping_) {
+      again_ = true;
+      return;
     }
+    pumping_ = true;
     while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        again_ = false;
-      }
+      // Checked under mu_ with pumping_ set: from here until the pull returns, OnCancel leaves
+      // finishing to this thread, so a pulled item always reaches StartWrite below.
+      again_ = false;
+      if (cancelled_) return FinishFromPumpLocked(lock, CancelledStatus());
+      lock.unlock();
       typename PullSource<Msg>::Poll poll = source_->Next(message_);  // mu_ not held
       // Asks the core (its lock): also with mu_ not held.
       grpc::Status end;
       if (poll == PullSource<Msg>::Poll::kEnd) end = end_status_();
-      std::unique_lock<std::mutex> lock(mu_);
-      if (finished_) {
-        pumping_ = false;
-        return;
-      }
-      if (poll == PullSource<Msg>::Poll::kWait) {
-        if (again_) continue;
-        pumping_ = false;
-        return;
-      }
-      pumping_ = false;
+      lock.lock();
+      // Only this thread finishes while pumping_ is set (OnCancel defers, OnWriteDone needs a
+      // write, which needs this thread).
       if (poll == PullSource<Msg>::Poll::kItem) {
+        // Written even if the client cancelled meanwhile: the core has let go of the item, and
+        // the write is its only way out (it then fails, and OnWriteDone finishes the RPC).
+        pumping_ = false;
         writing_ = true;
         lock.unlock();
         this->StartWrite(&message_);
         return;
       }
-      // kEnd.
-      if (!FinishOnceLocked(std::move(end))) return;
-      lock.unlock();
-      DoFinish();
+      if (poll == PullSource<Msg>::Poll::kEnd) return FinishFromPumpLocked(lock, std::move(end));
+      // kWait.
+      if (again_) continue;
+      if (cancelled_) return FinishFromPumpLocked(lock, CancelledStatus());
+      pumping_ = false;
       return;
     }
+  }
+
+  // Ends the pull loop by finishing the RPC with `status`. Needs mu_ (in `lock`); releases it.
+  void FinishFromPumpLocked(std::unique_lock<std::mutex>& lock, grpc::Status status) {
+    pumping_ = false;
+    if (!FinishOnceLocked(std::move(status))) return;
+    lock.unlock();
+    DoFinish();
   }
 
   // Marks the RPC finished with `status`; false if it already was. Needs mu_.
@@ -255,7 +277,8 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
   bool again_ = false;          // guarded by mu_: notified during a pull; pull once more
   bool posted_ = false;         // guarded by mu_: a pull is queued on the pump
   bool writing_ = false;        // guarded by mu_: a StartWrite awaits OnWriteDone
-  bool cancelled_ = false;      // guarded by mu_
+  bool cancelled_ = false;      // guarded by mu_: OnCancel ran (an in-flight write or pull
+                                // then finishes the RPC)
   bool finished_ = false;       // guarded by mu_: Finish was (or is about to be) called
   grpc::Status final_status_;   // set once with finished_
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;

@@ -1,5 +1,6 @@
 #include "grpc/services.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,23 +46,33 @@ std::function<grpc::Status()> EndStatus(JobServiceCore* core, const char* reconn
   };
 }
 
-// DownloadCheckpoint: the checkpoint first, then its files as chunks read on demand.
+// Runs `task` on `files` (HandlerDeps::files), or inline when there is none.
+//
+// The checkpoint reactors below hand their blocking work here from OnReadDone/OnWriteDone and
+// start their next read or write (or Finish) from the task. That keeps `this` alive: gRPC calls
+// OnDone only after Finish, and only the task calls Finish (or starts the operation whose
+// reaction posts the next task), so one task per reactor is queued or running at a time, and a
+// task touches nothing after its Finish. CoordinatorServer destroys `files` only after every
+// RPC is done.
+void RunFileWork(StreamPump* files, std::function<void()> task) {
+  if (files == nullptr) return task();
+  files->Post(std::move(task));
+}
+
+// DownloadCheckpoint: the checkpoint first, then its files as chunks read on demand (on
+// `files`, see RunFileWork).
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckpointResponse> {
  public:
-  DownloadReactor(RpcTimer timer, v1::Checkpoint checkpoint,
+  DownloadReactor(RpcTimer timer, StreamPump* files, v1::Checkpoint checkpoint,
                   std::unique_ptr<ArtifactStore::Reader> reader)
-      : timer_(timer), reader_(std::move(reader)) {
+      : timer_(timer), files_(files), reader_(std::move(reader)) {
     *message_.mutable_checkpoint() = std::move(checkpoint);
     StartWrite(&message_);
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok) return Done(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-    message_.Clear();
-    absl::StatusOr<bool> more = reader_->Next(*message_.mutable_chunk());
-    if (!more.ok()) return Done(ToGrpcStatus(more.status()));
-    if (!*more) return Done(grpc::Status::OK);
-    StartWrite(&message_);
+    RunFileWork(files_, [this] { WriteNext(); });
   }
 
   void OnDone() override {
@@ -70,12 +81,22 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
   }
 
  private:
+  // Reads the next chunk (file I/O and sha256) and writes it, or finishes.
+  void WriteNext() {
+    message_.Clear();
+    absl::StatusOr<bool> more = reader_->Next(*message_.mutable_chunk());
+    if (!more.ok()) return Done(ToGrpcStatus(more.status()));
+    if (!*more) return Done(grpc::Status::OK);
+    StartWrite(&message_);
+  }
+
   void Done(grpc::Status status) {
     code_ = status.error_code();
     Finish(std::move(status));
   }
 
   const RpcTimer timer_;
+  StreamPump* const files_;
   std::unique_ptr<ArtifactStore::Reader> reader_;
   v1::DownloadCheckpointResponse message_;  // in flight between StartWrite and OnWriteDone
   grpc::StatusCode code_ = grpc::StatusCode::OK;
@@ -83,7 +104,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
 
 // UploadCheckpoint: a header (checked, then BeginUpload), chunks (Write), the client's
 // half-close (Finish: verify and commit). Any error ends the call at once; dropping the core's
-// upload discards what was written.
+// upload discards what was written. Each message is handled on `files` (see RunFileWork).
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
  public:
   UploadReactor(const HandlerDeps& deps, RpcTimer timer, Caller caller,
@@ -97,10 +118,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return Done(ToGrpcStatus(Complete()));  // the client half-closed (or went away)
-    absl::Status status = Handle();
-    if (!status.ok()) return Done(ToGrpcStatus(status));
-    StartRead(&request_);
+    RunFileWork(deps_.files, [this, ok] { Process(ok); });
   }
 
   void OnDone() override {
@@ -109,6 +127,15 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   }
 
  private:
+  // The message StartRead got (or, with !ok, the end of the stream): handles it, then reads
+  // the next one or finishes.
+  void Process(bool ok) {
+    if (!ok) return Done(ToGrpcStatus(Complete()));  // the client half-closed (or went away)
+    absl::Status status = Handle();
+    if (!status.ok()) return Done(ToGrpcStatus(status));
+    StartRead(&request_);
+  }
+
   absl::Status Handle() {
     if (upload_ == nullptr) {
       if (!request_.has_header()) {
@@ -133,7 +160,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
     return absl::OkStatus();
   }
 
+  // Called only from Process (on `files`): dropping an unfinished upload deletes its files
+  // there too, not in OnDone on a gRPC thread.
   void Done(grpc::Status status) {
+    upload_.reset();
     code_ = status.error_code();
     Finish(std::move(status));
   }
@@ -248,16 +278,19 @@ grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* JobServiceHandler::Dow
   RpcTimer timer(deps_.metrics, "JobService/DownloadCheckpoint");
   using Opened = std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>;
   absl::StatusOr<Opened> opened = [&]() -> absl::StatusOr<Opened> {
-    // Workers download too: an attempt resumes from the job's latest checkpoint.
-    RETURN_IF_ERROR(deps_.auth->Authenticate(AuthorizationOf(context), kUserOrWorker).status());
+    // Workers download too: an attempt resumes from the job's latest checkpoint. The core
+    // decides who may read which job's (a user only their own jobs', a worker any).
+    ASSIGN_OR_RETURN(Caller caller,
+                     deps_.auth->Authenticate(AuthorizationOf(context), kUserOrWorker));
     RETURN_IF_ERROR(CheckRequest(*request));
-    return deps_.core->OpenCheckpoint(*request);
+    return deps_.core->OpenCheckpoint(caller, *request);
   }();
   if (!opened.ok()) {
     return new FailedWriteReactor<v1::DownloadCheckpointResponse>(timer,
                                                                   ToGrpcStatus(opened.status()));
   }
-  return new DownloadReactor(timer, std::move(opened->first), std::move(opened->second));
+  return new DownloadReactor(timer, deps_.files, std::move(opened->first),
+                             std::move(opened->second));
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::ListWorkers(grpc::CallbackServerContext* context,

@@ -5,8 +5,9 @@
 // the core's pull streams; DownloadCheckpoint and UploadCheckpoint stream checkpoint chunks.
 //
 // Threading: the services hold only pointers to thread-safe objects; gRPC calls the handlers
-// and reactions on its own threads. `core`, `auth`, `metrics` and `pump` must outlive every RPC
-// (CoordinatorServer orders that).
+// and reactions on its own threads. The checkpoint reactors do their blocking file work (and the
+// core calls around it) on `files`, never on those threads. `core`, `auth`, `metrics`, `pump`
+// and `files` must outlive every RPC (CoordinatorServer orders that).
 #pragma once
 
 #include "core/job_service.h"
@@ -23,6 +24,9 @@ struct HandlerDeps {
   const Authenticator* auth = nullptr;
   RpcMetrics* metrics = nullptr;  // may be null
   StreamPump* pump = nullptr;
+  // Runs UploadCheckpoint's and DownloadCheckpoint's file work (each chunk read or written and
+  // hashed, the commit's fsyncs and rename). Null: inline on gRPC's callback threads.
+  StreamPump* files = nullptr;
 };
 
 class JobServiceHandler final : public v1::JobService::CallbackService {

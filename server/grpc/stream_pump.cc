@@ -2,15 +2,19 @@
 
 namespace loratrf::server {
 
-StreamPump::StreamPump() : thread_([this] { Run(); }) {}
+StreamPump::StreamPump(int threads) {
+  if (threads < 1) threads = 1;
+  threads_.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+}
 
 StreamPump::~StreamPump() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  wake_.notify_one();
-  thread_.join();
+  wake_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
 }
 
 void StreamPump::Post(std::function<void()> task) {

@@ -16,7 +16,7 @@
 
 namespace loratrf::server {
 
-class InMemoryJobStore final : public JobStore {
+class InMemoryJobStore : public JobStore {
  public:
   InMemoryJobStore() = default;
   InMemoryJobStore(const InMemoryJobStore&) = delete;

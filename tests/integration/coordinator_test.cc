@@ -42,6 +42,7 @@ using ::testing::HasSubstr;
 
 constexpr char kUserToken[] = "alice-token-0123456789";
 constexpr char kWorkerToken[] = "node1-token-0123456789";
+constexpr char kOtherUserToken[] = "bob-token-0123456789ab";
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -525,6 +526,98 @@ TEST_F(CoordinatorTest, WorkerGetsAssignmentAndWatchReplaysEvents) {
   ASSERT_TRUE(commands->Read(&command));
   EXPECT_TRUE(command.has_cancel());
   EXPECT_EQ(command.cancel().job_id(), job_id);
+  stream_context->TryCancel();
+}
+
+// Checkpoints are their job owner's: another user's download is PERMISSION_DENIED (and reveals
+// nothing of the files), while the owner and the workers (which resume from them) may read them.
+TEST_F(CoordinatorTest, UsersDownloadOnlyTheirOwnJobsCheckpoints) {
+  std::ofstream(dir_ / "tokens") << "user alice " << kUserToken << "\nuser bob "
+                                 << kOtherUserToken << "\nworker node-1 " << kWorkerToken
+                                 << "\n";
+  ASSERT_NO_FATAL_FAILURE(Start({"--auth-token-file", dir_ / "tokens"}));
+  uint64_t lease = Register("node-1", 2, kWorkerToken);
+  v1::StreamCommandsRequest open;
+  open.set_name("node-1");
+  open.set_lease_id(lease);
+  auto stream_context = Context(kWorkerToken);
+  auto commands = workers_->StreamCommands(stream_context.get(), open);
+
+  v1::SubmitJobResponse submitted;
+  grpc::Status status = Submit("owned", &submitted, "", kUserToken);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string job_id = submitted.job().id();
+  v1::WorkerCommand command;
+  ASSERT_TRUE(commands->Read(&command)) << commands->Finish().error_message();
+  ASSERT_TRUE(command.has_assign());
+  ASSERT_EQ(command.assign().job_id(), job_id);
+
+  v1::ReportEventsRequest report;
+  report.set_worker("node-1");
+  report.set_lease_id(lease);
+  report.set_job_id(job_id);
+  report.set_attempt(1);
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  v1::ReportEventsResponse reported;
+  status = workers_->ReportEvents(Context(kWorkerToken).get(), report, &reported);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  const std::string bytes = "alice's adapter";
+  {
+    v1::UploadCheckpointResponse uploaded;
+    auto context = Context(kWorkerToken);
+    auto writer = workers_->UploadCheckpoint(context.get(), &uploaded);
+    v1::UploadCheckpointRequest message;
+    auto* header = message.mutable_header();
+    header->set_worker("node-1");
+    header->set_lease_id(lease);
+    header->set_job_id(job_id);
+    header->set_attempt(1);
+    header->set_step(5);
+    auto* file = header->add_files();
+    file->set_path("adapter.safetensors");
+    file->set_size_bytes(bytes.size());
+    file->set_sha256(Sha256Hex(bytes));
+    ASSERT_TRUE(writer->Write(message));
+    message.Clear();
+    message.mutable_chunk()->set_path("adapter.safetensors");
+    message.mutable_chunk()->set_offset(0);
+    message.mutable_chunk()->set_data(bytes);
+    ASSERT_TRUE(writer->Write(message));
+    ASSERT_TRUE(writer->WritesDone());
+    status = writer->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Downloads the job's latest checkpoint as `token`: the status, and the parts it got.
+  auto download = [&](const std::string& token, int* parts, std::string* data) {
+    v1::DownloadCheckpointRequest request;
+    request.set_job_id(job_id);
+    auto context = Context(token);
+    auto reader = jobs_->DownloadCheckpoint(context.get(), request);
+    v1::DownloadCheckpointResponse part;
+    *parts = 0;
+    data->clear();
+    while (reader->Read(&part)) {
+      ++*parts;
+      if (part.has_chunk()) *data += part.chunk().data();
+    }
+    return reader->Finish();
+  };
+  int parts = 0;
+  std::string data;
+  status = download(kOtherUserToken, &parts, &data);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_EQ(parts, 0);
+  status = download(kUserToken, &parts, &data);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(parts, 2);  // the checkpoint, one chunk
+  EXPECT_EQ(data, bytes);
+  status = download(kWorkerToken, &parts, &data);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(data, bytes);
+  // No token at all is still UNAUTHENTICATED, before any ownership question.
+  EXPECT_EQ(download("", &parts, &data).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   stream_context->TryCancel();
 }
 

@@ -137,6 +137,80 @@ TEST_F(ArtifactStoreTest, CommittedCheckpointIsNotOverwritten) {
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(ArtifactStoreTest, RemoveDeletesACommittedCheckpoint) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abcdef"}, {"d/b", "xy"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  std::vector<std::pair<std::string, std::string>> other_contents = {{"a", "other"}};
+  v1::Checkpoint other = MakeCheckpoint(other_contents, "c2");
+  ASSERT_TRUE(UploadAll(other, other_contents).ok());
+
+  ASSERT_TRUE(store_->Remove(checkpoint).ok());
+  EXPECT_FALSE(Committed("c1"));
+  EXPECT_TRUE(TmpEntries().empty());  // deleted, not just moved aside
+  EXPECT_EQ(store_->Read(checkpoint).status().code(), absl::StatusCode::kNotFound);
+  // Only that checkpoint: the job's other one is untouched.
+  auto files = ReadAll(other);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ((*files)["a"], "other");
+}
+
+TEST_F(ArtifactStoreTest, RemoveOfAMissingCheckpointIsNotFound) {
+  EXPECT_EQ(store_->Remove(MakeCheckpoint({{"a", "x"}}, "never-uploaded")).code(),
+            absl::StatusCode::kNotFound);
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "x"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  ASSERT_TRUE(store_->Remove(checkpoint).ok());
+  EXPECT_EQ(store_->Remove(checkpoint).code(), absl::StatusCode::kNotFound);  // twice
+  // An upload in progress (in tmp/) is not a committed checkpoint.
+  auto upload = store_->BeginUpload(checkpoint);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  EXPECT_EQ(store_->Remove(checkpoint).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(TmpEntries().size(), 1u);
+}
+
+TEST_F(ArtifactStoreTest, RemoveChecksIds) {
+  for (const char* bad : {"", "..", "tmp", "a/b"}) {
+    v1::Checkpoint checkpoint = MakeCheckpoint({{"a", "x"}}, bad);
+    EXPECT_EQ(store_->Remove(checkpoint).code(), absl::StatusCode::kInvalidArgument) << bad;
+    checkpoint.set_id("c1");
+    checkpoint.set_job_id(bad);
+    EXPECT_EQ(store_->Remove(checkpoint).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(fs::exists(dir_ + "/artifacts/tmp"));
+}
+
+// An orphan (committed files whose record the coordinator never wrote): BeginUpload refuses
+// it, and after Remove the same checkpoint uploads again.
+TEST_F(ArtifactStoreTest, OrphanIsReuploadedAfterRemove) {
+  std::vector<std::pair<std::string, std::string>> first = {{"a", "first"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(first);
+  ASSERT_TRUE(UploadAll(checkpoint, first).ok());
+  EXPECT_EQ(store_->BeginUpload(checkpoint).status().code(), absl::StatusCode::kAlreadyExists);
+
+  ASSERT_TRUE(store_->Remove(checkpoint).ok());
+  std::vector<std::pair<std::string, std::string>> second = {{"a", "second"}};
+  v1::Checkpoint again = MakeCheckpoint(second);
+  ASSERT_TRUE(UploadAll(again, second).ok());
+  auto files = ReadAll(again);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ((*files)["a"], "second");
+}
+
+// A crash after the rename into tmp/: the job holds nothing, and Open clears the rest.
+TEST_F(ArtifactStoreTest, RemovalLeftInTmpIsClearedAtOpen) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "x"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  // What Remove leaves if the process dies between its rename and its remove_all.
+  fs::rename(dir_ + "/artifacts/j1/c1", dir_ + "/artifacts/tmp/r0-1-2");
+  EXPECT_EQ(store_->Remove(checkpoint).code(), absl::StatusCode::kNotFound);
+  auto reopened = ArtifactStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE(TmpEntries().empty());
+}
+
 TEST_F(ArtifactStoreTest, OutOfOrderChunkOffset) {
   std::vector<std::pair<std::string, std::string>> contents = {{"a", "hello world"}};
   auto upload = store_->BeginUpload(MakeCheckpoint(contents));

@@ -1,13 +1,26 @@
-// The coordinator's gRPC-layer pieces that need no server: token-file parsing and
-// authentication, the absl → gRPC status mapping, listen addresses and request limits.
+// The coordinator's gRPC-layer pieces that need no core: token-file parsing and
+// authentication, the absl → gRPC status mapping, listen addresses and request limits, and the
+// pull-stream write reactor over a fake source on an in-process server.
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "grpc/auth.h"
 #include "grpc/listen_address.h"
+#include "grpc/pull_write_reactor.h"
 #include "grpc/request_limits.h"
 #include "grpc/status.h"
+#include "grpc/stream_pump.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "loratrf/v1/worker_service.grpc.pb.h"
 
 namespace loratrf::server {
 namespace {
@@ -220,6 +233,135 @@ TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
   v1::UploadCheckpointRequest::Header header;
   header.set_worker("node-1");
   EXPECT_THAT(CheckRequest(header).message(), HasSubstr("header.job_id: required"));
+}
+
+// ---- PullWriteReactor --------------------------------------------------------------------------
+
+// A command source shared with the test: the first pull waits (kWait); every later pull blocks
+// until the test releases it, then returns a command.
+struct GateState {
+  std::mutex mu;
+  std::condition_variable changed;
+  int pulls = 0;             // Next calls so far
+  bool in_pull = false;      // a later pull is blocked
+  bool release = false;      // blocked pulls may return
+  bool destroyed = false;    // the reactor (and with it the source) is gone
+  std::function<void()> notify;
+  grpc::CallbackServerContext* context = nullptr;
+
+  // Polls `pred` under mu (some conditions are not signalled) for up to 10 s.
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      changed.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+};
+
+class GatedSource final : public PullSource<v1::WorkerCommand> {
+ public:
+  explicit GatedSource(std::shared_ptr<GateState> state) : state_(std::move(state)) {}
+  ~GatedSource() override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->destroyed = true;
+    state_->changed.notify_all();
+  }
+  Poll Next(v1::WorkerCommand& command) override {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    if (++state_->pulls == 1) return Poll::kWait;
+    state_->in_pull = true;
+    state_->changed.notify_all();
+    state_->changed.wait(lock, [this] { return state_->release; });
+    state_->in_pull = false;
+    command.mutable_assign()->set_job_id("j" + std::to_string(state_->pulls));
+    return Poll::kItem;
+  }
+  void SetNotify(std::function<void()> notify) override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->notify = std::move(notify);
+  }
+
+ private:
+  std::shared_ptr<GateState> state_;
+};
+
+class GatedWorkerService final : public v1::WorkerService::CallbackService {
+ public:
+  GatedWorkerService(std::shared_ptr<GateState> state, StreamPump* pump)
+      : state_(std::move(state)), pump_(pump) {}
+  grpc::ServerWriteReactor<v1::WorkerCommand>* StreamCommands(
+      grpc::CallbackServerContext* context, const v1::StreamCommandsRequest*) override {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->context = context;
+    }
+    auto* reactor = new PullWriteReactor<v1::WorkerCommand>(
+        std::make_unique<GatedSource>(state_), pump_, [] { return grpc::Status::OK; },
+        RpcTimer(nullptr, "WorkerService/StreamCommands"));
+    reactor->Start();
+    return reactor;
+  }
+
+ private:
+  std::shared_ptr<GateState> state_;
+  StreamPump* pump_;
+};
+
+// A client that cancels while the pump is inside the source's Next: the reactor does not
+// finish under the running pull (which would drop what it pulls), pulls nothing more once
+// cancelled, hands the pulled command to its write and then ends the RPC and frees the source.
+TEST(PullWriteReactorTest, CancelDuringAPullEndsAfterItWithoutPullingAgain) {
+  auto state = std::make_shared<GateState>();
+  StreamPump pump;
+  GatedWorkerService service(state, &pump);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(port, 0);
+
+  auto stub = v1::WorkerService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::StreamCommandsRequest request;
+  auto reader = stub->StreamCommands(&context, request);
+  ASSERT_TRUE(state->WaitFor([&] { return state->pulls == 1 && state->notify != nullptr; }));
+
+  // Wake the stream: the pull runs on the pump and blocks in Next.
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    notify = state->notify;
+  }
+  notify();
+  ASSERT_TRUE(state->WaitFor([&] { return state->in_pull; }));
+
+  // Cancel while that pull runs, and let the server see it (OnCancel) before it returns.
+  context.TryCancel();
+  ASSERT_TRUE(state->WaitFor([&] { return state->context->IsCancelled(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  notify();  // a late wake-up: must not start another pull
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->release = true;
+    state->changed.notify_all();
+  }
+  ASSERT_TRUE(state->WaitFor([&] { return state->destroyed; }));
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    EXPECT_EQ(state->pulls, 2);
+  }
+  v1::WorkerCommand command;
+  while (reader->Read(&command)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  server->Shutdown();
 }
 
 }  // namespace

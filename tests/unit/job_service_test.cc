@@ -249,7 +249,7 @@ TEST_F(CoreTest, SuccessNeedsTheFinalCheckpointFromNodeZero) {
   // The checkpoint is listed and reads back.
   v1::DownloadCheckpointRequest download;
   download.set_job_id(id);
-  auto opened = core_->OpenCheckpoint(download);
+  auto opened = core_->OpenCheckpoint({"alice"}, download);
   ASSERT_TRUE(opened.ok()) << opened.status();
   EXPECT_EQ(opened->first.id(), checkpoint->id());
   v1::FileChunk chunk;
@@ -497,6 +497,147 @@ TEST_F(CoreTest, DrainingRefusesCallsAndEndsStreams) {
   v1::SubmitJobRequest submit;
   *submit.mutable_spec() = Spec("late");
   EXPECT_EQ(core_->SubmitJob({"alice"}, submit).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(CoreTest, AFinalCheckpointCommittedBeforeACoordinatorRestartStillCounts) {
+  std::string id = Submit(Spec("restart-at-the-end"));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, id, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  ASSERT_TRUE(Upload("w1", lease, id, 1, 8, true, "final").ok());
+  MakeCore();  // the coordinator restarts before node 0's SUCCEEDED arrives
+  lease = Register("w1", 1, {{id, 1}});
+  ASSERT_TRUE(Report("w1", lease, id, 1, 1, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoreTest, AHeartbeatThatDoesNotListAnAttemptGetsItsAssignmentAgainOrRestartsIt) {
+  std::string id = Submit(Spec("lost-assignment"));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_EQ(Commands("w1", lease).size(), 1u);  // delivered to a stream that then broke
+  v1::HeartbeatRequest beat;
+  beat.set_name("w1");
+  beat.set_lease_id(lease);
+  clock_.Advance(absl::Seconds(4));  // more than a heartbeat interval (ttl / 3)
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  std::vector<v1::WorkerCommand> again = Commands("w1", lease);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].assign().job_id(), id);
+  // Once it runs and then vanishes from two heartbeats in a row, the attempt restarts.
+  ASSERT_TRUE(Report("w1", lease, id, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  v1::RunningAttempt* running = beat.add_running();
+  running->set_job_id(id);
+  running->set_attempt(1);
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  beat.clear_running();
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  EXPECT_EQ(Get(id).attempt(), 1u) << "one beat is not enough";
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  EXPECT_EQ(Get(id).attempt(), 2u);
+  EXPECT_THAT(Get(id).state_reason(), HasSubstr("no longer runs"));
+}
+
+TEST_F(CoreTest, ALateFailureFromAnotherNodeDoesNotUndoACommittedResult) {
+  std::string id = Submit(Spec("two-nodes", 2, 1));
+  uint64_t lease1 = Register("w1", 1);
+  uint64_t lease2 = Register("w2", 1);
+  core_->Tick();
+  v1::Job job = Get(id);
+  ASSERT_EQ(job.workers_size(), 2);
+  std::string node0 = job.workers(0), node1 = job.workers(1);
+  uint64_t lease0 = node0 == "w1" ? lease1 : lease2;
+  uint64_t other = node0 == "w1" ? lease2 : lease1;
+  std::vector<v1::WorkerCommand> commands0 = Commands(node0, lease0);
+  std::vector<v1::WorkerCommand> commands1 = Commands(node1, other);
+  ASSERT_EQ(commands0.size(), 1u);
+  ASSERT_EQ(commands1.size(), 1u);
+  EXPECT_EQ(commands1[0].assign().node_rank(), 1u);
+  EXPECT_EQ(commands1[0].assign().master_addr(), node0 + ".local");
+  EXPECT_EQ(commands1[0].assign().master_port(), commands0[0].assign().master_port());
+  ASSERT_TRUE(Report(node0, lease0, id, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  ASSERT_TRUE(Upload(node0, lease0, id, 1, 4, true, "final").ok());
+  ASSERT_TRUE(Report(node1, other, id, 1, 0, {State(v1::JOB_STATE_RESTARTING, "torn down")}).ok());
+  EXPECT_EQ(Get(id).attempt(), 1u);
+  ASSERT_TRUE(Report(node0, lease0, id, 1, 1, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoreTest, CheckpointsAreTheOwnersAndEachAttemptGetsItsOwnPort) {
+  CoreOptions options;
+  options.rendezvous_port_low = 40000;
+  options.rendezvous_port_high = 40001;
+  MakeCore(options);
+  std::string first = Submit(Spec("first"));
+  std::string second = Submit(Spec("second"));
+  uint64_t lease = Register("w1", 2);
+  core_->Tick();
+  std::vector<v1::WorkerCommand> commands = Commands("w1", lease);
+  ASSERT_EQ(commands.size(), 2u);
+  EXPECT_NE(commands[0].assign().master_port(), commands[1].assign().master_port());
+  ASSERT_TRUE(Upload("w1", lease, first, 1, 2, false, "adapter").ok());
+  v1::DownloadCheckpointRequest download;
+  download.set_job_id(first);
+  EXPECT_EQ(core_->OpenCheckpoint({"bob", true, false}, download).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(core_->OpenCheckpoint({"alice", true, false}, download).ok());
+  EXPECT_TRUE(core_->OpenCheckpoint({"w1", false, true}, download).ok()) << "workers resume";
+  (void)second;
+}
+
+// A store whose next N job updates fail, as a full disk would make them.
+class FailingStore final : public InMemoryJobStore {
+ public:
+  int failures = 0;
+  absl::StatusOr<AppendResult> UpdateJobAndAppendEvents(
+      const v1::Job& job, const std::vector<v1::JobEvent>& events) override {
+    if (failures > 0) {
+      --failures;
+      return absl::UnavailableError("disk full");
+    }
+    return InMemoryJobStore::UpdateJobAndAppendEvents(job, events);
+  }
+};
+
+TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
+  FailingStore store;
+  FakeClock clock;
+  fs::path dir = fs::temp_directory_path() / ("core_store_failure_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, nullptr, {});
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("flaky");
+  auto job = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest registration;
+  registration.set_name("w1");
+  registration.set_slots(1);
+  registration.set_address("w1.local");
+  auto lease = (*core)->Register(registration);
+  ASSERT_TRUE(lease.ok());
+  (*core)->Tick();
+  v1::ReportEventsRequest report;
+  report.set_worker("w1");
+  report.set_lease_id(lease->lease_id());
+  report.set_job_id(job->job().id());
+  report.set_attempt(1);
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  report.add_events()->mutable_train()->set_step(1);
+  store.failures = 1;
+  EXPECT_FALSE((*core)->ReportEvents(report).ok());
+  auto retried = (*core)->ReportEvents(report);  // same first_report_index
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->next_report_index(), 2u);
+  auto stored = (*core)->GetJob(job->job().id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(stored->latest_train().step(), 1u);
+  core->reset();
+  fs::remove_all(dir);
 }
 
 // ---- the scheduling policy alone ----
