@@ -2,9 +2,11 @@
 // 127.0.0.1 (the real coordinator has its own end-to-end tests). The agent is the real binary
 // and runs real rank processes on a tiny model: it registers its slots, heartbeats, runs an
 // assignment (RUNNING, train/eval rows, checkpoint uploads with correct sha256s, SUCCEEDED
-// after the final upload), resumes from a downloaded checkpoint, kills its ranks on a
-// Cancellation or a stale-attempt refusal, leaves no orphans when SIGKILLed, registers again
-// when its lease is lost, and refuses bad flags. Also unit tests of its pieces.
+// after the final upload), counts an upload answered ALREADY_EXISTS (a retry whose reply was
+// lost) as uploaded, resumes from a downloaded checkpoint, supersedes a running attempt with a
+// newer one without holding up other commands, kills its ranks on a Cancellation or a
+// stale-attempt refusal, leaves no orphans when SIGKILLed, registers again when its lease is
+// lost, and refuses bad flags. Also unit tests of its pieces.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -21,14 +23,17 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
 
+#include "agent/agent.h"
 #include "agent/attempt_runner.h"
 #include "agent/events_reporter.h"
 #include "agent/metrics_tail.h"
@@ -80,6 +85,11 @@ struct FakeState {
   std::vector<Upload> uploads;
   std::map<std::string, Upload> stored;  // checkpoint id → upload, for DownloadCheckpoint
   std::set<std::string> stale_jobs;      // ReportEvents answers FAILED_PRECONDITION
+  // Uploads of these (step, final) are stored, then answered UNAVAILABLE as if the reply was
+  // lost; a repeat of such an upload is answered ALREADY_EXISTS, as the coordinator does.
+  std::set<std::pair<uint64_t, bool>> lose_upload_reply;
+  std::set<std::string> reply_lost;      // checkpoint ids whose reply was lost
+  std::vector<std::string> already_exists;  // ids answered ALREADY_EXISTS
   bool lose_lease = false;               // the next heartbeat answers FAILED_PRECONDITION
   int counter = 0;
   bool shutting_down = false;
@@ -188,6 +198,18 @@ class FakeWorkerService final : public v1::WorkerService::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "header first");
     }
     upload.header = part.header();
+    const std::string id = "ckpt-" + upload.header.job_id() + "-" +
+                           std::to_string(upload.header.step()) +
+                           (upload.header.final() ? "-final" : "");
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      if (s_.reply_lost.count(id)) {  // answered at the header, before the chunks
+        s_.already_exists.push_back(id);
+        s_.cv.notify_all();
+        return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                            "checkpoint " + id + " is already stored");
+      }
+    }
     bool in_order = true;
     while (reader->Read(&part)) {
       if (!part.has_chunk() || part.chunk().data().size() > (1u << 20)) in_order = false;
@@ -202,13 +224,16 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     }
     std::lock_guard<std::mutex> lock(s_.mu);
     upload.order = ++s_.counter;
-    const std::string id = "ckpt-" + upload.header.job_id() + "-" +
-                           std::to_string(upload.header.step()) +
-                           (upload.header.final() ? "-final" : "");
     response->mutable_checkpoint()->set_id(id);
+    const bool lose_reply =
+        s_.lose_upload_reply.count({upload.header.step(), upload.header.final()}) > 0;
     s_.stored[id] = upload;
     s_.uploads.push_back(std::move(upload));
     s_.cv.notify_all();
+    if (lose_reply) {
+      s_.reply_lost.insert(id);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the reply was lost");
+    }
     return grpc::Status::OK;
   }
 
@@ -608,6 +633,77 @@ TEST_F(AgentTest, CancellationKillsTheRanksWithinFiveSeconds) {
   EXPECT_FALSE(HasState(fake_.state.Events("job-c", 1), v1::JOB_STATE_RESTARTING));
 }
 
+TEST_F(AgentTest, UploadAnsweredAlreadyExistsCountsAsUploaded) {
+  StartAgent("1");
+  {
+    // The first uploads of checkpoint 2 and of final/ are recorded, but their replies are lost:
+    // the retries are answered ALREADY_EXISTS.
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    fake_.state.lose_upload_reply = {{2, false}, {6, true}};
+  }
+  const v1::JobSpec spec = Spec("epochs: 1, max_steps: 6, batch_size: 8, micro_batch_size: 8, "
+                                "learning_rate: 1.0e-2, max_seq_len: 16, eval_every_steps: 2, "
+                                "checkpoint_every_steps: 2, keep_checkpoints: 5", 1);
+  fake_.Send(Assignment("job-x", 1, spec, 1));
+  ASSERT_TRUE(fake_.WaitFor([&] {
+    return fake_.state.succeeded_order.count({"job-x", 1}) > 0 ||
+           HasState(fake_.state.events[{"job-x", 1}], v1::JOB_STATE_RESTARTING);
+  }, 180)) << "the attempt did not end";
+  std::vector<v1::JobEvent> events = fake_.state.Events("job-x", 1);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().state_change().to(), v1::JOB_STATE_SUCCEEDED)
+      << events.back().state_change().reason();
+  std::lock_guard<std::mutex> lock(fake_.state.mu);
+  std::vector<std::pair<uint64_t, bool>> uploaded;
+  for (const Upload& upload : fake_.state.uploads) {
+    EXPECT_TRUE(upload.verified);
+    uploaded.emplace_back(upload.header.step(), upload.header.final());
+  }
+  // Each recorded once; checkpoint 4 still follows the checkpoint whose reply was lost.
+  EXPECT_THAT(uploaded, ::testing::ElementsAre(std::make_pair(uint64_t{2}, false),
+                                               std::make_pair(uint64_t{4}, false),
+                                               std::make_pair(uint64_t{6}, true)));
+  EXPECT_THAT(fake_.state.already_exists,
+              ::testing::UnorderedElementsAre("ckpt-job-x-2", "ckpt-job-x-6-final"));
+  const int succeeded_at = fake_.state.succeeded_order[{"job-x", 1}];
+  EXPECT_LT(fake_.state.uploads.back().order, succeeded_at);
+}
+
+TEST_F(AgentTest, ANewAttemptSupersedesTheRunningOneWithoutBlockingOtherCommands) {
+  StartAgent("2");
+  const std::string work = dir_ / "work";
+  fake_.Send(Assignment("job-r", 1, Spec(kLongTraining, 1), 1));
+  fake_.Send(Assignment("job-o", 1, Spec(kLongTraining, 1), 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-r", 1) && RunningSeen("job-o", 1); }, 120));
+  ASSERT_TRUE(WaitUntil([&] { return RankProcesses(work + "/jobs/job-r/").size() == 1 &&
+                                     RankProcesses(work + "/jobs/job-o/").size() == 1; }, 30));
+
+  // Attempt 2 of job-r takes the slot attempt 1 holds (the node's two are busy until its rank
+  // is gone); the Cancellation of job-o right behind it is not held up.
+  const v1::JobSpec short_spec = Spec("epochs: 1, max_steps: 2, batch_size: 8, "
+                                      "micro_batch_size: 8, max_seq_len: 16", 1);
+  fake_.Send(Assignment("job-r", 2, short_spec, 1));
+  v1::WorkerCommand cancel;
+  cancel.mutable_cancel()->set_job_id("job-o");
+  cancel.mutable_cancel()->set_attempt(1);
+  fake_.Send(cancel);
+  EXPECT_TRUE(WaitUntil([&] { return RankProcesses(work + "/jobs/job-o/").empty(); }, 5))
+      << "the cancelled job's rank still runs";
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.succeeded_order.count({"job-r", 2}) > 0; }, 180))
+      << "attempt 2 did not succeed";
+  EXPECT_FALSE(HasState(fake_.state.Events("job-r", 1), v1::JOB_STATE_SUCCEEDED));
+  EXPECT_TRUE(fake_.WaitFor([&] { return fake_.state.last_running.empty(); }, 10));
+  EXPECT_TRUE(RankProcesses(work).empty());
+  std::ifstream log(dir_ / "agent.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("superseded by attempt 2"));
+  // Attempt 2 starts on its own thread, which waits for attempt 1's rank to be gone (that takes
+  // a poll at least) before it prepares: the two never share the output directory.
+  EXPECT_THAT(text, HasSubstr("waiting for the earlier attempt's ranks to stop"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("starting it anyway")));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("free GPU")));
+}
+
 TEST_F(AgentTest, StaleAttemptRefusalKillsTheRanks) {
   StartAgent("1");
   fake_.Send(Assignment("job-s", 1, Spec(kLongTraining, 1), 1));
@@ -741,6 +837,47 @@ TEST(MetricsTail, FollowsAppendsAndReplacementsWithoutDuplicates) {
   events = tail.Poll();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].train().step(), 3u);
+}
+
+TEST(MetricsTail, ClampsCountsThatAreNotNonNegativeIntegers) {
+  using worker::agent::MetricsTail;
+  auto examples = [](const std::string& value) -> std::optional<uint64_t> {
+    std::optional<v1::JobEvent> event = MetricsTail::RowToEvent(
+        R"({"type": "eval", "step": 3, "eval_loss": 1.0, "eval_examples": )" + value + "}");
+    if (!event || !event->has_eval()) return std::nullopt;
+    return event->eval().examples();
+  };
+  EXPECT_EQ(examples("16"), 16u);
+  EXPECT_EQ(examples("16.9"), 16u);
+  EXPECT_EQ(examples("-5"), 0u);
+  EXPECT_EQ(examples("-5.5"), 0u);
+  EXPECT_EQ(examples("1e300"), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(examples("18446744073709551615"), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(examples("1e999"), std::nullopt) << "out of a double's range: not JSON, skipped";
+  EXPECT_EQ(examples("null"), 0u);
+  EXPECT_EQ(examples("\"many\""), 0u);
+}
+
+TEST(FinishedAttempts, CoversRepeatsAndOlderAttemptsAndStaysBounded) {
+  worker::agent::FinishedAttempts finished(3);
+  EXPECT_FALSE(finished.Covers("a", 1));
+  finished.Add("a", 2);
+  EXPECT_TRUE(finished.Covers("a", 2)) << "a repeat";
+  EXPECT_TRUE(finished.Covers("a", 1)) << "an older attempt";
+  EXPECT_FALSE(finished.Covers("a", 3)) << "a newer attempt runs";
+  finished.Add("a", 1);
+  EXPECT_TRUE(finished.Covers("a", 2)) << "never lowered";
+  finished.Add("b", 1);
+  finished.Add("c", 1);
+  EXPECT_TRUE(finished.Covers("a", 2));  // a is now the most recently used
+  finished.Add("d", 1);                  // over the bound: b, the least recently used, goes
+  EXPECT_EQ(finished.size(), 3u);
+  EXPECT_FALSE(finished.Covers("b", 1));
+  EXPECT_TRUE(finished.Covers("a", 2));
+  EXPECT_TRUE(finished.Covers("c", 1));
+  EXPECT_TRUE(finished.Covers("d", 1));
+  for (int i = 0; i < 1000; ++i) finished.Add("job-" + std::to_string(i), 1);
+  EXPECT_EQ(finished.size(), 3u);
 }
 
 TEST(EventsReporter, NumbersEventsAndRetriesUntilAccepted) {

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <iterator>
 #include <random>
 
 #include <grpcpp/create_channel.h>
@@ -42,6 +44,12 @@ bool LeaseLost(absl::StatusCode code) {
   return code == absl::StatusCode::kFailedPrecondition || code == absl::StatusCode::kNotFound;
 }
 
+// How long an attempt waits for GPUs or slots held by ranks still being stopped, and for the
+// ranks of the attempt it supersedes (which share its output directory) to be gone.
+constexpr absl::Duration kSlotWait = absl::Seconds(15);
+constexpr absl::Duration kSupersededWait = absl::Seconds(60);
+constexpr auto kSlotPoll = std::chrono::milliseconds(100);
+
 // Spreads reconnects of many agents over time.
 absl::Duration Jitter(absl::Duration d) {
   thread_local std::mt19937 rng(std::random_device{}());
@@ -49,6 +57,26 @@ absl::Duration Jitter(absl::Duration d) {
 }
 
 }  // namespace
+
+void FinishedAttempts::Add(const std::string& job, uint32_t attempt) {
+  Entry& entry = jobs_[job];
+  entry.attempt = std::max(entry.attempt, attempt);
+  entry.used = ++clock_;
+  while (jobs_.size() > max_jobs_) {
+    auto oldest = jobs_.begin();
+    for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
+      if (it->second.used < oldest->second.used) oldest = it;
+    }
+    jobs_.erase(oldest);
+  }
+}
+
+bool FinishedAttempts::Covers(const std::string& job, uint32_t attempt) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return false;
+  it->second.used = ++clock_;
+  return attempt <= it->second.attempt;
+}
 
 Agent::Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics)
     : options_(std::move(options)), metrics_(std::move(metrics)) {
@@ -74,12 +102,22 @@ Agent::Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics)
 
 Agent::~Agent() {
   Shutdown();
-  std::map<std::string, std::unique_ptr<AttemptRunner>> runners;
-  {
-    std::lock_guard<std::mutex> lock(runners_mu_);
-    runners.swap(runners_);
-  }
-  runners.clear();  // each stops and joins
+  TakeAllRunners().clear();  // each stops and joins
+}
+
+std::vector<std::unique_ptr<AttemptRunner>> Agent::TakeAllRunners() {
+  std::vector<std::unique_ptr<AttemptRunner>> all;
+  std::lock_guard<std::mutex> lock(runners_mu_);
+  for (auto& [job, runner] : runners_) all.push_back(std::move(runner));
+  for (auto& runner : retiring_) all.push_back(std::move(runner));
+  runners_.clear();
+  retiring_.clear();
+  reserved_.clear();
+  // Stopped before closed_ wakes an attempt waiting in Acquire, so it ends as stopped.
+  for (auto& runner : all) runner->Shutdown();
+  closed_ = true;
+  runners_cv_.notify_all();
+  return all;
 }
 
 std::unique_ptr<grpc::ClientContext> Agent::NewContext(absl::Duration timeout) {
@@ -276,63 +314,120 @@ void Agent::Assign(const v1::Assignment& assignment) {
     std::cerr << "loratrf-worker agent: ignoring an assignment with a bad job id\n";
     return;
   }
-  std::unique_ptr<AttemptRunner> previous;
-  {
-    std::lock_guard<std::mutex> lock(runners_mu_);
-    PruneLocked();
-    if (finished_.count({job, assignment.attempt()})) return;  // already done and reported
-    auto it = runners_.find(job);
-    if (it != runners_.end()) {
-      if (it->second->attempt() >= assignment.attempt()) return;  // a repeat, or an old one
-      previous = std::move(it->second);
-      runners_.erase(it);
-      gpus_in_use_.erase(job);
-    }
-  }
-  if (previous) {  // outside the lock: its thread may need the lease (and so runners_mu_)
-    previous->Cancel(absl::StrCat("superseded by attempt ", assignment.attempt()));
-    previous.reset();
-  }
   std::lock_guard<std::mutex> lock(runners_mu_);
-  if (runners_.count(job)) return;
+  if (closed_) return;
+  PruneLocked();
+  if (finished_.Covers(job, assignment.attempt())) return;  // already done and reported
+  auto it = runners_.find(job);
+  if (it != runners_.end()) {
+    if (it->second->attempt() >= assignment.attempt()) return;  // a repeat, or an old one
+    // Superseded: it stops on its own thread and is joined once it has ended (PruneLocked), so
+    // the command loop never waits for it; its GPUs stay reserved until its ranks are gone,
+    // and the new attempt waits for that (Acquire).
+    it->second->Cancel(absl::StrCat("superseded by attempt ", assignment.attempt()));
+    retiring_.push_back(std::move(it->second));
+    runners_.erase(it);
+  }
   AttemptEnvironment env;
   env.work_dir = options_.work_dir;
   env.executable = options_.executable;
   env.link = this;
   env.metrics = metrics_.get();
   env.kill_grace = options_.kill_grace;
-  const uint32_t wanted = assignment.local_world_size();
-  uint32_t busy = 0;
-  for (const auto& [id, runner] : runners_) busy += runner->local_world_size();
-  if (options_.device == v1::DEVICE_CUDA && assignment.spec().resources().device() == v1::DEVICE_CUDA) {
-    std::set<std::string> taken;
-    for (const auto& [id, gpus] : gpus_in_use_) taken.insert(gpus.begin(), gpus.end());
-    std::vector<std::string> mine;
-    for (const std::string& gpu : options_.gpus) {
-      if (mine.size() < wanted && !taken.count(gpu)) mine.push_back(gpu);
-    }
-    if (mine.size() < wanted) {
-      env.setup_error = absl::StrCat(options_.name, " has ", mine.size(), " free GPU(s), the attempt needs ", wanted);
-    } else {
-      std::string list;
-      for (const std::string& gpu : mine) absl::StrAppend(&list, list.empty() ? "" : ",", gpu);
-      env.rank_env.push_back("CUDA_VISIBLE_DEVICES=" + list);
-      gpus_in_use_[job] = mine;
-    }
-  } else if (busy + wanted > options_.slots) {
-    std::cerr << "loratrf-worker agent: job " << job << " needs " << wanted << " slot(s), "
-              << (options_.slots > busy ? options_.slots - busy : 0) << " free; starting it anyway\n";
-  }
+  const bool cuda = options_.device == v1::DEVICE_CUDA &&
+                    assignment.spec().resources().device() == v1::DEVICE_CUDA;
+  env.acquire = [this, cuda](const AttemptRunner& runner) { return Acquire(runner, cuda); };
   std::cerr << "loratrf-worker agent: job " << job << " attempt " << assignment.attempt()
-            << ": node " << assignment.node_rank() << ", " << wanted << " of "
-            << assignment.world_size() << " rank(s)"
+            << ": node " << assignment.node_rank() << ", " << assignment.local_world_size()
+            << " of " << assignment.world_size() << " rank(s)"
             << (assignment.resume_checkpoint_id().empty()
                     ? std::string()
                     : ", resuming from checkpoint " + assignment.resume_checkpoint_id())
             << "\n";
   auto runner = std::make_unique<AttemptRunner>(std::move(env), assignment);
-  runner->Start();
+  runner->Start();  // its thread begins in Acquire, which waits for runners_mu_
   runners_[job] = std::move(runner);
+}
+
+absl::StatusOr<std::vector<std::string>> Agent::Acquire(const AttemptRunner& runner, bool cuda) {
+  const std::string& job = runner.job_id();
+  const uint32_t wanted = runner.local_world_size();
+  std::unique_lock<std::mutex> lock(runners_mu_);
+  auto stopped = [&] { return closed_ || runner.stop_requested(); };
+
+  // The attempt this one superseded shares the job's output directory: its ranks must be gone
+  // before this one clears local state and starts its own.
+  absl::Time deadline = absl::Now() + kSupersededWait;
+  bool said = false;
+  while (true) {
+    if (stopped()) return absl::CancelledError("stopped");
+    PruneLocked();
+    bool superseded_running = false;
+    for (const auto& old : retiring_) {
+      superseded_running |= old->job_id() == job && !old->ranks_gone();
+    }
+    if (!superseded_running) break;
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat(
+          "the ranks of an earlier attempt of job ", job, " on ", options_.name,
+          " were still running after ", absl::FormatDuration(kSupersededWait)));
+    }
+    if (!said) {
+      std::cerr << "loratrf-worker agent: job " << job << " attempt " << runner.attempt()
+                << ": waiting for the earlier attempt's ranks to stop\n";
+      said = true;
+    }
+    runners_cv_.wait_for(lock, kSlotPoll);
+  }
+
+  // GPUs or slots: ranks of other attempts that are being stopped free theirs within moments.
+  deadline = absl::Now() + kSlotWait;
+  said = false;
+  while (true) {
+    if (stopped()) return absl::CancelledError("stopped");
+    PruneLocked();  // also drops the reservations of attempts whose ranks are gone
+    uint32_t busy = 0;
+    std::set<std::string> taken;
+    for (const auto& [holder, reservation] : reserved_) {
+      busy += reservation.slots;
+      taken.insert(reservation.gpus.begin(), reservation.gpus.end());
+    }
+    // Waiting helps only while the node has enough of them at all.
+    const size_t capacity = cuda ? options_.gpus.size() : options_.slots;
+    const bool late = absl::Now() >= deadline || wanted > capacity;
+    if (cuda) {
+      std::vector<std::string> mine;
+      for (const std::string& gpu : options_.gpus) {
+        if (mine.size() < wanted && !taken.count(gpu)) mine.push_back(gpu);
+      }
+      if (mine.size() >= wanted) {
+        std::string list;
+        for (const std::string& gpu : mine) absl::StrAppend(&list, list.empty() ? "" : ",", gpu);
+        reserved_[&runner] = Reservation{wanted, mine};
+        return std::vector<std::string>{"CUDA_VISIBLE_DEVICES=" + list};
+      }
+      if (late) {
+        return absl::UnavailableError(absl::StrCat(options_.name, " has ", mine.size(),
+                                                   " free GPU(s), the attempt needs ", wanted));
+      }
+    } else if (busy + wanted <= options_.slots || late) {
+      if (busy + wanted > options_.slots) {
+        std::cerr << "loratrf-worker agent: job " << job << " needs " << wanted << " slot(s), "
+                  << (options_.slots > busy ? options_.slots - busy : 0)
+                  << " free; starting it anyway\n";
+      }
+      reserved_[&runner] = Reservation{wanted, {}};
+      return std::vector<std::string>();
+    }
+    if (!said) {
+      std::cerr << "loratrf-worker agent: job " << job << " attempt " << runner.attempt()
+                << " needs " << wanted << (cuda ? " GPU(s)" : " slot(s)")
+                << "; waiting up to " << absl::FormatDuration(kSlotWait)
+                << " for stopping ranks to free them\n";
+      said = true;
+    }
+    runners_cv_.wait_for(lock, kSlotPoll);
+  }
 }
 
 void Agent::PruneLocked() {
@@ -341,9 +436,22 @@ void Agent::PruneLocked() {
       ++it;
       continue;
     }
-    if (it->second->reported_end()) finished_.insert({it->first, it->second->attempt()});
-    gpus_in_use_.erase(it->first);
+    if (it->second->reported_end()) finished_.Add(it->first, it->second->attempt());
+    reserved_.erase(it->second.get());
     it = runners_.erase(it);  // its thread has ended: the join is immediate
+  }
+  for (auto it = retiring_.begin(); it != retiring_.end();) {
+    if (!(*it)->done()) {
+      ++it;
+      continue;
+    }
+    if ((*it)->reported_end()) finished_.Add((*it)->job_id(), (*it)->attempt());
+    reserved_.erase(it->get());
+    it = retiring_.erase(it);  // likewise
+  }
+  // Ranks gone: the GPUs and slots are free, though the thread may still be reporting.
+  for (auto it = reserved_.begin(); it != reserved_.end();) {
+    it = it->first->ranks_gone() ? reserved_.erase(it) : std::next(it);
   }
 }
 
@@ -387,13 +495,7 @@ int Agent::Run() {
   std::thread heartbeats([this] { HeartbeatLoop(); });
   CommandLoop();
   // Stopping: every attempt stops its ranks and reports RESTARTING.
-  std::map<std::string, std::unique_ptr<AttemptRunner>> runners;
-  {
-    std::lock_guard<std::mutex> lock(runners_mu_);
-    runners.swap(runners_);
-  }
-  for (auto& [job, runner] : runners) runner->Shutdown();
-  runners.clear();
+  TakeAllRunners().clear();
   heartbeats.join();
   std::cerr << "loratrf-worker agent: stopped\n";
   return 0;

@@ -9,12 +9,20 @@
 //                     whose lease is gone: register again, listing the attempts still running
 //   SIGTERM/SIGINT ─▶ Shutdown(): ranks stopped, RESTARTING reported, exit 0
 //
+// Attempts: a new attempt of a job supersedes the running one, which is cancelled and moved to
+// retiring_ (never joined on the command loop); the new attempt's own thread first waits, in
+// Acquire(), until the superseded ranks are gone (they share the job's output directory) and
+// until enough GPUs (CUDA) or slots (CPU) are free: up to kSlotWait for ranks of other
+// attempts that are still being stopped, then a CUDA attempt fails RESTARTING and a CPU one
+// starts anyway. Ended attempts are destroyed (an immediate join) by PruneLocked(), called by
+// every heartbeat, assignment and waiting attempt.
+//
 // Threading: Run() runs the command stream on the calling thread and owns a heartbeat thread;
 // each attempt has its own thread. register_mu_ serializes registering and checking the lease
 // (held across those RPCs); lease_mu_ guards the lease fields (held briefly); runners_mu_
-// guards the attempts and the GPU pool; stream_mu_ the open stream's context; stop_mu_ the
-// stop flag. Lock order: register_mu_ → runners_mu_ / lease_mu_ / stream_mu_; the last four
-// are never held together.
+// guards the attempts, the GPU and slot reservations and finished_; stream_mu_ the open
+// stream's context; stop_mu_ the stop flag. Lock order: register_mu_ → runners_mu_ /
+// lease_mu_ / stream_mu_; the last four are never held together.
 #pragma once
 
 #include <condition_variable>
@@ -41,6 +49,29 @@
 // --work-dir DIR [--name NAME] [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F]
 // [--address HOST] [--device auto|cpu|cuda]`. Exit 2 on bad flags or files.
 namespace loratrf::worker::agent {
+
+// The latest attempt of each job that ended here and was reported, so that a re-sent
+// assignment of it (or of an older attempt) is not run again. Bounded: at most `max_jobs`
+// jobs; past that, the job least recently added or asked about is forgotten.
+// Threading: none (the agent guards it with runners_mu_).
+class FinishedAttempts {
+ public:
+  explicit FinishedAttempts(size_t max_jobs = 4096) : max_jobs_(max_jobs < 1 ? 1 : max_jobs) {}
+  void Add(const std::string& job, uint32_t attempt);
+  // True when `attempt` of `job`, or a later attempt, has ended: the assignment is a repeat or
+  // an old one. Counts as a use of the job's entry.
+  bool Covers(const std::string& job, uint32_t attempt);
+  size_t size() const { return jobs_.size(); }
+
+ private:
+  struct Entry {
+    uint32_t attempt = 0;
+    uint64_t used = 0;  // clock_ at the last Add or Covers
+  };
+  const size_t max_jobs_;
+  uint64_t clock_ = 0;
+  std::map<std::string, Entry> jobs_;
+};
 
 struct AgentOptions {
   std::string coordinator;      // HOST:PORT (or any gRPC target)
@@ -84,9 +115,13 @@ class Agent : public CoordinatorLink {
   void CommandLoop();
   void Handle(const v1::WorkerCommand& command);
   void Assign(const v1::Assignment& assignment);
+  // AttemptEnvironment::acquire for `runner` (on its thread; takes runners_mu_).
+  absl::StatusOr<std::vector<std::string>> Acquire(const AttemptRunner& runner, bool cuda);
   // The attempts still running; finished ones are removed (their GPUs freed) on the way.
   std::vector<v1::RunningAttempt> Running();
   void PruneLocked();                                      // runners_mu_ held
+  // Takes every attempt out (on shutdown); no reservation is made after it.
+  std::vector<std::unique_ptr<AttemptRunner>> TakeAllRunners();
   bool WaitUnlessStopping(absl::Duration duration);        // false once stopping
   bool stopping();
 
@@ -102,10 +137,21 @@ class Agent : public CoordinatorLink {
   absl::Duration heartbeat_interval_ = absl::Seconds(3);   // guarded by lease_mu_
   absl::Duration lease_ttl_ = absl::Seconds(10);           // guarded by lease_mu_
 
+  // What an attempt holds from Acquire() until its ranks are gone.
+  struct Reservation {
+    uint32_t slots = 0;
+    std::vector<std::string> gpus;
+  };
   std::mutex runners_mu_;
-  std::map<std::string, std::unique_ptr<agent::AttemptRunner>> runners_;  // by job id; guarded
-  std::map<std::string, std::vector<std::string>> gpus_in_use_;  // job id → GPUs; guarded
-  std::set<std::pair<std::string, uint32_t>> finished_;   // ended and reported; guarded
+  std::condition_variable runners_cv_;                     // with runners_mu_: closed_ set
+  // The current attempt of each job (by job id); guarded by runners_mu_.
+  std::map<std::string, std::unique_ptr<agent::AttemptRunner>> runners_;
+  // Superseded attempts, cancelled, until their threads end; guarded by runners_mu_.
+  std::vector<std::unique_ptr<agent::AttemptRunner>> retiring_;
+  // By attempt (in runners_ or retiring_; erased before it is destroyed); guarded.
+  std::map<const agent::AttemptRunner*, Reservation> reserved_;
+  FinishedAttempts finished_;                              // guarded by runners_mu_
+  bool closed_ = false;                                    // shutting down; guarded
 
   std::mutex stream_mu_;
   grpc::ClientContext* stream_context_ = nullptr;          // guarded by stream_mu_

@@ -185,6 +185,7 @@ absl::StatusOr<uint64_t> AttemptRunner::SendReport(uint64_t first,
 
 void AttemptRunner::Run() {
   Outcome outcome = Execute();
+  ranks_gone_ = true;  // every path out of Execute has stopped the ranks it started
   const Stop stop = static_cast<Stop>(stop_.load());
   absl::Duration flush_timeout = env_.final_report_timeout;
   std::string outcome_name;
@@ -234,6 +235,15 @@ void AttemptRunner::Run() {
 
 AttemptRunner::Outcome AttemptRunner::Execute() {
   if (!env_.setup_error.empty()) return {v1::JOB_STATE_RESTARTING, env_.setup_error};
+  rank_env_ = env_.rank_env;
+  if (env_.acquire) {
+    absl::StatusOr<std::vector<std::string>> acquired = env_.acquire(*this);
+    if (stopping()) return {};
+    if (!acquired.ok()) {
+      return {v1::JOB_STATE_RESTARTING, std::string(acquired.status().message())};
+    }
+    rank_env_.insert(rank_env_.end(), acquired->begin(), acquired->end());
+  }
   absl::StatusOr<uint64_t> resume = Prepare();
   if (stopping()) return {};
   if (!resume.ok()) {
@@ -246,7 +256,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
 
   // Start the ranks.
   const int local = static_cast<int>(assignment_.local_world_size());
-  const std::vector<std::string> env = EnvironmentWith(env_.rank_env);
+  const std::vector<std::string> env = EnvironmentWith(rank_env_);
   std::vector<RankProcess> ranks;
   for (int i = 0; i < local; ++i) {
     const int rank = static_cast<int>(assignment_.node_rank()) * local + i;
@@ -349,7 +359,10 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
 
 absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
   const v1::Assignment& a = assignment_;
+  // Ranks are ints further on: bound the world first (a job spec allows 256 x 64 ranks).
+  constexpr uint32_t kMaxWorldSize = 1 << 16;
   if (a.local_world_size() < 1 || a.local_world_size() > kMaxLocalRanks ||
+      a.world_size() > kMaxWorldSize ||
       a.world_size() < (uint64_t{a.node_rank()} + 1) * a.local_world_size() ||
       a.master_port() > 65535 || (a.world_size() > 1 && a.master_port() == 0)) {
     return absl::InternalError(absl::StrCat(
@@ -474,6 +487,12 @@ void AttemptRunner::UploadNewCheckpoints() {
                                 *env_.metrics)
                    .status();
     }
+    if (status.code() == absl::StatusCode::kAlreadyExists) {
+      // A retried upload whose first reply was lost: the coordinator already recorded it.
+      std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
+                << " was already recorded by the coordinator\n";
+      status = absl::OkStatus();
+    }
     if (status.ok()) {
       uploaded_.insert(step);
       continue;
@@ -509,6 +528,12 @@ absl::Status AttemptRunner::UploadFinal() {
                               *env_.metrics)
                  .status();
     if (status.ok()) return status;
+    if (status.code() == absl::StatusCode::kAlreadyExists) {
+      // A retried upload whose first reply was lost: the coordinator already recorded it.
+      std::cerr << "loratrf-worker agent: job " << job_id()
+                << ": the final checkpoint was already recorded by the coordinator\n";
+      return absl::OkStatus();
+    }
     if (status.code() == absl::StatusCode::kFailedPrecondition) {
       RequestStop(kStale);
       return status;

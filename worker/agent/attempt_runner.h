@@ -13,20 +13,26 @@
 // reports nothing more; a stale attempt (the coordinator refuses its reports) likewise; the
 // agent stopping reports RESTARTING. Local state that the coordinator does not know of
 // (checkpoints after the resume step, final/, later metrics rows) is removed before the ranks
-// start, so every node resumes from the same step.
+// start, so every node resumes from the same step. Before that, env.acquire (the agent) may
+// hold the attempt until the node can run it: a superseded attempt's ranks gone, enough GPUs
+// or slots free. A checkpoint upload answered ALREADY_EXISTS (a retry whose first reply was
+// lost) counts as uploaded.
 //
 // Threading: Start() runs the attempt on its own thread, which starts, watches and stops the
-// ranks (they die with it). Cancel/Shutdown/done/Join are safe from any thread.
+// ranks (they die with it). Cancel/Shutdown/done/ranks_gone/stop_requested/Join are safe from
+// any thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
 #include "agent/coordinator_link.h"
@@ -35,6 +41,8 @@
 
 namespace loratrf::worker::agent {
 
+class AttemptRunner;
+
 struct AttemptEnvironment {
   std::string work_dir;
   std::string executable;                // the loratrf-worker binary the ranks run
@@ -42,6 +50,12 @@ struct AttemptEnvironment {
   AgentMetrics* metrics = nullptr;
   std::vector<std::string> rank_env;     // NAME=VALUE added to the ranks' environment
   std::string setup_error;               // non-empty: the agent cannot run it (RESTARTING)
+  // Called on the attempt's thread before anything else: waits (bounded, returning early once
+  // the attempt is stopped) until the node can run the attempt (a superseded attempt's ranks
+  // are gone, enough GPUs or slots are free) and reserves them until ranks_gone(). Returns
+  // NAME=VALUE entries to add to rank_env (CUDA_VISIBLE_DEVICES), or an error: the attempt
+  // ends RESTARTING with its message (Cancelled: stopped while waiting). Unset: no wait.
+  std::function<absl::StatusOr<std::vector<std::string>>(const AttemptRunner&)> acquire;
   absl::Duration kill_grace = absl::Seconds(3);
   absl::Duration poll_interval = absl::Milliseconds(200);
   absl::Duration final_report_timeout = absl::Minutes(10);
@@ -61,6 +75,11 @@ class AttemptRunner {
   void Shutdown();
   // The attempt's thread has finished (its ranks are gone).
   bool done() const { return done_.load(); }
+  // Its ranks are gone (or never started): its GPUs and slots are free, though the thread may
+  // still be delivering its last reports.
+  bool ranks_gone() const { return ranks_gone_.load(); }
+  // Cancel, Shutdown or a stale-attempt refusal has stopped it.
+  bool stop_requested() const { return stopping(); }
   // Its final state report was accepted by the coordinator.
   bool reported_end() const { return reported_end_.load(); }
   void Join();
@@ -96,10 +115,12 @@ class AttemptRunner {
   const std::string job_dir_, attempt_dir_, output_dir_;
   std::atomic<int> stop_{kNone};
   std::atomic<bool> done_{false};
+  std::atomic<bool> ranks_gone_{false};
   std::atomic<bool> reported_end_{false};
   CallCanceller transfers_;        // the upload or download in flight
   std::unique_ptr<EventsReporter> reporter_;  // made by the constructor, used by all threads
   // Owned by the attempt's thread:
+  std::vector<std::string> rank_env_;  // env_.rank_env and what env_.acquire added
   uint64_t resume_step_ = 0;
   std::set<uint64_t> uploaded_;    // checkpoint steps sent (or not to be sent)
   absl::Time next_upload_try_ = absl::InfinitePast();

@@ -37,6 +37,39 @@ absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
 }
 
+// Owns a file descriptor: closed on every path out of its scope.
+class ScopedFd {
+ public:
+  ScopedFd() = default;
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() { Reset(); }
+  ScopedFd(ScopedFd&& other) noexcept : fd_(other.Release()) {}
+  ScopedFd& operator=(ScopedFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = other.Release();
+    }
+    return *this;
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
                                           const std::string& job_id, uint32_t attempt,
                                           const LocalCheckpoint& checkpoint,
@@ -69,17 +102,16 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
   for (const v1::CheckpointFile& file : checkpoint.files) {
     if (!open) break;
     const std::string path = checkpoint.dir + "/" + file.path();
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return abort(absl::DataLossError(absl::StrCat(path, ": ", std::strerror(errno))));
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      return abort(absl::DataLossError(absl::StrCat(path, ": ", std::strerror(errno))));
+    }
     Sha256 hash;
     uint64_t offset = 0;
     while (open) {
-      ssize_t n = ::read(fd, buffer.data(), buffer.size());
+      ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        return abort(Errno(path));
-      }
+      if (n < 0) return abort(Errno(path));
       if (n == 0) break;
       hash.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
       v1::UploadCheckpointRequest chunk;
@@ -90,7 +122,7 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
       if (offset > file.size_bytes()) break;
       open = writer->Write(chunk);
     }
-    ::close(fd);
+    fd.Reset();
     if (open && (offset != file.size_bytes() || hash.HexDigest() != file.sha256())) {
       return abort(absl::DataLossError(
           absl::StrCat(path, ": changed since its manifest was written")));
@@ -108,26 +140,20 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
 // One file of a download being written.
 struct IncomingFile {
   v1::CheckpointFile expected;
-  int fd = -1;
+  ScopedFd fd;  // open while its chunks arrive; closed on every path out of the download
   uint64_t written = 0;
   Sha256 hash;
-  bool done = false;
 };
 
 absl::Status FinishFile(const std::string& dir, IncomingFile& file) {
   const std::string path = dir + "/" + file.expected.path();
-  if (file.fd < 0) {  // no chunk came: an empty file
-    file.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (file.fd < 0) return Errno(path);
+  if (!file.fd.valid()) {  // no chunk came: an empty file
+    file.fd = ScopedFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!file.fd.valid()) return Errno(path);
   }
-  int fd = file.fd;
-  file.fd = -1;
-  file.done = true;
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    return Errno(path);
-  }
-  ::close(fd);
+  ScopedFd fd = std::move(file.fd);
+  if (::fsync(fd.get()) != 0) return Errno(path);
+  if (::close(fd.Release()) != 0) return Errno(path);
   const std::string digest = file.hash.HexDigest();
   if (file.written != file.expected.size_bytes() || digest != file.expected.sha256()) {
     return absl::DataLossError(absl::StrCat(
@@ -335,10 +361,10 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
                                             "' at offset ", chunk.offset(), " is out of order")));
       break;
     }
-    if (file.fd < 0) {
+    if (!file.fd.valid()) {
       const std::string path = temp_dir + "/" + file.expected.path();
-      file.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (file.fd < 0) {
+      file.fd = ScopedFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+      if (!file.fd.valid()) {
         fail(Errno(path));
         break;
       }
@@ -346,7 +372,7 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
     const std::string& data = chunk.data();
     size_t at = 0;
     while (at < data.size()) {
-      ssize_t n = ::write(file.fd, data.data() + at, data.size() - at);
+      ssize_t n = ::write(file.fd.get(), data.data() + at, data.size() - at);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         fail(Errno(temp_dir + "/" + file.expected.path()));
@@ -359,12 +385,7 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
     bytes += data.size();
   }
   grpc::Status status = reader->Finish();
-  for (IncomingFile& file : files) {
-    if (file.fd >= 0 && !file.done && !failure.ok()) {
-      ::close(file.fd);
-      file.fd = -1;
-    }
-  }
+  // Every path below that returns leaves the rest to `files`, whose descriptors close with it.
   if (canceller.cancelled()) return absl::CancelledError("the download was cancelled");
   RETURN_IF_ERROR(failure);
   RETURN_IF_ERROR(FromGrpc(status, "DownloadCheckpoint"));

@@ -4,6 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
 #include "nlohmann/json.hpp"
 
 namespace loratrf::worker::agent {
@@ -16,6 +20,21 @@ constexpr size_t kMaxLine = 64 << 10;
 double Number(const nlohmann::json& row, const char* key) {
   auto it = row.find(key);
   return it != row.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// A count: a non-negative integer as is; a number that is not one (a float, negative, NaN or
+// infinite, which casting would make undefined) is clamped to [0, 2^64 - 1], NaN to 0.
+uint64_t Count(const nlohmann::json& row, const char* key) {
+  auto it = row.find(key);
+  if (it == row.end() || !it->is_number()) return 0;
+  if (it->is_number_unsigned()) return it->get<uint64_t>();
+  if (it->is_number_integer()) return 0;  // negative
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+  const double value = it->get<double>();
+  if (!std::isfinite(value)) return value > 0 ? kMax : 0;  // +inf; -inf and NaN
+  if (value <= 0) return 0;
+  if (value >= 18446744073709551616.0) return kMax;  // 2^64, exact as a double
+  return static_cast<uint64_t>(value);
 }
 
 }  // namespace
@@ -50,7 +69,7 @@ std::optional<v1::JobEvent> MetricsTail::RowToEvent(const std::string& line) {
     eval->set_step(step->get<uint64_t>());
     eval->set_loss(Number(row, "eval_loss"));
     eval->set_accuracy(Number(row, "eval_accuracy"));
-    eval->set_examples(static_cast<uint64_t>(Number(row, "eval_examples")));
+    eval->set_examples(Count(row, "eval_examples"));
     return event;
   }
   return std::nullopt;

@@ -5,7 +5,8 @@
 // The trainer replaces the file (atomically, a new inode) when a resumed run drops the rows
 // after its checkpoint, so the tail reopens when the inode changes or the file shrinks, and
 // sends a row only when its step is beyond the last one sent of its kind (which also makes the
-// rows a resumed run replays disappear). Only complete lines count.
+// rows a resumed run replays disappear). Only complete lines count. A count (eval_examples)
+// that is not a non-negative integer is clamped to [0, 2^64 - 1] (NaN: 0), never cast blindly.
 //
 // Threading: single-threaded, called on the attempt's thread.
 #pragma once
