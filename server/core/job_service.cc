@@ -112,6 +112,8 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
   bool draining = false;                       // guarded by mu
   bool schedule_dirty = true;                  // guarded by mu: something changed since Tick
   absl::Time fleet_changed;                    // guarded by mu: a worker last joined or left
+  bool last_pass_settled = false;              // guarded by mu: the last scheduling pass judged
+                                               // unschedulable jobs
   uint64_t next_order = 1;                     // guarded by mu
   uint64_t next_lease_id = 0;                  // guarded by mu
   std::map<std::string, ActiveJob> active;     // guarded by mu
@@ -166,6 +168,10 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
   }
 
   static void CollectWatchers(JobEventLog& log, Wakeups& wakeups);
+
+  // Agents register one by one after a (coordinator) start: "can never fit" is judged only once
+  // the fleet has been stable for two lease TTLs.
+  bool FleetSettled() { return Now() - fleet_changed >= 2 * options.lease_ttl; }
 
   void MarkScheduleDirty(Wakeups& wakeups) {
     if (!schedule_dirty && schedule_hook) wakeups.push_back(schedule_hook);
@@ -366,10 +372,8 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
       fleet.push_back({name, entry.worker.device(), entry.worker.slots(), entry.worker.free_slots(),
                        entry.worker.state() == v1::WORKER_STATE_READY});
     }
-    // Agents register one by one after a (coordinator) start: judge "can never fit" only
-    // once the fleet has been stable for two lease TTLs.
-    bool settled = Now() - fleet_changed >= 2 * options.lease_ttl;
-    if (!settled) schedule_dirty = true;  // look again at the next tick
+    bool settled = FleetSettled();
+    last_pass_settled = settled;
     SchedulingDecision decision = Schedule(std::move(queue), std::move(fleet), running_per_owner,
                                            options.max_running_per_owner, settled);
     for (const Unschedulable& job : decision.unschedulable) {
@@ -1285,7 +1289,9 @@ void JobServiceCore::Tick() {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->draining) return;
     impl_->ExpireLeases(wakeups);
-    if (impl_->schedule_dirty) {
+    // A pass when something changed, and once more when the fleet has just settled (jobs that
+    // can never fit then fail).
+    if (impl_->schedule_dirty || (!impl_->last_pass_settled && impl_->FleetSettled())) {
       impl_->schedule_dirty = false;
       impl_->ScheduleQueued(wakeups);
     }

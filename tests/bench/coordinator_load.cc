@@ -3,12 +3,13 @@
 //
 //   coordinator_load --address HOST:PORT [--coordinator-pid PID] [--jobs N] [--watchers N]
 //       [--workers N] [--submitters N] [--train-rows N] [--checkpoint-bytes N]
-//       [--timeout-s S] [--sample-ms MS]
+//       [--timeout-s S] [--sample-ms MS] [--queue-first]
 //   coordinator_load --fsync-probe DIR      (fsyncs a small appended file 200 times, prints the rate)
 //
 // Three kinds of clients, all over the real gRPC API:
 // - submitters: threads that call SubmitJob (blocking stubs) until --jobs jobs are submitted;
-// - fake workers: Register (1 CPU slot), heartbeat at the interval the coordinator returns
+// - fake workers (registered before the submitters start, or with --queue-first once every job
+//   is submitted, so that the whole submission queues): Register (1 CPU slot), heartbeat at the interval the coordinator returns
 //   (async unary calls from one thread), StreamCommands (a callback reader). Each worker has a
 //   thread that runs its assignments: ReportEvents RUNNING, ReportEvents with --train-rows
 //   TrainMetrics rows, UploadCheckpoint of a final checkpoint (one file,
@@ -92,6 +93,7 @@ struct Config {
   int checkpoint_bytes = 4096;
   int timeout_s = 3600;
   int sample_ms = 100;
+  bool queue_first = false;  // register the fleet only after every job is submitted
 };
 
 // ---- errors ---------------------------------------------------------------------------------
@@ -801,6 +803,7 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   auto flags = loratrf::CommandLine::Parse(
       args, {{"--address", true}, {"--coordinator-pid", true}, {"--jobs", true},
              {"--watchers", true}, {"--workers", true}, {"--submitters", true},
+             {"--queue-first", false},
              {"--train-rows", true}, {"--checkpoint-bytes", true}, {"--timeout-s", true},
              {"--sample-ms", true}});
   if (!flags.ok()) return flags.status();
@@ -808,6 +811,7 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   absl::StatusOr<std::string> address = flags->Require("--address");
   if (!address.ok()) return address.status();
   config.address = *address;
+  config.queue_first = flags->Has("--queue-first");
   struct IntFlag {
     const char* name;
     int* value;
@@ -847,27 +851,33 @@ int Run(const Config& config) {
   const ProcStatus at_start = ReadProcStatus(config.coordinator_pid);
   shared.start = Steady::now();
 
-  // Workers first, so that the fleet is there when jobs arrive.
+  // The fleet: registered first, so that it is there when jobs arrive, or with --queue-first
+  // only once every job is submitted, so that the whole submission waits in the queue.
   std::vector<std::unique_ptr<FakeWorker>> workers;
-  for (int i = 0; i < config.workers; ++i) {
-    workers.push_back(std::make_unique<FakeWorker>(&shared, i));
-    if (!workers.back()->Register()) {
-      std::fprintf(stderr, "coordinator_load: worker %d could not register; is the coordinator at %s?\n",
-                   i, config.address.c_str());
-      shared.errors.Print();
-      workers.pop_back();
-      for (auto& worker : workers) worker->Stop();
-      return 1;
-    }
-  }
   std::atomic<bool> heartbeats_stop{false};
-  std::thread heartbeats([&] {
-    while (!heartbeats_stop) {
-      Steady::time_point now = Steady::now();
-      for (auto& worker : workers) worker->MaybeHeartbeat(now);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::thread heartbeats;
+  auto start_fleet = [&]() -> bool {
+    for (int i = 0; i < config.workers; ++i) {
+      workers.push_back(std::make_unique<FakeWorker>(&shared, i));
+      if (!workers.back()->Register()) {
+        std::fprintf(stderr, "coordinator_load: worker %d could not register; is the coordinator at %s?\n",
+                     i, config.address.c_str());
+        shared.errors.Print();
+        workers.pop_back();
+        for (auto& worker : workers) worker->Stop();
+        return false;
+      }
     }
-  });
+    heartbeats = std::thread([&] {
+      while (!heartbeats_stop) {
+        Steady::time_point now = Steady::now();
+        for (auto& worker : workers) worker->MaybeHeartbeat(now);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    return true;
+  };
+  if (!config.queue_first && !start_fleet()) return 1;
 
   // The sampler: the coordinator's RSS, and what it was when the queue was deepest.
   std::atomic<bool> sampler_stop{false};
@@ -902,7 +912,10 @@ int Run(const Config& config) {
   while (shared.completed + shared.abandoned < config.jobs) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     Steady::time_point now = Steady::now();
-    if (!submit_end && shared.submit_finished >= config.jobs) submit_end = now;
+    if (!submit_end && shared.submit_finished >= config.jobs) {
+      submit_end = now;
+      if (config.queue_first && !start_fleet()) return 1;
+    }
     if (now - last_progress >= std::chrono::seconds(10)) {
       last_progress = now;
       std::fprintf(stderr, "  %6.0f s: submitted %lld, assigned %lld, completed %lld, errors %lld\n",
@@ -931,7 +944,7 @@ int Run(const Config& config) {
   sampler_stop = true;
   sampler.join();
   heartbeats_stop = true;  // before the workers stop: MaybeHeartbeat must not run on them
-  heartbeats.join();
+  if (heartbeats.joinable()) heartbeats.join();
   for (auto& worker : workers) worker->Stop();
   const double wall = Seconds(Steady::now() - shared.start);
 
@@ -1028,7 +1041,7 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "-h" || args[0] == "--help") {
     std::fputs(
         "usage: coordinator_load --address HOST:PORT [--coordinator-pid PID] [--jobs N]\n"
-        "           [--watchers N] [--workers N] [--submitters N] [--train-rows N]\n"
+        "           [--watchers N] [--workers N] [--submitters N] [--train-rows N] [--queue-first]\n"
         "           [--checkpoint-bytes N] [--timeout-s S] [--sample-ms MS]\n"
         "       coordinator_load --fsync-probe DIR\n",
         args.empty() ? stderr : stdout);
