@@ -10,38 +10,31 @@
 namespace loratrf::client {
 
 int RunCheckpoints(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {});
-  if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
-  auto id = OneJobId(*flags, "checkpoints takes one job id: loratrf checkpoints ID");
-  if (!id.ok()) return Fail(kExitUsage, id.status().message());
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
-  auto connection = Connect(global, *flags);
+  auto command = ParseJobCommand(args, {}, "checkpoints takes one job id: loratrf checkpoints ID");
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
 
   v1::ListCheckpointsRequest request;
-  request.set_job_id(*id);
+  request.set_job_id(command->id);
   v1::ListCheckpointsResponse response;
   grpc::Status status = (*connection)->jobs().ListCheckpoints(
       (*connection)->UnaryContext().get(), request, &response);
   if (!status.ok()) return FailRpc(status, **connection);
-  if (*json) return Print(ToJson(response) + "\n") ? kExitOk : kExitFailure;
+  if (command->json) return Print(ToJson(response) + "\n") ? kExitOk : kExitFailure;
   std::vector<std::vector<std::string>> rows;
   for (const v1::Checkpoint& c : response.checkpoints()) rows.push_back(CheckpointTableRow(c));
   return Print(FormatTable(CheckpointTableHeaders(), rows)) ? kExitOk : kExitFailure;
 }
 
 int RunDownload(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {{"--checkpoint", true}, {"--output", true}});
-  if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
-  auto id = OneJobId(*flags,
-                     "download takes one job id: loratrf download ID [--checkpoint C] --output DIR");
-  if (!id.ok()) return Fail(kExitUsage, id.status().message());
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
-  auto output = flags->Require("--output");
+  auto command = ParseJobCommand(
+      args, {{"--checkpoint", true}, {"--output", true}},
+      "download takes one job id: loratrf download ID [--checkpoint C] --output DIR");
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  auto output = command->flags.Require("--output");
   if (!output.ok()) return Fail(kExitUsage, output.status().message());
-  std::optional<std::string> checkpoint_id = flags->Get("--checkpoint");
+  std::optional<std::string> checkpoint_id = command->flags.Get("--checkpoint");
   if (checkpoint_id && checkpoint_id->empty()) {
     return Fail(kExitUsage, "--checkpoint: must not be empty");
   }
@@ -51,11 +44,11 @@ int RunDownload(const GlobalOptions& global, const std::vector<std::string>& arg
     return Fail(absl::IsInvalidArgument(download.status()) ? kExitUsage : kExitFailure,
                 download.status().message());
   }
-  auto connection = Connect(global, *flags);
+  auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
 
   v1::DownloadCheckpointRequest request;
-  request.set_job_id(*id);
+  request.set_job_id(command->id);
   request.set_checkpoint_id(checkpoint_id.value_or(""));
   std::unique_ptr<grpc::ClientContext> context = (*connection)->StreamContext();
   auto reader = (*connection)->jobs().DownloadCheckpoint(context.get(), request);
@@ -75,15 +68,15 @@ int RunDownload(const GlobalOptions& global, const std::vector<std::string>& arg
   if (!local.ok()) {
     context->TryCancel();
     (void)reader->Finish();
-    return Fail(kExitFailure, absl::StrCat("download of job ", *id, " failed: ", local.message()));
+    return Fail(kExitFailure, absl::StrCat("download of job ", command->id, " failed: ", local.message()));
   }
   grpc::Status status = reader->Finish();
   if (!status.ok()) return FailRpc(status, **connection);
   if (absl::Status s = (*download)->Finish(); !s.ok()) {
     return Fail(absl::IsInvalidArgument(s) ? kExitUsage : kExitFailure,
-                absl::StrCat("download of job ", *id, " failed: ", s.message()));
+                absl::StrCat("download of job ", command->id, " failed: ", s.message()));
   }
-  if (*json) return Print(ToJson(checkpoint) + "\n") ? kExitOk : kExitFailure;
+  if (command->json) return Print(ToJson(checkpoint) + "\n") ? kExitOk : kExitFailure;
   uint64_t bytes = (*download)->bytes_written();
   return Print(absl::StrCat("downloaded checkpoint ", checkpoint.id(), " (step ", checkpoint.step(),
                             checkpoint.final() ? ", final" : "", ", ", checkpoint.files_size(),

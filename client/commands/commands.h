@@ -51,6 +51,17 @@ absl::StatusOr<bool> WantsJson(const CommandLine& flags);
 // The one job id a command takes; `usage` is the message when it is missing or extra.
 absl::StatusOr<std::string> OneJobId(const CommandLine& flags, absl::string_view usage);
 
+// What every command about one job starts with: its flags (`flags` plus -o and the connection
+// flags) parsed, its one job id, and whether -o json was asked for.
+struct JobCommand {
+  CommandLine flags;
+  std::string id;
+  bool json = false;
+};
+absl::StatusOr<JobCommand> ParseJobCommand(const std::vector<std::string>& args,
+                                           std::vector<CommandLine::Flag> flags,
+                                           absl::string_view usage);
+
 // The connection: address from --coordinator (before or after the subcommand, not both), else
 // $LORATRF_COORDINATOR; InvalidArgument when there is none or a flag's file is bad.
 absl::StatusOr<std::unique_ptr<Connection>> Connect(const GlobalOptions& global,

@@ -47,6 +47,18 @@ absl::StatusOr<std::string> OneJobId(const CommandLine& flags, absl::string_view
   return id;
 }
 
+absl::StatusOr<JobCommand> ParseJobCommand(const std::vector<std::string>& args,
+                                           std::vector<CommandLine::Flag> flags,
+                                           absl::string_view usage) {
+  absl::StatusOr<CommandLine> parsed = ParseCommandFlags(args, std::move(flags));
+  if (!parsed.ok()) return parsed.status();
+  absl::StatusOr<std::string> id = OneJobId(*parsed, usage);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<bool> json = WantsJson(*parsed);
+  if (!json.ok()) return json.status();
+  return JobCommand{*std::move(parsed), *std::move(id), *json};
+}
+
 absl::StatusOr<std::unique_ptr<Connection>> Connect(const GlobalOptions& global,
                                                     const CommandLine& flags) {
   auto pick = [&](const std::optional<std::string>& before,

@@ -72,21 +72,17 @@ int RunSubmit(const GlobalOptions& global, const std::vector<std::string>& args)
 }
 
 int RunGet(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {});
-  if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
-  auto id = OneJobId(*flags, "get takes one job id: loratrf get ID");
-  if (!id.ok()) return Fail(kExitUsage, id.status().message());
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
-  auto connection = Connect(global, *flags);
+  auto command = ParseJobCommand(args, {}, "get takes one job id: loratrf get ID");
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
 
   v1::GetJobRequest request;
-  request.set_id(*id);
+  request.set_id(command->id);
   v1::Job job;
   grpc::Status status = (*connection)->jobs().GetJob((*connection)->UnaryContext().get(), request, &job);
   if (!status.ok()) return FailRpc(status, **connection);
-  bool ok = Print(*json ? ToJson(job) + "\n" : FormatJobDetails(job));
+  bool ok = Print(command->json ? ToJson(job) + "\n" : FormatJobDetails(job));
   return ok ? kExitOk : kExitFailure;
 }
 
@@ -146,23 +142,21 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& args_in
 }
 
 int RunCancel(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {{"--reason", true}});
-  if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
-  auto id = OneJobId(*flags, "cancel takes one job id: loratrf cancel ID [--reason R]");
-  if (!id.ok()) return Fail(kExitUsage, id.status().message());
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
-  auto connection = Connect(global, *flags);
+  auto command = ParseJobCommand(
+      args, {{"--reason", true}},
+      "cancel takes one job id: loratrf cancel ID [--reason R]");
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
 
   v1::CancelJobRequest request;
-  request.set_id(*id);
-  request.set_reason(flags->GetOr("--reason", ""));
+  request.set_id(command->id);
+  request.set_reason(command->flags.GetOr("--reason", ""));
   v1::Job job;
   grpc::Status status =
       (*connection)->jobs().CancelJob((*connection)->UnaryContext().get(), request, &job);
   if (!status.ok()) return FailRpc(status, **connection);
-  if (*json) return Print(ToJson(job) + "\n") ? kExitOk : kExitFailure;
+  if (command->json) return Print(ToJson(job) + "\n") ? kExitOk : kExitFailure;
   std::string line = absl::StrCat(job.id(), " ", JobStateName(job.state()));
   if (job.state() != v1::JOB_STATE_CANCELLED) {
     absl::StrAppend(&line, " (already final; left unchanged)");

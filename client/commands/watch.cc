@@ -181,16 +181,12 @@ class Watcher {
 }  // namespace
 
 int RunWatch(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {});
-  if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
-  auto id = OneJobId(*flags, "watch takes one job id: loratrf watch ID");
-  if (!id.ok()) return Fail(kExitUsage, id.status().message());
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
-  auto connection = Connect(global, *flags);
+  auto command = ParseJobCommand(args, {}, "watch takes one job id: loratrf watch ID");
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
-  bool tty = !*json && ::isatty(STDOUT_FILENO) == 1;
-  return Watcher(**connection, *id, *json, tty).Run();
+  bool tty = !command->json && ::isatty(STDOUT_FILENO) == 1;
+  return Watcher(**connection, command->id, command->json, tty).Run();
 }
 
 }  // namespace loratrf::client
