@@ -1068,6 +1068,9 @@ absl::StatusOr<v1::RegisterResponse> JobServiceCore::Register(const v1::Register
                              wakeups);
       }
     }
+    // Restart gave the lost attempts' slots back on top of the count above, which already left
+    // them out: the count is the truth.
+    worker.set_free_slots(worker.slots() > used ? worker.slots() - used : 0);
     // Assignments for SCHEDULED attempts it holds go out again on its new stream (attempts
     // placed by an earlier coordinator process have no port here: they re-attach or requeue).
     for (auto& [id, job] : impl_->active) {

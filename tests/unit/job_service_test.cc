@@ -481,6 +481,19 @@ TEST_F(CoreTest, ARestartedCoordinatorReattachesWorkersOrRequeuesTheirJobs) {
   EXPECT_NE(requeued.state(), v1::JOB_STATE_RUNNING);
 }
 
+TEST_F(CoreTest, AWorkerThatComesBackWithOneOfItsTwoAttemptsKeepsOnlyThatOnesSlot) {
+  std::string kept = Submit(Spec("kept"));
+  std::string dropped = Submit(Spec("dropped"));
+  uint64_t lease = Register("w1", 2);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, kept, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  ASSERT_TRUE(Report("w1", lease, dropped, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  Register("w1", 2, {{kept, 1}});  // the agent restarted and still runs only `kept`
+  EXPECT_EQ(Get(kept).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(Get(dropped).attempt(), 2u);
+  EXPECT_EQ(core_->ListWorkers().workers(0).free_slots(), 1u);
+}
+
 TEST_F(CoreTest, DrainingRefusesCallsAndEndsStreams) {
   uint64_t lease = Register("w1", 1);
   v1::StreamCommandsRequest request;
