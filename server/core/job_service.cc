@@ -204,15 +204,19 @@ struct JobServiceCore::Impl : std::enable_shared_from_this<JobServiceCore::Impl>
   }
 
   // Gives the job's slots back (it left SCHEDULED/RUNNING).
+  // Only a worker that still counts the job among its running jobs gives slots back (one that
+  // re-registered without the attempt has already recounted its slots).
   void ReleaseSlots(const v1::Job& job) {
     for (const std::string& name : job.workers()) {
       auto it = workers.find(name);
       if (it == workers.end()) continue;
       v1::Worker& worker = it->second.worker;
+      auto& running = *worker.mutable_running_jobs();
+      auto held = std::remove(running.begin(), running.end(), job.id());
+      if (held == running.end()) continue;
+      running.erase(held, running.end());
       worker.set_free_slots(std::min(worker.slots(),
                                      worker.free_slots() + job.spec().resources().slots_per_worker()));
-      auto& running = *worker.mutable_running_jobs();
-      running.erase(std::remove(running.begin(), running.end(), job.id()), running.end());
     }
   }
 
@@ -1068,9 +1072,6 @@ absl::StatusOr<v1::RegisterResponse> JobServiceCore::Register(const v1::Register
                              wakeups);
       }
     }
-    // Restart gave the lost attempts' slots back on top of the count above, which already left
-    // them out: the count is the truth.
-    worker.set_free_slots(worker.slots() > used ? worker.slots() - used : 0);
     // Assignments for SCHEDULED attempts it holds go out again on its new stream (attempts
     // placed by an earlier coordinator process have no port here: they re-attach or requeue).
     for (auto& [id, job] : impl_->active) {
