@@ -8,7 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "commands/commands.h"
+#include "client/commands/commands.h"
 
 namespace {
 

@@ -12,7 +12,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread
   # control plane
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  prometheus-cpp-dev libsqlite3-dev sqlite3
+  prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev
   # spec parsing
   libyaml-cpp-dev nlohmann-json3-dev
   # tokenizers: Unicode properties and normalization (ICU), pre-tokenizer regexes (PCRE2)

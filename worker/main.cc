@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/run_agent.h"
-#include "commands/commands.h"
+#include "worker/agent/run_agent.h"
+#include "worker/commands/commands.h"
 
 namespace {
 

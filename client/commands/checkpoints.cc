@@ -3,9 +3,9 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-#include "commands/commands.h"
-#include "lib/download.h"
-#include "lib/format.h"
+#include "client/commands/commands.h"
+#include "client/lib/download.h"
+#include "client/lib/format.h"
 
 namespace loratrf::client {
 

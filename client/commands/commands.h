@@ -11,10 +11,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "base/command_line.h"
+#include "common/command_line.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
-#include "lib/connection.h"
+#include "client/lib/connection.h"
 
 namespace loratrf::client {
 

@@ -2,9 +2,9 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
-#include "commands/commands.h"
+#include "client/commands/commands.h"
 #include "google/protobuf/util/json_util.h"
-#include "lib/input.h"
+#include "client/lib/input.h"
 
 namespace loratrf::client {
 

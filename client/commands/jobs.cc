@@ -4,10 +4,10 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "commands/commands.h"
-#include "lib/format.h"
-#include "lib/input.h"
-#include "spec/job_spec.h"
+#include "client/commands/commands.h"
+#include "client/lib/format.h"
+#include "client/lib/input.h"
+#include "proto/spec/job_spec.h"
 
 namespace loratrf::client {
 namespace {

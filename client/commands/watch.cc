@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "commands/commands.h"
-#include "lib/format.h"
+#include "client/commands/commands.h"
+#include "client/lib/format.h"
 
 namespace loratrf::client {
 namespace {

@@ -1,10 +1,10 @@
-#include "lib/connection.h"
+#include "client/lib/connection.h"
 
 #include <chrono>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "base/read_file.h"
+#include "common/read_file.h"
 
 namespace loratrf::client {
 namespace {

@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
 
 namespace loratrf::client {
 

@@ -1,4 +1,4 @@
-#include "lib/download.h"
+#include "client/lib/download.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,9 +12,9 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "base/atomic_file.h"
-#include "base/status_macros.h"
-#include "lib/format.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "client/lib/format.h"
 
 namespace loratrf::client {
 namespace {

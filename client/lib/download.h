@@ -13,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "base/sha256.h"
-#include "loratrf/v1/job.pb.h"
+#include "common/sha256.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::client {
 

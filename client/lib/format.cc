@@ -1,4 +1,4 @@
-#include "lib/format.h"
+#include "client/lib/format.h"
 
 #include <algorithm>
 #include <cmath>

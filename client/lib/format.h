@@ -15,8 +15,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/timestamp.pb.h"
-#include "loratrf/v1/job.pb.h"
-#include "loratrf/v1/worker.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/worker.pb.h"
 
 namespace loratrf::client {
 

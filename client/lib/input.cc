@@ -1,4 +1,4 @@
-#include "lib/input.h"
+#include "client/lib/input.h"
 
 #include <filesystem>
 #include <optional>

@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::client {
 

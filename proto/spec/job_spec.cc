@@ -1,7 +1,7 @@
 // Parsing and printing of job specs. Both directions walk the proto descriptor, so a field
 // added to JobSpec in job.proto is readable and printable without touching this file; only the
 // adapter's method-dependent fields are special (kUnusedAdapterFields).
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 #include <algorithm>
 #include <charconv>
@@ -20,9 +20,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/json_depth.h"
-#include "base/text.h"
-#include "base/status_macros.h"
+#include "common/json_depth.h"
+#include "common/text.h"
+#include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "nlohmann/json.hpp"

@@ -13,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::spec {
 

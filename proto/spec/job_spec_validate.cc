@@ -5,9 +5,9 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "spec/job_spec.h"
-#include "spec/limits.h"
+#include "common/status_macros.h"
+#include "proto/spec/job_spec.h"
+#include "proto/spec/limits.h"
 
 namespace loratrf::spec {
 namespace {

@@ -12,7 +12,7 @@
 //
 // A zero-byte file has no chunks on upload (one empty chunk at offset 0 is accepted too); a
 // Reader sends one empty chunk for it, so that every file of a checkpoint appears in a download.
-#include "artifacts/artifact_store.h"
+#include "server/artifacts/artifact_store.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,9 +31,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/atomic_file.h"
-#include "base/sha256.h"
-#include "base/status_macros.h"
+#include "common/atomic_file.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace loratrf::server {
 namespace {

@@ -18,7 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::server {
 

@@ -9,7 +9,7 @@
 
 #include <functional>
 
-#include "loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::server {
 

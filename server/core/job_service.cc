@@ -1,4 +1,4 @@
-#include "core/job_service.h"
+#include "server/core/job_service.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 namespace loratrf::server {
 namespace {

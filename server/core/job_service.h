@@ -28,13 +28,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "artifacts/artifact_store.h"
-#include "core/clock.h"
-#include "core/event_stream.h"
-#include "core/scheduler.h"
-#include "loratrf/v1/job_service.pb.h"
-#include "loratrf/v1/worker_service.pb.h"
-#include "store/job_store.h"
+#include "server/artifacts/artifact_store.h"
+#include "server/core/clock.h"
+#include "server/core/event_stream.h"
+#include "server/core/scheduler.h"
+#include "proto/loratrf/v1/job_service.pb.h"
+#include "proto/loratrf/v1/worker_service.pb.h"
+#include "server/store/job_store.h"
 
 namespace loratrf::server {
 

@@ -1,4 +1,4 @@
-#include "core/scheduler.h"
+#include "server/core/scheduler.h"
 
 #include <algorithm>
 

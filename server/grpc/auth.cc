@@ -1,4 +1,4 @@
-#include "grpc/auth.h"
+#include "server/grpc/auth.h"
 
 #include <map>
 
@@ -6,8 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/read_file.h"
-#include "base/sha256.h"
+#include "common/read_file.h"
+#include "common/sha256.h"
 
 namespace loratrf::server {
 namespace {

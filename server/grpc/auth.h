@@ -18,7 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/job_service.h"
+#include "server/core/job_service.h"
 
 namespace loratrf::server {
 

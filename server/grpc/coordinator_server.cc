@@ -1,11 +1,11 @@
-#include "grpc/coordinator_server.h"
+#include "server/grpc/coordinator_server.h"
 
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "grpc/request_limits.h"
-#include "grpc/services.h"
-#include "grpc/stream_pump.h"
+#include "server/grpc/request_limits.h"
+#include "server/grpc/services.h"
+#include "server/grpc/stream_pump.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"

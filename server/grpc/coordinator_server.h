@@ -14,9 +14,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/job_service.h"
-#include "grpc/auth.h"
-#include "grpc/rpc_metrics.h"
+#include "server/core/job_service.h"
+#include "server/grpc/auth.h"
+#include "server/grpc/rpc_metrics.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 

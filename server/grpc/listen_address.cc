@@ -1,4 +1,4 @@
-#include "grpc/listen_address.h"
+#include "server/grpc/listen_address.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

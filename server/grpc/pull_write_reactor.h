@@ -34,9 +34,9 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "grpc/rpc_metrics.h"
-#include "grpc/status.h"
-#include "grpc/stream_pump.h"
+#include "server/grpc/rpc_metrics.h"
+#include "server/grpc/status.h"
+#include "server/grpc/stream_pump.h"
 #include "grpcpp/support/server_callback.h"
 
 namespace loratrf::server {

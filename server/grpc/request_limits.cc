@@ -1,11 +1,11 @@
-#include "grpc/request_limits.h"
+#include "server/grpc/request_limits.h"
 
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "artifacts/artifact_store.h"
-#include "base/status_macros.h"
-#include "store/job_store.h"
+#include "server/artifacts/artifact_store.h"
+#include "common/status_macros.h"
+#include "server/store/job_store.h"
 
 namespace loratrf::server {
 namespace {

@@ -10,8 +10,8 @@
 #include <cstddef>
 
 #include "absl/status/status.h"
-#include "loratrf/v1/job_service.pb.h"
-#include "loratrf/v1/worker_service.pb.h"
+#include "proto/loratrf/v1/job_service.pb.h"
+#include "proto/loratrf/v1/worker_service.pb.h"
 
 namespace loratrf::server {
 

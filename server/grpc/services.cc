@@ -1,4 +1,4 @@
-#include "grpc/services.h"
+#include "server/grpc/services.h"
 
 #include <functional>
 #include <memory>
@@ -6,10 +6,10 @@
 #include <string>
 #include <utility>
 
-#include "base/status_macros.h"
-#include "grpc/pull_write_reactor.h"
-#include "grpc/request_limits.h"
-#include "grpc/status.h"
+#include "common/status_macros.h"
+#include "server/grpc/pull_write_reactor.h"
+#include "server/grpc/request_limits.h"
+#include "server/grpc/status.h"
 
 namespace loratrf::server {
 namespace {

@@ -10,12 +10,12 @@
 // and `files` must outlive every RPC (CoordinatorServer orders that).
 #pragma once
 
-#include "core/job_service.h"
-#include "grpc/auth.h"
-#include "grpc/rpc_metrics.h"
-#include "grpc/stream_pump.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "server/core/job_service.h"
+#include "server/grpc/auth.h"
+#include "server/grpc/rpc_metrics.h"
+#include "server/grpc/stream_pump.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
 
 namespace loratrf::server {
 

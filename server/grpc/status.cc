@@ -1,4 +1,4 @@
-#include "grpc/status.h"
+#include "server/grpc/status.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "grpc/stream_pump.h"
+#include "server/grpc/stream_pump.h"
 
 namespace loratrf::server {
 

@@ -1,4 +1,4 @@
-#include "metrics/coordinator_metrics.h"
+#include "server/metrics/coordinator_metrics.h"
 
 #include <exception>
 #include <map>

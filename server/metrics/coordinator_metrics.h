@@ -25,8 +25,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "core/job_service.h"
-#include "grpc/rpc_metrics.h"
+#include "server/core/job_service.h"
+#include "server/grpc/rpc_metrics.h"
 
 namespace prometheus {
 class Counter;

@@ -1,10 +1,10 @@
-#include "store/in_memory_job_store.h"
+#include "server/store/in_memory_job_store.h"
 
 #include <algorithm>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 
 namespace loratrf::server {
 

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "store/job_store.h"
+#include "server/store/job_store.h"
 
 namespace loratrf::server {
 

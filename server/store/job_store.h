@@ -33,8 +33,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "loratrf/v1/job.pb.h"
-#include "loratrf/v1/worker.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/worker.pb.h"
 
 namespace loratrf::server {
 

@@ -1,4 +1,4 @@
-#include "store/sqlite_job_store.h"
+#include "server/store/sqlite_job_store.h"
 
 #include <sqlite3.h>
 
@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 
 namespace loratrf::server {
 namespace {

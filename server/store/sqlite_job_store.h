@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "store/job_store.h"
+#include "server/store/job_store.h"
 
 struct sqlite3;
 struct sqlite3_stmt;

@@ -57,12 +57,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/command_line.h"
-#include "base/sha256.h"
+#include "common/command_line.h"
+#include "common/sha256.h"
 #include "grpcpp/grpcpp.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
-#include "spec/job_spec.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
+#include "proto/spec/job_spec.h"
 
 namespace {
 

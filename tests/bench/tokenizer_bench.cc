@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
-#include "base/command_line.h"
-#include "tokenizer/hf_tokenizer.h"
+#include "common/command_line.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
 
 int main(int argc, char** argv) {
   auto flags = loratrf::CommandLine::Parse(std::vector<std::string>(argv + 1, argv + argc),

@@ -5,7 +5,7 @@
 
 #include "absl/strings/string_view.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/loratrf-fuzz-safetensors-" + std::to_string(::getpid());

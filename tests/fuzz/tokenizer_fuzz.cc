@@ -14,8 +14,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
-#include "tokenizer/hf_tokenizer.h"
-#include "tokenizer/unicode_text.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace {
 

@@ -33,18 +33,18 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "agent/agent.h"
-#include "agent/attempt_runner.h"
-#include "agent/events_reporter.h"
-#include "agent/metrics_tail.h"
-#include "base/sha256.h"
+#include "worker/agent/agent.h"
+#include "worker/agent/attempt_runner.h"
+#include "worker/agent/events_reporter.h"
+#include "worker/agent/metrics_tail.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "spec/job_spec.h"
-#include "subprocess.h"
+#include "proto/spec/job_spec.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

@@ -10,15 +10,15 @@
 #include <fstream>
 #include <mutex>
 
-#include "base/sha256.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "spec/job_spec.h"
-#include "subprocess.h"
+#include "proto/spec/job_spec.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

@@ -20,8 +20,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "model_fixtures.h"
-#include "subprocess.h"
+#include "tests/integration/model_fixtures.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf::testing {
 namespace {

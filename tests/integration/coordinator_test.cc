@@ -21,16 +21,16 @@
 #include <thread>
 #include <vector>
 
-#include "base/sha256.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
-#include "spec/job_spec.h"
-#include "subprocess.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
+#include "proto/spec/job_spec.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

@@ -11,7 +11,7 @@
 
 #include <torch/torch.h>
 
-#include "dist/communicator.h"
+#include "worker/engine/dist/communicator.h"
 #include "gtest/gtest.h"
 
 namespace loratrf::engine {

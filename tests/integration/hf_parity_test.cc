@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model_fixtures.h"
-#include "subprocess.h"
+#include "tests/integration/model_fixtures.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

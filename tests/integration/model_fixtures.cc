@@ -1,12 +1,12 @@
-#include "model_fixtures.h"
+#include "tests/integration/model_fixtures.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 #include "gtest/gtest.h"
-#include "subprocess.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf::testing {
 

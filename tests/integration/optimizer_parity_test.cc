@@ -9,10 +9,10 @@
 #include <torch/torch.h>
 
 #include "gtest/gtest.h"
-#include "subprocess.h"
-#include "train/grad_clip.h"
-#include "train/lr_schedule.h"
-#include "train/optimizer.h"
+#include "tests/integration/subprocess.h"
+#include "worker/engine/train/grad_clip.h"
+#include "worker/engine/train/lr_schedule.h"
+#include "worker/engine/train/optimizer.h"
 
 namespace loratrf::engine {
 namespace {

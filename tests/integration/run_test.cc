@@ -15,9 +15,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model_fixtures.h"
+#include "tests/integration/model_fixtures.h"
 #include "nlohmann/json.hpp"
-#include "subprocess.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

@@ -1,4 +1,4 @@
-#include "subprocess.h"
+#include "tests/integration/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>

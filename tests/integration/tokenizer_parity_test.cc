@@ -18,10 +18,10 @@
 #include <unicode/uchar.h>
 
 #include "absl/strings/str_split.h"
-#include "subprocess.h"
-#include "tokenizer/hf_tokenizer.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/unicode_text.h"
+#include "tests/integration/subprocess.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
+#include "worker/engine/tokenizer/normalizers.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::testing {
 namespace {

@@ -3,13 +3,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model_fixtures.h"
+#include "tests/integration/model_fixtures.h"
 #include "nlohmann/json.hpp"
-#include "subprocess.h"
+#include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {

@@ -5,14 +5,14 @@
 
 #include <torch/torch.h>
 
-#include "adapters/adaptable_linear.h"
-#include "adapters/adapter_io.h"
-#include "adapters/adapter_model.h"
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
+#include "worker/engine/adapters/adaptable_linear.h"
+#include "worker/engine/adapters/adapter_io.h"
+#include "worker/engine/adapters/adapter_model.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/transformer.h"
+#include "worker/engine/model/transformer.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

@@ -1,5 +1,5 @@
 // ArtifactStore on real files in a temp directory: uploads, verification, path rules, reads.
-#include "artifacts/artifact_store.h"
+#include "server/artifacts/artifact_store.h"
 
 #include <stdlib.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "base/sha256.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

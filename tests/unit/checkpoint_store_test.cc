@@ -1,5 +1,5 @@
 // Crash-safe checkpoints: SHA-256, commit, verification, a SIGKILL mid-write, retention.
-#include "checkpoint/checkpoint_store.h"
+#include "worker/engine/checkpoint/checkpoint_store.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "base/atomic_file.h"
-#include "base/sha256.h"
+#include "common/atomic_file.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

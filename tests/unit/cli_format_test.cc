@@ -4,13 +4,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "base/sha256.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lib/connection.h"
-#include "lib/download.h"
-#include "lib/format.h"
-#include "lib/input.h"
+#include "client/lib/connection.h"
+#include "client/lib/download.h"
+#include "client/lib/format.h"
+#include "client/lib/input.h"
 
 namespace loratrf::client {
 namespace {

@@ -1,4 +1,4 @@
-#include "base/command_line.h"
+#include "common/command_line.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

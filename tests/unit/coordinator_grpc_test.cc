@@ -9,18 +9,18 @@
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "grpc/auth.h"
-#include "grpc/listen_address.h"
-#include "grpc/pull_write_reactor.h"
-#include "grpc/request_limits.h"
-#include "grpc/status.h"
-#include "grpc/stream_pump.h"
+#include "server/grpc/auth.h"
+#include "server/grpc/listen_address.h"
+#include "server/grpc/pull_write_reactor.h"
+#include "server/grpc/request_limits.h"
+#include "server/grpc/status.h"
+#include "server/grpc/stream_pump.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
 
 namespace loratrf::server {
 namespace {

@@ -1,5 +1,5 @@
 // The coordinator's Prometheus families: names, labels and values as /metrics shows them.
-#include "metrics/coordinator_metrics.h"
+#include "server/metrics/coordinator_metrics.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

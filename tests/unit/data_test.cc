@@ -7,9 +7,9 @@
 
 #include <torch/torch.h>
 
-#include "data/batching.h"
-#include "data/examples.h"
-#include "data/tokenizer.h"
+#include "worker/engine/data/batching.h"
+#include "worker/engine/data/examples.h"
+#include "worker/engine/data/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -5,12 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "artifacts/artifact_store.h"
-#include "base/sha256.h"
-#include "core/job_service.h"
-#include "core/scheduler.h"
-#include "spec/job_spec.h"
-#include "store/in_memory_job_store.h"
+#include "server/artifacts/artifact_store.h"
+#include "common/sha256.h"
+#include "server/core/job_service.h"
+#include "server/core/scheduler.h"
+#include "proto/spec/job_spec.h"
+#include "server/store/in_memory_job_store.h"
 
 namespace loratrf::server {
 namespace {

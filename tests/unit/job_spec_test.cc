@@ -1,5 +1,5 @@
 // JobSpec parsing (YAML, JSON, files), printing and every validation rule.
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 #include <cmath>
 #include <cstdio>

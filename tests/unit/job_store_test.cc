@@ -24,8 +24,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "store/in_memory_job_store.h"
-#include "store/sqlite_job_store.h"
+#include "server/store/in_memory_job_store.h"
+#include "server/store/sqlite_job_store.h"
 
 namespace loratrf::server {
 namespace {

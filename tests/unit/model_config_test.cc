@@ -1,6 +1,6 @@
 // config.json parsing: the supported forms, and a corpus of malformed configs, each refused
 // with an error that names its key.
-#include "model/config.h"
+#include "worker/engine/model/config.h"
 
 #include <string>
 

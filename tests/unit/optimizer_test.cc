@@ -7,13 +7,13 @@
 
 #include <torch/torch.h>
 
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "train/grad_clip.h"
-#include "train/lr_schedule.h"
-#include "train/optimizer.h"
+#include "worker/engine/train/grad_clip.h"
+#include "worker/engine/train/lr_schedule.h"
+#include "worker/engine/train/optimizer.h"
 
 namespace loratrf::engine {
 namespace {

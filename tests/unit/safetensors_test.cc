@@ -1,4 +1,4 @@
-#include "checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/safetensors.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>

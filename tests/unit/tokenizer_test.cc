@@ -21,10 +21,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/byte_level.h"
-#include "tokenizer/hf_tokenizer.h"
-#include "tokenizer/pre_tokenizers.h"
-#include "tokenizer/regex.h"
+#include "worker/engine/tokenizer/byte_level.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
+#include "worker/engine/tokenizer/pre_tokenizers.h"
+#include "worker/engine/tokenizer/regex.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

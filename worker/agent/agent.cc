@@ -1,4 +1,4 @@
-#include "agent/agent.h"
+#include "worker/agent/agent.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -19,10 +19,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/command_line.h"
-#include "base/read_file.h"
-#include "base/status_macros.h"
-#include "runtime_info.h"
+#include "common/command_line.h"
+#include "common/read_file.h"
+#include "common/status_macros.h"
+#include "worker/engine/runtime_info.h"
 
 namespace loratrf::worker {
 namespace agent {

@@ -40,10 +40,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "agent/agent_metrics.h"
-#include "agent/attempt_runner.h"
-#include "agent/coordinator_link.h"
-#include "agent/run_agent.h"
+#include "worker/agent/agent_metrics.h"
+#include "worker/agent/attempt_runner.h"
+#include "worker/agent/coordinator_link.h"
+#include "worker/agent/run_agent.h"
 
 // RunAgent (run_agent.h): `loratrf-worker agent --coordinator HOST:PORT --slots N
 // --work-dir DIR [--name NAME] [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F]

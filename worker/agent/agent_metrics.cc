@@ -1,4 +1,4 @@
-#include "agent/agent_metrics.h"
+#include "worker/agent/agent_metrics.h"
 
 #include <netdb.h>
 #include <poll.h>

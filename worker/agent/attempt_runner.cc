@@ -1,4 +1,4 @@
-#include "agent/attempt_runner.h"
+#include "worker/agent/attempt_runner.h"
 
 #include <signal.h>
 
@@ -10,13 +10,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "agent/checkpoint_transfer.h"
-#include "agent/metrics_tail.h"
-#include "agent/rank_process.h"
-#include "base/atomic_file.h"
-#include "base/status_macros.h"
+#include "worker/agent/checkpoint_transfer.h"
+#include "worker/agent/metrics_tail.h"
+#include "worker/agent/rank_process.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 namespace loratrf::worker::agent {
 namespace {

@@ -34,10 +34,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "agent/agent_metrics.h"
-#include "agent/coordinator_link.h"
-#include "agent/events_reporter.h"
-#include "loratrf/v1/worker_service.pb.h"
+#include "worker/agent/agent_metrics.h"
+#include "worker/agent/coordinator_link.h"
+#include "worker/agent/events_reporter.h"
+#include "proto/loratrf/v1/worker_service.pb.h"
 
 namespace loratrf::worker::agent {
 

@@ -1,4 +1,4 @@
-#include "agent/checkpoint_transfer.h"
+#include "worker/agent/checkpoint_transfer.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/atomic_file.h"
-#include "base/read_file.h"
-#include "base/sha256.h"
-#include "base/status_macros.h"
+#include "common/atomic_file.h"
+#include "common/read_file.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::worker::agent {

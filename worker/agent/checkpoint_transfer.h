@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/agent_metrics.h"
-#include "agent/coordinator_link.h"
-#include "loratrf/v1/job.pb.h"
+#include "worker/agent/agent_metrics.h"
+#include "worker/agent/coordinator_link.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::worker::agent {
 

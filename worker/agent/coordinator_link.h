@@ -15,8 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "loratrf/v1/job_service.grpc.pb.h"
-#include "loratrf/v1/worker_service.grpc.pb.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
 
 namespace loratrf::worker::agent {
 

@@ -1,4 +1,4 @@
-#include "agent/events_reporter.h"
+#include "worker/agent/events_reporter.h"
 
 #include <algorithm>
 #include <iostream>

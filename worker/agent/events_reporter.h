@@ -23,8 +23,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "agent/agent_metrics.h"
-#include "loratrf/v1/job.pb.h"
+#include "worker/agent/agent_metrics.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::worker::agent {
 

@@ -1,4 +1,4 @@
-#include "agent/metrics_tail.h"
+#include "worker/agent/metrics_tail.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

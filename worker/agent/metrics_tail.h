@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::worker::agent {
 

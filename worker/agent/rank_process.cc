@@ -1,4 +1,4 @@
-#include "agent/rank_process.h"
+#include "worker/agent/rank_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

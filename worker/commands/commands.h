@@ -9,7 +9,7 @@
 #include <functional>
 
 #include "absl/status/status.h"
-#include "base/command_line.h"
+#include "common/command_line.h"
 
 namespace loratrf::worker {
 

@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "commands/commands.h"
+#include "worker/commands/commands.h"
 
 namespace loratrf::worker {
 

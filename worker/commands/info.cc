@@ -1,8 +1,8 @@
 #include <iostream>
 
-#include "base/command_line.h"
-#include "commands/commands.h"
-#include "runtime_info.h"
+#include "common/command_line.h"
+#include "worker/commands/commands.h"
+#include "worker/engine/runtime_info.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::worker {

@@ -6,11 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "base/command_line.h"
-#include "base/status_macros.h"
-#include "checkpoint/tensor_io.h"
-#include "commands/commands.h"
-#include "commands/model_loading.h"
+#include "common/command_line.h"
+#include "common/status_macros.h"
+#include "worker/engine/checkpoint/tensor_io.h"
+#include "worker/commands/commands.h"
+#include "worker/commands/model_loading.h"
 
 namespace loratrf::worker {
 namespace {

@@ -5,12 +5,12 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "adapters/adapter_model.h"
-#include "base/command_line.h"
-#include "base/status_macros.h"
-#include "commands/commands.h"
-#include "commands/model_loading.h"
-#include "model/hf_checkpoint.h"
+#include "worker/engine/adapters/adapter_model.h"
+#include "common/command_line.h"
+#include "common/status_macros.h"
+#include "worker/commands/commands.h"
+#include "worker/commands/model_loading.h"
+#include "worker/engine/model/hf_checkpoint.h"
 
 namespace loratrf::worker {
 namespace {

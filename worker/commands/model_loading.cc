@@ -1,12 +1,12 @@
-#include "commands/model_loading.h"
+#include "worker/commands/model_loading.h"
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "adapters/adapter_io.h"
-#include "base/status_macros.h"
-#include "checkpoint/safetensors.h"
-#include "model/hf_checkpoint.h"
+#include "worker/engine/adapters/adapter_io.h"
+#include "common/status_macros.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/model/hf_checkpoint.h"
 
 namespace loratrf::worker {
 namespace {

@@ -8,14 +8,14 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "adapters/adapter_model.h"
-#include "base/command_line.h"
-#include "base/status_macros.h"
-#include "commands/commands.h"
-#include "commands/spec_conversion.h"
-#include "model/config.h"
+#include "worker/engine/adapters/adapter_model.h"
+#include "common/command_line.h"
+#include "common/status_macros.h"
+#include "worker/commands/commands.h"
+#include "worker/commands/spec_conversion.h"
+#include "worker/engine/model/config.h"
 #include "nlohmann/json.hpp"
-#include "spec/job_spec.h"
+#include "proto/spec/job_spec.h"
 
 namespace loratrf::worker {
 namespace {

@@ -1,4 +1,4 @@
-#include "commands/rank_launcher.h"
+#include "worker/commands/rank_launcher.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -11,13 +11,13 @@
 #include <torch/cuda.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
-#include "commands/commands.h"
-#include "commands/rank_launcher.h"
-#include "commands/spec_conversion.h"
-#include "dist/communicator.h"
-#include "spec/job_spec.h"
-#include "train/trainer.h"
+#include "common/status_macros.h"
+#include "worker/commands/commands.h"
+#include "worker/commands/rank_launcher.h"
+#include "worker/commands/spec_conversion.h"
+#include "worker/engine/dist/communicator.h"
+#include "proto/spec/job_spec.h"
+#include "worker/engine/train/trainer.h"
 
 namespace loratrf::worker {
 namespace {

@@ -1,11 +1,11 @@
-#include "commands/spec_conversion.h"
+#include "worker/commands/spec_conversion.h"
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::worker {

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "adapters/adapter_settings.h"
-#include "train/trainer.h"
-#include "loratrf/v1/job.pb.h"
+#include "worker/engine/adapters/adapter_settings.h"
+#include "worker/engine/train/trainer.h"
+#include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::worker {
 

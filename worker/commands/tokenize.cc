@@ -9,10 +9,10 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "base/command_line.h"
-#include "base/status_macros.h"
-#include "commands/commands.h"
-#include "tokenizer/hf_tokenizer.h"
+#include "common/command_line.h"
+#include "common/status_macros.h"
+#include "worker/commands/commands.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
 
 namespace loratrf::worker {
 namespace {

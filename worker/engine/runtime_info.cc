@@ -1,4 +1,4 @@
-#include "runtime_info.h"
+#include "worker/engine/runtime_info.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>

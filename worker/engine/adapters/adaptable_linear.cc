@@ -1,4 +1,4 @@
-#include "adapters/adaptable_linear.h"
+#include "worker/engine/adapters/adaptable_linear.h"
 
 #include <cmath>
 #include <regex>

@@ -13,7 +13,7 @@
 #include <optional>
 
 #include "absl/status/status.h"
-#include "adapters/adapter_settings.h"
+#include "worker/engine/adapters/adapter_settings.h"
 #include <torch/nn/module.h>
 
 namespace loratrf::engine {

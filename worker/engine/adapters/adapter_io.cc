@@ -1,4 +1,4 @@
-#include "adapters/adapter_io.h"
+#include "worker/engine/adapters/adapter_io.h"
 
 #include <fstream>
 #include <regex>
@@ -10,11 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/atomic_file.h"
-#include "base/read_file.h"
-#include "base/status_macros.h"
-#include "adapters/adapter_model.h"
-#include "checkpoint/tensor_io.h"
+#include "common/atomic_file.h"
+#include "common/read_file.h"
+#include "common/status_macros.h"
+#include "worker/engine/adapters/adapter_model.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

@@ -1,4 +1,4 @@
-#include "adapters/adapter_model.h"
+#include "worker/engine/adapters/adapter_model.h"
 
 #include <set>
 
@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "adapters/adaptable_linear.h"
+#include "worker/engine/adapters/adaptable_linear.h"
 
 namespace loratrf::engine {
 namespace {

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "adapters/adapter_settings.h"
-#include "model/transformer.h"
+#include "worker/engine/adapters/adapter_settings.h"
+#include "worker/engine/model/transformer.h"
 
 namespace loratrf::engine {
 

@@ -1,4 +1,4 @@
-#include "checkpoint/checkpoint_store.h"
+#include "worker/engine/checkpoint/checkpoint_store.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,10 +13,10 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "base/atomic_file.h"
-#include "base/text.h"
-#include "base/sha256.h"
-#include "base/status_macros.h"
+#include "common/atomic_file.h"
+#include "common/text.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace loratrf::engine {
 namespace {

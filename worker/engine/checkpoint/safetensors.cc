@@ -1,4 +1,4 @@
-#include "checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,10 +15,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/atomic_file.h"
-#include "base/text.h"
-#include "base/json_depth.h"
-#include "base/status_macros.h"
+#include "common/atomic_file.h"
+#include "common/text.h"
+#include "common/json_depth.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

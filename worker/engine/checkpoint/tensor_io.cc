@@ -1,4 +1,4 @@
-#include "checkpoint/tensor_io.h"
+#include "worker/engine/checkpoint/tensor_io.h"
 
 #include <cstring>
 

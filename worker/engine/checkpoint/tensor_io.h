@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/safetensors.h"
 #include <ATen/core/Tensor.h>
 
 namespace loratrf::engine {

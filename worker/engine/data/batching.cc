@@ -1,4 +1,4 @@
-#include "data/batching.h"
+#include "worker/engine/data/batching.h"
 
 #include <algorithm>
 #include <random>

@@ -30,7 +30,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data/examples.h"
+#include "worker/engine/data/examples.h"
 #include <torch/types.h>
 
 namespace loratrf::engine {

@@ -1,4 +1,4 @@
-#include "data/examples.h"
+#include "worker/engine/data/examples.h"
 
 #include <sys/stat.h>
 
@@ -13,10 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "base/atomic_file.h"
-#include "base/json_depth.h"
-#include "base/read_file.h"
-#include "base/status_macros.h"
+#include "common/atomic_file.h"
+#include "common/json_depth.h"
+#include "common/read_file.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

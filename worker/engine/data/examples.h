@@ -48,7 +48,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "data/tokenizer.h"
+#include "worker/engine/data/tokenizer.h"
 
 namespace loratrf::engine {
 

@@ -1,11 +1,11 @@
-#include "dist/communicator.h"
+#include "worker/engine/dist/communicator.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include "dist/rendezvous.h"
+#include "worker/engine/dist/rendezvous.h"
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/text.h"
+#include "common/text.h"
 
 namespace loratrf::engine {
 namespace {

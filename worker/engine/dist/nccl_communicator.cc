@@ -1,7 +1,7 @@
 // The NCCL communicator. Only nccl.h and cuda_runtime.h: no torch CUDA headers, so it compiles
 // and links wherever the CUDA toolkit is, even against a CPU-only libtorch (CI builds it so);
 // it runs where a GPU is.
-#include "dist/communicator.h"
+#include "worker/engine/dist/communicator.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include "dist/rendezvous.h"
+#include "worker/engine/dist/rendezvous.h"
 #include <torch/torch.h>
 #endif
 

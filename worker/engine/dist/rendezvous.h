@@ -4,7 +4,7 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include "dist/communicator.h"
+#include "worker/engine/dist/communicator.h"
 
 namespace loratrf::engine {
 

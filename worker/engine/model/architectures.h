@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "model/transformer.h"
+#include "worker/engine/model/transformer.h"
 
 namespace loratrf::engine {
 

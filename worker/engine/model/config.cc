@@ -1,13 +1,13 @@
-#include "model/config.h"
+#include "worker/engine/model/config.h"
 
 #include <cmath>
 #include <sys/stat.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "base/read_file.h"
-#include "base/status_macros.h"
-#include "base/text.h"
+#include "common/read_file.h"
+#include "common/status_macros.h"
+#include "common/text.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

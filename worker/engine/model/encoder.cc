@@ -2,9 +2,9 @@
 // Module names follow modeling_bert.py / modeling_roberta.py.
 #include <torch/torch.h>
 
-#include "adapters/adaptable_linear.h"
-#include "model/architectures.h"
-#include "model/layers.h"
+#include "worker/engine/adapters/adaptable_linear.h"
+#include "worker/engine/model/architectures.h"
+#include "worker/engine/model/layers.h"
 
 namespace loratrf::engine {
 namespace {

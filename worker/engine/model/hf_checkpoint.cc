@@ -1,4 +1,4 @@
-#include "model/hf_checkpoint.h"
+#include "worker/engine/model/hf_checkpoint.h"
 
 #include <cerrno>
 #include <cstring>
@@ -13,10 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/status_macros.h"
-#include "base/text.h"
-#include "checkpoint/tensor_io.h"
-#include "base/atomic_file.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "worker/engine/checkpoint/tensor_io.h"
+#include "common/atomic_file.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {

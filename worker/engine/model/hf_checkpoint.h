@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "checkpoint/safetensors.h"
-#include "model/transformer.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/model/transformer.h"
 
 namespace loratrf::engine {
 

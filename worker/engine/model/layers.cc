@@ -1,4 +1,4 @@
-#include "model/layers.h"
+#include "worker/engine/model/layers.h"
 
 #include <torch/torch.h>
 

@@ -1,10 +1,10 @@
-#include "model/transformer.h"
+#include "worker/engine/model/transformer.h"
 
 #include <cmath>
 
 #include <torch/torch.h>
 
-#include "model/architectures.h"
+#include "worker/engine/model/architectures.h"
 
 namespace loratrf::engine {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/config.h"
+#include "worker/engine/model/config.h"
 #include <torch/nn/module.h>
 
 namespace loratrf::engine {

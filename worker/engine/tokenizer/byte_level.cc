@@ -1,9 +1,9 @@
-#include "tokenizer/byte_level.h"
+#include "worker/engine/tokenizer/byte_level.h"
 
 #include <array>
 
 #include "absl/container/flat_hash_map.h"
-#include "tokenizer/unicode_text.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

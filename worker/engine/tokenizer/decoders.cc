@@ -1,14 +1,14 @@
-#include "tokenizer/decoders.h"
+#include "worker/engine/tokenizer/decoders.h"
 
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_replace.h"
-#include "base/status_macros.h"
-#include "tokenizer/byte_level.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/regex.h"
-#include "tokenizer/unicode_text.h"
+#include "common/status_macros.h"
+#include "worker/engine/tokenizer/byte_level.h"
+#include "worker/engine/tokenizer/normalizers.h"
+#include "worker/engine/tokenizer/regex.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

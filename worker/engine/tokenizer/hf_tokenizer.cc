@@ -1,4 +1,4 @@
-#include "tokenizer/hf_tokenizer.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
 
 #include <sys/stat.h>
 
@@ -6,17 +6,17 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
-#include "base/json_depth.h"
-#include "base/read_file.h"
-#include "base/status_macros.h"
-#include "base/text.h"
-#include "tokenizer/decoders.h"
-#include "tokenizer/json_fields.h"
-#include "tokenizer/models.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/post_processors.h"
-#include "tokenizer/pre_tokenizers.h"
-#include "tokenizer/unicode_text.h"
+#include "common/json_depth.h"
+#include "common/read_file.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "worker/engine/tokenizer/decoders.h"
+#include "worker/engine/tokenizer/json_fields.h"
+#include "worker/engine/tokenizer/models.h"
+#include "worker/engine/tokenizer/normalizers.h"
+#include "worker/engine/tokenizer/post_processors.h"
+#include "worker/engine/tokenizer/pre_tokenizers.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::engine::tokenizer {
 

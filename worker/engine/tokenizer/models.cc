@@ -1,4 +1,4 @@
-#include "tokenizer/models.h"
+#include "worker/engine/tokenizer/models.h"
 
 #include <queue>
 #include <utility>
@@ -6,8 +6,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "base/status_macros.h"
-#include "tokenizer/unicode_text.h"
+#include "common/status_macros.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "tokenizer/json_fields.h"
+#include "worker/engine/tokenizer/json_fields.h"
 
 namespace loratrf::engine::tokenizer {
 

@@ -1,10 +1,10 @@
-#include "tokenizer/post_processors.h"
+#include "worker/engine/tokenizer/post_processors.h"
 
 #include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tokenizer/json_fields.h"
+#include "worker/engine/tokenizer/json_fields.h"
 
 namespace loratrf::engine::tokenizer {
 

@@ -1,12 +1,12 @@
-#include "tokenizer/pre_tokenizers.h"
+#include "worker/engine/tokenizer/pre_tokenizers.h"
 
 #include <functional>
 
-#include "base/status_macros.h"
-#include "tokenizer/byte_level.h"
-#include "tokenizer/normalizers.h"
-#include "tokenizer/regex.h"
-#include "tokenizer/unicode_text.h"
+#include "common/status_macros.h"
+#include "worker/engine/tokenizer/byte_level.h"
+#include "worker/engine/tokenizer/normalizers.h"
+#include "worker/engine/tokenizer/regex.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 namespace loratrf::engine::tokenizer {
 namespace {

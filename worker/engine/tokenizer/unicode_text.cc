@@ -1,4 +1,4 @@
-#include "tokenizer/unicode_text.h"
+#include "worker/engine/tokenizer/unicode_text.h"
 
 #include <memory>
 

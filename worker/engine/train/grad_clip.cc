@@ -1,4 +1,4 @@
-#include "train/grad_clip.h"
+#include "worker/engine/train/grad_clip.h"
 
 #include <cmath>
 #include <vector>

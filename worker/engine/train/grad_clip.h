@@ -5,7 +5,7 @@
 #pragma once
 
 #include "absl/status/statusor.h"
-#include "train/optimizer.h"
+#include "worker/engine/train/optimizer.h"
 
 namespace loratrf::engine {
 

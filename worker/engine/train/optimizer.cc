@@ -1,4 +1,4 @@
-#include "train/optimizer.h"
+#include "worker/engine/train/optimizer.h"
 
 #include <cmath>
 #include <map>
@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "base/status_macros.h"
+#include "common/status_macros.h"
 
 namespace loratrf::engine {
 namespace {

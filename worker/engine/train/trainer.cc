@@ -1,4 +1,4 @@
-#include "train/trainer.h"
+#include "worker/engine/train/trainer.h"
 
 #include <chrono>
 #include <cmath>
@@ -13,19 +13,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "adapters/adapter_io.h"
-#include "adapters/adapter_model.h"
-#include "base/atomic_file.h"
-#include "base/text.h"
-#include "base/status_macros.h"
-#include "checkpoint/checkpoint_store.h"
-#include "checkpoint/safetensors.h"
-#include "checkpoint/tensor_io.h"
-#include "data/batching.h"
-#include "model/hf_checkpoint.h"
-#include "tokenizer/hf_tokenizer.h"
-#include "train/grad_clip.h"
-#include "train/optimizer.h"
+#include "worker/engine/adapters/adapter_io.h"
+#include "worker/engine/adapters/adapter_model.h"
+#include "common/atomic_file.h"
+#include "common/text.h"
+#include "common/status_macros.h"
+#include "worker/engine/checkpoint/checkpoint_store.h"
+#include "worker/engine/checkpoint/safetensors.h"
+#include "worker/engine/checkpoint/tensor_io.h"
+#include "worker/engine/data/batching.h"
+#include "worker/engine/model/hf_checkpoint.h"
+#include "worker/engine/tokenizer/hf_tokenizer.h"
+#include "worker/engine/train/grad_clip.h"
+#include "worker/engine/train/optimizer.h"
 
 namespace loratrf::engine {
 namespace {

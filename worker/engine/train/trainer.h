@@ -21,10 +21,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "adapters/adapter_settings.h"
-#include "data/examples.h"
-#include "dist/communicator.h"
-#include "train/lr_schedule.h"
+#include "worker/engine/adapters/adapter_settings.h"
+#include "worker/engine/data/examples.h"
+#include "worker/engine/dist/communicator.h"
+#include "worker/engine/train/lr_schedule.h"
 
 namespace loratrf::engine {
 

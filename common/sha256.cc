@@ -1,4 +1,4 @@
-#include "base/sha256.h"
+#include "common/sha256.h"
 
 #include <cerrno>
 #include <cstring>
