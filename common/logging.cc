@@ -26,7 +26,7 @@ std::string Timestamp(std::chrono::system_clock::time_point time) {
   return absl::StrFormat("%s.%03dZ", buffer, static_cast<int>(millis.count()));
 }
 
-std::string_view LevelName(spdlog::level::level_enum level) {
+absl::string_view LevelName(spdlog::level::level_enum level) {
   switch (level) {
     case spdlog::level::trace: return "trace";
     case spdlog::level::debug: return "debug";
@@ -39,7 +39,7 @@ std::string_view LevelName(spdlog::level::level_enum level) {
 }
 
 // Length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
+size_t Utf8SequenceLength(absl::string_view s, size_t i) {
   unsigned char c = static_cast<unsigned char>(s[i]);
   size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
   if (length == 0 || i + length > s.size()) return 0;
@@ -50,7 +50,7 @@ size_t Utf8SequenceLength(std::string_view s, size_t i) {
   return length;
 }
 
-void AppendJsonString(std::string& out, std::string_view s) {
+void AppendJsonString(std::string& out, absl::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
@@ -81,7 +81,7 @@ class LineFormatter final : public spdlog::formatter {
   LineFormatter(std::string program, bool json) : program_(std::move(program)), json_(json) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    std::string_view message(msg.payload.data(), msg.payload.size());
+    absl::string_view message(msg.payload.data(), msg.payload.size());
     std::string line;
     if (json_) {
       line = JsonLine(Timestamp(msg.time), LevelName(msg.level), program_, message);
@@ -105,8 +105,8 @@ class LineFormatter final : public spdlog::formatter {
 
 }  // namespace
 
-std::string JsonLine(std::string_view timestamp, std::string_view level, std::string_view program,
-                     std::string_view message) {
+std::string JsonLine(absl::string_view timestamp, absl::string_view level, absl::string_view program,
+                     absl::string_view message) {
   std::string line = "{\"ts\":";
   AppendJsonString(line, timestamp);
   line += ",\"level\":";
@@ -119,7 +119,7 @@ std::string JsonLine(std::string_view timestamp, std::string_view level, std::st
   return line;
 }
 
-absl::StatusOr<spdlog::level::level_enum> ParseLevel(std::string_view level) {
+absl::StatusOr<spdlog::level::level_enum> ParseLevel(absl::string_view level) {
   if (level == "debug") return spdlog::level::debug;
   if (level == "info") return spdlog::level::info;
   if (level == "warn") return spdlog::level::warn;
@@ -128,7 +128,7 @@ absl::StatusOr<spdlog::level::level_enum> ParseLevel(std::string_view level) {
       absl::StrCat("--log-level: must be debug, info, warn or error, got '", level, "'"));
 }
 
-absl::StatusOr<bool> ParseFormat(std::string_view format) {
+absl::StatusOr<bool> ParseFormat(absl::string_view format) {
   if (format == "text") return false;
   if (format == "json") return true;
   return absl::InvalidArgumentError(

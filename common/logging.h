@@ -16,12 +16,12 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace loratrf::logging {
 
@@ -32,19 +32,29 @@ struct Options {
 };
 
 // Checks a --log-level value.
-absl::StatusOr<spdlog::level::level_enum> ParseLevel(std::string_view level);
+absl::StatusOr<spdlog::level::level_enum> ParseLevel(absl::string_view level);
 // Checks a --log-format value ("text" or "json") and returns whether it is JSON.
-absl::StatusOr<bool> ParseFormat(std::string_view format);
+absl::StatusOr<bool> ParseFormat(absl::string_view format);
 
 // Installs the stderr logger with these options. InvalidArgument names a bad level.
 absl::Status Init(const Options& options);
 
 // The pieces of one JSON line, exposed for tests: escapes per RFC 8259 (control characters as
 // \u00XX, invalid UTF-8 bytes replaced by U+FFFD so the line stays valid JSON).
-std::string JsonLine(std::string_view timestamp, std::string_view level, std::string_view program,
-                     std::string_view message);
+std::string JsonLine(absl::string_view timestamp, absl::string_view level, absl::string_view program,
+                     absl::string_view message);
 
 }  // namespace loratrf::logging
+
+// absl::string_view (what absl::Status::message() returns) formats like any string.
+template <>
+struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
+  template <typename FormatContext>
+  auto format(absl::string_view text, FormatContext& context) const {
+    return fmt::formatter<fmt::string_view>::format(fmt::string_view(text.data(), text.size()),
+                                                    context);
+  }
+};
 
 #define LOG_DEBUG(...) ::spdlog::debug(__VA_ARGS__)
 #define LOG_INFO(...) ::spdlog::info(__VA_ARGS__)
@@ -55,7 +65,7 @@ namespace loratrf {
 
 // For a status the caller cannot act on (best-effort persistence, clean-up): logs it as a
 // warning with what was being done, instead of dropping it. Returns whether it was OK.
-inline bool LogIfError(const absl::Status& status, std::string_view doing) {
+inline bool LogIfError(const absl::Status& status, absl::string_view doing) {
   if (status.ok()) return true;
   LOG_WARN("{} failed: {}", doing, status.ToString());
   return false;

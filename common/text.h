@@ -1,5 +1,6 @@
 // Small text helpers shared by every module: checking a file name that came from a file or a
-// request, and trimming library error messages to the one line a user should see.
+// request, making text safe to store and show, and trimming library error messages to the one
+// line a user should see.
 #pragma once
 
 #include <string>
@@ -14,6 +15,11 @@ inline bool IsPlainFileName(absl::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
          name.find('/') == absl::string_view::npos && name.find('\0') == absl::string_view::npos;
 }
+
+// `text` as valid UTF-8 without control characters (tabs stay), at most `max_bytes` long and cut
+// at a character boundary: "a rank said \xff" → "a rank said ?" ('?' for each byte that is not
+// part of a valid sequence). For text that is stored in a proto string field and shown to users.
+std::string SanitizeText(absl::string_view text, size_t max_bytes);
 
 // The first line of a message: c10::Error's what() carries a C++ backtrace after it.
 inline std::string FirstLine(std::string message) {

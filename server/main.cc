@@ -43,22 +43,24 @@
 #include "server/artifacts/artifact_store.h"
 #include "common/atomic_file.h"
 #include "common/command_line.h"
-#include "common/read_file.h"
+#include "common/logging.h"
 #include "server/core/clock.h"
 #include "server/core/job_service.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/coordinator_server.h"
-#include "server/grpc/listen_address.h"
+#include "proto/rpc/address.h"
+#include "proto/rpc/channel.h"
 #include "server/metrics/coordinator_metrics.h"
 #include "server/store/sqlite_job_store.h"
 
 namespace {
 
 using namespace loratrf::server;  // NOLINT: this file is the server's main
+namespace logging = loratrf::logging;
+namespace rpc = loratrf::rpc;
 
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
-constexpr uint64_t kMaxPemBytes = 1 << 20;
 constexpr absl::Duration kTickInterval = absl::Milliseconds(200);
 constexpr absl::Duration kMinTickGap = absl::Milliseconds(10);
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
@@ -66,7 +68,8 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 constexpr char kUsage[] =
     "usage: loratrf-coordinator --listen HOST:PORT --data-dir DIR [--metrics-listen HOST:PORT]\n"
     "           [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]]\n"
-    "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n";
+    "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n"
+    "           [--log-level debug|info|warn|error] [--log-format text|json]\n";
 
 int UsageError(absl::string_view message) {
   std::cerr << "loratrf-coordinator: " << message << "\n";
@@ -80,12 +83,13 @@ int Failure(absl::string_view message) {
 
 struct Config {
   std::string listen;
-  HostPort listen_address;
+  rpc::HostPort listen_address;
   std::string data_dir;
   std::optional<std::string> metrics_listen;
   std::optional<std::string> auth_token_file;
   std::optional<TlsFiles> tls;
   CoreOptions core;
+  logging::Options logging;
 };
 
 absl::StatusOr<std::pair<uint32_t, uint32_t>> ParsePortRange(const std::string& text) {
@@ -97,17 +101,6 @@ absl::StatusOr<std::pair<uint32_t, uint32_t>> ParsePortRange(const std::string& 
         "--rendezvous-ports: '", text, "' is not LO-HI with 1 <= LO <= HI <= 65535"));
   }
   return std::make_pair(low, high);
-}
-
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  absl::StatusOr<std::string> text = loratrf::ReadFileWithLimit(path, kMaxPemBytes);
-  if (!text.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", text.status().message()));
-  }
-  if (text->find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is not a PEM file"));
-  }
-  return text;
 }
 
 // Every flag mistake is an InvalidArgument naming the flag.
@@ -122,7 +115,9 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
              {"--tls-ca", true},
              {"--lease-ttl", true},
              {"--max-running-per-owner", true},
-             {"--rendezvous-ports", true}});
+             {"--rendezvous-ports", true},
+             {"--log-level", true},
+             {"--log-format", true}});
   if (!flags.ok()) return flags.status();
   if (!flags->positional().empty()) {
     return absl::InvalidArgumentError(
@@ -132,7 +127,7 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   absl::StatusOr<std::string> listen = flags->Require("--listen");
   if (!listen.ok()) return listen.status();
   config.listen = *listen;
-  absl::StatusOr<HostPort> address = ParseHostPort("--listen", config.listen);
+  absl::StatusOr<rpc::HostPort> address = rpc::ParseHostPort("--listen", config.listen);
   if (!address.ok()) return address.status();
   config.listen_address = *address;
   absl::StatusOr<std::string> data_dir = flags->Require("--data-dir");
@@ -140,7 +135,7 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   if (data_dir->empty()) return absl::InvalidArgumentError("--data-dir: empty");
   config.data_dir = *data_dir;
   if (auto metrics = flags->Get("--metrics-listen")) {
-    absl::StatusOr<HostPort> parsed = ParseHostPort("--metrics-listen", *metrics);
+    absl::StatusOr<rpc::HostPort> parsed = rpc::ParseHostPort("--metrics-listen", *metrics);
     if (!parsed.ok()) return parsed.status();
     config.metrics_listen = *metrics;
   }
@@ -155,14 +150,16 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   }
   if (has_cert) {
     TlsFiles tls;
-    absl::StatusOr<std::string> cert = ReadPem("--tls-cert", *flags->Get("--tls-cert"));
+    absl::StatusOr<std::string> cert =
+        rpc::ReadPemFile("--tls-cert", *flags->Get("--tls-cert"), /*certificate=*/true);
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPem("--tls-key", *flags->Get("--tls-key"));
+    absl::StatusOr<std::string> key =
+        rpc::ReadPemFile("--tls-key", *flags->Get("--tls-key"), /*certificate=*/false);
     if (!key.ok()) return key.status();
     tls.cert = std::move(*cert);
     tls.key = std::move(*key);
     if (auto ca = flags->Get("--tls-ca")) {
-      absl::StatusOr<std::string> text = ReadPem("--tls-ca", *ca);
+      absl::StatusOr<std::string> text = rpc::ReadPemFile("--tls-ca", *ca, /*certificate=*/true);
       if (!text.ok()) return text.status();
       tls.client_ca = std::move(*text);
     }
@@ -181,8 +178,17 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
     config.core.rendezvous_port_low = range->first;
     config.core.rendezvous_port_high = range->second;
   }
+  config.logging.program = "loratrf-coordinator";
+  config.logging.level = flags->GetOr("--log-level", "info");
+  if (absl::StatusOr<spdlog::level::level_enum> level = logging::ParseLevel(config.logging.level);
+      !level.ok()) {
+    return level.status();
+  }
+  absl::StatusOr<bool> json_logs = logging::ParseFormat(flags->GetOr("--log-format", "text"));
+  if (!json_logs.ok()) return json_logs.status();
+  config.logging.json = *json_logs;
 
-  if (!config.auth_token_file && !IsLoopbackHost(config.listen_address.host)) {
+  if (!config.auth_token_file && !rpc::IsLoopbackHost(config.listen_address.host)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--listen ", config.listen,
         ": without --auth-token-file the coordinator listens only on a loopback address "
@@ -314,26 +320,24 @@ int Run(const Config& config) {
                                          core->get(), &auth, &metrics);
   if (!server.ok()) return Failure(server.status().message());
 
-  std::string address = FormatHostPort(config.listen_address.host, (*server)->port());
+  std::string address = rpc::FormatHostPort(config.listen_address.host, (*server)->port());
   absl::Status written =
       loratrf::WriteFileAtomically(config.data_dir + "/coordinator.address", address + "\n");
   if (!written.ok()) return Failure(written.message());
-  std::cerr << "listening on " << address << std::endl;
-  if (config.auth_token_file && !config.tls && !IsLoopbackHost(config.listen_address.host)) {
-    std::cerr << "warning: without --tls-cert, bearer tokens cross the network in cleartext"
-              << std::endl;
+  LOG_INFO("listening on {}", address);
+  if (config.auth_token_file && !config.tls && !rpc::IsLoopbackHost(config.listen_address.host)) {
+    LOG_WARN("without --tls-cert, bearer tokens cross the network in cleartext");
   }
   if (config.metrics_listen) {
     const std::string& listen = *config.metrics_listen;
-    std::cerr << "metrics on " << listen.substr(0, listen.rfind(':')) << ":" << metrics.port()
-              << std::endl;
+    LOG_INFO("metrics on {}:{}", listen.substr(0, listen.rfind(':')), metrics.port());
   }
 
   Ticker ticker(core->get());
   int signal = 0;
   while (sigwait(&signals, &signal) != 0) {
   }
-  std::cerr << "draining (" << strsignal(signal) << ")" << std::endl;
+  LOG_INFO("draining ({})", strsignal(signal));
 
   // Drain: health says NOT_SERVING (load balancers stop sending), the core refuses new work
   // and ends its streams, calls in flight finish within the grace period. Every change was
@@ -346,7 +350,8 @@ int Run(const Config& config) {
   core->reset();
   artifacts->reset();
   store->reset();
-  std::cerr << "stopped" << std::endl;
+  LOG_INFO("stopped");
+  spdlog::default_logger()->flush();
   return 0;
 }
 
@@ -364,5 +369,6 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<Config> config = ParseFlags(args);
   if (!config.ok()) return UsageError(config.status().message());
+  if (absl::Status s = logging::Init(config->logging); !s.ok()) return UsageError(s.message());
   return Run(*config);
 }

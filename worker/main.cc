@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "worker/agent/run_agent.h"
 #include "worker/commands/commands.h"
 
 namespace {

@@ -7,6 +7,7 @@
 #include "client/commands/commands.h"
 #include "client/lib/format.h"
 #include "client/lib/input.h"
+#include "proto/contract/names.h"
 #include "proto/spec/job_spec.h"
 
 namespace loratrf::client {
@@ -49,7 +50,9 @@ int RunSubmit(const GlobalOptions& global, const std::vector<std::string>& args)
   if (!json.ok()) return Fail(kExitUsage, json.status().message());
   v1::SubmitJobRequest request;
   if (std::optional<std::string> key = flags->Get("--idempotency-key")) {
-    if (absl::Status s = CheckIdempotencyKey(*key); !s.ok()) return Fail(kExitUsage, s.message());
+    if (absl::Status s = contract::CheckIdempotencyKey("--idempotency-key", *key); !s.ok()) {
+      return Fail(kExitUsage, s.message());
+    }
     request.set_idempotency_key(*key);
   }
   auto spec = LoadSpecForSubmit(flags->positional()[0]);

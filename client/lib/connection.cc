@@ -2,15 +2,11 @@
 
 #include <chrono>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "common/read_file.h"
+#include "proto/rpc/status.h"
 
 namespace loratrf::client {
 namespace {
-
-constexpr uint64_t kMaxTokenFileBytes = 64 << 10;
-constexpr uint64_t kMaxCaFileBytes = 1 << 20;
 
 std::string OneLine(absl::string_view text) {
   std::string out(text);
@@ -21,72 +17,27 @@ std::string OneLine(absl::string_view text) {
   return out;
 }
 
-absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path,
-                                         uint64_t limit) {
-  absl::StatusOr<std::string> text = ReadFileWithLimit(path, limit);
-  if (!text.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, " ", OneLine(text.status().message())));
-  }
-  return text;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const ConnectionOptions& options) {
   if (absl::Status s = CheckAddress(options.address); !s.ok()) return s;
-  std::string token;
-  if (!options.token_file.empty()) {
-    absl::StatusOr<std::string> text =
-        ReadFlagFile("--token-file", options.token_file, kMaxTokenFileBytes);
-    if (!text.ok()) return text.status();
-    absl::string_view first = *text;
-    first = first.substr(0, first.find('\n'));
-    token = std::string(absl::StripAsciiWhitespace(first));
-    if (token.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-file ", options.token_file, ": the first line is empty"));
-    }
-    for (char c : token) {
-      if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--token-file ", options.token_file, ": the token must be printable ASCII"));
-      }
-    }
-  }
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (!options.tls_ca_file.empty()) {
-    absl::StatusOr<std::string> pem = ReadFlagFile("--tls-ca", options.tls_ca_file, kMaxCaFileBytes);
-    if (!pem.ok()) return pem.status();
-    if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--tls-ca ", options.tls_ca_file, ": not a PEM certificate"));
-    }
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = *pem;
-    credentials = grpc::SslCredentials(ssl);
-  } else {
-    credentials = grpc::InsecureChannelCredentials();
-  }
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  // Reconnect quickly when the coordinator comes back (watch retries on UNAVAILABLE).
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options.address, credentials, args);
-  return std::unique_ptr<Connection>(new Connection(options, std::move(token), std::move(channel)));
+  rpc::ChannelOptions channel_options;
+  channel_options.target = options.address;
+  channel_options.token_file = options.token_file;
+  channel_options.tls_ca_file = options.tls_ca_file;
+  absl::StatusOr<rpc::ClientChannel> channel = rpc::ClientChannel::Open(channel_options);
+  if (!channel.ok()) return channel.status();
+  return std::unique_ptr<Connection>(new Connection(options, *std::move(channel)));
 }
 
-Connection::Connection(ConnectionOptions options, std::string token,
-                       std::shared_ptr<grpc::Channel> channel)
+Connection::Connection(ConnectionOptions options, rpc::ClientChannel channel)
     : options_(std::move(options)),
-      token_(std::move(token)),
       channel_(std::move(channel)),
-      stub_(v1::JobService::NewStub(channel_)) {}
+      stub_(v1::JobService::NewStub(channel_.channel())) {}
 
 std::unique_ptr<grpc::ClientContext> Connection::StreamContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
-  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+  channel_.Authorize(*context);
   return context;
 }
 
@@ -122,18 +73,9 @@ RpcFailure DescribeRpcError(const grpc::Status& status, absl::string_view addres
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
     case grpc::StatusCode::OUT_OF_RANGE:
       return {kExitFailure, detail};
-    default: {
-      static const char* const kNames[] = {
-          "OK",        "CANCELLED",       "UNKNOWN",        "INVALID_ARGUMENT",
-          "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-          "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-          "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-      int code = static_cast<int>(status.error_code());
-      std::string name = code >= 0 && code < static_cast<int>(std::size(kNames))
-                             ? kNames[code]
-                             : absl::StrCat("code ", code);
-      return {kExitFailure, absl::StrCat("coordinator at ", address, ": ", name, ": ", detail)};
-    }
+    default:
+      return {kExitFailure, absl::StrCat("coordinator at ", address, ": ",
+                                         rpc::GrpcCodeName(status.error_code()), ": ", detail)};
   }
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/rpc/channel.h"
 
 namespace loratrf::client {
 
@@ -33,8 +34,8 @@ struct ConnectionOptions {
 
 class Connection {
  public:
-  // Reads the token file (its first line, trimmed) and the CA file. InvalidArgument naming the
-  // flag when either is missing, unreadable, empty or too large. Connects lazily.
+  // Reads the token file and the CA file (proto/rpc/channel.h has the rules). InvalidArgument
+  // naming the flag when either is missing, unreadable, empty or too large. Connects lazily.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(const ConnectionOptions& options);
 
   v1::JobService::Stub& jobs() { return *stub_; }
@@ -44,11 +45,9 @@ class Connection {
   const std::string& address() const { return options_.address; }
 
  private:
-  Connection(ConnectionOptions options, std::string token,
-             std::shared_ptr<grpc::Channel> channel);
+  Connection(ConnectionOptions options, rpc::ClientChannel channel);
   const ConnectionOptions options_;
-  const std::string token_;
-  std::shared_ptr<grpc::Channel> channel_;
+  const rpc::ClientChannel channel_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 

@@ -72,10 +72,12 @@ CheckpointDownload::~CheckpointDownload() {
 
 absl::Status CheckpointDownload::Begin(const v1::Checkpoint& checkpoint) {
   if (begun_) return Corrupt("the server sent the checkpoint header twice");
-  if (absl::Status s = ValidateCheckpointFiles(checkpoint); !s.ok()) {
-    return Corrupt(s.message());
+  std::vector<contract::FileEntry> files = contract::ToFileEntries(checkpoint.files());
+  if (absl::Status s = contract::CheckCheckpointFileSet("checkpoint.files", files); !s.ok()) {
+    return Corrupt(absl::StrCat("the server sent an unsafe file list: ", s.message()));
   }
   checkpoint_ = checkpoint;
+  chunks_.emplace(std::move(files));
   begun_ = true;
   return absl::OkStatus();
 }
@@ -91,7 +93,6 @@ absl::Status CheckpointDownload::OpenCurrent() {
   }
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0) return ErrnoError("cannot create", path.string());
-  written_ = 0;
   hash_ = std::make_unique<Sha256>();
   return absl::OkStatus();
 }
@@ -99,9 +100,9 @@ absl::Status CheckpointDownload::OpenCurrent() {
 absl::Status CheckpointDownload::CloseCurrent() {
   const v1::CheckpointFile& file = checkpoint_.files(current_);
   if (fd_ < 0) RETURN_IF_ERROR(OpenCurrent());  // an empty file gets no chunks
-  if (written_ != file.size_bytes()) {
-    return Corrupt(absl::StrCat("checkpoint file '", file.path(), "': got ", written_,
-                                " bytes, expected ", file.size_bytes()));
+  if (chunks_->written(current_) != file.size_bytes()) {
+    return Corrupt(absl::StrCat("checkpoint file '", file.path(), "': got ",
+                                chunks_->written(current_), " bytes, expected ", file.size_bytes()));
   }
   std::string digest = hash_->HexDigest();
   if (digest != file.sha256()) {
@@ -119,26 +120,15 @@ absl::Status CheckpointDownload::CloseCurrent() {
 
 absl::Status CheckpointDownload::Write(const v1::FileChunk& chunk) {
   if (!begun_) return Corrupt("the server sent file bytes before the checkpoint header");
-  int target = current_;
-  while (target < checkpoint_.files_size() && checkpoint_.files(target).path() != chunk.path()) {
-    ++target;
+  absl::StatusOr<int> target =
+      chunks_->Accept(chunk.path(), chunk.offset(), chunk.data().size());
+  if (!target.ok()) {
+    return Corrupt(absl::StrCat("the server sent a bad chunk: ", target.status().message()));
   }
-  if (target >= checkpoint_.files_size()) {
-    return Corrupt(absl::StrCat("the server sent a chunk for '", absl::CHexEscape(chunk.path()),
-                                "', which is not the next file of the checkpoint"));
-  }
-  // Files before the one this chunk is for must be complete (empty files send no chunks).
-  while (current_ < target) RETURN_IF_ERROR(CloseCurrent());
+  // Files before the one this chunk is for are complete (empty files send no chunks).
+  while (current_ < *target) RETURN_IF_ERROR(CloseCurrent());
   const v1::CheckpointFile& file = checkpoint_.files(current_);
   if (fd_ < 0) RETURN_IF_ERROR(OpenCurrent());
-  if (chunk.offset() != written_) {
-    return Corrupt(absl::StrCat("checkpoint file '", file.path(), "': chunk at offset ",
-                                chunk.offset(), ", expected ", written_));
-  }
-  if (chunk.data().size() > file.size_bytes() - written_) {
-    return Corrupt(absl::StrCat("checkpoint file '", file.path(), "': more than its ",
-                                file.size_bytes(), " bytes"));
-  }
   const char* data = chunk.data().data();
   size_t left = chunk.data().size();
   while (left > 0) {
@@ -149,7 +139,6 @@ absl::Status CheckpointDownload::Write(const v1::FileChunk& chunk) {
     left -= static_cast<size_t>(n);
   }
   hash_->Update(chunk.data());
-  written_ += chunk.data().size();
   bytes_written_ += chunk.data().size();
   return absl::OkStatus();
 }

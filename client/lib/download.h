@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/sha256.h"
+#include "proto/contract/checkpoint_files.h"
 #include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::client {
@@ -55,7 +57,7 @@ class CheckpointDownload {
   bool finished_ = false;
   int current_ = 0;        // index of the file being written
   int fd_ = -1;            // open file of `current_`, -1 when none
-  uint64_t written_ = 0;   // bytes of the current file so far
+  std::optional<contract::ChunkSequence> chunks_;  // set by Begin
   std::unique_ptr<Sha256> hash_;
   uint64_t bytes_written_ = 0;
 };

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <set>
+
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -69,11 +69,6 @@ uint64_t CheckpointBytes(const v1::Checkpoint& checkpoint) {
   uint64_t total = 0;
   for (const v1::CheckpointFile& f : checkpoint.files()) total += f.size_bytes();
   return total;
-}
-
-bool IsLowerHex(absl::string_view text) {
-  return std::all_of(text.begin(), text.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 }  // namespace
@@ -444,57 +439,6 @@ std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_uni
           DeviceName(worker.device()),
           worker.running_jobs().empty() ? "-" : absl::StrJoin(worker.running_jobs(), ","),
           FormatAge(worker.last_heartbeat_at(), now_unix_seconds)};
-}
-
-// ---- what the server sends ------------------------------------------------------------------
-
-absl::Status ValidateRelativePath(absl::string_view path) {
-  auto invalid = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsafe checkpoint file path '", absl::CHexEscape(path.substr(0, 200)), "': ", why));
-  };
-  constexpr size_t kMaxPathBytes = 1024;
-  constexpr size_t kMaxDepth = 8;
-  if (path.empty()) return invalid("empty");
-  if (path.size() > kMaxPathBytes) return invalid("longer than 1024 bytes");
-  if (path.front() == '/') return invalid("absolute");
-  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
-  if (parts.size() > kMaxDepth) return invalid("more than 8 components");
-  for (absl::string_view part : parts) {
-    if (part.empty()) return invalid("empty component");
-    if (part == "." || part == "..") return invalid("'.' or '..' component");
-    for (char c : part) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '_' || c == '-';
-      if (!ok) return invalid("characters other than [A-Za-z0-9._-]");
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateCheckpointFiles(const v1::Checkpoint& checkpoint) {
-  std::set<std::string> paths;
-  for (const v1::CheckpointFile& file : checkpoint.files()) {
-    if (absl::Status s = ValidateRelativePath(file.path()); !s.ok()) return s;
-    if (!paths.insert(file.path()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checkpoint lists file '", file.path(), "' twice"));
-    }
-    if (file.sha256().size() != 64 || !IsLowerHex(file.sha256())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint file '", file.path(), "': sha256 is not 64 lower-case hex digits"));
-    }
-  }
-  for (const std::string& path : paths) {
-    for (size_t slash = path.find('/'); slash != std::string::npos;
-         slash = path.find('/', slash + 1)) {
-      if (paths.count(path.substr(0, slash))) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "checkpoint lists '", path.substr(0, slash), "' as a file and as a directory"));
-      }
-    }
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace loratrf::client

@@ -1,6 +1,6 @@
 // What the `loratrf` CLI prints: the live progress line, event lines, tables, durations, sizes
-// and times; and the checks on what the server sends (checkpoint file paths). Pure functions of
-// their arguments (no clock, no terminal, no gRPC), so that tests pin every format down.
+// and times. Pure functions of their arguments (no clock, no terminal, no gRPC), so that tests
+// pin every format down. (What the server sends is checked by the contract: proto/contract/.)
 // client/README.md documents these formats; keep the two in step.
 //
 // Threading: free functions without shared state; safe to call from any thread.
@@ -109,16 +109,5 @@ std::vector<std::string> CheckpointTableHeaders();
 std::vector<std::string> CheckpointTableRow(const v1::Checkpoint& checkpoint);
 std::vector<std::string> WorkerTableHeaders();
 std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_unix_seconds);
-
-// ---- what the server sends ------------------------------------------------------------------
-
-// A checkpoint file's relative path is safe to join to a directory: '/'-separated plain
-// components of [A-Za-z0-9._-], none empty, "." or "..", at most 8 deep, at most 1024 bytes.
-// The error says what is wrong, quoting the path with control characters escaped.
-absl::Status ValidateRelativePath(absl::string_view path);
-
-// A checkpoint's file list as a whole: every path valid, no duplicates, no file that is also a
-// directory of another ("a" and "a/b"), every sha256 64 lower-case hex digits.
-absl::Status ValidateCheckpointFiles(const v1::Checkpoint& checkpoint);
 
 }  // namespace loratrf::client

@@ -6,19 +6,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "proto/contract/names.h"
 
 namespace loratrf::client {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool IsPrintableAscii(absl::string_view text, bool allow_space) {
-  for (char c : text) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u > 0x7e || u < 0x20 || (!allow_space && u == 0x20)) return false;
-  }
-  return true;
-}
 
 void Resolve(const fs::path& base, std::string* path) {
   if (path->empty() || fs::path(*path).is_absolute()) return;
@@ -37,19 +30,10 @@ void ResolveSpecPaths(const std::string& spec_dir, v1::JobSpec& spec) {
   }
 }
 
-absl::Status CheckIdempotencyKey(absl::string_view key) {
-  if (key.empty() || key.size() > 128 || !IsPrintableAscii(key, /*allow_space=*/true)) {
-    return absl::InvalidArgumentError(
-        "--idempotency-key: must be 1 to 128 printable ASCII characters");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckJobId(absl::string_view id) {
-  if (id.empty() || id.size() > 128 || !IsPrintableAscii(id, /*allow_space=*/false) ||
-      absl::StartsWith(id, "-")) {
-    return absl::InvalidArgumentError("job id: must be 1 to 128 printable ASCII characters "
-                                      "without spaces");
+  if (absl::Status s = contract::CheckId("job id", id); !s.ok()) return s;
+  if (absl::StartsWith(id, "-")) {
+    return absl::InvalidArgumentError(absl::StrCat("job id: '", id, "' looks like a flag"));
   }
   return absl::OkStatus();
 }

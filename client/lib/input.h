@@ -19,10 +19,8 @@ namespace loratrf::client {
 // empty ones are left as they are.
 void ResolveSpecPaths(const std::string& spec_dir, v1::JobSpec& spec);
 
-// 1 to 128 printable ASCII characters (as JobService requires); the error names the flag.
-absl::Status CheckIdempotencyKey(absl::string_view key);
-
-// A job id as a positional argument: 1 to 128 printable ASCII characters, no spaces.
+// A job id as a positional argument: an id by the contract (proto/contract/names.h) that does
+// not start with '-' (which is a mistyped flag, not an id).
 absl::Status CheckJobId(absl::string_view id);
 
 // Pulls every `FLAG V` / `FLAG=V` out of `args` (before a "--"), splitting V at commas, so that

@@ -7,7 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "proto/spec/job_spec.h"
-#include "proto/spec/limits.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 
 namespace loratrf::spec {
 namespace {
@@ -87,29 +88,12 @@ bool IsValidUtf8(absl::string_view text) {
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
-absl::Status CheckName(absl::string_view name) {
-  if (name.empty()) return Invalid("name", "required");
-  if (name.size() > kMaxNameLength) {
-    return Invalid("name", absl::StrCat("must be at most ", kMaxNameLength,
-                                        " characters, got ", name.size()));
-  }
-  for (char c : name) {
-    if (!IsLowerAlnum(c) && c != '-') {
-      return Invalid("name", "may contain only a-z, 0-9 and '-'");
-    }
-  }
-  if (name.front() == '-' || name.back() == '-') {
-    return Invalid("name", "must start and end with a letter or digit");
-  }
-  return absl::OkStatus();
-}
-
 // A path on the worker's file system. It is only ever read, never written, by the worker, and
 // never used by the coordinator; it still must be one sane line.
 absl::Status CheckPath(absl::string_view field, absl::string_view path, bool required) {
   if (path.empty()) return required ? Invalid(field, "required") : absl::OkStatus();
-  if (path.size() > kMaxPathLength) {
-    return Invalid(field, absl::StrCat("must be at most ", kMaxPathLength, " bytes, got ",
+  if (path.size() > limits::kMaxPathLength) {
+    return Invalid(field, absl::StrCat("must be at most ", limits::kMaxPathLength, " bytes, got ",
                                        path.size()));
   }
   for (unsigned char c : path) {
@@ -124,17 +108,17 @@ absl::Status CheckTargetModules(const v1::AdapterSpec& adapter) {
     return Invalid("adapter.target_modules", "required: the linear layers to adapt, e.g. "
                                              "[q_proj, v_proj] (Llama) or [query, value] (BERT)");
   }
-  if (adapter.target_modules_size() > kMaxTargetModules) {
+  if (adapter.target_modules_size() > limits::kMaxTargetModules) {
     return Invalid("adapter.target_modules",
-                   absl::StrCat("at most ", kMaxTargetModules, " entries, got ",
+                   absl::StrCat("at most ", limits::kMaxTargetModules, " entries, got ",
                                 adapter.target_modules_size()));
   }
   std::set<std::string> seen;
   for (int i = 0; i < adapter.target_modules_size(); ++i) {
     const std::string& name = adapter.target_modules(i);
     std::string field = absl::StrCat("adapter.target_modules[", i, "]");
-    if (name.empty() || name.size() > kMaxModuleNameLength) {
-      return Invalid(field, absl::StrCat("must be 1 to ", kMaxModuleNameLength, " characters"));
+    if (name.empty() || name.size() > limits::kMaxModuleNameLength) {
+      return Invalid(field, absl::StrCat("must be 1 to ", limits::kMaxModuleNameLength, " characters"));
     }
     for (char c : name) {
       bool ok = IsLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '_' || c == '.';
@@ -159,8 +143,8 @@ absl::Status CheckAdapter(const v1::AdapterSpec& adapter) {
     }
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(CheckRange<uint32_t>("adapter.rank", adapter.rank(), 1, kMaxRank));
-  RETURN_IF_ERROR(CheckReal("adapter.alpha", adapter.alpha(), 0, true, kMaxAlpha, false));
+  RETURN_IF_ERROR(CheckRange<uint32_t>("adapter.rank", adapter.rank(), 1, limits::kMaxRank));
+  RETURN_IF_ERROR(CheckReal("adapter.alpha", adapter.alpha(), 0, true, limits::kMaxAlpha, false));
   RETURN_IF_ERROR(CheckReal("adapter.dropout", adapter.dropout(), 0, false, 1, true));
   RETURN_IF_ERROR(CheckTargetModules(adapter));
   if (adapter.method() == v1::ADAPTER_METHOD_LORATRF) {
@@ -172,9 +156,9 @@ absl::Status CheckAdapter(const v1::AdapterSpec& adapter) {
 
 absl::Status CheckTraining(const v1::JobSpec& spec) {
   const v1::TrainingSpec& t = spec.training();
-  RETURN_IF_ERROR(CheckRange<uint32_t>("training.epochs", t.epochs(), 1, kMaxEpochs));
-  RETURN_IF_ERROR(CheckRange<uint64_t>("training.max_steps", t.max_steps(), 0, kMaxSteps));
-  RETURN_IF_ERROR(CheckRange<uint32_t>("training.batch_size", t.batch_size(), 1, kMaxBatchSize));
+  RETURN_IF_ERROR(CheckRange<uint32_t>("training.epochs", t.epochs(), 1, limits::kMaxEpochs));
+  RETURN_IF_ERROR(CheckRange<uint64_t>("training.max_steps", t.max_steps(), 0, limits::kMaxSteps));
+  RETURN_IF_ERROR(CheckRange<uint32_t>("training.batch_size", t.batch_size(), 1, limits::kMaxBatchSize));
   RETURN_IF_ERROR(CheckRange<uint32_t>("training.micro_batch_size", t.micro_batch_size(), 1,
                                        t.batch_size()));
   // batch_size = micro_batch_size x accumulation steps x world size.
@@ -187,16 +171,16 @@ absl::Status CheckTraining(const v1::JobSpec& spec) {
                                 t.batch_size()));
   }
   RETURN_IF_ERROR(
-      CheckReal("training.learning_rate", t.learning_rate(), 0, true, kMaxLearningRate, false));
+      CheckReal("training.learning_rate", t.learning_rate(), 0, true, limits::kMaxLearningRate, false));
   RETURN_IF_ERROR(CheckEnumSet("training.lr_scheduler", t.lr_scheduler(),
                                *v1::LrScheduler_descriptor()));
   RETURN_IF_ERROR(CheckReal("training.warmup_ratio", t.warmup_ratio(), 0, false, 1, true));
   RETURN_IF_ERROR(
-      CheckReal("training.max_grad_norm", t.max_grad_norm(), 0, false, kMaxGradNorm, false));
+      CheckReal("training.max_grad_norm", t.max_grad_norm(), 0, false, limits::kMaxGradNorm, false));
   RETURN_IF_ERROR(
-      CheckReal("training.weight_decay", t.weight_decay(), 0, false, kMaxWeightDecay, false));
+      CheckReal("training.weight_decay", t.weight_decay(), 0, false, limits::kMaxWeightDecay, false));
   RETURN_IF_ERROR(
-      CheckRange<uint32_t>("training.max_seq_len", t.max_seq_len(), kMinSeqLen, kMaxSeqLen));
+      CheckRange<uint32_t>("training.max_seq_len", t.max_seq_len(), limits::kMinSeqLen, limits::kMaxSeqLen));
   RETURN_IF_ERROR(
       CheckEnumSet("training.precision", t.precision(), *v1::Precision_descriptor()));
   if (t.precision() == v1::PRECISION_BF16 && spec.resources().device() != v1::DEVICE_CUDA) {
@@ -206,7 +190,7 @@ absl::Status CheckTraining(const v1::JobSpec& spec) {
     return Invalid("training.eval_every_steps", "needs data.eval");
   }
   RETURN_IF_ERROR(CheckRange<uint32_t>("training.keep_checkpoints", t.keep_checkpoints(), 1,
-                                       kMaxKeepCheckpoints));
+                                       limits::kMaxKeepCheckpoints));
   if (t.packing() && spec.task() != v1::TASK_CAUSAL_LM) {
     return Invalid("training.packing", "only used with task causal_lm");
   }
@@ -216,7 +200,7 @@ absl::Status CheckTraining(const v1::JobSpec& spec) {
 }  // namespace
 
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
-  RETURN_IF_ERROR(CheckName(spec.name()));
+  RETURN_IF_ERROR(contract::CheckJobName("name", spec.name()));
   RETURN_IF_ERROR(CheckPath("model.path", spec.model().path(), /*required=*/true));
   RETURN_IF_ERROR(CheckEnumSet("task", spec.task(), *v1::Task_descriptor()));
   RETURN_IF_ERROR(CheckPath("data.train", spec.data().train(), /*required=*/true));
@@ -224,13 +208,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(CheckAdapter(spec.adapter()));
   // Resources before training: the batch rule needs a valid world size.
   const v1::ResourceSpec& r = spec.resources();
-  RETURN_IF_ERROR(CheckRange<uint32_t>("resources.workers", r.workers(), 1, kMaxWorkers));
+  RETURN_IF_ERROR(CheckRange<uint32_t>("resources.workers", r.workers(), 1, limits::kMaxWorkers));
   RETURN_IF_ERROR(CheckRange<uint32_t>("resources.slots_per_worker", r.slots_per_worker(), 1,
-                                       kMaxSlotsPerWorker));
+                                       limits::kMaxSlotsPerWorker));
   RETURN_IF_ERROR(CheckEnumSet("resources.device", r.device(), *v1::Device_descriptor()));
   RETURN_IF_ERROR(CheckTraining(spec));
-  RETURN_IF_ERROR(CheckRange<int32_t>("priority", spec.priority(), -kMaxPriority, kMaxPriority));
-  RETURN_IF_ERROR(CheckRange<uint32_t>("max_restarts", spec.max_restarts(), 0, kMaxRestarts));
+  RETURN_IF_ERROR(CheckRange<int32_t>("priority", spec.priority(), -limits::kMaxPriority, limits::kMaxPriority));
+  RETURN_IF_ERROR(CheckRange<uint32_t>("max_restarts", spec.max_restarts(), 0, limits::kMaxRestarts));
   return absl::OkStatus();
 }
 

@@ -33,17 +33,16 @@
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/sha256.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
+#include "proto/contract/checkpoint_files.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 
 namespace loratrf::server {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int kMaxPathDepth = 8;
-constexpr size_t kMaxPathBytes = 1024;
-constexpr size_t kMaxComponentBytes = 255;
-constexpr size_t kMaxIdBytes = 128;
 
 absl::Status ErrnoError(int error, const std::string& what) {
   return absl::ErrnoToStatus(error, what);
@@ -54,108 +53,11 @@ void CloseNoIntr(int fd) {
   (void)::close(fd);
 }
 
-bool IsPlainChar(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
-}
-
-// A relative path of plain components: [A-Za-z0-9._-]+ each, never "." or "..", 1..8 deep.
-absl::Status CheckRelativePath(const std::string& field, const std::string& path) {
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty"));
-  if (path.size() > kMaxPathBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": longer than ", kMaxPathBytes, " bytes"));
-  }
-  std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
-  if (static_cast<int>(parts.size()) > kMaxPathDepth) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": '", path, "' is more than ",
-                                                   kMaxPathDepth, " components deep"));
-  }
-  for (absl::string_view part : parts) {
-    if (part.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": '", path, "' must be relative, without empty components ('//', leading or "
-                              "trailing '/')"));
-    }
-    if (part == "." || part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": '", path, "' must not contain '.' or '..' components"));
-    }
-    if (part.size() > kMaxComponentBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": a component is longer than ", kMaxComponentBytes, " bytes"));
-    }
-    for (char c : part) {
-      if (!IsPlainChar(c)) {
-        // The path is not echoed: it may hold control characters.
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, ": may contain only [A-Za-z0-9._-] and '/' separators"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Job and checkpoint ids are made by the coordinator; they are checked again because they
-// become directory names.
+// become directory names (and "tmp" is where uploads land).
 absl::Status CheckId(const std::string& field, const std::string& id) {
-  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-  if (id.size() > kMaxIdBytes || id == "." || id == ".." || id == "tmp") {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": not a coordinator-made id"));
-  }
-  for (char c : id) {
-    if (!IsPlainChar(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": not a coordinator-made id"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-bool IsLowerHexSha256(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-absl::Status CheckFileList(const v1::Checkpoint& checkpoint) {
-  if (checkpoint.files_size() == 0) {
-    return absl::InvalidArgumentError("checkpoint.files: a checkpoint needs at least one file");
-  }
-  if (checkpoint.files_size() > kMaxCheckpointFiles) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint.files: ", checkpoint.files_size(),
-                                                   " files, at most ", kMaxCheckpointFiles,
-                                                   " allowed"));
-  }
-  std::set<std::string> paths;
-  for (int i = 0; i < checkpoint.files_size(); ++i) {
-    const v1::CheckpointFile& file = checkpoint.files(i);
-    std::string field = absl::StrCat("checkpoint.files[", i, "]");
-    RETURN_IF_ERROR(CheckRelativePath(field + ".path", file.path()));
-    if (!paths.insert(file.path()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".path: '", file.path(), "' is listed twice"));
-    }
-    if (file.size_bytes() > kMaxCheckpointFileBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".size_bytes: ", file.size_bytes(),
-                                                     " is more than the limit of ",
-                                                     kMaxCheckpointFileBytes));
-    }
-    if (!IsLowerHexSha256(file.sha256())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".sha256: must be 64 lower-case hex characters"));
-    }
-  }
-  // A path that is also another's directory ("a" and "a/b") could not be written back out.
-  for (const std::string& path : paths) {
-    auto next = paths.upper_bound(path);
-    std::string as_dir = path + "/";
-    if (next != paths.end() && next->compare(0, as_dir.size(), as_dir) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint.files: '", path,
-                                                     "' is both a file and a directory"));
-    }
-  }
+  RETURN_IF_ERROR(contract::CheckId(field, id));
+  if (id == "tmp") return absl::InvalidArgumentError(absl::StrCat(field, ": not a coordinator-made id"));
   return absl::OkStatus();
 }
 
@@ -203,8 +105,8 @@ class FsUpload final : public ArtifactStore::Upload {
         tmp_dir_(std::move(tmp_dir)),
         job_dir_(std::move(job_dir)),
         final_dir_(std::move(final_dir)),
-        artifacts_dir_(std::move(artifacts_dir)) {
-    for (int i = 0; i < checkpoint_.files_size(); ++i) index_[checkpoint_.files(i).path()] = i;
+        artifacts_dir_(std::move(artifacts_dir)),
+        chunks_(contract::ToFileEntries(checkpoint_.files())) {
     files_.resize(static_cast<size_t>(checkpoint_.files_size()));
   }
 
@@ -235,7 +137,6 @@ class FsUpload final : public ArtifactStore::Upload {
  private:
   struct FileState {
     bool opened = false;
-    uint64_t written = 0;
     std::string sha256;  // set once the file is complete
     std::unique_ptr<Sha256> hasher;
   };
@@ -244,46 +145,13 @@ class FsUpload final : public ArtifactStore::Upload {
   const v1::CheckpointFile& Spec(int index) const { return checkpoint_.files(index); }
 
   absl::Status WriteChunk(const v1::FileChunk& chunk) {
-    auto it = index_.find(chunk.path());
-    if (it == index_.end()) {
-      return absl::InvalidArgumentError("chunk.path: not a file of this checkpoint's header");
-    }
-    int index = it->second;
-    const std::string field = absl::StrCat("chunk for '", chunk.path(), "'");
-    if (chunk.data().size() > kMaxChunkBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": ", chunk.data().size(),
-                                                     " bytes, more than the chunk limit of ",
-                                                     kMaxChunkBytes));
-    }
-    if (index < current_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": out of order (that file was already finished)"));
-    }
-    // Moving on to a later file: every file before it must be complete.
-    for (int i = std::max(current_, 0); i < index; ++i) {
-      if (files_[i].written != Spec(i).size_bytes()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ": out of order ('", Spec(i).path(), "' has ", files_[i].written, " of ",
-            Spec(i).size_bytes(), " bytes)"));
-      }
-      RETURN_IF_ERROR(FinishFile(i));
-    }
+    ASSIGN_OR_RETURN(int index, chunks_.Accept(chunk.path(), chunk.offset(), chunk.data().size()));
+    // Moving on to a later file: every file before it is complete.
+    for (int i = current_; i < index; ++i) RETURN_IF_ERROR(FinishFile(i));
     current_ = index;
-    FileState& file = files_[index];
-    if (chunk.offset() != file.written) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": offset ", chunk.offset(),
-                                                     " is out of order (expected ", file.written,
-                                                     ")"));
-    }
-    if (chunk.data().size() > Spec(index).size_bytes() - file.written) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": bytes ", chunk.offset(), "..", chunk.offset() + chunk.data().size(),
-          " go past the file's size of ", Spec(index).size_bytes()));
-    }
     RETURN_IF_ERROR(OpenFile(index));
     RETURN_IF_ERROR(WriteAll(fd_, chunk.data(), FilePath(index)));
-    file.hasher->Update(chunk.data());
-    file.written += chunk.data().size();
+    files_[index].hasher->Update(chunk.data());
     return absl::OkStatus();
   }
 
@@ -319,14 +187,8 @@ class FsUpload final : public ArtifactStore::Upload {
   }
 
   absl::Status CommitFiles() {
-    for (int i = 0; i < static_cast<int>(files_.size()); ++i) {
-      if (files_[i].written != Spec(i).size_bytes()) {
-        return absl::InvalidArgumentError(absl::StrCat("checkpoint file '", Spec(i).path(),
-                                                       "': incomplete, ", files_[i].written,
-                                                       " of ", Spec(i).size_bytes(), " bytes"));
-      }
-      RETURN_IF_ERROR(FinishFile(i));
-    }
+    RETURN_IF_ERROR(chunks_.CheckComplete());
+    for (int i = 0; i < static_cast<int>(files_.size()); ++i) RETURN_IF_ERROR(FinishFile(i));
     RETURN_IF_ERROR(FsyncDirectory(tmp_dir_));
     RETURN_IF_ERROR(MakeDirDurable(job_dir_, artifacts_dir_));
     if (::renameat2(AT_FDCWD, tmp_dir_.c_str(), AT_FDCWD, final_dir_.c_str(),
@@ -342,7 +204,8 @@ class FsUpload final : public ArtifactStore::Upload {
     // The rename is what commits; its durability needs the new parent (and the old one, so
     // the upload does not reappear in tmp/ after a crash) synced.
     RETURN_IF_ERROR(FsyncDirectory(job_dir_));
-    (void)FsyncDirectory(fs::path(tmp_dir_).parent_path().string());
+    LogIfError(FsyncDirectory(fs::path(tmp_dir_).parent_path().string()),
+               "syncing the artifacts' tmp directory after a commit");
     return absl::OkStatus();
   }
 
@@ -370,7 +233,7 @@ class FsUpload final : public ArtifactStore::Upload {
   const std::string job_dir_;
   const std::string final_dir_;
   const std::string artifacts_dir_;
-  std::map<std::string, int> index_;  // path → position in the file list
+  contract::ChunkSequence chunks_;  // the order and sizes of the chunks
   std::vector<FileState> files_;
   int current_ = 0;     // the file chunks are arriving for; earlier ones are finished
   int fd_ = -1;         // the open file, if any
@@ -384,7 +247,7 @@ class FsUpload final : public ArtifactStore::Upload {
 class FsReader final : public ArtifactStore::Reader {
  public:
   FsReader(v1::Checkpoint checkpoint, std::string dir)
-      : checkpoint_(std::move(checkpoint)), dir_(std::move(dir)), buffer_(kMaxChunkBytes) {}
+      : checkpoint_(std::move(checkpoint)), dir_(std::move(dir)), buffer_(limits::kMaxChunkBytes) {}
   ~FsReader() override { Close(); }
 
   absl::StatusOr<bool> Next(v1::FileChunk& chunk) override {
@@ -417,7 +280,7 @@ class FsReader final : public ArtifactStore::Reader {
       hasher_ = std::make_unique<Sha256>();
     }
     uint64_t left = spec.size_bytes() - std::min(offset_, spec.size_bytes());
-    size_t want = static_cast<size_t>(std::min<uint64_t>(kMaxChunkBytes, left));
+    size_t want = static_cast<size_t>(std::min<uint64_t>(limits::kMaxChunkBytes, left));
     size_t got = 0;
     while (got < want) {
       ssize_t n = ::read(fd_, buffer_.data() + got, want - got);
@@ -485,7 +348,8 @@ class FsArtifactStore final : public ArtifactStore {
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::Checkpoint& checkpoint) override {
     RETURN_IF_ERROR(CheckId("checkpoint.job_id", checkpoint.job_id()));
     RETURN_IF_ERROR(CheckId("checkpoint.id", checkpoint.id()));
-    RETURN_IF_ERROR(CheckFileList(checkpoint));
+    RETURN_IF_ERROR(contract::CheckCheckpointFileSet(
+        "checkpoint.files", contract::ToFileEntries(checkpoint.files())));
     std::string job_dir = root_ + "/" + checkpoint.job_id();
     std::string final_dir = job_dir + "/" + checkpoint.id();
     struct stat st;

@@ -18,14 +18,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "proto/contract/limits.h"
 #include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::server {
-
-// Limits on what a checkpoint may hold (checked at BeginUpload, before anything is written).
-inline constexpr int kMaxCheckpointFiles = 256;
-inline constexpr uint64_t kMaxCheckpointFileBytes = 64ull << 30;
-inline constexpr size_t kMaxChunkBytes = 1 << 20;
 
 class ArtifactStore {
  public:
@@ -34,14 +30,14 @@ class ArtifactStore {
    public:
     virtual ~Upload() = default;
     // InvalidArgument naming the problem for a chunk out of order, past a file's size, larger
-    // than kMaxChunkBytes, or for an unknown path.
+    // than limits::kMaxChunkBytes, or for an unknown path.
     virtual absl::Status Write(const v1::FileChunk& chunk) = 0;
     // Checks that every file is complete and matches its sha256, then moves the files into
     // place. InvalidArgument (naming the file) on a mismatch; the upload is then discarded.
     virtual absl::Status Commit() = 0;
   };
 
-  // Reads a committed checkpoint back as chunks of at most kMaxChunkBytes.
+  // Reads a committed checkpoint back as chunks of at most limits::kMaxChunkBytes.
   class Reader {
    public:
     virtual ~Reader() = default;

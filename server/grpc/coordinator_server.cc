@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "proto/contract/limits.h"
 #include "server/grpc/request_limits.h"
 #include "server/grpc/services.h"
 #include "server/grpc/stream_pump.h"
@@ -50,7 +51,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(listen, std::move(credentials), &server->port_);
   builder.RegisterService(server->job_service_.get());
   builder.RegisterService(server->worker_service_.get());
-  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  builder.SetMaxReceiveMessageSize(limits::kMaxRequestBytes);
   // Watch and command streams live long: ping idle connections so that a vanished client's
   // stream is cancelled (and its resources freed) within a minute, and let clients ping too.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);

@@ -35,7 +35,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/grpc/rpc_metrics.h"
-#include "server/grpc/status.h"
+#include "proto/rpc/status.h"
 #include "server/grpc/stream_pump.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -79,7 +79,7 @@ class RpcTimer {
       : metrics_(metrics), method_(method), start_(absl::Now()) {}
   void Done(grpc::StatusCode code) const {
     if (metrics_ == nullptr) return;
-    metrics_->RpcFinished(method_, GrpcCodeName(code), absl::Now() - start_);
+    metrics_->RpcFinished(method_, rpc::GrpcCodeName(code), absl::Now() - start_);
   }
 
  private:

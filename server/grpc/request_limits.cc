@@ -3,8 +3,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "server/artifacts/artifact_store.h"
 #include "common/status_macros.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 #include "server/store/job_store.h"
 
 namespace loratrf::server {
@@ -22,24 +23,12 @@ absl::Status MaxItems(absl::string_view field, int count, int limit) {
       absl::StrCat(field, ": ", count, " entries, at most ", limit, " allowed"));
 }
 
-absl::Status Required(absl::string_view field, const std::string& value) {
-  if (!value.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
-}
-
-absl::Status CheckId(absl::string_view field, const std::string& id) {
-  RETURN_IF_ERROR(Required(field, id));
-  return MaxBytes(field, id, kMaxIdBytes);
-}
-
-absl::Status CheckWorkerName(absl::string_view field, const std::string& name) {
-  RETURN_IF_ERROR(Required(field, name));
-  return MaxBytes(field, name, kMaxNameBytes);
-}
+using contract::CheckId;
+using contract::CheckWorkerName;
 
 template <typename Running>
 absl::Status CheckRunning(const Running& running) {
-  RETURN_IF_ERROR(MaxItems("running", running.size(), kMaxRunningAttempts));
+  RETURN_IF_ERROR(MaxItems("running", running.size(), limits::kMaxRunningAttempts));
   for (int i = 0; i < running.size(); ++i) {
     RETURN_IF_ERROR(CheckId(absl::StrCat("running[", i, "].job_id"), running[i].job_id()));
   }
@@ -50,16 +39,17 @@ absl::Status CheckRunning(const Running& running) {
 
 absl::Status CheckRequest(const v1::SubmitJobRequest& request) {
   if (!request.has_spec()) return absl::InvalidArgumentError("spec: required");
-  return MaxBytes("idempotency_key", request.idempotency_key(), 128);
+  if (request.idempotency_key().empty()) return absl::OkStatus();
+  return contract::CheckIdempotencyKey("idempotency_key", request.idempotency_key());
 }
 
 absl::Status CheckRequest(const v1::GetJobRequest& request) { return CheckId("id", request.id()); }
 
 absl::Status CheckRequest(v1::ListJobsRequest& request) {
-  RETURN_IF_ERROR(MaxItems("states", request.states_size(), kMaxStateFilters));
-  RETURN_IF_ERROR(MaxBytes("owner", request.owner(), kMaxNameBytes));
-  RETURN_IF_ERROR(MaxBytes("name_prefix", request.name_prefix(), kMaxNameBytes));
-  RETURN_IF_ERROR(MaxBytes("page_token", request.page_token(), kMaxPageTokenBytes));
+  RETURN_IF_ERROR(MaxItems("states", request.states_size(), limits::kMaxStateFilters));
+  RETURN_IF_ERROR(MaxBytes("owner", request.owner(), limits::kMaxOwnerBytes));
+  RETURN_IF_ERROR(MaxBytes("name_prefix", request.name_prefix(), limits::kMaxOwnerBytes));
+  RETURN_IF_ERROR(MaxBytes("page_token", request.page_token(), limits::kMaxPageTokenBytes));
   if (request.page_size() > static_cast<uint32_t>(kMaxJobPageSize)) {
     request.set_page_size(kMaxJobPageSize);
   }
@@ -68,7 +58,7 @@ absl::Status CheckRequest(v1::ListJobsRequest& request) {
 
 absl::Status CheckRequest(const v1::CancelJobRequest& request) {
   RETURN_IF_ERROR(CheckId("id", request.id()));
-  return MaxBytes("reason", request.reason(), kMaxReasonBytes);
+  return MaxBytes("reason", request.reason(), limits::kMaxReasonBytes);
 }
 
 absl::Status CheckRequest(const v1::WatchJobRequest& request) {
@@ -81,22 +71,22 @@ absl::Status CheckRequest(const v1::ListCheckpointsRequest& request) {
 
 absl::Status CheckRequest(const v1::DownloadCheckpointRequest& request) {
   RETURN_IF_ERROR(CheckId("job_id", request.job_id()));
-  return MaxBytes("checkpoint_id", request.checkpoint_id(), kMaxIdBytes);
+  return MaxBytes("checkpoint_id", request.checkpoint_id(), limits::kMaxIdBytes);
 }
 
 absl::Status CheckRequest(const v1::RegisterRequest& request) {
   RETURN_IF_ERROR(CheckWorkerName("name", request.name()));
-  if (request.slots() > kMaxWorkerSlots) {
+  if (request.slots() > limits::kMaxWorkerSlots) {
     return absl::InvalidArgumentError(
-        absl::StrCat("slots: ", request.slots(), ", at most ", kMaxWorkerSlots, " allowed"));
+        absl::StrCat("slots: ", request.slots(), ", at most ", limits::kMaxWorkerSlots, " allowed"));
   }
-  RETURN_IF_ERROR(MaxItems("labels", request.labels_size(), kMaxWorkerLabels));
+  RETURN_IF_ERROR(MaxItems("labels", request.labels_size(), limits::kMaxWorkerLabels));
   for (const auto& [key, value] : request.labels()) {
-    RETURN_IF_ERROR(MaxBytes("labels (a key)", key, kMaxLabelKeyBytes));
-    RETURN_IF_ERROR(MaxBytes(absl::StrCat("labels[", key, "]"), value, kMaxLabelValueBytes));
+    RETURN_IF_ERROR(MaxBytes("labels (a key)", key, limits::kMaxLabelKeyBytes));
+    RETURN_IF_ERROR(MaxBytes(absl::StrCat("labels[", key, "]"), value, limits::kMaxLabelValueBytes));
   }
-  RETURN_IF_ERROR(MaxBytes("address", request.address(), kMaxAddressBytes));
-  RETURN_IF_ERROR(MaxBytes("version", request.version(), kMaxVersionBytes));
+  RETURN_IF_ERROR(MaxBytes("address", request.address(), limits::kMaxAddressBytes));
+  RETURN_IF_ERROR(MaxBytes("version", request.version(), limits::kMaxVersionBytes));
   return CheckRunning(request.running());
 }
 
@@ -112,16 +102,16 @@ absl::Status CheckRequest(const v1::StreamCommandsRequest& request) {
 absl::Status CheckRequest(const v1::ReportEventsRequest& request) {
   RETURN_IF_ERROR(CheckWorkerName("worker", request.worker()));
   RETURN_IF_ERROR(CheckId("job_id", request.job_id()));
-  RETURN_IF_ERROR(MaxItems("events", request.events_size(), kMaxEventsPerReport));
+  RETURN_IF_ERROR(MaxItems("events", request.events_size(), limits::kMaxEventsPerReport));
   for (int i = 0; i < request.events_size(); ++i) {
     const v1::JobEvent& event = request.events(i);
     if (event.has_log()) {
       RETURN_IF_ERROR(
-          MaxBytes(absl::StrCat("events[", i, "].log.text"), event.log().text(), kMaxLogLineBytes));
+          MaxBytes(absl::StrCat("events[", i, "].log.text"), event.log().text(), limits::kMaxLogLineBytes));
     }
     if (event.has_state_change()) {
       RETURN_IF_ERROR(MaxBytes(absl::StrCat("events[", i, "].state_change.reason"),
-                               event.state_change().reason(), kMaxReasonBytes));
+                               event.state_change().reason(), limits::kMaxReasonBytes));
     }
   }
   return absl::OkStatus();
@@ -131,7 +121,7 @@ absl::Status CheckRequest(const v1::UploadCheckpointRequest::Header& header) {
   RETURN_IF_ERROR(CheckWorkerName("header.worker", header.worker()));
   RETURN_IF_ERROR(CheckId("header.job_id", header.job_id()));
   // Paths and sizes are checked by the artifact store; the count bounds the header here.
-  return MaxItems("header.files", header.files_size(), kMaxCheckpointFiles);
+  return MaxItems("header.files", header.files_size(), limits::kMaxCheckpointFiles);
 }
 
 }  // namespace loratrf::server

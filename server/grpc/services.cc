@@ -9,7 +9,7 @@
 #include "common/status_macros.h"
 #include "server/grpc/pull_write_reactor.h"
 #include "server/grpc/request_limits.h"
-#include "server/grpc/status.h"
+#include "proto/rpc/status.h"
 
 namespace loratrf::server {
 namespace {
@@ -27,7 +27,7 @@ grpc::ServerUnaryReactor* Unary(const HandlerDeps& deps, grpc::CallbackServerCon
                                 const char* method, Roles roles, Body body) {
   RpcTimer timer(deps.metrics, method);
   absl::StatusOr<Caller> caller = deps.auth->Authenticate(AuthorizationOf(context), roles);
-  grpc::Status status = ToGrpcStatus(caller.ok() ? body(*caller) : caller.status());
+  grpc::Status status = rpc::ToGrpcStatus(caller.ok() ? body(*caller) : caller.status());
   timer.Done(status.error_code());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(std::move(status));
@@ -85,7 +85,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
   void WriteNext() {
     message_.Clear();
     absl::StatusOr<bool> more = reader_->Next(*message_.mutable_chunk());
-    if (!more.ok()) return Done(ToGrpcStatus(more.status()));
+    if (!more.ok()) return Done(rpc::ToGrpcStatus(more.status()));
     if (!*more) return Done(grpc::Status::OK);
     StartWrite(&message_);
   }
@@ -130,9 +130,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   // The message StartRead got (or, with !ok, the end of the stream): handles it, then reads
   // the next one or finishes.
   void Process(bool ok) {
-    if (!ok) return Done(ToGrpcStatus(Complete()));  // the client half-closed (or went away)
+    if (!ok) return Done(rpc::ToGrpcStatus(Complete()));  // the client half-closed (or went away)
     absl::Status status = Handle();
-    if (!status.ok()) return Done(ToGrpcStatus(status));
+    if (!status.ok()) return Done(rpc::ToGrpcStatus(status));
     StartRead(&request_);
   }
 
@@ -253,7 +253,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
     return deps_.core->WatchJob(*request);
   }();
   if (!stream.ok()) {
-    return new FailedWriteReactor<v1::JobEvent>(timer, ToGrpcStatus(stream.status()));
+    return new FailedWriteReactor<v1::JobEvent>(timer, rpc::ToGrpcStatus(stream.status()));
   }
   auto* reactor = new PullWriteReactor<v1::JobEvent>(
       std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(std::move(*stream)),
@@ -287,7 +287,7 @@ grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* JobServiceHandler::Dow
   }();
   if (!opened.ok()) {
     return new FailedWriteReactor<v1::DownloadCheckpointResponse>(timer,
-                                                                  ToGrpcStatus(opened.status()));
+                                                                  rpc::ToGrpcStatus(opened.status()));
   }
   return new DownloadReactor(timer, deps_.files, std::move(opened->first),
                              std::move(opened->second));
@@ -341,7 +341,7 @@ grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceHandler::StreamCommand
     return deps_.core->StreamCommands(*request);
   }();
   if (!stream.ok()) {
-    return new FailedWriteReactor<v1::WorkerCommand>(timer, ToGrpcStatus(stream.status()));
+    return new FailedWriteReactor<v1::WorkerCommand>(timer, rpc::ToGrpcStatus(stream.status()));
   }
   auto* reactor = new PullWriteReactor<v1::WorkerCommand>(
       std::make_unique<CorePullSource<v1::WorkerCommand, CommandStream>>(std::move(*stream)),
@@ -366,7 +366,7 @@ grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerServiceHandler::Uplo
     grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) {
   RpcTimer timer(deps_.metrics, "WorkerService/UploadCheckpoint");
   absl::StatusOr<Caller> caller = deps_.auth->Authenticate(AuthorizationOf(context), kWorkerOnly);
-  if (!caller.ok()) return new FailedReadReactor(timer, ToGrpcStatus(caller.status()));
+  if (!caller.ok()) return new FailedReadReactor(timer, rpc::ToGrpcStatus(caller.status()));
   return new UploadReactor(deps_, timer, std::move(*caller), context, response);
 }
 

@@ -1,6 +1,6 @@
 // The coordinator's gRPC services on the callback API (DESIGN.md, convention 1): each handler
 // authenticates the caller (auth.h), checks request limits (request_limits.h), calls one
-// JobServiceCore method and maps its absl::Status with ToGrpcStatus (status.h). Unary methods
+// JobServiceCore method and maps its absl::Status with rpc::ToGrpcStatus (proto/rpc/status.h). Unary methods
 // finish on the context's DefaultReactor; WatchJob and StreamCommands are PullWriteReactors over
 // the core's pull streams; DownloadCheckpoint and UploadCheckpoint stream checkpoint chunks.
 //

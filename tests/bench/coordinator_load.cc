@@ -1,4 +1,4 @@
-// coordinator_load: a load generator for a running loratrf-coordinator (issue 6's load
+// coordinator_load: a load generator for a running loratrf-coordinator (the coordinator load
 // benchmark; tests/bench/coordinator_load.sh starts the coordinator and runs this).
 //
 //   coordinator_load --address HOST:PORT [--coordinator-pid PID] [--jobs N] [--watchers N]

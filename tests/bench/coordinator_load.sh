@@ -1,5 +1,5 @@
 #!/bin/bash
-# Coordinator load benchmark (issue 6): starts a real loratrf-coordinator on a temporary data
+# Coordinator load benchmark: starts a real loratrf-coordinator on a temporary data
 # dir (loopback, no auth), runs tests/bench/coordinator_load.cc against it (submitters, fake
 # workers, watchers) and prints what it measured. See tests/bench/README.md.
 #

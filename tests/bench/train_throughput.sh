@@ -20,7 +20,7 @@ STEPS=${STEPS:-5}
 THREADS=${THREADS:-1}
 TOTAL=$((WARMUP + STEPS))
 
-# The model and job, as issue 4 describes them.
+# The model and job: a small Llama, LoRATRF on q_proj/v_proj, one rank.
 HIDDEN=256 INTERMEDIATE=688 LAYERS=4 HEADS=8 KV_HEADS=4 VOCAB=2048
 SEQ=128 BATCH=8 MICRO=8 EXAMPLES=64 RANK=8 ALPHA=16 LR=1.0e-4 CLIP=1.0 SEED=42
 

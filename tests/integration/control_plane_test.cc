@@ -1,7 +1,7 @@
 // The whole service on 127.0.0.1: a real loratrf-coordinator (SQLite under a temp data dir),
 // real `loratrf-worker agent`s starting real rank processes (Gloo over loopback), driven by the
-// real `loratrf` CLI. Processes are killed with SIGKILL where the issue says so. These are the
-// "done when" checks of issue 6.
+// real `loratrf` CLI: submit, watch, cancel, download, restarts after SIGKILL of an agent or
+// the coordinator, a job spread over two agents, auth and idempotency.
 #include <signal.h>
 #include <sys/socket.h>
 #include <netinet/in.h>

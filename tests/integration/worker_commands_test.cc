@@ -212,7 +212,7 @@ TEST_F(WorkerCommands, ParamsForClassificationCountsTheLabelsInTheData) {
   EXPECT_EQ(out["trainable"], 2 * 8 * 64 + 3 * 32);
   std::ofstream(dir_ / "train.jsonl") << "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n";
   ExpectUsageError(Worker({"params", "--spec", WriteSpec(dir_, "{target_modules: [q_proj]}", "classification")}),
-                   "train.jsonl:2: label: required");
+                   "train.jsonl:2: label: missing");
 }
 
 TEST_F(WorkerCommands, ParamsRefusesBadSpecsAndModels) {

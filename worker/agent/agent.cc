@@ -10,29 +10,18 @@
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
 #include <iterator>
 #include <random>
 
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/command_line.h"
-#include "common/read_file.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
-#include "worker/engine/runtime_info.h"
+#include "proto/rpc/status.h"
 
-namespace loratrf::worker {
-namespace agent {
+namespace loratrf::worker::agent {
 namespace {
-
-absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
 
 absl::Duration FromProto(const google::protobuf::Duration& d, absl::Duration fallback) {
   absl::Duration value = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -78,25 +67,11 @@ bool FinishedAttempts::Covers(const std::string& job, uint32_t attempt) {
   return attempt <= it->second.attempt;
 }
 
-Agent::Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics)
-    : options_(std::move(options)), metrics_(std::move(metrics)) {
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (!options_.tls_ca_pem.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options_.tls_ca_pem;
-    credentials = grpc::SslCredentials(ssl);
-  } else {
-    credentials = grpc::InsecureChannelCredentials();
-  }
-  grpc::ChannelArguments arguments;
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials, arguments);
-  workers_ = v1::WorkerService::NewStub(channel_);
-  jobs_ = v1::JobService::NewStub(channel_);
+Agent::Agent(AgentOptions options, rpc::ClientChannel channel,
+             std::unique_ptr<AgentMetrics> metrics)
+    : options_(std::move(options)), metrics_(std::move(metrics)), channel_(std::move(channel)) {
+  workers_ = v1::WorkerService::NewStub(channel_.channel());
+  jobs_ = v1::JobService::NewStub(channel_.channel());
   metrics_->SetSlots(options_.slots);
 }
 
@@ -122,7 +97,7 @@ std::vector<std::unique_ptr<AttemptRunner>> Agent::TakeAllRunners() {
 
 std::unique_ptr<grpc::ClientContext> Agent::NewContext(absl::Duration timeout) {
   auto context = std::make_unique<grpc::ClientContext>();
-  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  channel_.Authorize(*context);
   if (timeout != absl::InfiniteDuration()) {
     context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
   }
@@ -166,7 +141,7 @@ absl::Status Agent::RegisterLocked() {
   v1::RegisterResponse response;
   std::unique_ptr<grpc::ClientContext> context = NewContext(absl::Seconds(10));
   grpc::Status status = workers_->Register(context.get(), request, &response);
-  RETURN_IF_ERROR(FromGrpc(status, "Register"));
+  RETURN_IF_ERROR(rpc::FromGrpcStatus(status, "Register"));
   {
     std::lock_guard<std::mutex> lock(lease_mu_);
     lease_id_ = response.lease_id();
@@ -175,10 +150,9 @@ absl::Status Agent::RegisterLocked() {
                                      absl::Milliseconds(100), absl::Seconds(60));
   }
   metrics_->Registered();
-  std::cerr << "loratrf-worker agent: registered " << options_.name << " with "
-            << options_.slots << " " << (options_.device == v1::DEVICE_CUDA ? "GPU" : "CPU")
-            << " slot(s) at " << options_.coordinator << " (lease " << response.lease_id() << ", "
-            << request.running_size() << " attempt(s) running)\n";
+  LOG_INFO("registered {} with {} {} slot(s) at {} (lease {}, {} attempt(s) running)",
+           options_.name, options_.slots, options_.device == v1::DEVICE_CUDA ? "GPU" : "CPU",
+           options_.coordinator, response.lease_id(), request.running_size());
   // A stream opened with the old lease ends; the command loop reopens it with this one.
   std::lock_guard<std::mutex> lock(stream_mu_);
   if (stream_context_ != nullptr) stream_context_->TryCancel();
@@ -193,7 +167,7 @@ absl::Status Agent::HeartbeatOnce(uint64_t lease, absl::Duration lease_ttl) {
   v1::HeartbeatResponse response;
   std::unique_ptr<grpc::ClientContext> context =
       NewContext(std::max(lease_ttl / 2, absl::Seconds(1)));
-  return FromGrpc(workers_->Heartbeat(context.get(), request, &response), "Heartbeat");
+  return rpc::FromGrpcStatus(workers_->Heartbeat(context.get(), request, &response), "Heartbeat");
 }
 
 absl::StatusOr<bool> Agent::RecoverLease(uint64_t used_lease) {
@@ -207,8 +181,7 @@ absl::StatusOr<bool> Agent::RecoverLease(uint64_t used_lease) {
   absl::Status alive = HeartbeatOnce(used_lease, ttl);
   if (alive.ok()) return false;
   if (!LeaseLost(alive.code())) return alive;
-  std::cerr << "loratrf-worker agent: lease " << used_lease << " is gone (" << alive.message()
-            << "); registering again\n";
+  LOG_WARN("lease {} is gone ({}); registering again", used_lease, alive.message());
   RETURN_IF_ERROR(RegisterLocked());
   return true;
 }
@@ -227,7 +200,7 @@ void Agent::HeartbeatLoop() {
     if (!WaitUnlessStopping(interval)) return;
     absl::Status status = HeartbeatOnce(lease, ttl);
     if (status.ok()) {
-      if (failures > 0) std::cerr << "loratrf-worker agent: heartbeats go through again\n";
+      if (failures > 0) LOG_INFO("heartbeats go through again");
       failures = 0;
       continue;
     }
@@ -235,13 +208,13 @@ void Agent::HeartbeatLoop() {
     if (LeaseLost(status.code())) {
       std::lock_guard<std::mutex> registering(register_mu_);
       if (lease_id() == lease) {
-        std::cerr << "loratrf-worker agent: " << status.message() << "; registering again\n";
+        LOG_WARN("{}; registering again", status.message());
         absl::Status registered = RegisterLocked();
-        if (!registered.ok()) std::cerr << "loratrf-worker agent: " << registered.message() << "\n";
+        LogIfError(registered, "registering again");
       }
       continue;
     }
-    if (failures++ % 10 == 0) std::cerr << "loratrf-worker agent: " << status.message() << "\n";
+    if (failures++ % 10 == 0) LOG_WARN("heartbeat: {}", status.message());
   }
 }
 
@@ -284,7 +257,7 @@ void Agent::CommandLoop() {
         continue;
       }
     } else if (code != absl::StatusCode::kCancelled) {
-      std::cerr << "loratrf-worker agent: command stream: " << status.error_message() << "\n";
+      LOG_WARN("command stream: {}", status.error_message());
     }
     if (received || absl::Now() - opened > absl::Seconds(10)) backoff = absl::Milliseconds(250);
     if (!WaitUnlessStopping(Jitter(backoff))) break;
@@ -311,7 +284,7 @@ void Agent::Assign(const v1::Assignment& assignment) {
   bool plain = !job.empty() && job.size() <= 128;
   for (char c : job) plain &= std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
   if (!plain) {
-    std::cerr << "loratrf-worker agent: ignoring an assignment with a bad job id\n";
+    LOG_WARN("ignoring an assignment with a bad job id");
     return;
   }
   std::lock_guard<std::mutex> lock(runners_mu_);
@@ -337,13 +310,11 @@ void Agent::Assign(const v1::Assignment& assignment) {
   const bool cuda = options_.device == v1::DEVICE_CUDA &&
                     assignment.spec().resources().device() == v1::DEVICE_CUDA;
   env.acquire = [this, cuda](const AttemptRunner& runner) { return Acquire(runner, cuda); };
-  std::cerr << "loratrf-worker agent: job " << job << " attempt " << assignment.attempt()
-            << ": node " << assignment.node_rank() << ", " << assignment.local_world_size()
-            << " of " << assignment.world_size() << " rank(s)"
-            << (assignment.resume_checkpoint_id().empty()
-                    ? std::string()
-                    : ", resuming from checkpoint " + assignment.resume_checkpoint_id())
-            << "\n";
+  LOG_INFO("job {} attempt {}: node {}, {} of {} rank(s){}", job, assignment.attempt(),
+           assignment.node_rank(), assignment.local_world_size(), assignment.world_size(),
+           assignment.resume_checkpoint_id().empty()
+               ? std::string()
+               : ", resuming from checkpoint " + assignment.resume_checkpoint_id());
   auto runner = std::make_unique<AttemptRunner>(std::move(env), assignment);
   runner->Start();  // its thread begins in Acquire, which waits for runners_mu_
   runners_[job] = std::move(runner);
@@ -373,8 +344,8 @@ absl::StatusOr<std::vector<std::string>> Agent::Acquire(const AttemptRunner& run
           " were still running after ", absl::FormatDuration(kSupersededWait)));
     }
     if (!said) {
-      std::cerr << "loratrf-worker agent: job " << job << " attempt " << runner.attempt()
-                << ": waiting for the earlier attempt's ranks to stop\n";
+      LOG_INFO("job {} attempt {}: waiting for the earlier attempt's ranks to stop", job,
+               runner.attempt());
       said = true;
     }
     runners_cv_.wait_for(lock, kSlotPoll);
@@ -412,18 +383,16 @@ absl::StatusOr<std::vector<std::string>> Agent::Acquire(const AttemptRunner& run
       }
     } else if (busy + wanted <= options_.slots || late) {
       if (busy + wanted > options_.slots) {
-        std::cerr << "loratrf-worker agent: job " << job << " needs " << wanted << " slot(s), "
-                  << (options_.slots > busy ? options_.slots - busy : 0)
-                  << " free; starting it anyway\n";
+        LOG_WARN("job {} needs {} slot(s), {} free; starting it anyway", job, wanted,
+                 options_.slots > busy ? options_.slots - busy : 0);
       }
       reserved_[&runner] = Reservation{wanted, {}};
       return std::vector<std::string>();
     }
     if (!said) {
-      std::cerr << "loratrf-worker agent: job " << job << " attempt " << runner.attempt()
-                << " needs " << wanted << (cuda ? " GPU(s)" : " slot(s)")
-                << "; waiting up to " << absl::FormatDuration(kSlotWait)
-                << " for stopping ranks to free them\n";
+      LOG_INFO("job {} attempt {} needs {} {}; waiting up to {} for stopping ranks to free them",
+               job, runner.attempt(), wanted, cuda ? "GPU(s)" : "slot(s)",
+               absl::FormatDuration(kSlotWait));
       said = true;
     }
     runners_cv_.wait_for(lock, kSlotPoll);
@@ -482,12 +451,11 @@ int Agent::Run() {
     const absl::StatusCode code = registered.code();
     if (code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kUnauthenticated ||
         code == absl::StatusCode::kPermissionDenied || code == absl::StatusCode::kAlreadyExists) {
-      std::cerr << "loratrf-worker: the coordinator refused this worker: " << registered.message()
-                << "\n";
+      LOG_ERROR("the coordinator refused this worker: {}", registered.message());
       return 2;
     }
     if (failures++ % 10 == 0) {
-      std::cerr << "loratrf-worker agent: " << registered.message() << "; retrying\n";
+      LOG_WARN("{}; retrying", registered.message());
     }
     if (!WaitUnlessStopping(Jitter(backoff))) return 0;
     backoff = std::min(backoff * 2, absl::Seconds(10));
@@ -497,190 +465,8 @@ int Agent::Run() {
   // Stopping: every attempt stops its ranks and reports RESTARTING.
   TakeAllRunners().clear();
   heartbeats.join();
-  std::cerr << "loratrf-worker agent: stopped\n";
+  LOG_INFO("stopped");
   return 0;
 }
 
-}  // namespace agent
-
-namespace {
-
-bool IsValidWorkerName(const std::string& name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
-  }
-  return true;
-}
-
-std::string DefaultName() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return "worker";
-  std::string name;
-  for (char c : std::string(host)) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    name.push_back(((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.') ? c : '-');
-  }
-  if (name.size() > 63) name.resize(63);
-  return name.empty() ? "worker" : name;
-}
-
-bool IsLoopbackTarget(const std::string& target) {
-  std::string host = target;
-  if (size_t colon = host.rfind(':'); colon != std::string::npos) host = host.substr(0, colon);
-  return host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
-}
-
-absl::Status ValidateTarget(const std::string& target) {
-  if (target.rfind("unix:", 0) == 0 && target.size() > 5) return absl::OkStatus();
-  const size_t colon = target.rfind(':');
-  if (target.empty() || colon == std::string::npos || colon == 0 ||
-      target.find_first_of(" \t\n") != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("--coordinator '", target, "': expected HOST:PORT"));
-  }
-  const std::string port = target.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(port) < 1 || std::stoi(port) > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--coordinator '", target, "': the port must be 1-65535"));
-  }
-  return absl::OkStatus();
-}
-
-// The device ids a rank may be given: CUDA_VISIBLE_DEVICES's entries when the agent runs under
-// one, else 0..count-1.
-std::vector<std::string> GpuIds(int count) {
-  std::vector<std::string> ids;
-  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr && *visible) {
-    for (absl::string_view id : absl::StrSplit(visible, ',', absl::SkipEmpty())) {
-      ids.emplace_back(id);
-    }
-  }
-  if (ids.size() < static_cast<size_t>(count)) {
-    ids.clear();
-    for (int i = 0; i < count; ++i) ids.push_back(std::to_string(i));
-  }
-  ids.resize(static_cast<size_t>(count));
-  return ids;
-}
-
-agent::Agent* g_agent = nullptr;
-
-absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
-  agent::AgentOptions options;
-  ASSIGN_OR_RETURN(options.coordinator, flags.Require("--coordinator"));
-  RETURN_IF_ERROR(ValidateTarget(options.coordinator));
-  ASSIGN_OR_RETURN(options.work_dir, flags.Require("--work-dir"));
-  ASSIGN_OR_RETURN(int64_t slots, flags.GetInt("--slots", -1, 1, 1024));
-  ASSIGN_OR_RETURN(std::string device, flags.GetChoice("--device", "auto", {"auto", "cpu", "cuda"}));
-  options.name = flags.GetOr("--name", DefaultName());
-  if (!IsValidWorkerName(options.name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--name '", options.name, "': must be 1-63 characters of a-z, 0-9, '-' and '.'"));
-  }
-  options.address = flags.GetOr("--address", "");
-  if (options.address.empty()) {
-    options.address = IsLoopbackTarget(options.coordinator) ? "127.0.0.1" : DefaultName();
-  }
-  if (options.address.size() > 253 || options.address.find_first_of(" \t\n/") != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("--address '", options.address, "': not a host name"));
-  }
-  if (std::optional<std::string> path = flags.Get("--token-file")) {
-    ASSIGN_OR_RETURN(std::string text, ReadFileWithLimit(*path, 64 << 10));
-    std::string token = text.substr(0, text.find('\n'));
-    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.empty() || token.find_first_of(" \t") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--token-file ", *path, ": the first line must be the token alone"));
-    }
-    options.token = token;
-  }
-  if (std::optional<std::string> path = flags.Get("--tls-ca")) {
-    ASSIGN_OR_RETURN(options.tls_ca_pem, ReadFileWithLimit(*path, 1 << 20));
-    if (options.tls_ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("--tls-ca ", *path, ": no PEM certificate in it"));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(options.work_dir + "/jobs", ec);
-  if (ec || ::access((options.work_dir + "/jobs").c_str(), W_OK) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--work-dir ", options.work_dir,
-                                                   ": cannot create or write it"));
-  }
-  options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
-  if (options.work_dir.size() > 1 && options.work_dir.back() == '/') options.work_dir.pop_back();
-
-  // Slots: the GPUs when CUDA is here (at most --slots of them), else --slots CPU slots.
-  const engine::RuntimeInfo runtime = engine::GetRuntimeInfo();
-  options.version = runtime.loratrf_version;
-  const int gpus = runtime.cuda_device_count;
-  if (device == "cuda" && gpus == 0) {
-    return absl::InvalidArgumentError("--device cuda: this node has no usable GPU");
-  }
-  if (device != "cpu" && gpus > 0) {
-    options.device = v1::DEVICE_CUDA;
-    options.slots = static_cast<uint32_t>(slots > 0 ? std::min<int64_t>(slots, gpus) : gpus);
-    options.gpus = GpuIds(gpus);
-  } else {
-    options.device = v1::DEVICE_CPU;
-    options.slots = static_cast<uint32_t>(slots > 0 ? slots : 1);
-  }
-  char self[PATH_MAX] = {};
-  ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");
-  options.executable = std::string(self, static_cast<size_t>(length));
-  return options;
-}
-
-}  // namespace
-
-int RunAgent(const std::vector<std::string>& args) {
-  // SIGINT/SIGTERM are taken by one thread and blocked everywhere else: blocked here, before
-  // any thread exists (the metrics server's, gRPC's, libtorch's inherit the mask); rank
-  // processes unblock them before exec.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  absl::StatusOr<CommandLine> flags = CommandLine::Parse(
-      args, {{"--coordinator", true}, {"--slots", true}, {"--work-dir", true}, {"--name", true},
-             {"--metrics-listen", true}, {"--token-file", true}, {"--tls-ca", true},
-             {"--address", true}, {"--device", true}});
-  auto fail = [](const absl::Status& status) {
-    std::cerr << "loratrf-worker: " << status.message() << "\n";
-    return status.code() == absl::StatusCode::kInternal ? 1 : 2;
-  };
-  if (!flags.ok()) return fail(flags.status());
-  if (!flags->positional().empty()) {
-    return fail(absl::InvalidArgumentError("agent takes no arguments, got '" +
-                                           flags->positional()[0] + "'"));
-  }
-  absl::StatusOr<agent::AgentOptions> options = ParseOptions(*flags);
-  if (!options.ok()) return fail(options.status());
-  std::unique_ptr<agent::AgentMetrics> metrics = agent::MakeNullAgentMetrics();
-  if (std::optional<std::string> listen = flags->Get("--metrics-listen")) {
-    absl::StatusOr<std::unique_ptr<agent::AgentMetrics>> served =
-        agent::MakePrometheusAgentMetrics(*listen);
-    if (!served.ok()) return fail(served.status());
-    metrics = *std::move(served);
-  }
-
-  agent::Agent agent(*std::move(options), std::move(metrics));
-  g_agent = &agent;
-  std::thread signals([stop_signals] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
-    std::cerr << "loratrf-worker agent: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
-              << ": stopping\n";
-    g_agent->Shutdown();
-  });
-  signals.detach();  // it may still wait when Run() returns on its own; exit ends it
-  int code = agent.Run();
-  std::cerr.flush();
-  // Threads gRPC or a detached waiter still hold may outlive `agent`: leave without unwinding.
-  std::_Exit(code);
-}
-
-}  // namespace loratrf::worker
+}  // namespace loratrf::worker::agent

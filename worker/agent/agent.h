@@ -36,14 +36,13 @@
 #include <utility>
 #include <vector>
 
-#include <grpcpp/channel.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "worker/agent/agent_metrics.h"
 #include "worker/agent/attempt_runner.h"
 #include "worker/agent/coordinator_link.h"
-#include "worker/agent/run_agent.h"
+#include "proto/rpc/channel.h"
 
 // RunAgent (run_agent.h): `loratrf-worker agent --coordinator HOST:PORT --slots N
 // --work-dir DIR [--name NAME] [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F]
@@ -78,8 +77,6 @@ struct AgentOptions {
   std::string name;             // [a-z0-9-.]{1,63}
   std::string work_dir;
   std::string address;          // what peers dial for a rendezvous on this node
-  std::string token;            // "" for none
-  std::string tls_ca_pem;       // "" for an insecure channel
   std::string executable;       // the binary the ranks run (/proc/self/exe)
   std::string version;
   uint32_t slots = 1;
@@ -90,7 +87,8 @@ struct AgentOptions {
 
 class Agent : public CoordinatorLink {
  public:
-  Agent(AgentOptions options, std::unique_ptr<AgentMetrics> metrics);
+  // `channel` leads to options.coordinator (with the token and TLS of the command line).
+  Agent(AgentOptions options, rpc::ClientChannel channel, std::unique_ptr<AgentMetrics> metrics);
   ~Agent() override;
 
   // Registers (retrying while the coordinator is unreachable), then serves commands until
@@ -127,7 +125,7 @@ class Agent : public CoordinatorLink {
 
   const AgentOptions options_;
   const std::unique_ptr<AgentMetrics> metrics_;
-  std::shared_ptr<grpc::Channel> channel_;
+  const rpc::ClientChannel channel_;
   std::unique_ptr<v1::WorkerService::StubInterface> workers_;
   std::unique_ptr<v1::JobService::StubInterface> jobs_;
 

@@ -15,7 +15,12 @@
 #include "worker/agent/rank_process.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
-#include "nlohmann/json.hpp"
+#include "common/logging.h"
+#include "common/text.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/metrics_jsonl.h"
+#include "proto/contract/run_output.h"
+#include "proto/rpc/status.h"
 #include "proto/spec/job_spec.h"
 
 namespace loratrf::worker::agent {
@@ -23,19 +28,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kMaxReasonBytes = 1024;
 constexpr size_t kLogTailLines = 20;
-constexpr int kMaxLocalRanks = 256;
-
-bool IsStepName(const std::string& name) {
-  return !name.empty() && name.size() <= 19 &&
-         name.find_first_not_of("0123456789") == std::string::npos;
-}
 
 v1::JobEvent StateEvent(v1::JobState to, const std::string& reason) {
   v1::JobEvent event;
   event.mutable_state_change()->set_to(to);
-  event.mutable_state_change()->set_reason(SanitizeText(reason, kMaxReasonBytes));
+  event.mutable_state_change()->set_reason(SanitizeText(reason, limits::kMaxReasonBytes));
   return event;
 }
 
@@ -43,12 +41,8 @@ v1::JobEvent LogEvent(v1::LogLine::Level level, int rank, const std::string& tex
   v1::JobEvent event;
   event.mutable_log()->set_level(level);
   event.mutable_log()->set_rank(rank);
-  event.mutable_log()->set_text(SanitizeText(text, kMaxReasonBytes));
+  event.mutable_log()->set_text(SanitizeText(text, limits::kMaxLogLineBytes));
   return event;
-}
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 bool Retryable(absl::StatusCode code) {
@@ -75,37 +69,6 @@ std::string WithoutProgramPrefix(std::string line) {
 
 }  // namespace
 
-std::string SanitizeText(const std::string& text, size_t max_bytes) {
-  std::string out;
-  out.reserve(std::min(text.size(), max_bytes));
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool valid = length > 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      valid = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
-    }
-    if (valid && length == 1 && c < 0x20 && c != '\t') valid = false;  // control characters
-    if (valid && length > 1) {
-      // Overlong forms, surrogates and code points beyond U+10FFFF are not UTF-8.
-      uint32_t cp = c & (0xFF >> (length + 1));
-      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-      valid = cp >= min[length] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (!valid) length = 1;
-    if (out.size() + (valid ? length : 1) > max_bytes) break;
-    if (valid) {
-      out.append(text, i, length);
-    } else {
-      out.push_back('?');
-    }
-    i += length;
-  }
-  return out;
-}
-
 AttemptRunner::AttemptRunner(AttemptEnvironment env, v1::Assignment assignment)
     : env_(std::move(env)), assignment_(std::move(assignment)),
       job_dir_(env_.work_dir + "/jobs/" + assignment_.job_id()),
@@ -116,11 +79,19 @@ AttemptRunner::AttemptRunner(AttemptEnvironment env, v1::Assignment assignment)
         return SendReport(first, events);
       },
       [this](const absl::Status& why) {
-        std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt()
-                  << " is stale (" << why.message() << "); stopping its ranks\n";
+        LOG_WARN("job {} attempt {} is stale ({}); stopping its ranks", job_id(), attempt(),
+                 why.message());
         RequestStop(kStale);
       },
       env_.metrics);
+}
+
+std::string AttemptRunner::CheckpointsDir() const {
+  return absl::StrCat(output_dir_, "/", contract::kCheckpointsDirName);
+}
+
+std::string AttemptRunner::FinalDir() const {
+  return absl::StrCat(output_dir_, "/", contract::kFinalDirName);
 }
 
 AttemptRunner::~AttemptRunner() {
@@ -134,8 +105,8 @@ void AttemptRunner::Start() {
 }
 
 void AttemptRunner::Cancel(const std::string& reason) {
-  std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt()
-            << " cancelled" << (reason.empty() ? "" : ": ") << reason << "\n";
+  LOG_INFO("job {} attempt {} cancelled{}{}", job_id(), attempt(), reason.empty() ? "" : ": ",
+           reason);
   RequestStop(kCancelled);
 }
 
@@ -175,11 +146,11 @@ absl::StatusOr<uint64_t> AttemptRunner::SendReport(uint64_t first,
     grpc::Status status = link.workers().ReportEvents(context.get(), request, &response);
     if (status.ok()) return response.next_report_index();
     if (status.error_code() != grpc::StatusCode::FAILED_PRECONDITION || tries > 0) {
-      return FromGrpc(status);
+      return rpc::FromGrpcStatus(status);
     }
     // Refused: a lapsed lease (register again and retry) or a stale attempt.
     ASSIGN_OR_RETURN(bool renewed, link.RecoverLease(lease));
-    if (!renewed) return FromGrpc(status);
+    if (!renewed) return rpc::FromGrpcStatus(status);
   }
 }
 
@@ -213,8 +184,8 @@ void AttemptRunner::Run() {
     outcome_name = OutcomeName(outcome.state);
     reporter_->Add(StateEvent(outcome.state, outcome.reason));
   }
-  std::cerr << "loratrf-worker agent: job " << job_id() << " attempt " << attempt() << " "
-            << outcome_name << (outcome.reason.empty() ? "" : ": ") << outcome.reason << "\n";
+  LOG_INFO("job {} attempt {} {}{}{}", job_id(), attempt(), outcome_name,
+           outcome.reason.empty() ? "" : ": ", outcome.reason);
   // Deliver everything; a Cancellation or the agent stopping cuts the wait short.
   const absl::Time deadline = absl::Now() + flush_timeout;
   while (true) {
@@ -284,7 +255,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
                             absl::StrCat(local, " rank(s) started on ", env_.link->worker_name())));
 
   // Watch them.
-  MetricsTail tail(output_dir_ + "/metrics.jsonl", resume_step_);
+  MetricsTail tail(absl::StrCat(output_dir_, "/", contract::kMetricsFileName), resume_step_);
   const RankProcess* failed = nullptr;
   while (true) {
     if (stopping()) break;
@@ -360,9 +331,8 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
 absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
   const v1::Assignment& a = assignment_;
   // Ranks are ints further on: bound the world first (a job spec allows 256 x 64 ranks).
-  constexpr uint32_t kMaxWorldSize = 1 << 16;
-  if (a.local_world_size() < 1 || a.local_world_size() > kMaxLocalRanks ||
-      a.world_size() > kMaxWorldSize ||
+  if (a.local_world_size() < 1 || a.local_world_size() > limits::kMaxLocalRanks ||
+      a.world_size() > limits::kMaxWorldSize ||
       a.world_size() < (uint64_t{a.node_rank()} + 1) * a.local_world_size() ||
       a.master_port() > 65535 || (a.world_size() > 1 && a.master_port() == 0)) {
     return absl::InternalError(absl::StrCat(
@@ -385,8 +355,7 @@ absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
       checkpoint = DownloadCheckpoint(*env_.link, a.job_id(), a.resume_checkpoint_id(),
                                       download_dir, transfers_, *env_.metrics);
       if (checkpoint.ok() || !Retryable(checkpoint.status().code())) break;
-      std::cerr << "loratrf-worker agent: job " << a.job_id() << ": " << checkpoint.status().message()
-                << "; retrying\n";
+      LOG_WARN("job {}: {}; retrying", a.job_id(), checkpoint.status().message());
       SleepUnlessStopped(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(10));
     }
@@ -404,7 +373,7 @@ absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
                                               " cannot be resumed from (final or step 0)"));
     }
     RETURN_IF_ERROR(ClearLocalState(resume_step));
-    const std::string checkpoints = output_dir_ + "/checkpoints";
+    const std::string checkpoints = CheckpointsDir();
     fs::create_directories(checkpoints, ec);
     const std::string target = checkpoints + "/" + std::to_string(resume_step);
     fs::remove_all(target, ec);
@@ -417,17 +386,17 @@ absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
   }
   // Everything up to the resume step was uploaded by an earlier attempt.
   std::error_code ignored;
-  for (const auto& entry : fs::directory_iterator(output_dir_ + "/checkpoints", ignored)) {
+  for (const auto& entry : fs::directory_iterator(CheckpointsDir(), ignored)) {
     const std::string name = entry.path().filename().string();
-    if (IsStepName(name)) uploaded_.insert(std::stoull(name));
+    if (contract::IsCheckpointStepDirName(name)) uploaded_.insert(std::stoull(name));
   }
   return resume_step;
 }
 
 absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
   std::error_code ec;
-  fs::remove_all(output_dir_ + "/final", ec);
-  if (ec) return absl::InternalError(absl::StrCat(output_dir_, "/final: ", ec.message()));
+  fs::remove_all(FinalDir(), ec);
+  if (ec) return absl::InternalError(absl::StrCat(FinalDir(), ": ", ec.message()));
   for (const auto& entry : fs::directory_iterator(output_dir_, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(".download-", 0) == 0 &&
@@ -435,17 +404,16 @@ absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
       fs::remove_all(entry.path(), ec);
     }
   }
-  const std::string checkpoints = output_dir_ + "/checkpoints";
-  for (const auto& entry : fs::directory_iterator(checkpoints, ec)) {
+  for (const auto& entry : fs::directory_iterator(CheckpointsDir(), ec)) {
     const std::string name = entry.path().filename().string();
-    if (IsStepName(name) && (resume_step == 0 || std::stoull(name) >= resume_step)) {
+    if (contract::IsCheckpointStepDirName(name) && (resume_step == 0 || std::stoull(name) >= resume_step)) {
       std::error_code removed;
       fs::remove_all(entry.path(), removed);
       if (removed) return absl::InternalError(absl::StrCat(entry.path().string(), ": ", removed.message()));
     }
   }
   // metrics.jsonl keeps the rows up to the resume step (the trainer does the same).
-  const std::string metrics = output_dir_ + "/metrics.jsonl";
+  const std::string metrics = absl::StrCat(output_dir_, "/", contract::kMetricsFileName);
   if (resume_step == 0) {
     fs::remove(metrics, ec);
     return absl::OkStatus();
@@ -454,11 +422,8 @@ absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
   if (!in) return absl::OkStatus();
   std::string kept, line;
   while (std::getline(in, line)) {
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (row.is_object() && row.contains("step") && row["step"].is_number_unsigned() &&
-        row["step"].get<uint64_t>() <= resume_step) {
-      kept += line + "\n";
-    }
+    std::optional<uint64_t> step = contract::MetricsLineStep(line);
+    if (step && *step <= resume_step) kept += line + "\n";
   }
   return WriteFileAtomically(metrics, kept);
 }
@@ -467,19 +432,19 @@ void AttemptRunner::UploadNewCheckpoints() {
   if (absl::Now() < next_upload_try_) return;
   std::vector<uint64_t> steps;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(output_dir_ + "/checkpoints", ec)) {
+  for (const auto& entry : fs::directory_iterator(CheckpointsDir(), ec)) {
     const std::string name = entry.path().filename().string();
-    if (!IsStepName(name)) continue;
+    if (!contract::IsCheckpointStepDirName(name)) continue;
     const uint64_t step = std::stoull(name);
     if (step > resume_step_ && !uploaded_.count(step) &&
-        fs::exists(entry.path() / kManifestFile)) {
+        fs::exists(entry.path() / contract::kManifestFileName)) {
       steps.push_back(step);
     }
   }
   std::sort(steps.begin(), steps.end());
   for (uint64_t step : steps) {
     if (stopping()) return;
-    const std::string dir = output_dir_ + "/checkpoints/" + std::to_string(step);
+    const std::string dir = absl::StrCat(CheckpointsDir(), "/", step);
     absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(dir);
     absl::Status status = checkpoint.status();
     if (checkpoint.ok()) {
@@ -489,8 +454,7 @@ void AttemptRunner::UploadNewCheckpoints() {
     }
     if (status.code() == absl::StatusCode::kAlreadyExists) {
       // A retried upload whose first reply was lost: the coordinator already recorded it.
-      std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
-                << " was already recorded by the coordinator\n";
+      LOG_INFO("job {}: checkpoint {} was already recorded by the coordinator", job_id(), step);
       status = absl::OkStatus();
     }
     if (status.ok()) {
@@ -506,13 +470,12 @@ void AttemptRunner::UploadNewCheckpoints() {
         status.code() == absl::StatusCode::kDataLoss ||
         status.code() == absl::StatusCode::kInvalidArgument) {
       // Pruned while it was read, or refused for good: a later checkpoint will do.
-      std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
-                << " not uploaded: " << status.message() << "\n";
+      LOG_WARN("job {}: checkpoint {} not uploaded: {}", job_id(), step, status.message());
       uploaded_.insert(step);
       continue;
     }
-    std::cerr << "loratrf-worker agent: job " << job_id() << ": checkpoint " << step
-              << " upload failed (" << status.message() << "); will retry\n";
+    LOG_WARN("job {}: checkpoint {} upload failed ({}); will retry", job_id(), step,
+             status.message());
     next_upload_try_ = absl::Now() + absl::Seconds(2);
     return;
   }
@@ -522,7 +485,7 @@ absl::Status AttemptRunner::UploadFinal() {
   absl::Duration backoff = absl::Milliseconds(500);
   absl::Status status;
   for (int tries = 0; tries < 8 && !stopping(); ++tries) {
-    absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(output_dir_ + "/final");
+    absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(FinalDir());
     if (!checkpoint.ok()) return checkpoint.status();
     status = UploadCheckpoint(*env_.link, job_id(), attempt(), *checkpoint, transfers_,
                               *env_.metrics)
@@ -530,8 +493,7 @@ absl::Status AttemptRunner::UploadFinal() {
     if (status.ok()) return status;
     if (status.code() == absl::StatusCode::kAlreadyExists) {
       // A retried upload whose first reply was lost: the coordinator already recorded it.
-      std::cerr << "loratrf-worker agent: job " << job_id()
-                << ": the final checkpoint was already recorded by the coordinator\n";
+      LOG_INFO("job {}: the final checkpoint was already recorded by the coordinator", job_id());
       return absl::OkStatus();
     }
     if (status.code() == absl::StatusCode::kFailedPrecondition) {
@@ -539,8 +501,7 @@ absl::Status AttemptRunner::UploadFinal() {
       return status;
     }
     if (!Retryable(status.code())) return status;
-    std::cerr << "loratrf-worker agent: job " << job_id() << ": final checkpoint upload failed ("
-              << status.message() << "); retrying\n";
+    LOG_WARN("job {}: final checkpoint upload failed ({}); retrying", job_id(), status.message());
     SleepUnlessStopped(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(30));
   }

@@ -113,6 +113,8 @@ class AttemptRunner {
   const AttemptEnvironment env_;
   const v1::Assignment assignment_;
   const std::string job_dir_, attempt_dir_, output_dir_;
+  std::string CheckpointsDir() const;  // output_dir_'s committed checkpoints
+  std::string FinalDir() const;        // output_dir_'s final checkpoint
   std::atomic<int> stop_{kNone};
   std::atomic<bool> done_{false};
   std::atomic<bool> ranks_gone_{false};
@@ -126,8 +128,5 @@ class AttemptRunner {
   absl::Time next_upload_try_ = absl::InfinitePast();
   std::thread thread_;
 };
-
-// "a rank said \xff" → valid UTF-8 ('?' for bytes that are not), at most `max_bytes` long.
-std::string SanitizeText(const std::string& text, size_t max_bytes);
 
 }  // namespace loratrf::worker::agent

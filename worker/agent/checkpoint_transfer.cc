@@ -8,30 +8,24 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/read_file.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
-#include "nlohmann/json.hpp"
+#include "proto/contract/checkpoint_files.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/manifest.h"
+#include "proto/contract/run_output.h"
+#include "proto/rpc/status.h"
 
 namespace loratrf::worker::agent {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr uint64_t kMaxManifestBytes = 16 << 20;
-constexpr int kMaxFiles = 10000;
-constexpr int kMaxDepth = 8;
-
-absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
@@ -98,7 +92,7 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
   };
   bool open = writer->Write(request);
   uint64_t bytes = 0;
-  std::string buffer(kChunkBytes, '\0');
+  std::string buffer(limits::kMaxChunkBytes, '\0');
   for (const v1::CheckpointFile& file : checkpoint.files) {
     if (!open) break;
     const std::string path = checkpoint.dir + "/" + file.path();
@@ -132,7 +126,8 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
   if (open) writer->WritesDone();
   grpc::Status status = writer->Finish();
   if (canceller.cancelled()) return absl::CancelledError("the upload was cancelled");
-  RETURN_IF_ERROR(FromGrpc(status, absl::StrCat("UploadCheckpoint (step ", checkpoint.step, ")")));
+  RETURN_IF_ERROR(
+      rpc::FromGrpcStatus(status, absl::StrCat("UploadCheckpoint (step ", checkpoint.step, ")")));
   metrics.CheckpointUploaded(bytes);
   return response.checkpoint();
 }
@@ -163,105 +158,39 @@ absl::Status FinishFile(const std::string& dir, IncomingFile& file) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateDownloadHeader(const v1::Checkpoint& checkpoint) {
-  if (checkpoint.files_size() > kMaxFiles) {
-    return absl::InvalidArgumentError(absl::StrCat("the checkpoint lists ", checkpoint.files_size(),
-                                                   " files (at most ", kMaxFiles, ")"));
-  }
-  std::set<std::string> seen;
-  for (const v1::CheckpointFile& file : checkpoint.files()) {
-    if (!IsSafeRelativePath(file.path()) || !seen.insert(file.path()).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the checkpoint lists a bad or repeated path '", file.path(), "'"));
-    }
-    // A file may not also be a directory of another ("a" and "a/b").
-    for (const std::string& other : seen) {
-      if (other.size() > file.path().size() && other.compare(0, file.path().size(), file.path()) == 0 &&
-          other[file.path().size()] == '/') {
-        return absl::InvalidArgumentError(absl::StrCat("the checkpoint lists '", file.path(),
-                                                       "' as both a file and a directory"));
-      }
-      if (file.path().size() > other.size() && file.path().compare(0, other.size(), other) == 0 &&
-          file.path()[other.size()] == '/') {
-        return absl::InvalidArgumentError(absl::StrCat("the checkpoint lists '", other,
-                                                       "' as both a file and a directory"));
-      }
-    }
-    if (file.sha256().size() != 64) {
-      return absl::InvalidArgumentError(absl::StrCat("the checkpoint's ", file.path(), ": bad sha256"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-bool IsSafeRelativePath(const std::string& path) {
-  if (path.empty() || path.size() > 4096) return false;
-  int depth = 0;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (++depth > kMaxDepth || part.empty() || part == "." || part == ".." || part.size() > 255) {
-      return false;
-    }
-    for (char c : part) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '.' || c == '_' || c == '-';
-      if (!ok) return false;
-    }
-  }
-  return true;
-}
-
 absl::StatusOr<LocalCheckpoint> ReadLocalCheckpoint(const std::string& dir) {
-  const std::string manifest_path = dir + "/" + kManifestFile;
-  absl::StatusOr<std::string> text = ReadFileWithLimit(manifest_path, kMaxManifestBytes);
+  const std::string manifest_path = absl::StrCat(dir, "/", contract::kManifestFileName);
+  absl::StatusOr<std::string> text = ReadFileWithLimit(manifest_path, limits::kMaxManifestBytes);
   if (!text.ok()) return text.status();
-  auto bad = [&](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat(manifest_path, ": ", why));
-  };
-  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("step") || !j["step"].is_number_unsigned() ||
-      !j.contains("files") || !j["files"].is_array()) {
-    return bad("not a checkpoint manifest");
+  absl::StatusOr<contract::Manifest> manifest = contract::ParseManifest(*text);
+  if (!manifest.ok()) {
+    return absl::DataLossError(absl::StrCat(manifest_path, ": ", manifest.status().message()));
   }
   LocalCheckpoint checkpoint;
   checkpoint.dir = dir;
-  checkpoint.step = j["step"].get<uint64_t>();
-  checkpoint.final = j.value("final", false);
-  for (const auto& f : j["files"]) {
-    if (!f.is_object() || !f.contains("path") || !f["path"].is_string() ||
-        !f.contains("size_bytes") || !f["size_bytes"].is_number_unsigned() ||
-        !f.contains("sha256") || !f["sha256"].is_string()) {
-      return bad("files: each entry needs path, size_bytes and sha256");
-    }
+  checkpoint.step = manifest->step;
+  checkpoint.final = manifest->final;
+  for (const contract::FileEntry& entry : manifest->files) {
     v1::CheckpointFile file;
-    file.set_path(f["path"].get<std::string>());
-    file.set_size_bytes(f["size_bytes"].get<uint64_t>());
-    file.set_sha256(f["sha256"].get<std::string>());
-    if (!IsSafeRelativePath(file.path()) || file.path() == kManifestFile) {
-      return bad(absl::StrCat("files: bad path '", file.path(), "'"));
-    }
+    file.set_path(entry.path);
+    file.set_size_bytes(entry.size_bytes);
+    file.set_sha256(entry.sha256);
     checkpoint.files.push_back(std::move(file));
   }
-  v1::CheckpointFile manifest;
-  manifest.set_path(kManifestFile);
-  manifest.set_size_bytes(text->size());
-  manifest.set_sha256(Sha256Hex(*text));
-  checkpoint.files.push_back(std::move(manifest));
-  if (j.contains("metrics") && j["metrics"].is_object()) {
-    const nlohmann::json& m = j["metrics"];
-    if (m.contains("eval_loss") && m["eval_loss"].is_number()) {
-      v1::EvalMetrics eval;
-      eval.set_step(checkpoint.step);
-      eval.set_loss(m["eval_loss"].get<double>());
-      if (m.contains("eval_accuracy") && m["eval_accuracy"].is_number()) {
-        eval.set_accuracy(m["eval_accuracy"].get<double>());
-      }
-      if (m.contains("eval_examples") && m["eval_examples"].is_number_unsigned()) {
-        eval.set_examples(m["eval_examples"].get<uint64_t>());
-      }
-      checkpoint.eval = eval;
-    }
+  v1::CheckpointFile manifest_file;
+  manifest_file.set_path(contract::kManifestFileName);
+  manifest_file.set_size_bytes(text->size());
+  manifest_file.set_sha256(Sha256Hex(*text));
+  checkpoint.files.push_back(std::move(manifest_file));
+  if (std::optional<contract::EvalRow> eval = contract::ManifestEval(*manifest)) {
+    v1::EvalMetrics metrics;
+    metrics.set_step(eval->step);
+    metrics.set_loss(eval->loss);
+    metrics.set_accuracy(eval->accuracy);
+    metrics.set_examples(eval->examples);
+    checkpoint.eval = metrics;
   }
   return checkpoint;
 }
@@ -301,6 +230,7 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
       link.jobs().DownloadCheckpoint(context.get(), request);
 
   std::vector<IncomingFile> files;
+  std::optional<contract::ChunkSequence> chunks;  // once the header came
   v1::Checkpoint checkpoint;
   bool have_header = false;
   size_t current = 0;
@@ -319,10 +249,13 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
         break;
       }
       checkpoint = part.checkpoint();
-      if (absl::Status valid = ValidateDownloadHeader(checkpoint); !valid.ok()) {
-        fail(valid);
+      std::vector<contract::FileEntry> entries = contract::ToFileEntries(checkpoint.files());
+      if (absl::Status valid = contract::CheckCheckpointFileSet("checkpoint.files", entries);
+          !valid.ok()) {
+        fail(absl::InternalError(absl::StrCat("DownloadCheckpoint: ", valid.message())));
         break;
       }
+      chunks.emplace(std::move(entries));
       files.resize(static_cast<size_t>(checkpoint.files_size()));
       for (size_t i = 0; i < files.size(); ++i) {
         files[i].expected = checkpoint.files(static_cast<int>(i));
@@ -342,25 +275,18 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
       break;
     }
     const v1::FileChunk& chunk = part.chunk();
+    absl::StatusOr<int> target =
+        chunks->Accept(chunk.path(), chunk.offset(), chunk.data().size());
+    if (!target.ok()) {
+      fail(absl::InternalError(absl::StrCat("DownloadCheckpoint: ", target.status().message())));
+      break;
+    }
     // Complete files before this chunk's file are closed and checked.
-    while (current < files.size() && chunk.path() != files[current].expected.path() &&
-           files[current].written == files[current].expected.size_bytes()) {
+    for (; current < static_cast<size_t>(*target) && failure.ok(); ++current) {
       if (absl::Status done = FinishFile(temp_dir, files[current]); !done.ok()) fail(done);
-      ++current;
     }
     if (!failure.ok()) break;
-    if (current == files.size() || chunk.path() != files[current].expected.path()) {
-      fail(absl::InternalError(absl::StrCat("DownloadCheckpoint: unexpected chunk of '",
-                                            chunk.path(), "'")));
-      break;
-    }
     IncomingFile& file = files[current];
-    if (chunk.offset() != file.written || chunk.data().size() > kChunkBytes ||
-        file.written + chunk.data().size() > file.expected.size_bytes()) {
-      fail(absl::InternalError(absl::StrCat("DownloadCheckpoint: chunk of '", chunk.path(),
-                                            "' at offset ", chunk.offset(), " is out of order")));
-      break;
-    }
     if (!file.fd.valid()) {
       const std::string path = temp_dir + "/" + file.expected.path();
       file.fd = ScopedFd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -388,7 +314,7 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpoint(CoordinatorLink& link, const s
   // Every path below that returns leaves the rest to `files`, whose descriptors close with it.
   if (canceller.cancelled()) return absl::CancelledError("the download was cancelled");
   RETURN_IF_ERROR(failure);
-  RETURN_IF_ERROR(FromGrpc(status, "DownloadCheckpoint"));
+  RETURN_IF_ERROR(rpc::FromGrpcStatus(status, "DownloadCheckpoint"));
   if (!have_header) return absl::InternalError("DownloadCheckpoint: the stream was empty");
   for (; current < files.size(); ++current) {
     RETURN_IF_ERROR(FinishFile(temp_dir, files[current]));

@@ -24,9 +24,6 @@
 
 namespace loratrf::worker::agent {
 
-inline constexpr char kManifestFile[] = "MANIFEST.json";
-inline constexpr size_t kChunkBytes = 1 << 20;
-
 // A committed checkpoint directory as its manifest describes it.
 struct LocalCheckpoint {
   std::string dir;
@@ -36,12 +33,9 @@ struct LocalCheckpoint {
   std::optional<v1::EvalMetrics> eval;    // from the manifest's metrics, when it has them
 };
 
-// Reads DIR/MANIFEST.json (the engine's format: {"step", "final", "files": [{"path",
-// "size_bytes", "sha256"}], "metrics": {"eval_loss", ...}}). NotFound when there is none yet.
+// Reads DIR/MANIFEST.json (proto/contract/manifest.h). NotFound when there is none yet,
+// DataLoss naming the file when it is not a manifest.
 absl::StatusOr<LocalCheckpoint> ReadLocalCheckpoint(const std::string& dir);
-
-// Plain '/'-separated components of [A-Za-z0-9._-], no "." or "..", at most 8 deep.
-bool IsSafeRelativePath(const std::string& path);
 
 // Uploads `checkpoint` for the attempt. Each file is hashed again as it is sent; a file that
 // changed since its manifest was written aborts the upload (DATA_LOSS) before the coordinator

@@ -1,7 +1,8 @@
 #include "worker/agent/events_reporter.h"
 
 #include <algorithm>
-#include <iostream>
+
+#include "common/logging.h"
 
 namespace loratrf::worker::agent {
 
@@ -78,8 +79,8 @@ void EventsReporter::Loop() {
       if (*next < base_) {
         // The coordinator lost events it had accepted (they cannot be sent again): number the
         // rest from where it stands, so that they are not refused as a gap.
-        std::cerr << "loratrf-worker agent: the coordinator expects report index " << *next
-                  << " but had accepted up to " << base_ << "; renumbering\n";
+        LOG_WARN("the coordinator expects report index {} but had accepted up to {}; renumbering",
+                 *next, base_);
         base_ = *next;
         continue;
       }
@@ -98,8 +99,8 @@ void EventsReporter::Loop() {
         return;
       }
       if (code == absl::StatusCode::kInvalidArgument) {
-        std::cerr << "loratrf-worker agent: the coordinator refused " << count
-                  << " event(s): " << next.status().message() << "; dropping them\n";
+        LOG_WARN("the coordinator refused {} event(s): {}; dropping them", count,
+                 next.status().message());
         // Dropped, not accepted: the next events take these indices.
         pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(count));
         resolved_ += count;

@@ -1,12 +1,12 @@
-// Follows a rank-0 `metrics.jsonl` as training appends to it and turns each new row into a
-// JobEvent: {"type": "train", "step", "epoch", "loss", "lr", ...} → TrainMetrics and
-// {"type": "eval", "step", "eval_loss", "eval_accuracy", "eval_examples"} → EvalMetrics.
+// Follows a rank-0 `metrics.jsonl` (its schema: proto/contract/metrics_jsonl.h) as training
+// appends to it and turns each new row into a JobEvent: train rows → TrainMetrics, eval rows →
+// EvalMetrics.
 //
 // The trainer replaces the file (atomically, a new inode) when a resumed run drops the rows
 // after its checkpoint, so the tail reopens when the inode changes or the file shrinks, and
 // sends a row only when its step is beyond the last one sent of its kind (which also makes the
-// rows a resumed run replays disappear). Only complete lines count. A count (eval_examples)
-// that is not a non-negative integer is clamped to [0, 2^64 - 1] (NaN: 0), never cast blindly.
+// rows a resumed run replays disappear). Only complete lines count; a line longer than any row
+// is skipped.
 //
 // Threading: single-threaded, called on the attempt's thread.
 #pragma once

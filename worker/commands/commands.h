@@ -19,6 +19,9 @@ int RunParams(const std::vector<std::string>& args);
 int RunMerge(const std::vector<std::string>& args);
 int RunRun(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
+// `agent --coordinator HOST:PORT --slots N --work-dir DIR ...` (worker/commands/agent.cc; the
+// engine-only build, which has no gRPC, links agent_unavailable.cc instead).
+int RunAgent(const std::vector<std::string>& args);
 
 // Prints "loratrf-worker: <message>" and maps the status to an exit code (2 for bad input).
 int Fail(const absl::Status& status);

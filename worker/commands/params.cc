@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "worker/commands/commands.h"
 #include "worker/commands/spec_conversion.h"
+#include "worker/engine/data/examples.h"
 #include "worker/engine/model/config.h"
 #include "nlohmann/json.hpp"
 #include "proto/spec/job_spec.h"
@@ -34,7 +35,8 @@ absl::Status Params(const CommandLine& flags) {
   }
   int64_t num_labels = 0;
   if (head == engine::HeadKind::kSequenceClassification) {
-    ASSIGN_OR_RETURN(num_labels, CountLabels(ResolveSpecPath(spec_path, spec.data().train())));
+    ASSIGN_OR_RETURN(num_labels,
+                     engine::CountClasses(ResolveSpecPath(spec_path, spec.data().train())));
   }
   auto model = engine::BuildModel(config, head, num_labels, torch::TensorOptions().device(torch::kMeta));
 

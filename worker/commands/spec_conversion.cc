@@ -1,12 +1,10 @@
 #include "worker/commands/spec_conversion.h"
 
 #include <filesystem>
-#include <fstream>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "nlohmann/json.hpp"
+#include "worker/engine/data/examples.h"
 
 namespace loratrf::worker {
 
@@ -60,7 +58,7 @@ absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::
   job.checkpoint_every_steps = t.checkpoint_every_steps();
   job.keep_checkpoints = t.keep_checkpoints();
   if (job.task == engine::DataTask::kClassification) {
-    ASSIGN_OR_RETURN(job.num_labels, CountLabels(job.train_path));
+    ASSIGN_OR_RETURN(job.num_labels, engine::CountClasses(job.train_path));
   }
   return job;
 }
@@ -69,37 +67,6 @@ std::string ResolveSpecPath(const std::string& spec_path, const std::string& pat
   std::filesystem::path p(path);
   if (p.is_absolute()) return path;
   return (std::filesystem::path(spec_path).parent_path() / p).lexically_normal().string();
-}
-
-absl::StatusOr<int64_t> CountLabels(const std::string& jsonl_path) {
-  std::ifstream in(jsonl_path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": cannot open"));
-  std::set<std::string> names;
-  int64_t max_label = -1;
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto where = [&](absl::string_view message) {
-      return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ":", number, ": ", message));
-    };
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!row.is_object()) return where("not a JSON object");
-    auto label = row.find("label");
-    if (label == row.end()) return where("label: required");
-    if (label->is_number_integer() && label->get<int64_t>() >= 0 && label->get<int64_t>() < (1 << 20)) {
-      max_label = std::max(max_label, label->get<int64_t>());
-    } else if (label->is_string() && !label->get<std::string>().empty()) {
-      names.insert(label->get<std::string>());
-    } else {
-      return where("label: must be a non-negative integer or a non-empty string");
-    }
-  }
-  if (max_label >= 0 && !names.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": labels mix integers and strings"));
-  }
-  int64_t count = names.empty() ? max_label + 1 : static_cast<int64_t>(names.size());
-  if (count < 2) return absl::InvalidArgumentError(absl::StrCat(jsonl_path, ": fewer than 2 classes"));
-  return count;
 }
 
 }  // namespace loratrf::worker

@@ -20,8 +20,4 @@ absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::
 // A path from a spec, relative to the spec file's directory unless absolute.
 std::string ResolveSpecPath(const std::string& spec_path, const std::string& path);
 
-// The number of classes in a classification JSONL file: max + 1 for integer labels, the number
-// of distinct names for string labels. (The trainer's data reader, issue 4, supersedes this.)
-absl::StatusOr<int64_t> CountLabels(const std::string& jsonl_path);
-
 }  // namespace loratrf::worker

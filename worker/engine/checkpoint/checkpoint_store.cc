@@ -14,56 +14,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
-#include "common/text.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/run_output.h"
 
 namespace loratrf::engine {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kFormat[] = "loratrf-checkpoint-v1";
-constexpr char kPartialPrefix[] = ".partial-";
-constexpr uint64_t kMaxManifestBytes = 16 << 20;
-
-bool IsStepName(const std::string& name) {
-  return !name.empty() && name.size() <= 19 &&
-         name.find_first_not_of("0123456789") == std::string::npos;
-}
+using contract::kManifestFileName;
+using contract::kPartialCheckpointPrefix;
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
-}
-
-absl::StatusOr<CheckpointManifest> ParseManifest(const std::string& dir, const std::string& text) {
-  auto bad = [&](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat(dir, "/", kManifestFile, ": ", why));
-  };
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || j.value("format", "") != kFormat) return bad("not a loratrf manifest");
-  CheckpointManifest m;
-  m.dir = dir;
-  if (!j.contains("step") || !j["step"].is_number_unsigned()) return bad("step: required");
-  m.step = j["step"].get<uint64_t>();
-  m.final = j.value("final", false);
-  if (j.contains("metrics") && j["metrics"].is_object()) m.metrics = j["metrics"];
-  if (!j.contains("files") || !j["files"].is_array()) return bad("files: required");
-  std::set<std::string> seen;
-  for (const auto& f : j["files"]) {
-    if (!f.is_object() || !f.contains("path") || !f["path"].is_string() ||
-        !f.contains("size_bytes") || !f["size_bytes"].is_number_unsigned() ||
-        !f.contains("sha256") || !f["sha256"].is_string()) {
-      return bad("files: each entry needs path, size_bytes and sha256");
-    }
-    ManifestFile file{f["path"].get<std::string>(), f["size_bytes"].get<uint64_t>(),
-                      f["sha256"].get<std::string>()};
-    if (!IsPlainFileName(file.path) || file.path == kManifestFile || !seen.insert(file.path).second) {
-      return bad(absl::StrCat("files: bad or repeated path '", file.path, "'"));
-    }
-    m.files.push_back(std::move(file));
-  }
-  return m;
 }
 
 }  // namespace
@@ -95,7 +60,7 @@ absl::StatusOr<CheckpointWriter> CheckpointWriter::Begin(const std::string& chec
   if (fs::exists(target)) {
     return absl::AlreadyExistsError(absl::StrCat(target, ": checkpoint already committed"));
   }
-  std::string partial = absl::StrCat(checkpoints_dir, "/", kPartialPrefix, step, "-", ::getpid());
+  std::string partial = absl::StrCat(checkpoints_dir, "/", kPartialCheckpointPrefix, step, "-", ::getpid());
   fs::remove_all(partial, ec);
   if (!fs::create_directory(partial, ec)) {
     return absl::InternalError(absl::StrCat(partial, ": cannot create: ", ec.message()));
@@ -113,7 +78,7 @@ absl::StatusOr<CheckpointWriter> CheckpointWriter::BeginFinal(const std::string&
   fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
   fs::create_directories(parent, ec);
   std::string partial =
-      (parent / absl::StrCat(kPartialPrefix, target.filename().string(), "-", ::getpid())).string();
+      (parent / absl::StrCat(kPartialCheckpointPrefix, target.filename().string(), "-", ::getpid())).string();
   fs::remove_all(partial, ec);
   if (!fs::create_directory(partial, ec)) {
     return absl::InternalError(absl::StrCat(partial, ": cannot create: ", ec.message()));
@@ -121,30 +86,29 @@ absl::StatusOr<CheckpointWriter> CheckpointWriter::BeginFinal(const std::string&
   return CheckpointWriter(partial, final_dir, step, /*final=*/true);
 }
 
-absl::StatusOr<CheckpointManifest> CheckpointWriter::Commit(const nlohmann::json& metrics) {
+absl::StatusOr<CheckpointManifest> CheckpointWriter::Commit(
+    const std::map<std::string, double>& metrics) {
   CheckpointManifest manifest;
   manifest.step = step_;
   manifest.final = final_;
-  manifest.metrics = metrics.is_object() ? metrics : nlohmann::json::object();
-  nlohmann::json files = nlohmann::json::array();
+  manifest.metrics = metrics;
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(partial_dir_)) {
     std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name == kManifestFile) {
+    if (!entry.is_regular_file() || name == kManifestFileName) {
       return absl::InternalError(absl::StrCat(entry.path().string(), ": checkpoints hold plain files only"));
     }
+    RETURN_IF_ERROR(contract::CheckCheckpointFilePath(entry.path().string(), name));
     names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
-    ManifestFile file{name, 0, ""};
+    contract::FileEntry file{name, 0, ""};
     ASSIGN_OR_RETURN(file.sha256, Sha256File(partial_dir_ + "/" + name, &file.size_bytes));
-    files.push_back({{"path", file.path}, {"size_bytes", file.size_bytes}, {"sha256", file.sha256}});
     manifest.files.push_back(std::move(file));
   }
-  nlohmann::json j = {{"format", kFormat}, {"step", step_}, {"final", final_},
-                      {"files", files}, {"metrics", manifest.metrics}};
-  RETURN_IF_ERROR(WriteFileAtomically(partial_dir_ + "/" + kManifestFile, j.dump(2) + "\n"));
+  RETURN_IF_ERROR(WriteFileAtomically(partial_dir_ + "/" + kManifestFileName,
+                                      contract::SerializeManifest(manifest)));
   RETURN_IF_ERROR(FsyncDirectory(partial_dir_));
   if (::rename(partial_dir_.c_str(), target_dir_.c_str()) != 0) {
     return Errno(absl::StrCat(target_dir_, ": cannot commit"));
@@ -157,20 +121,26 @@ absl::StatusOr<CheckpointManifest> CheckpointWriter::Commit(const nlohmann::json
 }
 
 absl::StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
-  std::string path = dir + "/" + kManifestFile;
+  std::string path = dir + "/" + kManifestFileName;
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
-    return absl::DataLossError(absl::StrCat(dir, ": no ", kManifestFile, " (not committed)"));
+    return absl::DataLossError(absl::StrCat(dir, ": no ", kManifestFileName, " (not committed)"));
   }
-  if (static_cast<uint64_t>(info.st_size) > kMaxManifestBytes) {
+  if (static_cast<uint64_t>(info.st_size) > limits::kMaxManifestBytes) {
     return absl::DataLossError(absl::StrCat(path, ": too large"));
   }
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
-  ASSIGN_OR_RETURN(CheckpointManifest manifest, ParseManifest(dir, text.str()));
+  absl::StatusOr<contract::Manifest> parsed = contract::ParseManifest(text.str());
+  if (!parsed.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": ", parsed.status().message()));
+  }
+  CheckpointManifest manifest;
+  static_cast<contract::Manifest&>(manifest) = *std::move(parsed);
+  manifest.dir = dir;
   std::set<std::string> listed;
-  for (const ManifestFile& file : manifest.files) {
+  for (const contract::FileEntry& file : manifest.files) {
     listed.insert(file.path);
     uint64_t size = 0;
     absl::StatusOr<std::string> digest = Sha256File(dir + "/" + file.path, &size);
@@ -184,7 +154,7 @@ absl::StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
   }
   for (const auto& entry : fs::directory_iterator(dir)) {
     std::string name = entry.path().filename().string();
-    if (name != kManifestFile && !listed.count(name)) {
+    if (name != kManifestFileName && !listed.count(name)) {
       return absl::DataLossError(absl::StrCat(dir, "/", name, ": not in the manifest"));
     }
   }
@@ -198,7 +168,7 @@ std::vector<CheckpointManifest> ListCheckpoints(const std::string& checkpoints_d
   if (!fs::is_directory(checkpoints_dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(checkpoints_dir, ec)) {
     std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !IsStepName(name)) continue;
+    if (!entry.is_directory() || !contract::IsCheckpointStepDirName(name)) continue;
     absl::StatusOr<CheckpointManifest> manifest = VerifyCheckpoint(entry.path().string());
     if (manifest.ok() && std::to_string(manifest->step) == name) {
       out.push_back(*std::move(manifest));
@@ -218,8 +188,9 @@ absl::Status PruneCheckpoints(const std::string& checkpoints_dir, uint32_t keep_
   std::optional<uint64_t> best;
   double best_value = 0;
   for (const CheckpointManifest& m : all) {
-    if (metric.empty() || !m.metrics.contains(metric) || !m.metrics[metric].is_number()) continue;
-    double v = m.metrics[metric].get<double>();
+    auto value = m.metrics.find(metric);
+    if (metric.empty() || value == m.metrics.end()) continue;
+    double v = value->second;
     if (!best || (higher_is_better ? v > best_value : v < best_value)) best = m.step, best_value = v;
   }
   size_t keep_from = all.size() > keep_last ? all.size() - keep_last : 0;
@@ -236,7 +207,7 @@ void RemovePartialCheckpoints(const std::string& checkpoints_dir) {
   std::error_code ec;
   if (!fs::is_directory(checkpoints_dir, ec)) return;
   for (const auto& entry : fs::directory_iterator(checkpoints_dir, ec)) {
-    if (entry.path().filename().string().rfind(kPartialPrefix, 0) == 0) {
+    if (entry.path().filename().string().rfind(kPartialCheckpointPrefix, 0) == 0) {
       fs::remove_all(entry.path(), ec);
     }
   }

@@ -1,6 +1,6 @@
 // Crash-safe checkpoint directories. A checkpoint is a flat directory of files (the adapter or
-// full model, the trainer state) plus MANIFEST.json, which lists every file with its size and
-// sha256 and is written last: a checkpoint counts only once its manifest is committed and every
+// full model, the trainer state) plus MANIFEST.json (its schema: proto/contract/manifest.h),
+// which lists every file with its size and sha256 and is written last: a checkpoint counts only once its manifest is committed and every
 // file matches it, so a crash at any moment leaves the previous checkpoint as the latest.
 //
 //   <root>/checkpoints/<step>/          committed checkpoints
@@ -19,25 +19,16 @@
 #include <string>
 #include <vector>
 
+#include <map>
+
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "proto/contract/manifest.h"
 
 namespace loratrf::engine {
 
-inline constexpr char kManifestFile[] = "MANIFEST.json";
-
-struct ManifestFile {
-  std::string path;  // a plain file name inside the checkpoint directory
-  uint64_t size_bytes = 0;
-  std::string sha256;
-};
-
-struct CheckpointManifest {
-  uint64_t step = 0;
-  bool final = false;
-  std::vector<ManifestFile> files;
-  nlohmann::json metrics = nlohmann::json::object();  // e.g. {"eval_loss": 0.4, "eval_accuracy": 0.9}
-  std::string dir;                                    // where it was found (not stored)
+// A committed checkpoint: its manifest, and where it was found.
+struct CheckpointManifest : contract::Manifest {
+  std::string dir;  // not stored
 };
 
 class CheckpointWriter {
@@ -54,8 +45,10 @@ class CheckpointWriter {
   // Where to write the checkpoint's files (flat; AtomicFileWriter or WriteTensors).
   const std::string& dir() const { return partial_dir_; }
 
-  // Hashes every file, writes the manifest, and renames the directory into place.
-  absl::StatusOr<CheckpointManifest> Commit(const nlohmann::json& metrics);
+  // Hashes every file, writes the manifest (with `metrics`, e.g. contract::ManifestMetrics of
+  // an evaluation), and renames the directory into place. Every file name must pass the
+  // checkpoint file-path rule, so that the checkpoint can be uploaded as it is.
+  absl::StatusOr<CheckpointManifest> Commit(const std::map<std::string, double>& metrics = {});
 
  private:
   CheckpointWriter(std::string partial_dir, std::string target_dir, uint64_t step, bool final);

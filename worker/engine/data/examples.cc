@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -252,10 +253,8 @@ absl::Status ParseCausal(LineContext& context, const json& object, Example& exam
   return absl::OkStatus();
 }
 
-// Parses one non-blank line into `example` (+ `label` for classification); the error names the
-// field, the caller adds file:line.
-absl::Status ParseLine(LineContext& context, absl::string_view text, Example& example,
-                       RawLabel& label, bool& truncated) {
+// One data line as a JSON object; the error says what is wrong and where on the line.
+absl::StatusOr<json> ParseObject(absl::string_view text) {
   if (JsonNestedDeeperThan(text, kMaxJsonDepth)) {
     return absl::InvalidArgumentError(
         absl::StrCat("not a data line: JSON nested deeper than ", kMaxJsonDepth, " levels"));
@@ -275,6 +274,118 @@ absl::Status ParseLine(LineContext& context, absl::string_view text, Example& ex
   if (!object.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat("not a JSON object (got ", TypeName(object), ")"));
   }
+  return object;
+}
+
+// The first label's kind (integer or string) fixes the file's kind.
+class LabelKindRule {
+ public:
+  absl::Status Check(const RawLabel& label, int64_t line_number) {
+    const bool is_string = std::holds_alternative<std::string>(label);
+    if (!strings_.has_value()) {
+      strings_ = is_string;
+      first_line_ = line_number;
+    }
+    if (is_string == *strings_) return absl::OkStatus();
+    return FieldError("label", absl::StrCat("is ", is_string ? "a string" : "an integer",
+                                            " but line ", first_line_, " has ",
+                                            is_string ? "an integer" : "a string",
+                                            " label (use one kind throughout)"));
+  }
+  bool strings() const { return strings_.value_or(false); }
+
+ private:
+  std::optional<bool> strings_;
+  int64_t first_line_ = 0;
+};
+
+// Calls `handle(line_number, text, overlong)` for each line of the data file `path` (at most
+// `max_file_bytes`), until it returns false. Lines are assembled from fixed-size reads so that
+// one huge line cannot allocate more than kMaxLineBytes: the excess is skipped, not buffered,
+// and the line is handed over as overlong. A UTF-8 BOM at the start is dropped.
+absl::Status ForEachLine(const std::string& path, uint64_t max_file_bytes,
+                         const std::function<bool(int64_t, absl::string_view, bool)>& handle) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such data file"));
+  }
+  if (!S_ISREG(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  if (static_cast<uint64_t>(info.st_size) > max_file_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", info.st_size, " bytes, more than the limit of ",
+                                                   max_file_bytes));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open"));
+  auto deliver = [&](int64_t line_number, absl::string_view text, bool overlong) {
+    if (line_number == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+    return handle(line_number, text, overlong);
+  };
+  std::vector<char> buffer(kReadChunk);
+  std::string line;
+  bool overlong = false;
+  int64_t line_number = 0;
+  uint64_t total_bytes = 0;
+  bool stopped = false;
+  while (!stopped) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    if (n == 0) break;
+    total_bytes += n;
+    if (total_bytes > max_file_bytes) {  // the file grew since stat()
+      return absl::InvalidArgumentError(absl::StrCat(path, ": more than the limit of ",
+                                                     max_file_bytes, " bytes"));
+    }
+    size_t start = 0;
+    while (start <= n && !stopped) {
+      const char* newline = static_cast<const char*>(std::memchr(buffer.data() + start, '\n', n - start));
+      const size_t end = newline != nullptr ? static_cast<size_t>(newline - buffer.data()) : n;
+      if (!overlong) {
+        if (line.size() + (end - start) > kMaxLineBytes) {
+          overlong = true;
+          std::string().swap(line);
+        } else {
+          line.append(buffer.data() + start, end - start);
+        }
+      }
+      if (newline == nullptr) break;
+      stopped = !deliver(++line_number, line, overlong);
+      line.clear();
+      overlong = false;
+      start = end + 1;
+    }
+  }
+  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": read error"));
+  if (!stopped && (!line.empty() || overlong)) deliver(++line_number, line, overlong);
+  return absl::OkStatus();
+}
+
+// Collects up to kMaxReportedErrors "path:line: message" errors and counts the rest.
+class LineErrors {
+ public:
+  explicit LineErrors(const std::string& path) : path_(path) {}
+  void Report(int64_t line, absl::string_view message) {
+    if (++count_ <= kMaxReportedErrors) errors_.push_back(absl::StrCat(path_, ":", line, ": ", message));
+  }
+  bool empty() const { return count_ == 0; }
+  absl::Status ToStatus() const {
+    std::string message = absl::StrJoin(errors_, "; ");
+    if (count_ > kMaxReportedErrors) {
+      absl::StrAppend(&message, "; and ", count_ - kMaxReportedErrors, " more bad lines");
+    }
+    return absl::InvalidArgumentError(message);
+  }
+
+ private:
+  const std::string& path_;
+  std::vector<std::string> errors_;
+  int64_t count_ = 0;
+};
+
+// Parses one non-blank line into `example` (+ `label` for classification); the error names the
+// field, the caller adds file:line.
+absl::Status ParseLine(LineContext& context, absl::string_view text, Example& example,
+                       RawLabel& label, bool& truncated) {
+  ASSIGN_OR_RETURN(json object, ParseObject(text));
   const DataOptions& options = context.options;
   const size_t max_len = static_cast<size_t>(options.max_seq_len);
   truncated = false;
@@ -398,35 +509,19 @@ std::optional<int64_t> LabelMap::Find(absl::string_view name) const {
 
 absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& options) {
   RETURN_IF_ERROR(ValidateOptions(options));
-  struct stat info;
-  if (::stat(path.c_str(), &info) != 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such data file"));
-  }
-  if (!S_ISREG(info.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  if (static_cast<uint64_t>(info.st_size) > options.max_file_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", info.st_size, " bytes, more than the limit of ",
-                                                   options.max_file_bytes));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open"));
-
   const bool classification = options.task == DataTask::kClassification;
   Dataset dataset;
   LineContext context{options};
-  std::vector<std::string> errors;
-  int64_t error_count = 0;
+  LineErrors errors(path);
   // String labels, by example index, resolved to ids after the whole file is read (the ids are
-  // the sorted order of all names). The first label's kind fixes the file's kind.
+  // the sorted order of all names).
   std::vector<std::pair<size_t, std::string>> string_labels;
-  std::optional<bool> labels_are_strings;
-  int64_t first_label_line = 0;
+  LabelKindRule label_kind;
   const int64_t int_label_bound =
       options.num_labels > 0 ? options.num_labels
                              : (options.label_map != nullptr ? options.label_map->size() : 0);
 
-  auto report = [&](int64_t line, absl::string_view message) {
-    if (++error_count <= kMaxReportedErrors) errors.push_back(absl::StrCat(path, ":", line, ": ", message));
-  };
+  auto report = [&](int64_t line, absl::string_view message) { errors.Report(line, message); };
 
   // Returns false when the read must stop (a text line and no tokenizer: every later text line
   // would say the same).
@@ -435,26 +530,16 @@ absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& 
       report(line_number, absl::StrCat("line longer than ", kMaxLineBytes, " bytes"));
       return true;
     }
-    if (line_number == 1 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
     if (IsBlank(text)) return true;
     Example example;
     example.line = line_number;
     RawLabel label;
     bool truncated = false;
     absl::Status status = ParseLine(context, text, example, label, truncated);
+    // Label checks need the line's context (the first label's kind, the bounds).
+    if (status.ok() && classification) status = label_kind.Check(label, line_number);
     if (status.ok() && classification) {
-      // Label checks need the line's context (the first label's kind, the bounds).
-      const bool is_string = std::holds_alternative<std::string>(label);
-      if (!labels_are_strings.has_value()) {
-        labels_are_strings = is_string;
-        first_label_line = line_number;
-      }
-      if (is_string != *labels_are_strings) {
-        status = FieldError("label", absl::StrCat("is ", is_string ? "a string" : "an integer",
-                                                  " but line ", first_label_line, " has ",
-                                                  is_string ? "an integer" : "a string",
-                                                  " label (use one kind throughout)"));
-      } else if (!is_string) {
+      if (!std::holds_alternative<std::string>(label)) {
         int64_t id = std::get<int64_t>(label);
         if (int_label_bound == 0) {
           status = FieldError("label", "integer labels need num_labels (the model's number of classes)");
@@ -488,47 +573,10 @@ absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& 
     return true;
   };
 
-  // Lines are assembled from fixed-size reads so that one huge line cannot allocate more than
-  // kMaxLineBytes: the excess is skipped, not buffered.
-  std::vector<char> buffer(kReadChunk);
-  std::string line;
-  bool overlong = false;
-  int64_t line_number = 0;
-  uint64_t total_bytes = 0;
-  bool stopped = false;
-  while (!stopped) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    const size_t n = static_cast<size_t>(in.gcount());
-    if (n == 0) break;
-    total_bytes += n;
-    if (total_bytes > options.max_file_bytes) {  // the file grew since stat()
-      return absl::InvalidArgumentError(absl::StrCat(path, ": more than the limit of ",
-                                                     options.max_file_bytes, " bytes"));
-    }
-    size_t start = 0;
-    while (start <= n && !stopped) {
-      const char* newline = static_cast<const char*>(std::memchr(buffer.data() + start, '\n', n - start));
-      const size_t end = newline != nullptr ? static_cast<size_t>(newline - buffer.data()) : n;
-      if (!overlong) {
-        if (line.size() + (end - start) > kMaxLineBytes) {
-          overlong = true;
-          std::string().swap(line);
-        } else {
-          line.append(buffer.data() + start, end - start);
-        }
-      }
-      if (newline == nullptr) break;
-      stopped = !handle_line(++line_number, line, overlong);
-      line.clear();
-      overlong = false;
-      start = end + 1;
-    }
-  }
-  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": read error"));
-  if (!stopped && (!line.empty() || overlong)) handle_line(++line_number, line, overlong);
+  RETURN_IF_ERROR(ForEachLine(path, options.max_file_bytes, handle_line));
 
   // String labels of training data: ids are the sorted names, whatever order the lines had.
-  if (error_count == 0 && !string_labels.empty()) {
+  if (errors.empty() && !string_labels.empty()) {
     std::set<std::string> names;
     for (const auto& [index, name] : string_labels) names.insert(name);
     std::vector<std::string> sorted(names.begin(), names.end());
@@ -541,21 +589,51 @@ absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& 
                                           " distinct labels, more than num_labels ", options.num_labels));
       }
     }
-  } else if (options.label_map != nullptr && labels_are_strings.value_or(false)) {
+  } else if (options.label_map != nullptr && label_kind.strings()) {
     dataset.label_map = *options.label_map;
   }
 
-  if (error_count > 0) {
-    std::string message = absl::StrJoin(errors, "; ");
-    if (error_count > kMaxReportedErrors) {
-      absl::StrAppend(&message, "; and ", error_count - kMaxReportedErrors, " more bad lines");
-    }
-    return absl::InvalidArgumentError(message);
-  }
+  if (!errors.empty()) return errors.ToStatus();
   if (dataset.examples.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no examples (the file is empty or blank)"));
   }
   return dataset;
+}
+
+absl::StatusOr<int64_t> CountClasses(const std::string& path, uint64_t max_file_bytes) {
+  LineErrors errors(path);
+  LabelKindRule label_kind;
+  int64_t max_id = -1;
+  std::set<std::string> names;
+  auto handle_line = [&](int64_t line_number, absl::string_view text, bool overlong) {
+    if (overlong) {
+      errors.Report(line_number, absl::StrCat("line longer than ", kMaxLineBytes, " bytes"));
+      return true;
+    }
+    if (IsBlank(text)) return true;
+    absl::StatusOr<json> object = ParseObject(text);
+    absl::StatusOr<RawLabel> label = object.ok() ? ParseLabel(*object) : object.status();
+    absl::Status status = label.ok() ? label_kind.Check(*label, line_number) : label.status();
+    if (status.ok() && !label_kind.strings()) {
+      const int64_t id = std::get<int64_t>(*label);
+      if (id < 0 || id >= kMaxClasses) {
+        status = FieldError("label", absl::StrCat(id, " is out of range [0, ", kMaxClasses, ")"));
+      } else {
+        max_id = std::max(max_id, id);
+      }
+    } else if (status.ok() && names.size() < static_cast<size_t>(kMaxClasses)) {
+      names.insert(std::get<std::string>(*label));
+    }
+    if (!status.ok()) errors.Report(line_number, status.message());
+    return true;
+  };
+  RETURN_IF_ERROR(ForEachLine(path, max_file_bytes, handle_line));
+  if (!errors.empty()) return errors.ToStatus();
+  const int64_t count = label_kind.strings() ? static_cast<int64_t>(names.size()) : max_id + 1;
+  if (count < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": fewer than 2 classes"));
+  }
+  return count;
 }
 
 }  // namespace loratrf::engine

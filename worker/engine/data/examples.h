@@ -134,6 +134,14 @@ struct Dataset {
 // for bad data or options, the tokenizer's own errors wrapped with file:line:field.
 absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& options);
 
+// The number of classes a classification file implies, for a model whose config does not say:
+// max + 1 for integer labels, the distinct names for string labels. The same label rules as
+// ReadDataset (one kind throughout, every bad line named by file:line:field), without tokenizing.
+// At least 2; integer labels below kMaxClasses.
+inline constexpr int64_t kMaxClasses = int64_t{1} << 20;
+absl::StatusOr<int64_t> CountClasses(const std::string& path,
+                                     uint64_t max_file_bytes = uint64_t{4} << 30);
+
 // The number of positions the shifted causal loss uses: t >= 1 with labels[t] != -100.
 int64_t CountLossTokens(const std::vector<int64_t>& labels);
 

@@ -18,6 +18,9 @@
 #include "common/atomic_file.h"
 #include "common/text.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "proto/contract/metrics_jsonl.h"
+#include "proto/contract/run_output.h"
 #include "worker/engine/checkpoint/checkpoint_store.h"
 #include "worker/engine/checkpoint/safetensors.h"
 #include "worker/engine/checkpoint/tensor_io.h"
@@ -37,7 +40,6 @@ using Clock = std::chrono::steady_clock;
 constexpr char kTrainerStateTensors[] = "trainer_state.safetensors";
 constexpr char kTrainerStateJson[] = "trainer_state.json";
 constexpr char kLabelMapFile[] = "label_map.json";
-constexpr char kMetricsFile[] = "metrics.jsonl";
 
 // Sum of the per-target losses of one micro-batch, and (for evaluation) correct predictions.
 struct LossSums {
@@ -141,14 +143,14 @@ class MetricsLog {
     if (!in) return absl::OkStatus();
     std::string kept, line;
     while (std::getline(in, line)) {
-      json row = json::parse(line, nullptr, false);
-      if (row.is_object() && row.value("step", int64_t{0}) <= step) kept += line + "\n";
+      std::optional<uint64_t> row_step = contract::MetricsLineStep(line);
+      if (row_step && static_cast<int64_t>(*row_step) <= step) kept += line + "\n";
     }
     return WriteFileAtomically(path_, kept);
   }
-  absl::Status Append(const json& row) {
+  absl::Status Append(const std::string& line) {
     std::ofstream out(path_, std::ios::app);
-    out << row.dump() << "\n";
+    out << line << "\n";
     out.flush();
     return out.good() ? absl::OkStatus()
                       : absl::InternalError(absl::StrCat(path_, ": cannot append"));
@@ -162,13 +164,13 @@ class Trainer {
  public:
   Trainer(const TrainJob& job, Communicator& comm, std::ostream* progress)
       : job_(job), comm_(comm), progress_(comm.rank() == 0 ? progress : nullptr),
-        metrics_(job.output_dir + "/" + kMetricsFile) {}
+        metrics_(absl::StrCat(job.output_dir, "/", contract::kMetricsFileName)) {}
 
   absl::StatusOr<TrainResult> Run() {
     RETURN_IF_ERROR(Setup());
     TrainResult result;
     result.resumed_from = step_;
-    result.final_dir = job_.output_dir + "/final";
+    result.final_dir = absl::StrCat(job_.output_dir, "/", contract::kFinalDirName);
     if (fs::exists(result.final_dir)) {
       // Already finished: rerunning a completed job changes nothing.
       ASSIGN_OR_RETURN(CheckpointManifest manifest, VerifyCheckpoint(result.final_dir));
@@ -181,23 +183,21 @@ class Trainer {
       ASSIGN_OR_RETURN(result.last_loss, Step(cursor));
       cursor = sampler_->Next(cursor);
       if (step_ == total_steps_) break;  // the end gets its own evaluation and the final save
-      json eval_metrics = json::object();
+      std::optional<contract::EvalRow> eval;
       if (eval_ && job_.eval_every_steps > 0 && step_ % job_.eval_every_steps == 0) {
-        ASSIGN_OR_RETURN(eval_metrics, Evaluate());
+        ASSIGN_OR_RETURN(eval, Evaluate());
       }
       if (job_.checkpoint_every_steps > 0 && step_ % job_.checkpoint_every_steps == 0) {
-        RETURN_IF_ERROR(SaveCheckpoint(/*final=*/false, eval_metrics));
+        RETURN_IF_ERROR(SaveCheckpoint(/*final=*/false, eval));
       }
     }
-    json eval_metrics = json::object();
+    std::optional<contract::EvalRow> eval;
     if (eval_) {
-      ASSIGN_OR_RETURN(eval_metrics, Evaluate());
+      ASSIGN_OR_RETURN(eval, Evaluate());
+      result.eval_loss = eval->loss;
+      result.eval_accuracy = eval->accuracy;
     }
-    if (eval_metrics.contains("eval_loss")) result.eval_loss = eval_metrics["eval_loss"].get<double>();
-    if (eval_metrics.contains("eval_accuracy")) {
-      result.eval_accuracy = eval_metrics["eval_accuracy"].get<double>();
-    }
-    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/true, eval_metrics));
+    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/true, eval));
     result.steps = step_;
     return result;
   }
@@ -210,7 +210,7 @@ class Trainer {
       return absl::InvalidArgumentError(absl::StrCat("task causal_lm needs a decoder model; ",
                                                      job_.model_dir, " is ", config.model_type));
     }
-    const std::string checkpoints = job_.output_dir + "/checkpoints";
+    const std::string checkpoints = CheckpointsDir();
     std::vector<CheckpointManifest> saved = ListCheckpoints(checkpoints);
     std::optional<LabelMap> saved_labels;
     if (!saved.empty() && fs::exists(saved.back().dir + "/" + kLabelMapFile)) {
@@ -368,12 +368,16 @@ class Trainer {
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     const double epoch = static_cast<double>(step_) / static_cast<double>(sampler_->steps_per_epoch());
     if (comm_.rank() == 0) {
-      json row = {{"type", "train"}, {"step", step_}, {"epoch", epoch}, {"loss", loss},
-                  {"lr", lr}, {"grad_norm", grad_norm},
-                  {"tokens_per_second", totals[0][1].item<double>() / seconds},
-                  {"samples_per_second", static_cast<double>(job_.batch_size) / seconds},
-                  {"step_seconds", seconds}};
-      RETURN_IF_ERROR(metrics_.Append(row));
+      contract::TrainRow row;
+      row.step = static_cast<uint64_t>(step_);
+      row.epoch = epoch;
+      row.loss = loss;
+      row.learning_rate = lr;
+      row.grad_norm = grad_norm;
+      row.tokens_per_second = totals[0][1].item<double>() / seconds;
+      row.samples_per_second = static_cast<double>(job_.batch_size) / seconds;
+      row.step_seconds = seconds;
+      RETURN_IF_ERROR(metrics_.Append(contract::ToJsonLine(row)));
       if (progress_) {
         *progress_ << absl::StrFormat(
             "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  grad_norm %.3f  %.0f tok/s  eta %s\n",
@@ -384,7 +388,7 @@ class Trainer {
     return loss;
   }
 
-  absl::StatusOr<json> Evaluate() {
+  absl::StatusOr<contract::EvalRow> Evaluate() {
     torch::NoGradGuard no_grad;
     model_->eval();
     double loss_sum = 0, correct = 0, targets = 0;
@@ -404,28 +408,32 @@ class Trainer {
         torch::tensor({loss_sum, correct, targets}, torch::kFloat64).to(device_)};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     const double count = std::max(1.0, totals[0][2].item<double>());
-    json metrics = {{"eval_loss", totals[0][0].item<double>() / count},
-                    {"eval_accuracy", totals[0][1].item<double>() / count},
-                    {"eval_examples", eval_->examples.size()}};
+    contract::EvalRow metrics;
+    metrics.step = static_cast<uint64_t>(step_);
+    metrics.loss = totals[0][0].item<double>() / count;
+    metrics.accuracy = totals[0][1].item<double>() / count;
+    metrics.examples = eval_->examples.size();
     if (comm_.rank() == 0) {
-      json row = metrics;
-      row["type"] = "eval";
-      row["step"] = step_;
-      RETURN_IF_ERROR(metrics_.Append(row));
+      RETURN_IF_ERROR(metrics_.Append(contract::ToJsonLine(metrics)));
       if (progress_) {
         *progress_ << absl::StrFormat("eval at step %d: loss %.4f, accuracy %.4f\n", step_,
-                                      metrics["eval_loss"].get<double>(),
-                                      metrics["eval_accuracy"].get<double>());
+                                      metrics.loss, metrics.accuracy);
       }
     }
     return metrics;
   }
 
-  absl::Status SaveCheckpoint(bool final, const json& metrics) {
+  std::string CheckpointsDir() const {
+    return absl::StrCat(job_.output_dir, "/", contract::kCheckpointsDirName);
+  }
+
+  absl::Status SaveCheckpoint(bool final, const std::optional<contract::EvalRow>& eval) {
     if (comm_.rank() == 0) {
-      const std::string checkpoints = job_.output_dir + "/checkpoints";
+      const std::string checkpoints = CheckpointsDir();
       absl::StatusOr<CheckpointWriter> writer =
-          final ? CheckpointWriter::BeginFinal(job_.output_dir + "/final", static_cast<uint64_t>(step_))
+          final ? CheckpointWriter::BeginFinal(absl::StrCat(job_.output_dir, "/",
+                                                            contract::kFinalDirName),
+                                               static_cast<uint64_t>(step_))
                 : CheckpointWriter::Begin(checkpoints, static_cast<uint64_t>(step_));
       if (!writer.ok()) return writer.status();
       const std::string& dir = writer->dir();
@@ -436,11 +444,15 @@ class Trainer {
       }
       if (!labels_.empty()) RETURN_IF_ERROR(labels_.Save(dir + "/" + kLabelMapFile));
       if (!final) RETURN_IF_ERROR(SaveTrainerState(dir));
-      ASSIGN_OR_RETURN(CheckpointManifest manifest, writer->Commit(metrics));
+      ASSIGN_OR_RETURN(CheckpointManifest manifest,
+                       writer->Commit(eval ? contract::ManifestMetrics(*eval)
+                                           : std::map<std::string, double>()));
       if (!final) {
-        const bool has_accuracy = metrics.contains("eval_accuracy");
-        RETURN_IF_ERROR(PruneCheckpoints(checkpoints, job_.keep_checkpoints,
-                                         has_accuracy ? "eval_accuracy" : "eval_loss", has_accuracy));
+        const bool has_accuracy = eval.has_value();
+        RETURN_IF_ERROR(PruneCheckpoints(
+            checkpoints, job_.keep_checkpoints,
+            has_accuracy ? contract::metrics_keys::kEvalAccuracy : contract::metrics_keys::kEvalLoss,
+            has_accuracy));
       }
       if (progress_) *progress_ << "checkpoint committed: " << manifest.dir << "\n";
     }

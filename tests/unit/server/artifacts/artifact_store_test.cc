@@ -59,7 +59,7 @@ class ArtifactStoreTest : public ::testing::Test {
   // Uploads every file in chunks of `chunk_size` bytes and commits.
   absl::Status UploadAll(const v1::Checkpoint& checkpoint,
                          const std::vector<std::pair<std::string, std::string>>& contents,
-                         size_t chunk_size = kMaxChunkBytes) {
+                         size_t chunk_size = limits::kMaxChunkBytes) {
     auto upload = store_->BeginUpload(checkpoint);
     if (!upload.ok()) return upload.status();
     for (const auto& [path, bytes] : contents) {
@@ -82,7 +82,7 @@ class ArtifactStoreTest : public ::testing::Test {
       absl::StatusOr<bool> more = (*reader)->Next(chunk);
       if (!more.ok()) return more.status();
       if (!*more) break;
-      EXPECT_LE(chunk.data().size(), kMaxChunkBytes);
+      EXPECT_LE(chunk.data().size(), limits::kMaxChunkBytes);
       std::string& file = files[chunk.path()];
       EXPECT_EQ(chunk.offset(), file.size()) << chunk.path();
       file += chunk.data();
@@ -107,7 +107,7 @@ class ArtifactStoreTest : public ::testing::Test {
 };
 
 TEST_F(ArtifactStoreTest, RoundTripThroughReader) {
-  std::string big(kMaxChunkBytes * 2 + 12345, '\0');
+  std::string big(limits::kMaxChunkBytes * 2 + 12345, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + 3);
   std::vector<std::pair<std::string, std::string>> contents = {
       {"adapter/adapter_model.safetensors", big},
@@ -262,7 +262,7 @@ TEST_F(ArtifactStoreTest, ChunkPastSizeOrUnknownPathOrTooLarge) {
               absl::StatusCode::kInvalidArgument);
   }
   {
-    std::string big(kMaxChunkBytes + 1, 'x');
+    std::string big(limits::kMaxChunkBytes + 1, 'x');
     std::vector<std::pair<std::string, std::string>> big_contents = {{"big", big + big}};
     auto upload = store_->BeginUpload(MakeCheckpoint(big_contents));
     ASSERT_TRUE(upload.ok());
@@ -338,7 +338,7 @@ TEST_F(ArtifactStoreTest, DuplicateAndConflictingPaths) {
 
 TEST_F(ArtifactStoreTest, FileListLimits) {
   std::vector<std::pair<std::string, std::string>> many;
-  for (int i = 0; i <= kMaxCheckpointFiles; ++i) many.push_back({"f" + std::to_string(i), "x"});
+  for (int i = 0; i <= limits::kMaxCheckpointFiles; ++i) many.push_back({"f" + std::to_string(i), "x"});
   auto too_many = store_->BeginUpload(MakeCheckpoint(many));
   EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(too_many.status().message(), HasSubstr("at most 256"));
@@ -349,7 +349,7 @@ TEST_F(ArtifactStoreTest, FileListLimits) {
             absl::StatusCode::kInvalidArgument);
 
   v1::Checkpoint huge = MakeCheckpoint({{"a", "x"}});
-  huge.mutable_files(0)->set_size_bytes(kMaxCheckpointFileBytes + 1);
+  huge.mutable_files(0)->set_size_bytes(limits::kMaxCheckpointFileBytes + 1);
   EXPECT_EQ(store_->BeginUpload(huge).status().code(), absl::StatusCode::kInvalidArgument);
 
   v1::Checkpoint bad_digest = MakeCheckpoint({{"a", "x"}});

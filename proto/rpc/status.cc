@@ -1,8 +1,10 @@
-#include "server/grpc/status.h"
+#include "proto/rpc/status.h"
+
+#include "absl/strings/str_cat.h"
 
 #include <string>
 
-namespace loratrf::server {
+namespace loratrf::rpc {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -78,4 +80,14 @@ absl::string_view GrpcCodeName(grpc::StatusCode code) {
   }
 }
 
-}  // namespace loratrf::server
+absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  const int code = static_cast<int>(status.error_code());
+  const absl::StatusCode absl_code = code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated)
+                                         ? static_cast<absl::StatusCode>(code)
+                                         : absl::StatusCode::kUnknown;
+  return absl::Status(absl_code, what.empty() ? status.error_message()
+                                              : absl::StrCat(what, ": ", status.error_message()));
+}
+
+}  // namespace loratrf::rpc

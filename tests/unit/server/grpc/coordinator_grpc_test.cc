@@ -10,10 +10,8 @@
 
 #include "gmock/gmock.h"
 #include "server/grpc/auth.h"
-#include "server/grpc/listen_address.h"
 #include "server/grpc/pull_write_reactor.h"
 #include "server/grpc/request_limits.h"
-#include "server/grpc/status.h"
 #include "server/grpc/stream_pump.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -134,81 +132,17 @@ TEST(AuthTest, WithoutTokenFileEveryoneIsLocal) {
   EXPECT_TRUE(open.CheckWorkerName(*caller, "any-name").ok());
 }
 
-TEST(StatusTest, MapsEveryDomainError) {
-  struct Case {
-    absl::Status in;
-    grpc::StatusCode out;
-  };
-  for (const Case& c : std::vector<Case>{
-           {absl::OkStatus(), grpc::StatusCode::OK},
-           {absl::InvalidArgumentError("spec.name: bad"), grpc::StatusCode::INVALID_ARGUMENT},
-           {absl::NotFoundError("x"), grpc::StatusCode::NOT_FOUND},
-           {absl::FailedPreconditionError("x"), grpc::StatusCode::FAILED_PRECONDITION},
-           {absl::AlreadyExistsError("x"), grpc::StatusCode::ALREADY_EXISTS},
-           {absl::UnavailableError("x"), grpc::StatusCode::UNAVAILABLE},
-           {absl::PermissionDeniedError("x"), grpc::StatusCode::PERMISSION_DENIED},
-           {absl::UnauthenticatedError("x"), grpc::StatusCode::UNAUTHENTICATED},
-           {absl::ResourceExhaustedError("x"), grpc::StatusCode::RESOURCE_EXHAUSTED},
-           {absl::OutOfRangeError("x"), grpc::StatusCode::OUT_OF_RANGE},
-           {absl::AbortedError("x"), grpc::StatusCode::ABORTED},
-           {absl::CancelledError("x"), grpc::StatusCode::CANCELLED},
-           {absl::DeadlineExceededError("x"), grpc::StatusCode::DEADLINE_EXCEEDED},
-           {absl::UnimplementedError("x"), grpc::StatusCode::UNIMPLEMENTED},
-           {absl::DataLossError("x"), grpc::StatusCode::INTERNAL},
-           {absl::InternalError("x"), grpc::StatusCode::INTERNAL},
-           {absl::UnknownError("x"), grpc::StatusCode::INTERNAL},
-       }) {
-    EXPECT_EQ(ToGrpcStatus(c.in).error_code(), c.out) << c.in;
-  }
-  grpc::Status mapped = ToGrpcStatus(absl::InvalidArgumentError("spec.name: bad"));
-  EXPECT_EQ(mapped.error_message(), "spec.name: bad");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::INVALID_ARGUMENT), "INVALID_ARGUMENT");
-  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
-}
-
-TEST(ListenAddressTest, ParsesHostPort) {
-  auto v4 = ParseHostPort("--listen", "127.0.0.1:50051");
-  ASSERT_TRUE(v4.ok());
-  EXPECT_EQ(v4->host, "127.0.0.1");
-  EXPECT_EQ(v4->port, 50051);
-  auto v6 = ParseHostPort("--listen", "[::1]:0");
-  ASSERT_TRUE(v6.ok());
-  EXPECT_EQ(v6->host, "::1");
-  EXPECT_EQ(FormatHostPort(v6->host, 7), "[::1]:7");
-  EXPECT_TRUE(ParseHostPort("--listen", "localhost:1").ok());
-  EXPECT_TRUE(ParseHostPort("--listen", ":9090").ok());
-  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
-                          "::1:80", "[::1]80", "[nothost]:80", "a b:80", "127.0.0.1:8x"}) {
-    auto parsed = ParseHostPort("--listen", bad);
-    EXPECT_FALSE(parsed.ok()) << bad;
-    if (!parsed.ok()) {
-      EXPECT_THAT(parsed.status().message(), HasSubstr("--listen")) << bad;
-    }
-  }
-}
-
-TEST(ListenAddressTest, LoopbackOnly) {
-  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST",
-                           "::ffff:127.0.0.1"}) {
-    EXPECT_TRUE(IsLoopbackHost(host)) << host;
-  }
-  for (const char* host : {"", "0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "example.com",
-                           "localhost.example.com", "::ffff:10.0.0.1"}) {
-    EXPECT_FALSE(IsLoopbackHost(host)) << host;
-  }
-}
-
 TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
   v1::GetJobRequest get;
   EXPECT_THAT(CheckRequest(get).message(), HasSubstr("id: required"));
-  get.set_id(std::string(kMaxIdBytes + 1, 'x'));
+  get.set_id(std::string(limits::kMaxIdBytes + 1, 'x'));
   EXPECT_THAT(CheckRequest(get).message(), HasSubstr("id: 129 bytes, at most 128"));
 
   v1::ListJobsRequest list;
   list.set_page_size(1'000'000);
   EXPECT_TRUE(CheckRequest(list).ok());
   EXPECT_EQ(list.page_size(), static_cast<uint32_t>(kMaxJobPageSize));
-  list.set_page_token(std::string(kMaxPageTokenBytes + 1, 'x'));
+  list.set_page_token(std::string(limits::kMaxPageTokenBytes + 1, 'x'));
   EXPECT_EQ(CheckRequest(list).code(), absl::StatusCode::kInvalidArgument);
 
   v1::SubmitJobRequest submit;
@@ -219,7 +153,7 @@ TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
 
   v1::RegisterRequest reg;
   reg.set_name("node-1");
-  for (int i = 0; i <= kMaxWorkerLabels; ++i) {
+  for (int i = 0; i <= limits::kMaxWorkerLabels; ++i) {
     (*reg.mutable_labels())["k" + std::to_string(i)] = "v";
   }
   EXPECT_THAT(CheckRequest(reg).message(), HasSubstr("labels: 33 entries"));
@@ -227,7 +161,7 @@ TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
   v1::ReportEventsRequest report;
   report.set_worker("node-1");
   report.set_job_id("j1");
-  report.add_events()->mutable_log()->set_text(std::string(kMaxLogLineBytes + 1, 'x'));
+  report.add_events()->mutable_log()->set_text(std::string(limits::kMaxLogLineBytes + 1, 'x'));
   EXPECT_THAT(CheckRequest(report).message(), HasSubstr("events[0].log.text"));
 
   v1::UploadCheckpointRequest::Header header;

@@ -1,4 +1,4 @@
-#include "server/grpc/listen_address.h"
+#include "proto/rpc/address.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace loratrf::server {
+namespace loratrf::rpc {
 
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view flag, absl::string_view address) {
   auto error = [&](absl::string_view why) {
@@ -73,4 +73,4 @@ bool IsLoopbackHost(absl::string_view host) {
   return false;
 }
 
-}  // namespace loratrf::server
+}  // namespace loratrf::rpc

@@ -314,50 +314,12 @@ TEST(CliJobDetails, KeyValueLines) {
             "finished: -\n");
 }
 
-// ---- checkpoint paths -----------------------------------------------------------------------
-
-TEST(CliPaths, AcceptsPlainRelativePaths) {
-  for (const char* ok : {"adapter_model.safetensors", "adapter/adapter_config.json",
-                         "a/b/c/d/e/f/g/h", ".hidden", "x..y", "MANIFEST.json"}) {
-    EXPECT_TRUE(ValidateRelativePath(ok).ok()) << ok;
-  }
-}
-
-TEST(CliPaths, RejectsAnythingThatCouldEscape) {
-  for (const char* bad : {"", "/etc/passwd", "../x", "a/../../x", "a/..", ".", "a/./b", "a//b",
-                          "a/", "a\\b", "a b", "a/b/c/d/e/f/g/h/i", "~/x", "a:b"}) {
-    absl::Status s = ValidateRelativePath(bad);
-    EXPECT_FALSE(s.ok()) << bad;
-    EXPECT_THAT(std::string(s.message()), HasSubstr("unsafe checkpoint file path")) << bad;
-  }
-  EXPECT_FALSE(ValidateRelativePath(std::string("a\0b", 3)).ok());
-  EXPECT_FALSE(ValidateRelativePath(std::string(1025, 'a')).ok());
-  EXPECT_THAT(std::string(ValidateRelativePath("x\x1b[2J").message()), HasSubstr("x\\x1b[2J"));
-}
-
 v1::CheckpointFile File(const std::string& path, const std::string& content) {
   v1::CheckpointFile f;
   f.set_path(path);
   f.set_size_bytes(content.size());
   f.set_sha256(Sha256Hex(content));
   return f;
-}
-
-TEST(CliPaths, CheckpointFileLists) {
-  v1::Checkpoint c;
-  *c.add_files() = File("a/x", "1");
-  *c.add_files() = File("b", "2");
-  EXPECT_TRUE(ValidateCheckpointFiles(c).ok());
-  v1::Checkpoint dup = c;
-  *dup.add_files() = File("b", "3");
-  EXPECT_THAT(std::string(ValidateCheckpointFiles(dup).message()), HasSubstr("twice"));
-  v1::Checkpoint nested = c;
-  *nested.add_files() = File("b/y", "3");
-  EXPECT_THAT(std::string(ValidateCheckpointFiles(nested).message()),
-              HasSubstr("as a file and as a directory"));
-  v1::Checkpoint bad_sha = c;
-  bad_sha.mutable_files(0)->set_sha256("ABC");
-  EXPECT_THAT(std::string(ValidateCheckpointFiles(bad_sha).message()), HasSubstr("sha256"));
 }
 
 // ---- the download writer --------------------------------------------------------------------
@@ -439,11 +401,11 @@ TEST_F(CliDownload, EveryCorruptionFailsAndLeavesNothing) {
   };
   std::vector<Case> cases = {
       {"wrong sha", {Chunk("a", 0, "abX"), Chunk("b", 0, "de")}, "sha256"},
-      {"short file", {Chunk("a", 0, "ab"), Chunk("b", 0, "de")}, "got 2 bytes, expected 3"},
-      {"long file", {Chunk("a", 0, "abcd")}, "more than its 3 bytes"},
-      {"gap", {Chunk("a", 1, "bc")}, "offset 1, expected 0"},
-      {"out of order", {Chunk("b", 0, "de"), Chunk("a", 0, "abc")}, "got 0 bytes"},
-      {"unknown file", {Chunk("a", 0, "abc"), Chunk("../etc", 0, "x")}, "not the next file"},
+      {"short file", {Chunk("a", 0, "ab"), Chunk("b", 0, "de")}, "'a' has 2 of 3 bytes"},
+      {"long file", {Chunk("a", 0, "abcd")}, "past the file's size of 3"},
+      {"gap", {Chunk("a", 1, "bc")}, "offset 1 is out of order (expected 0)"},
+      {"out of order", {Chunk("b", 0, "de"), Chunk("a", 0, "abc")}, "'a' has 0 of 3 bytes"},
+      {"unknown file", {Chunk("a", 0, "abc"), Chunk("../etc", 0, "x")}, "not a file of this checkpoint"},
       {"missing file", {Chunk("a", 0, "abc")}, "got 0 bytes, expected 2"},
   };
   for (const Case& k : cases) {
@@ -472,7 +434,7 @@ TEST_F(CliDownload, UnsafeHeadersAreRefusedBeforeAnyFileIsMade) {
     ASSERT_TRUE(d.ok());
     absl::Status status = (*d)->Begin(c);
     EXPECT_TRUE(absl::IsDataLoss(status)) << bad;
-    EXPECT_THAT(std::string(status.message()), HasSubstr("unsafe checkpoint file path")) << bad;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("unsafe file list")) << bad;
     EXPECT_FALSE((*d)->Write(Chunk(bad, 0, "x")).ok());
     d->reset();
     EXPECT_TRUE(Entries().empty());
@@ -513,11 +475,7 @@ TEST(CliInput, ResolvesRelativeSpecPathsAgainstTheSpecDirectory) {
   EXPECT_EQ(no_eval.data().eval(), "");
 }
 
-TEST(CliInput, IdempotencyKeysAndJobIds) {
-  EXPECT_TRUE(CheckIdempotencyKey("nightly 2024-05-01").ok());
-  EXPECT_FALSE(CheckIdempotencyKey("").ok());
-  EXPECT_FALSE(CheckIdempotencyKey(std::string(129, 'k')).ok());
-  EXPECT_FALSE(CheckIdempotencyKey("tab\there").ok());
+TEST(CliInput, JobIds) {
   EXPECT_TRUE(CheckJobId("j-0123").ok());
   EXPECT_FALSE(CheckJobId("has space").ok());
   EXPECT_FALSE(CheckJobId("-o").ok());

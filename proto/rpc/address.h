@@ -1,5 +1,6 @@
-// HOST:PORT addresses for --listen and --metrics-listen, and the loopback rule: without
-// --auth-token-file the coordinator listens only on 127.0.0.0/8, ::1 or `localhost`.
+// HOST:PORT addresses: what the coordinator listens on (--listen, --metrics-listen), what the
+// agent and the CLI dial (--coordinator), and the loopback rule (without --auth-token-file the
+// coordinator listens only on 127.0.0.0/8, ::1 or `localhost`).
 //
 // Threading: pure functions.
 #pragma once
@@ -9,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace loratrf::server {
+namespace loratrf::rpc {
 
 struct HostPort {
   std::string host;  // without IPv6 brackets; may be empty ("0.0.0.0" style: every address)
@@ -26,4 +27,4 @@ std::string FormatHostPort(absl::string_view host, int port);
 // name is not.
 bool IsLoopbackHost(absl::string_view host);
 
-}  // namespace loratrf::server
+}  // namespace loratrf::rpc

@@ -1,7 +1,7 @@
 // The engine-only build has no gRPC, so no agent: the command says so and exits 2.
 #include <iostream>
 
-#include "worker/agent/run_agent.h"
+#include "worker/commands/commands.h"
 
 namespace loratrf::worker {
 

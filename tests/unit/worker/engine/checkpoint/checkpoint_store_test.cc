@@ -48,12 +48,13 @@ class CheckpointStore : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
   std::string Checkpoints() const { return (root_ / "checkpoints").string(); }
 
-  CheckpointManifest Commit(uint64_t step, const std::string& payload, nlohmann::json metrics = {}) {
+  CheckpointManifest Commit(uint64_t step, const std::string& payload,
+                            std::map<std::string, double> metrics = {}) {
     auto writer = CheckpointWriter::Begin(Checkpoints(), step);
     EXPECT_TRUE(writer.ok()) << writer.status();
     EXPECT_TRUE(WriteFileAtomically(writer->dir() + "/adapter_model.safetensors", payload).ok());
     EXPECT_TRUE(WriteFileAtomically(writer->dir() + "/trainer_state.json", "{}").ok());
-    auto manifest = writer->Commit(metrics.is_null() ? nlohmann::json::object() : metrics);
+    auto manifest = writer->Commit(metrics);
     EXPECT_TRUE(manifest.ok()) << manifest.status();
     return *manifest;
   }

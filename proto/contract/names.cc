@@ -1,0 +1,80 @@
+#include "proto/contract/names.h"
+
+#include "absl/strings/str_cat.h"
+#include "proto/contract/limits.h"
+
+namespace loratrf::contract {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view rule) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", rule));
+}
+
+bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool IsWorkerNameChar(char c) { return IsLowerAlnum(c) || c == '-' || c == '.'; }
+bool IsIdChar(char c) {
+  return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-';
+}
+
+}  // namespace
+
+absl::Status CheckJobName(absl::string_view field, absl::string_view name) {
+  if (name.empty()) return Invalid(field, "required");
+  if (name.size() > limits::kMaxJobNameLength) {
+    return Invalid(field, absl::StrCat("must be at most ", limits::kMaxJobNameLength,
+                                       " characters, got ", name.size()));
+  }
+  for (char c : name) {
+    if (!IsLowerAlnum(c) && c != '-') return Invalid(field, "may contain only a-z, 0-9 and '-'");
+  }
+  if (name.front() == '-' || name.back() == '-') {
+    return Invalid(field, "must start and end with a letter or digit");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWorkerName(absl::string_view field, absl::string_view name) {
+  if (name.empty()) return Invalid(field, "required");
+  if (name.size() > limits::kMaxWorkerNameBytes) {
+    return Invalid(field, absl::StrCat(name.size(), " bytes, at most ",
+                                       limits::kMaxWorkerNameBytes, " allowed"));
+  }
+  for (char c : name) {
+    if (!IsWorkerNameChar(c)) return Invalid(field, "may contain only a-z, 0-9, '-' and '.'");
+  }
+  return absl::OkStatus();
+}
+
+std::string WorkerNameFromHostName(absl::string_view host) {
+  std::string name;
+  for (char c : host.substr(0, limits::kMaxWorkerNameBytes)) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    name.push_back(IsWorkerNameChar(c) ? c : '-');
+  }
+  return name.empty() ? "worker" : name;
+}
+
+absl::Status CheckId(absl::string_view field, absl::string_view id) {
+  if (id.empty()) return Invalid(field, "required");
+  if (id.size() > limits::kMaxIdBytes) {
+    return Invalid(field, absl::StrCat(id.size(), " bytes, at most ", limits::kMaxIdBytes,
+                                       " allowed"));
+  }
+  for (char c : id) {
+    if (!IsIdChar(c)) return Invalid(field, "may contain only A-Z, a-z, 0-9, '.', '_' and '-'");
+  }
+  if (id == "." || id == "..") return Invalid(field, "must not be '.' or '..'");
+  return absl::OkStatus();
+}
+
+absl::Status CheckIdempotencyKey(absl::string_view field, absl::string_view key) {
+  bool ok = !key.empty() && key.size() <= limits::kMaxIdempotencyKeyBytes;
+  for (char c : key) ok = ok && c >= 0x21 && c <= 0x7e;
+  if (!ok) {
+    return Invalid(field, absl::StrCat("must be 1 to ", limits::kMaxIdempotencyKeyBytes,
+                                       " printable ASCII characters without spaces"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace loratrf::contract

@@ -1,0 +1,30 @@
+// The layout of a training run's output directory (`loratrf-worker run --output DIR`), which the
+// engine writes and the agent reads while the run goes on (DESIGN.md, "Contracts"):
+//
+//   DIR/metrics.jsonl                 one row per step and per evaluation (metrics_jsonl.h)
+//   DIR/checkpoints/<step>/           committed checkpoints, each with MANIFEST.json (manifest.h)
+//   DIR/checkpoints/.partial-<step>-<pid>/   being written; never read
+//   DIR/final/                        the end of training, committed the same way
+#pragma once
+
+#include "absl/strings/string_view.h"
+
+namespace loratrf::contract {
+
+inline constexpr char kMetricsFileName[] = "metrics.jsonl";
+inline constexpr char kCheckpointsDirName[] = "checkpoints";
+inline constexpr char kFinalDirName[] = "final";
+inline constexpr char kManifestFileName[] = "MANIFEST.json";
+inline constexpr char kPartialCheckpointPrefix[] = ".partial-";
+
+// A committed checkpoint's directory name: the step in decimal, nothing else (at most 19
+// digits, so that it fits a uint64).
+inline bool IsCheckpointStepDirName(absl::string_view name) {
+  if (name.empty() || name.size() > 19) return false;
+  for (char c : name) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace loratrf::contract
