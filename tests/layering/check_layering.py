@@ -413,8 +413,8 @@ class Checker:
                     f, line, shown = chain[0]
                     via = "" if len(chain) == 1 else " (%s)" % self.describe_chain(chain)
                     self.add("definition", f, line, shown,
-                             "includes %s%s (torch), but defines what the torch-free header %s declares "
-                             "(%s)" % (shown, via, header, why))
+                             "includes %s%s (torch), but defines what the torch-free header %s "
+                             "declares (%s)" % (shown, via, header, why))
 
     def reached(self, start, stop=None):
         """Every repository file `start` includes, directly or not (itself too); files for which
