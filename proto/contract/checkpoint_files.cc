@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "proto/contract/limits.h"
@@ -29,27 +30,31 @@ bool IsLowerHexSha256(absl::string_view text) {
 }
 
 absl::Status CheckCheckpointFilePath(absl::string_view field, absl::string_view path) {
+  // The path is quoted with control characters and non-ASCII bytes escaped: it came from a file
+  // or a request, and must not move a terminal's cursor.
+  auto invalid = [&](absl::string_view rule) {
+    return Invalid(field, absl::StrCat("'", absl::CHexEscape(path.substr(0, 200)),
+                                       path.size() > 200 ? "...' " : "' ", rule));
+  };
   if (path.empty()) return Invalid(field, "empty");
   if (path.size() > limits::kMaxCheckpointPathBytes) {
-    return Invalid(field, absl::StrCat("longer than ", limits::kMaxCheckpointPathBytes, " bytes"));
+    return invalid(absl::StrCat("is longer than ", limits::kMaxCheckpointPathBytes, " bytes"));
   }
-  if (path.front() == '/') return Invalid(field, "must be relative, not absolute");
+  if (path.front() == '/') return invalid("must be relative, not absolute");
   std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
   if (static_cast<int>(parts.size()) > limits::kMaxCheckpointPathDepth) {
-    return Invalid(field, absl::StrCat("more than ", limits::kMaxCheckpointPathDepth,
-                                       " components deep"));
+    return invalid(absl::StrCat("is more than ", limits::kMaxCheckpointPathDepth,
+                                " components deep"));
   }
   for (absl::string_view part : parts) {
-    if (part.empty()) {
-      return Invalid(field, "must not have empty components ('//' or a trailing '/')");
-    }
-    if (part == "." || part == "..") return Invalid(field, "must not have '.' or '..' components");
+    if (part.empty()) return invalid("must not have empty components ('//' or a trailing '/')");
+    if (part == "." || part == "..") return invalid("must not have '.' or '..' components");
     if (part.size() > limits::kMaxPathComponentBytes) {
-      return Invalid(field, absl::StrCat("a component is longer than ",
-                                         limits::kMaxPathComponentBytes, " bytes"));
+      return invalid(absl::StrCat("has a component longer than ", limits::kMaxPathComponentBytes,
+                                  " bytes"));
     }
     for (char c : part) {
-      if (!IsPlainChar(c)) return Invalid(field, "may contain only [A-Za-z0-9._-] and '/'");
+      if (!IsPlainChar(c)) return invalid("may contain only [A-Za-z0-9._-] and '/'");
     }
   }
   return absl::OkStatus();

@@ -41,8 +41,8 @@ std::vector<FileEntry> ToFileEntries(const Files& files) {
   return entries;
 }
 
-// InvalidArgument "FIELD: ..." for a path that breaks the rule. The path itself is not echoed
-// (it may hold control characters).
+// InvalidArgument "FIELD: 'PATH' RULE" for a path that breaks the rule; the path is quoted with
+// control characters and non-ASCII bytes escaped (\x1b), cut at 200 bytes.
 absl::Status CheckCheckpointFilePath(absl::string_view field, absl::string_view path);
 
 // InvalidArgument naming `field` ("checkpoint.files") and the entry for a set that breaks the

@@ -483,7 +483,7 @@ TEST_F(LoratrfCliFake, DownloadVerifiesEveryFileAndTrustsNoPath) {
   EXPECT_THAT(r.err, HasSubstr("sha256"));
   r = Run({"download", "evil", "--output", dir / "evil"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("unsafe checkpoint file path '../evil.safetensors'"));
+  EXPECT_THAT(r.err, HasSubstr("unsafe file list: checkpoint.files[0].path: '../evil.safetensors'"));
   EXPECT_FALSE(std::filesystem::exists(dir.path().parent_path() / "evil.safetensors"));
   // Only the good download is there; the failed ones left no temp directories.
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
