@@ -1,5 +1,6 @@
-// JobServiceCore and the scheduler, called directly: an in-memory store (the fake of the layer
-// below), a real artifact store in a temp dir, and a fake clock that drives leases.
+// JobServiceCore, called directly: an in-memory store (the fake of the layer below), a real
+// artifact store in a temp dir, and a fake clock that drives leases. The scheduling policy alone
+// is tested in scheduler_test.cc.
 #include <filesystem>
 
 #include <gmock/gmock.h>
@@ -8,7 +9,6 @@
 #include "server/artifacts/artifact_store.h"
 #include "common/sha256.h"
 #include "server/core/job_service.h"
-#include "server/core/scheduler.h"
 #include "proto/spec/job_spec.h"
 #include "server/store/in_memory_job_store.h"
 
@@ -651,48 +651,6 @@ TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
   EXPECT_EQ(stored->latest_train().step(), 1u);
   core->reset();
   fs::remove_all(dir);
-}
-
-// ---- the scheduling policy alone ----
-
-SchedulerJob Job(const std::string& id, uint32_t workers, uint32_t slots, int32_t priority = 0,
-                 uint64_t order = 0, const std::string& owner = "alice") {
-  return {id, owner, priority, order, v1::DEVICE_CPU, workers, slots};
-}
-SchedulerWorker Worker(const std::string& name, uint32_t slots, uint32_t free) {
-  return {name, v1::DEVICE_CPU, slots, free, true};
-}
-
-TEST(Scheduler, PacksGangsPrioritisesAndBackfills) {
-  // Packing: the 2-slot job goes to the worker with the fewest free slots that fit.
-  auto decision = Schedule({Job("a", 1, 2)}, {Worker("big", 8, 8), Worker("small", 4, 2)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_THAT(decision.placements[0].workers, ElementsAre("small"));
-  // Gang: two workers with 2 free slots each or nothing.
-  decision = Schedule({Job("gang", 2, 2)}, {Worker("w1", 4, 2), Worker("w2", 4, 1)}, {}, 0);
-  EXPECT_TRUE(decision.placements.empty());
-  EXPECT_TRUE(decision.unschedulable.empty()) << "it fits an idle fleet, so it waits";
-  // Priority first, then FIFO; a job that does not fit does not block a smaller one.
-  decision = Schedule({Job("low", 1, 1, 0, 1), Job("high", 1, 3, 5, 2), Job("later", 1, 1, 0, 3)},
-                      {Worker("w1", 4, 3)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_EQ(decision.placements[0].job_id, "high");
-  decision = Schedule({Job("big", 1, 4, 9, 1), Job("small", 1, 1, 0, 2)}, {Worker("w1", 4, 2)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_EQ(decision.placements[0].job_id, "small");
-  // Per-owner limit.
-  decision = Schedule({Job("a1", 1, 1, 0, 1), Job("a2", 1, 1, 0, 2), Job("b1", 1, 1, 0, 3, "bob")},
-                      {Worker("w1", 8, 8)}, {{"alice", 1}}, 2);
-  std::vector<std::string> placed;
-  for (const Placement& p : decision.placements) placed.push_back(p.job_id);
-  EXPECT_THAT(placed, ElementsAre("a1", "b1"));
-  // Unschedulable: more workers than the fleet has, or more slots than any worker has.
-  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0,
-                      /*fail_unschedulable=*/false);
-  EXPECT_TRUE(decision.unschedulable.empty()) << "an unsettled fleet may still grow";
-  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0);
-  ASSERT_EQ(decision.unschedulable.size(), 2u);
-  EXPECT_THAT(decision.unschedulable[0].reason, HasSubstr("needs 3 cpu worker(s)"));
 }
 
 }  // namespace
