@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/core/event_log.h"
 #include "server/core/job_lifecycle.h"
@@ -29,7 +30,12 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
     absl::StatusOr<v1::Checkpoint> result = Record(wakeups);
     RunWakeups(wakeups);
     // Files without a record would block a retried upload and never be listed: remove them.
-    if (!result.ok()) (void)core_->artifacts->Remove(checkpoint_);
+    if (!result.ok()) {
+      LogIfError(core_->artifacts->Remove(checkpoint_),
+                 absl::StrCat("removing the files of checkpoint ", checkpoint_.id(), " of job ",
+                              checkpoint_.job_id(), " after recording it failed (",
+                              result.status().ToString(), ")"));
+    }
     return result;
   }
 
@@ -89,6 +95,11 @@ absl::StatusOr<v1::Checkpoint> PrepareUpload(CoreState& core,
     if (header.final()) entry->final_checkpoint = true;
     return absl::AlreadyExistsError(
         absl::StrCat("checkpoint ", checkpoint.id(), " is already stored"));
+  }
+  if (!absl::IsNotFound(existing.status())) {
+    // Uploading again is safe: recording it then fails if it was stored after all.
+    LOG_WARN("checking whether checkpoint {} of job {} is stored failed: {}; accepting the upload",
+             checkpoint.id(), header.job_id(), existing.status().ToString());
   }
   return checkpoint;
 }

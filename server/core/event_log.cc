@@ -5,6 +5,7 @@
 #include <functional>
 #include <utility>
 
+#include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace loratrf::server::core_internal {
@@ -45,6 +46,11 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
     if (stored.ok() && !stored->empty()) {
       batch_.assign(stored->begin(), stored->end());
       return Pop(event);
+    }
+    if (!stored.ok()) {
+      // The watcher waits (or ends) as if caught up; it reads again on its next wake-up.
+      LOG_WARN("reading the events of job {} after seq {} for a watcher failed: {}", job_id_,
+               next_seq_ - 1, stored.status().ToString());
     }
     if (!follow_) return Poll::kEnd;
     if (core_->active.count(job_id_) == 0) return Poll::kEnd;  // final, all delivered

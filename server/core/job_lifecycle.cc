@@ -5,9 +5,11 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "proto/spec/job_spec.h"
 #include "server/core/event_log.h"
@@ -18,6 +20,28 @@ namespace loratrf::server::core_internal {
 namespace {
 
 constexpr size_t kMaxIdempotencyKey = 128;
+
+// "JOB_STATE_SUCCEEDED" → "succeeded", for log lines.
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  constexpr char kPrefix[] = "JOB_STATE_";
+  if (name.rfind(kPrefix, 0) == 0) name = name.substr(sizeof(kPrefix) - 1);
+  return absl::AsciiStrToLower(name);
+}
+
+std::string DeviceName(v1::Device device) { return device == v1::DEVICE_CUDA ? "cuda" : "cpu"; }
+
+// FinishJob for a scheduling decision; a failure is logged and the job stays queued for the
+// next pass.
+void FinishQueuedOrLog(CoreState& core, ActiveJob& entry, const std::string& reason,
+                       Wakeups& wakeups) {
+  const std::string id = entry.job.id();
+  absl::Status status = FinishJob(core, entry, v1::JOB_STATE_FAILED, reason, wakeups);
+  if (!status.ok()) {
+    LOG_WARN("failing job {} ({}) failed: {}; it stays queued for the next scheduling pass", id,
+             reason, status.ToString());
+  }
+}
 
 v1::JobEvent StateEvent(v1::JobState from, v1::JobState to, const std::string& reason) {
   v1::JobEvent event;
@@ -80,6 +104,9 @@ absl::Status Place(CoreState& core, ActiveJob& entry, const Placement& placement
   entry.resume_checkpoint = resume;
   entry.assigned_at = core.Now();
   if (core.metrics != nullptr) core.metrics->SchedulingLatency(core.Now() - entry.queued_at);
+  LOG_INFO("job {} attempt {} scheduled on {}{}", entry.job.id(), entry.job.attempt(),
+           absl::StrJoin(placement.workers, ", "),
+           resume.empty() ? "" : absl::StrCat(", resuming from checkpoint ", resume));
   for (size_t rank = 0; rank < placement.workers.size(); ++rank) {
     Send(core, placement.workers[rank], MakeAssignment(core, entry, static_cast<uint32_t>(rank)),
          wakeups);
@@ -132,6 +159,11 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
     Publish(core, created.job.id(), {job_store_internal::FirstEvent(created.job)}, false, wakeups);
     core.MarkScheduleDirty(wakeups);
     if (core.metrics != nullptr) core.metrics->JobSubmitted();
+    const v1::ResourceSpec& resources = created.job.spec().resources();
+    LOG_INFO("job {} ({}) submitted by {}: {} worker(s) x {} {} slot(s), priority {}",
+             created.job.id(), created.job.name(), created.job.owner(), resources.workers(),
+             resources.slots_per_worker(), DeviceName(resources.device()),
+             created.job.spec().priority());
   }
   return response;
 }
@@ -190,6 +222,7 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
   RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));  // erases `entry`
   LeaveWorkers(core, before, to != v1::JOB_STATE_SUCCEEDED, reason, port, wakeups);
   if (core.metrics != nullptr) core.metrics->JobFinished(to);
+  LOG_INFO("job {} {} (attempt {}): {}", before.id(), StateName(to), before.attempt(), reason);
   return absl::OkStatus();
 }
 
@@ -225,7 +258,20 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   entry.finished_nodes.clear();
   entry.missing_beats.clear();
   if (core.metrics != nullptr) core.metrics->JobRestarted();
+  LOG_INFO("job {} restarted: attempt {} queued after: {}", before.id(), before.attempt() + 1,
+           reason);
   return absl::OkStatus();
+}
+
+void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::string& reason,
+                     Wakeups& wakeups) {
+  auto it = core.active.find(job_id);
+  if (it == core.active.end()) return;
+  absl::Status status = RestartJob(core, it->second, reason, wakeups);
+  if (!status.ok()) {
+    LOG_WARN("restarting job {} ({}) failed: {}; tried again on the next sweep", job_id, reason,
+             status.ToString());
+  }
 }
 
 // ---- scheduling -----------------------------------------------------------------------------
@@ -252,17 +298,15 @@ void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
                                          core.options.max_running_per_owner, settled);
   for (const Unschedulable& job : decision.unschedulable) {
     auto it = core.active.find(job.job_id);
-    if (it != core.active.end()) {
-      (void)FinishJob(core, it->second, v1::JOB_STATE_FAILED, job.reason, wakeups);
-    }
+    if (it != core.active.end()) FinishQueuedOrLog(core, it->second, job.reason, wakeups);
   }
   for (const Placement& placement : decision.placements) {
     auto it = core.active.find(placement.job_id);
     if (it == core.active.end()) continue;
     absl::Status status = Place(core, it->second, placement, wakeups);
     if (!status.ok()) {
-      (void)FinishJob(core, it->second, v1::JOB_STATE_FAILED,
-                      absl::StrCat("cannot be scheduled: ", status.message()), wakeups);
+      FinishQueuedOrLog(core, it->second, absl::StrCat("cannot be scheduled: ", status.message()),
+                        wakeups);
     }
   }
 }

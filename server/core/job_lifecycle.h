@@ -9,6 +9,9 @@
 // workers' side are worker_registry's: a transition asks it to take or give back slots and to
 // send assignments and cancellations.
 //
+// Logs one INFO line per lifecycle moment (submitted, scheduled, restarted, final, with the
+// reason) and a warning for every failure it cannot return.
+//
 // Threading: every function is called with CoreState::mu held and queues wake-ups in `wakeups`
 // (run after mu is released), except ValidateSubmission, which needs no state.
 #pragma once
@@ -57,6 +60,11 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
 // The attempt is lost: requeue with attempt + 1 while max_restarts allows, else FAILED.
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
                         Wakeups& wakeups);
+// RestartJob for the active job `job_id` (nothing if it is no longer active), for callers that
+// cannot act on a failure: it is logged, and the attempt stays as it was until the caller's
+// next sweep (a tick, a heartbeat) tries again.
+void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::string& reason,
+                     Wakeups& wakeups);
 
 // ---- scheduling -----------------------------------------------------------------------------
 

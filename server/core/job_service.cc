@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/core/checkpoint_recording.h"
 #include "server/core/core_state.h"
@@ -64,6 +65,8 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   absl::Time now = clock->Now();
   RETURN_IF_ERROR(core_internal::RecoverJobs(*state, recovered, now));
   core_internal::RecoverWorkers(*state, recovered.workers, now);
+  LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
+           recovered.queued.size(), recovered.active.size(), state->workers.size());
   return std::unique_ptr<JobServiceCore>(new JobServiceCore(std::move(state)));
 }
 

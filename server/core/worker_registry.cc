@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/core/job_lifecycle.h"
@@ -149,11 +150,8 @@ void QueueStaleCancellations(const CoreState& core, WorkerEntry& entry, const At
 void RestartLostAttempts(CoreState& core, const std::string& name,
                          const std::vector<std::string>& lost, Wakeups& wakeups) {
   for (const std::string& id : lost) {
-    auto it = core.active.find(id);
-    if (it != core.active.end()) {
-      (void)RestartJob(core, it->second,
-                       absl::StrCat("worker ", name, " restarted without the attempt"), wakeups);
-    }
+    RestartJobOrLog(core, id, absl::StrCat("worker ", name, " restarted without the attempt"),
+                    wakeups);
   }
 }
 
@@ -216,10 +214,10 @@ void CheckListedAttempts(CoreState& core, WorkerEntry& worker, Wakeups& wakeups)
   for (const std::string& id : vanished) {
     auto it = core.active.find(id);
     if (it != core.active.end()) {
-      (void)RestartJob(core, it->second,
-                       absl::StrCat("worker ", name, " no longer runs attempt ",
-                                    it->second.job.attempt()),
-                       wakeups);
+      RestartJobOrLog(core, id,
+                      absl::StrCat("worker ", name, " no longer runs attempt ",
+                                   it->second.job.attempt()),
+                      wakeups);
     }
   }
 }
@@ -253,6 +251,10 @@ absl::StatusOr<v1::RegisterResponse> RegisterWorker(CoreState& core,
   std::vector<std::string> lost = ReattachAttempts(core, entry, listed);
   QueueStaleCancellations(core, entry, listed);
   RETURN_IF_ERROR(core.store->UpsertWorker(entry.worker));
+  LOG_INFO("worker {} registered: {} {} slot(s) at {}; {} attempt(s) kept, {} lost",
+           request.name(), entry.worker.slots(),
+           entry.worker.device() == v1::DEVICE_CUDA ? "cuda" : "cpu", entry.worker.address(),
+           entry.worker.running_jobs_size(), lost.size());
   RestartLostAttempts(core, request.name(), lost, wakeups);
   ResendAssignments(core, entry, listed, now);
   core.MarkScheduleDirty(wakeups);
@@ -317,7 +319,12 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
     entry.commands.clear();
     if (entry.notify) wakeups.push_back(entry.notify);  // its stream ends
     entry.notify = nullptr;
-    (void)core.store->UpsertWorker(entry.worker);  // best effort: the lease is what counts
+    LOG_INFO("worker {} lost: no heartbeat for {}", name,
+             absl::FormatDuration(now - entry.lease_expires + core.options.lease_ttl));
+    // Best effort: the lease is what counts, and a restarted coordinator gives a listed worker
+    // one more lease TTL anyway.
+    LogIfError(core.store->UpsertWorker(entry.worker),
+               absl::StrCat("persisting that worker ", name, " is lost"));
     if (core.metrics != nullptr) core.metrics->WorkerLost();
   }
   // Every attempt that holds a lost (or vanished) worker restarts. Swept on every tick, so a
@@ -334,11 +341,7 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
     }
   }
   for (const auto& [id, worker] : lost) {
-    auto it = core.active.find(id);
-    if (it != core.active.end()) {
-      (void)RestartJob(core, it->second, absl::StrCat("worker ", worker, " lost (lease expired)"),
-                       wakeups);
-    }
+    RestartJobOrLog(core, id, absl::StrCat("worker ", worker, " lost (lease expired)"), wakeups);
   }
   // Attempts recovered from the store whose workers did not come back in time.
   std::vector<std::string> stale;
@@ -349,11 +352,8 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
     }
   }
   for (const std::string& id : stale) {
-    auto it = core.active.find(id);
-    if (it != core.active.end()) {
-      (void)RestartJob(core, it->second,
-                       "its workers did not re-attach after a coordinator restart", wakeups);
-    }
+    RestartJobOrLog(core, id, "its workers did not re-attach after a coordinator restart",
+                    wakeups);
   }
 }
 

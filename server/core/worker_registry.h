@@ -7,6 +7,9 @@
 // worker_registry.cc). It also writes the re-attach fields of ActiveJob records (attached,
 // missing_beats, assigned_at) and asks job_lifecycle to restart the attempts a worker lost.
 //
+// Logs one INFO line when a worker registers and when it is lost, and a warning for every
+// failure it cannot return.
+//
 // Threading: every function is called with CoreState::mu held and queues wake-ups in `wakeups`
 // (run after mu is released), except ValidateRegistration, which needs no state. A command
 // stream's Next and SetNotify take mu themselves.
