@@ -28,6 +28,11 @@ std::string Truncated(std::string text, size_t max) {
   return text;
 }
 
+void CountStoreWrite(CoreState& core, const absl::Status& status) {
+  if (status.ok() || absl::IsAlreadyExists(status)) return;
+  if (core.metrics != nullptr) core.metrics->StoreWriteFailed();
+}
+
 }  // namespace core_internal
 
 absl::Status CoreState::CheckServing() const {

@@ -1,8 +1,8 @@
 // CoreState: what JobServiceCore knows between calls — the single mutex, the entity tables and
 // the coordinator-wide flags — and the few helpers every part of the core shares (wake-ups,
-// time, store-write accounting). Private to server/core: the parts (job_lifecycle,
-// worker_registry, event_log, report_ingestion, checkpoint_recording) and job_service.cc
-// include it; nothing outside server/core does.
+// time, store-write accounting: every JobStore write goes through StoreWrite). Private to
+// server/core: the parts (job_lifecycle, worker_registry, event_log, report_ingestion,
+// checkpoint_recording) and job_service.cc include it; nothing outside server/core does.
 //
 // Who writes what (each part's header says the same from its side):
 //   active   (ActiveJob records)   job_lifecycle; report_ingestion and checkpoint_recording set
@@ -34,6 +34,7 @@
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "proto/loratrf/v1/job.pb.h"
@@ -142,5 +143,24 @@ struct CoreState {
   // Something changed that a scheduling pass should see. Needs mu.
   void MarkScheduleDirty(core_internal::Wakeups& wakeups);
 };
+
+namespace core_internal {
+
+// Every JobStore write's result passes through StoreWrite: a failed write is counted
+// (CoreMetrics::StoreWriteFailed, loratrf_store_write_failures_total) and handed back as it
+// came, for the caller to return or log. AlreadyExists is the store's answer to a duplicate
+// (a job id, a checkpoint id), not a failed write, and is not counted. Needs mu.
+void CountStoreWrite(CoreState& core, const absl::Status& status);
+inline absl::Status StoreWrite(CoreState& core, absl::Status status) {
+  CountStoreWrite(core, status);
+  return status;
+}
+template <typename T>
+absl::StatusOr<T> StoreWrite(CoreState& core, absl::StatusOr<T> result) {
+  CountStoreWrite(core, result.status());
+  return result;
+}
+
+}  // namespace core_internal
 
 }  // namespace loratrf::server

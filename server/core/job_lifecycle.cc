@@ -147,7 +147,8 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
   *job.mutable_updated_at() = ToProto(now);
   job.set_owner(caller.principal);
   ASSIGN_OR_RETURN(CreateJobResult created,
-                   core.store->CreateJob(job, request.idempotency_key(), caller.principal));
+                   StoreWrite(core, core.store->CreateJob(job, request.idempotency_key(),
+                                                          caller.principal)));
   *response.mutable_job() = created.job;
   response.set_existing(!created.created);
   if (created.created) {
@@ -200,7 +201,8 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
     if (!event.has_time()) *event.mutable_time() = ToProto(now);
     if (event.attempt() == 0) event.set_attempt(job.attempt());
   }
-  ASSIGN_OR_RETURN(AppendResult result, core.store->UpdateJobAndAppendEvents(job, events));
+  ASSIGN_OR_RETURN(AppendResult result,
+                   StoreWrite(core, core.store->UpdateJobAndAppendEvents(job, events)));
   if (auto it = core.active.find(job.id()); it != core.active.end()) {
     it->second.job = result.job;
     if (IsFinal(result.job.state())) core.active.erase(it);

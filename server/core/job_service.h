@@ -69,6 +69,10 @@ class CoreMetrics {
   virtual void Gauges(int64_t queued, int64_t running, int64_t workers_ready, int64_t slots_total,
                       int64_t slots_free) = 0;
   virtual void CheckpointBytes(uint64_t bytes) = 0;
+  // A JobStore write (a job and its events, a new job, a checkpoint record, a worker record)
+  // failed. The core keeps serving from memory and retries what it can, but what it could not
+  // persist is lost on a restart: an operator alerts on any of these.
+  virtual void StoreWriteFailed() = 0;
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.

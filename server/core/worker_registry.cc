@@ -250,7 +250,7 @@ absl::StatusOr<v1::RegisterResponse> RegisterWorker(CoreState& core,
   // Re-attach what it still runs; requeue what it held but lost; stop what is stale.
   std::vector<std::string> lost = ReattachAttempts(core, entry, listed);
   QueueStaleCancellations(core, entry, listed);
-  RETURN_IF_ERROR(core.store->UpsertWorker(entry.worker));
+  RETURN_IF_ERROR(StoreWrite(core, core.store->UpsertWorker(entry.worker)));
   LOG_INFO("worker {} registered: {} {} slot(s) at {}; {} attempt(s) kept, {} lost",
            request.name(), entry.worker.slots(),
            entry.worker.device() == v1::DEVICE_CUDA ? "cuda" : "cpu", entry.worker.address(),
@@ -323,7 +323,7 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
              absl::FormatDuration(now - entry.lease_expires + core.options.lease_ttl));
     // Best effort: the lease is what counts, and a restarted coordinator gives a listed worker
     // one more lease TTL anyway.
-    LogIfError(core.store->UpsertWorker(entry.worker),
+    LogIfError(StoreWrite(core, core.store->UpsertWorker(entry.worker)),
                absl::StrCat("persisting that worker ", name, " is lost"));
     if (core.metrics != nullptr) core.metrics->WorkerLost();
   }

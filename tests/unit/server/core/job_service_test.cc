@@ -5,6 +5,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "server/artifacts/artifact_store.h"
 #include "common/sha256.h"
@@ -611,6 +613,129 @@ class FailingStore final : public InMemoryJobStore {
     return InMemoryJobStore::UpdateJobAndAppendEvents(job, events);
   }
 };
+
+// What the core counts, for the tests that look at it.
+class CountingMetrics final : public CoreMetrics {
+ public:
+  int submitted = 0, restarted = 0, workers_lost = 0, store_write_failures = 0;
+  void JobSubmitted() override { ++submitted; }
+  void JobFinished(v1::JobState) override {}
+  void JobRestarted() override { ++restarted; }
+  void WorkerLost() override { ++workers_lost; }
+  void SchedulingLatency(absl::Duration) override {}
+  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
+  void CheckpointBytes(uint64_t) override {}
+  void StoreWriteFailed() override { ++store_write_failures; }
+};
+
+// Captures what is logged through common/logging.h while it lives.
+class CapturedLogs {
+ public:
+  CapturedLogs()
+      : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)),
+        previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink_));
+  }
+  ~CapturedLogs() { spdlog::set_default_logger(previous_); }
+  std::string Text() const {
+    std::string text;
+    for (const std::string& line : sink_->last_formatted()) text += line;
+    return text;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST(CoreStoreFailures, ALeaseThatLapsesWhileTheStoreFailsIsCountedLoggedAndRetried) {
+  InMemoryJobStore store;
+  FakeClock clock;
+  CountingMetrics metrics;
+  fs::path dir = fs::temp_directory_path() / ("core_lease_failure_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  CoreOptions options;
+  options.lease_ttl = absl::Seconds(10);
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, &metrics, options);
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("lapses", 1, 1, /*max_restarts=*/1);
+  auto submitted = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(submitted.ok());
+  const std::string id = submitted->job().id();
+  v1::RegisterRequest registration;
+  registration.set_name("w1");
+  registration.set_slots(1);
+  registration.set_address("w1.local");
+  auto lease = (*core)->Register(registration);
+  ASSERT_TRUE(lease.ok());
+  (*core)->Tick();
+  v1::ReportEventsRequest report;
+  report.set_worker("w1");
+  report.set_lease_id(lease->lease_id());
+  report.set_job_id(id);
+  report.set_attempt(1);
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  ASSERT_TRUE((*core)->ReportEvents(report).ok());
+  ASSERT_EQ(metrics.store_write_failures, 0);
+
+  // The disk fills up, then w1's lease lapses.
+  CapturedLogs logs;
+  store.FailWrites(absl::UnavailableError("disk full"));
+  clock.Advance(absl::Seconds(11));
+  (*core)->Tick();
+  EXPECT_EQ(metrics.workers_lost, 1);
+  EXPECT_EQ(metrics.store_write_failures, 2) << "the lost worker's record and the restart";
+  EXPECT_EQ(metrics.restarted, 0);
+  EXPECT_EQ((*core)->ListWorkers().workers(0).state(), v1::WORKER_STATE_LOST);
+  // Nothing half-done: the cached job is the stored one, the attempt still RUNNING on w1.
+  auto cached = (*core)->GetJob(id);
+  auto stored = store.GetJob(id);
+  ASSERT_TRUE(cached.ok() && stored.ok());
+  EXPECT_EQ(cached->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(cached->attempt(), 1u);
+  EXPECT_EQ(stored->state(), cached->state());
+  EXPECT_EQ(stored->attempt(), cached->attempt());
+  EXPECT_EQ(stored->last_event_seq(), cached->last_event_seq());
+  EXPECT_THAT(cached->workers(), ElementsAre("w1"));
+  // Not silent: each failure is logged with what was being done.
+  EXPECT_THAT(logs.Text(), HasSubstr("persisting that worker w1 is lost failed"));
+  EXPECT_THAT(logs.Text(), HasSubstr("restarting job " + id));
+  EXPECT_THAT(logs.Text(), HasSubstr("disk full"));
+
+  // Still failing: the restart is tried again on the next tick, and counted again.
+  (*core)->Tick();
+  EXPECT_EQ(metrics.store_write_failures, 3);
+  EXPECT_EQ((*core)->GetJob(id)->attempt(), 1u);
+
+  // The store heals: the next tick restarts the attempt, once, and both views agree.
+  store.FailWrites(absl::OkStatus());
+  (*core)->Tick();
+  EXPECT_EQ(metrics.store_write_failures, 3);
+  EXPECT_EQ(metrics.restarted, 1);
+  EXPECT_EQ(metrics.workers_lost, 1);
+  cached = (*core)->GetJob(id);
+  stored = store.GetJob(id);
+  ASSERT_TRUE(cached.ok() && stored.ok());
+  EXPECT_EQ(cached->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(cached->attempt(), 2u);
+  EXPECT_EQ(stored->state(), cached->state());
+  EXPECT_EQ(stored->attempt(), cached->attempt());
+  EXPECT_EQ(stored->last_event_seq(), cached->last_event_seq());
+  EXPECT_TRUE(cached->workers().empty());
+  auto events = store.ListEvents(id, 0, 100);
+  ASSERT_TRUE(events.ok());
+  int restarting = 0;
+  for (const v1::JobEvent& event : *events) {
+    restarting += event.state_change().to() == v1::JOB_STATE_RESTARTING;
+  }
+  EXPECT_EQ(restarting, 1) << "the failed tries left no events behind";
+  core->reset();
+  fs::remove_all(dir);
+}
 
 TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
   FailingStore store;
