@@ -13,8 +13,8 @@
 //   QUEUED | SCHEDULED | RUNNING | RESTARTING ──cancel──▶ CANCELLED
 //   any active state ──user error (rank exit 2)──▶ FAILED;  QUEUED ──unschedulable──▶ FAILED
 //
-// Threading: thread-safe. One mutex (mu_) guards all in-memory state; store writes happen
-// under it so that events are persisted in the order they are published. Streams (watch,
+// Threading: thread-safe. One mutex (CoreState::mu) guards all in-memory state; store writes
+// happen under it so that events are persisted in the order they are published. Streams (watch,
 // commands) never block the core: they are woken through a callback and pull what is ready.
 // Time comes from a Clock so that tests can drive leases; Tick() does the periodic work (lease
 // expiry, scheduling) and is called by the coordinator's background thread or by tests.
@@ -37,6 +37,9 @@
 #include "server/store/job_store.h"
 
 namespace loratrf::server {
+
+// The core's state and lock (server/core/core_state.h, private to server/core).
+struct CoreState;
 
 // Who is calling, as the gRPC layer established it (docs/control-plane.md, "Identity").
 struct Caller {
@@ -66,6 +69,10 @@ class CoreMetrics {
   virtual void Gauges(int64_t queued, int64_t running, int64_t workers_ready, int64_t slots_total,
                       int64_t slots_free) = 0;
   virtual void CheckpointBytes(uint64_t bytes) = 0;
+  // A JobStore write (a job and its events, a new job, a checkpoint record, a worker record)
+  // failed. The core keeps serving from memory and retries what it can, but what it could not
+  // persist is lost on a restart: an operator alerts on any of these.
+  virtual void StoreWriteFailed() = 0;
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.
@@ -139,13 +146,11 @@ class JobServiceCore {
   void Drain();
   bool draining() const;
 
-  // Opaque; named here only so that the stream classes in job_service.cc can reach it. Shared
-  // with the streams it hands out, which may outlive a call but never use it after Drain.
-  struct Impl;
-
  private:
-  explicit JobServiceCore(std::shared_ptr<Impl> impl);
-  std::shared_ptr<Impl> impl_;
+  explicit JobServiceCore(std::shared_ptr<CoreState> state);
+  // Shared with the streams and uploads it hands out, which may outlive a call but never use it
+  // after Drain.
+  std::shared_ptr<CoreState> state_;
 };
 
 }  // namespace loratrf::server

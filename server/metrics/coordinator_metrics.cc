@@ -76,6 +76,12 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                            .Help("Bytes of checkpoints uploaded and committed")
                            .Register(r)
                            .Add({});
+  store_write_failures_ = &BuildCounter()
+                              .Name("loratrf_store_write_failures_total")
+                              .Help("Job store writes that failed (disk full, I/O error): what was "
+                                    "not persisted is lost on a restart; alert on any increase")
+                              .Register(r)
+                              .Add({});
   scheduling_latency_ = &BuildHistogram()
                              .Name("loratrf_scheduling_latency_seconds")
                              .Help("Time from QUEUED to SCHEDULED")
@@ -153,6 +159,8 @@ void CoordinatorMetrics::Gauges(int64_t queued, int64_t running, int64_t workers
 void CoordinatorMetrics::CheckpointBytes(uint64_t bytes) {
   checkpoint_bytes_->Increment(static_cast<double>(bytes));
 }
+
+void CoordinatorMetrics::StoreWriteFailed() { store_write_failures_->Increment(); }
 
 void CoordinatorMetrics::RpcFinished(absl::string_view method, absl::string_view code,
                                      absl::Duration latency) {

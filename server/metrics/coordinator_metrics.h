@@ -7,6 +7,7 @@
 //   loratrf_job_restarts_total                            counter
 //   loratrf_workers_lost_total                            counter
 //   loratrf_checkpoint_bytes_total                        counter  committed checkpoint bytes
+//   loratrf_store_write_failures_total                    counter  failed job store writes
 //   loratrf_scheduling_latency_seconds                    histogram  QUEUED → SCHEDULED
 //   loratrf_jobs{state}                                   gauge    queued|running
 //   loratrf_workers_ready                                 gauge
@@ -62,6 +63,7 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   void Gauges(int64_t queued, int64_t running, int64_t workers_ready, int64_t slots_total,
               int64_t slots_free) override;
   void CheckpointBytes(uint64_t bytes) override;
+  void StoreWriteFailed() override;
 
   // RpcMetrics
   void RpcFinished(absl::string_view method, absl::string_view code,
@@ -79,6 +81,7 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   prometheus::Counter* job_restarts_;
   prometheus::Counter* workers_lost_;
   prometheus::Counter* checkpoint_bytes_;
+  prometheus::Counter* store_write_failures_;
   prometheus::Histogram* scheduling_latency_;
   prometheus::Gauge* jobs_queued_;
   prometheus::Gauge* jobs_running_;

@@ -35,6 +35,7 @@ absl::StatusOr<CreateJobResult> InMemoryJobStore::CreateJob(const v1::Job& job,
                                                             const std::string& owner) {
   RETURN_IF_ERROR(CheckNewJob(job));
   std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
   if (!idempotency_key.empty()) {
     auto it = idempotency_keys_.find({owner, idempotency_key});
     if (it != idempotency_keys_.end()) return CreateJobResult{jobs_.at(it->second).job, false};
@@ -59,6 +60,7 @@ absl::StatusOr<AppendResult> InMemoryJobStore::UpdateJobAndAppendEvents(
     const v1::Job& job, const std::vector<v1::JobEvent>& events) {
   RETURN_IF_ERROR(CheckNewEvents(job.id(), events));
   std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
   ASSIGN_OR_RETURN(JobEntry * entry, FindJob(job.id()));
   if (job.owner() != entry->job.owner()) {
     return absl::InvalidArgumentError(absl::StrCat("job.owner: cannot change (job '", job.id(),
@@ -131,6 +133,7 @@ absl::StatusOr<std::optional<v1::JobEvent>> InMemoryJobStore::AddCheckpoint(
   RETURN_IF_ERROR(CheckCheckpoint(checkpoint));
   if (event.has_value()) RETURN_IF_ERROR(CheckNewEvents(checkpoint.job_id(), {*event}));
   std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
   ASSIGN_OR_RETURN(JobEntry * entry, FindJob(checkpoint.job_id()));
   for (const v1::Checkpoint& existing : entry->checkpoints) {
     if (existing.id() == checkpoint.id()) {
@@ -171,6 +174,7 @@ absl::StatusOr<v1::Checkpoint> InMemoryJobStore::GetCheckpoint(const std::string
 absl::Status InMemoryJobStore::UpsertWorker(const v1::Worker& worker) {
   if (worker.name().empty()) return absl::InvalidArgumentError("worker.name: required");
   std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
   workers_[worker.name()] = worker;
   return absl::OkStatus();
 }
@@ -184,10 +188,16 @@ absl::StatusOr<std::vector<v1::Worker>> InMemoryJobStore::ListWorkers() {
 
 absl::Status InMemoryJobStore::DeleteWorker(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
   if (workers_.erase(name) == 0) {
     return absl::NotFoundError(absl::StrCat("worker '", name, "' not found"));
   }
   return absl::OkStatus();
+}
+
+void InMemoryJobStore::FailWrites(absl::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  write_failure_ = std::move(status);
 }
 
 absl::StatusOr<RecoveredState> InMemoryJobStore::Recover() {

@@ -41,6 +41,12 @@ class InMemoryJobStore : public JobStore {
   absl::Status DeleteWorker(const std::string& name) override;
   absl::StatusOr<RecoveredState> Recover() override;
 
+  // Fault injection for the tests of the layers above (this fake only): while `status` is not
+  // OK, every write — CreateJob, UpdateJobAndAppendEvents, AddCheckpoint, UpsertWorker,
+  // DeleteWorker — fails with it and changes nothing, as a full disk would; reads still work.
+  // FailWrites(absl::OkStatus()) heals the store.
+  void FailWrites(absl::Status status);
+
  private:
   struct JobEntry {
     int64_t order = 0;  // creation order, from next_order_
@@ -62,6 +68,7 @@ class InMemoryJobStore : public JobStore {
   std::map<int64_t, std::string> ids_by_order_;  // creation order → id
   std::map<std::pair<std::string, std::string>, std::string> idempotency_keys_;  // → job id
   std::map<std::string, v1::Worker> workers_;    // by name
+  absl::Status write_failure_;                   // FailWrites: OK, or what every write returns
 };
 
 }  // namespace loratrf::server

@@ -212,8 +212,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int id) {
 }
 
 v1::JobSpec Spec(int index) {
-  // As tests/unit/job_service_test.cc's Spec(): valid, one worker with one slot. The paths are
-  // never read (the workers are fake).
+  // As tests/unit/server/core/job_service_test.cc's Spec(): valid, one worker with one slot. The
+  // paths are never read (the workers are fake).
   v1::JobSpec spec = loratrf::spec::DefaultJobSpec();
   spec.set_name(absl::StrFormat("load-%06d", index));
   spec.mutable_model()->set_path("/models/tiny");

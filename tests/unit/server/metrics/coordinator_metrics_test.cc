@@ -49,6 +49,15 @@ TEST(CoordinatorMetricsTest, CountsWhatTheCoreAndTheHandlersReport) {
   EXPECT_THAT(text, Not(HasSubstr("\n# TYPE job")));
 }
 
+TEST(CoordinatorMetricsTest, CountsStoreWriteFailuresFromZero) {
+  CoordinatorMetrics metrics;
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_store_write_failures_total 0"));
+  EXPECT_THAT(metrics.Text(), HasSubstr("alert on any increase"));
+  metrics.StoreWriteFailed();
+  metrics.StoreWriteFailed();
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_store_write_failures_total 2"));
+}
+
 TEST(CoordinatorMetricsTest, ServesOnAFreePortAndRefusesABusyOne) {
   CoordinatorMetrics metrics;
   ASSERT_TRUE(metrics.Serve("127.0.0.1:0").ok());

@@ -1,14 +1,16 @@
-// JobServiceCore and the scheduler, called directly: an in-memory store (the fake of the layer
-// below), a real artifact store in a temp dir, and a fake clock that drives leases.
+// JobServiceCore, called directly: an in-memory store (the fake of the layer below), a real
+// artifact store in a temp dir, and a fake clock that drives leases. The scheduling policy alone
+// is tested in scheduler_test.cc.
 #include <filesystem>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "server/artifacts/artifact_store.h"
 #include "common/sha256.h"
 #include "server/core/job_service.h"
-#include "server/core/scheduler.h"
 #include "proto/spec/job_spec.h"
 #include "server/store/in_memory_job_store.h"
 
@@ -612,6 +614,129 @@ class FailingStore final : public InMemoryJobStore {
   }
 };
 
+// What the core counts, for the tests that look at it.
+class CountingMetrics final : public CoreMetrics {
+ public:
+  int submitted = 0, restarted = 0, workers_lost = 0, store_write_failures = 0;
+  void JobSubmitted() override { ++submitted; }
+  void JobFinished(v1::JobState) override {}
+  void JobRestarted() override { ++restarted; }
+  void WorkerLost() override { ++workers_lost; }
+  void SchedulingLatency(absl::Duration) override {}
+  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
+  void CheckpointBytes(uint64_t) override {}
+  void StoreWriteFailed() override { ++store_write_failures; }
+};
+
+// Captures what is logged through common/logging.h while it lives.
+class CapturedLogs {
+ public:
+  CapturedLogs()
+      : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)),
+        previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink_));
+  }
+  ~CapturedLogs() { spdlog::set_default_logger(previous_); }
+  std::string Text() const {
+    std::string text;
+    for (const std::string& line : sink_->last_formatted()) text += line;
+    return text;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST(CoreStoreFailures, ALeaseThatLapsesWhileTheStoreFailsIsCountedLoggedAndRetried) {
+  InMemoryJobStore store;
+  FakeClock clock;
+  CountingMetrics metrics;
+  fs::path dir = fs::temp_directory_path() / ("core_lease_failure_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  CoreOptions options;
+  options.lease_ttl = absl::Seconds(10);
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, &metrics, options);
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("lapses", 1, 1, /*max_restarts=*/1);
+  auto submitted = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(submitted.ok());
+  const std::string id = submitted->job().id();
+  v1::RegisterRequest registration;
+  registration.set_name("w1");
+  registration.set_slots(1);
+  registration.set_address("w1.local");
+  auto lease = (*core)->Register(registration);
+  ASSERT_TRUE(lease.ok());
+  (*core)->Tick();
+  v1::ReportEventsRequest report;
+  report.set_worker("w1");
+  report.set_lease_id(lease->lease_id());
+  report.set_job_id(id);
+  report.set_attempt(1);
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  ASSERT_TRUE((*core)->ReportEvents(report).ok());
+  ASSERT_EQ(metrics.store_write_failures, 0);
+
+  // The disk fills up, then w1's lease lapses.
+  CapturedLogs logs;
+  store.FailWrites(absl::UnavailableError("disk full"));
+  clock.Advance(absl::Seconds(11));
+  (*core)->Tick();
+  EXPECT_EQ(metrics.workers_lost, 1);
+  EXPECT_EQ(metrics.store_write_failures, 2) << "the lost worker's record and the restart";
+  EXPECT_EQ(metrics.restarted, 0);
+  EXPECT_EQ((*core)->ListWorkers().workers(0).state(), v1::WORKER_STATE_LOST);
+  // Nothing half-done: the cached job is the stored one, the attempt still RUNNING on w1.
+  auto cached = (*core)->GetJob(id);
+  auto stored = store.GetJob(id);
+  ASSERT_TRUE(cached.ok() && stored.ok());
+  EXPECT_EQ(cached->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(cached->attempt(), 1u);
+  EXPECT_EQ(stored->state(), cached->state());
+  EXPECT_EQ(stored->attempt(), cached->attempt());
+  EXPECT_EQ(stored->last_event_seq(), cached->last_event_seq());
+  EXPECT_THAT(cached->workers(), ElementsAre("w1"));
+  // Not silent: each failure is logged with what was being done.
+  EXPECT_THAT(logs.Text(), HasSubstr("persisting that worker w1 is lost failed"));
+  EXPECT_THAT(logs.Text(), HasSubstr("restarting job " + id));
+  EXPECT_THAT(logs.Text(), HasSubstr("disk full"));
+
+  // Still failing: the restart is tried again on the next tick, and counted again.
+  (*core)->Tick();
+  EXPECT_EQ(metrics.store_write_failures, 3);
+  EXPECT_EQ((*core)->GetJob(id)->attempt(), 1u);
+
+  // The store heals: the next tick restarts the attempt, once, and both views agree.
+  store.FailWrites(absl::OkStatus());
+  (*core)->Tick();
+  EXPECT_EQ(metrics.store_write_failures, 3);
+  EXPECT_EQ(metrics.restarted, 1);
+  EXPECT_EQ(metrics.workers_lost, 1);
+  cached = (*core)->GetJob(id);
+  stored = store.GetJob(id);
+  ASSERT_TRUE(cached.ok() && stored.ok());
+  EXPECT_EQ(cached->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(cached->attempt(), 2u);
+  EXPECT_EQ(stored->state(), cached->state());
+  EXPECT_EQ(stored->attempt(), cached->attempt());
+  EXPECT_EQ(stored->last_event_seq(), cached->last_event_seq());
+  EXPECT_TRUE(cached->workers().empty());
+  auto events = store.ListEvents(id, 0, 100);
+  ASSERT_TRUE(events.ok());
+  int restarting = 0;
+  for (const v1::JobEvent& event : *events) {
+    restarting += event.state_change().to() == v1::JOB_STATE_RESTARTING;
+  }
+  EXPECT_EQ(restarting, 1) << "the failed tries left no events behind";
+  core->reset();
+  fs::remove_all(dir);
+}
+
 TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
   FailingStore store;
   FakeClock clock;
@@ -651,48 +776,6 @@ TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
   EXPECT_EQ(stored->latest_train().step(), 1u);
   core->reset();
   fs::remove_all(dir);
-}
-
-// ---- the scheduling policy alone ----
-
-SchedulerJob Job(const std::string& id, uint32_t workers, uint32_t slots, int32_t priority = 0,
-                 uint64_t order = 0, const std::string& owner = "alice") {
-  return {id, owner, priority, order, v1::DEVICE_CPU, workers, slots};
-}
-SchedulerWorker Worker(const std::string& name, uint32_t slots, uint32_t free) {
-  return {name, v1::DEVICE_CPU, slots, free, true};
-}
-
-TEST(Scheduler, PacksGangsPrioritisesAndBackfills) {
-  // Packing: the 2-slot job goes to the worker with the fewest free slots that fit.
-  auto decision = Schedule({Job("a", 1, 2)}, {Worker("big", 8, 8), Worker("small", 4, 2)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_THAT(decision.placements[0].workers, ElementsAre("small"));
-  // Gang: two workers with 2 free slots each or nothing.
-  decision = Schedule({Job("gang", 2, 2)}, {Worker("w1", 4, 2), Worker("w2", 4, 1)}, {}, 0);
-  EXPECT_TRUE(decision.placements.empty());
-  EXPECT_TRUE(decision.unschedulable.empty()) << "it fits an idle fleet, so it waits";
-  // Priority first, then FIFO; a job that does not fit does not block a smaller one.
-  decision = Schedule({Job("low", 1, 1, 0, 1), Job("high", 1, 3, 5, 2), Job("later", 1, 1, 0, 3)},
-                      {Worker("w1", 4, 3)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_EQ(decision.placements[0].job_id, "high");
-  decision = Schedule({Job("big", 1, 4, 9, 1), Job("small", 1, 1, 0, 2)}, {Worker("w1", 4, 2)}, {}, 0);
-  ASSERT_EQ(decision.placements.size(), 1u);
-  EXPECT_EQ(decision.placements[0].job_id, "small");
-  // Per-owner limit.
-  decision = Schedule({Job("a1", 1, 1, 0, 1), Job("a2", 1, 1, 0, 2), Job("b1", 1, 1, 0, 3, "bob")},
-                      {Worker("w1", 8, 8)}, {{"alice", 1}}, 2);
-  std::vector<std::string> placed;
-  for (const Placement& p : decision.placements) placed.push_back(p.job_id);
-  EXPECT_THAT(placed, ElementsAre("a1", "b1"));
-  // Unschedulable: more workers than the fleet has, or more slots than any worker has.
-  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0,
-                      /*fail_unschedulable=*/false);
-  EXPECT_TRUE(decision.unschedulable.empty()) << "an unsettled fleet may still grow";
-  decision = Schedule({Job("wide", 3, 1), Job("fat", 1, 9)}, {Worker("w1", 8, 8), Worker("w2", 8, 0)}, {}, 0);
-  ASSERT_EQ(decision.unschedulable.size(), 2u);
-  EXPECT_THAT(decision.unschedulable[0].reason, HasSubstr("needs 3 cpu worker(s)"));
 }
 
 }  // namespace

@@ -1,0 +1,166 @@
+// CoreState: what JobServiceCore knows between calls — the single mutex, the entity tables and
+// the coordinator-wide flags — and the few helpers every part of the core shares (wake-ups,
+// time, store-write accounting: every JobStore write goes through StoreWrite). Private to
+// server/core: the parts (job_lifecycle, worker_registry, event_log, report_ingestion,
+// checkpoint_recording) and job_service.cc include it; nothing outside server/core does.
+//
+// Who writes what (each part's header says the same from its side):
+//   active   (ActiveJob records)   job_lifecycle; report_ingestion and checkpoint_recording set
+//                                  the per-attempt report and checkpoint fields; worker_registry
+//                                  the re-attach fields
+//   workers  (WorkerEntry records) worker_registry (leases, command queues, slot counts)
+//   logs     (JobEventLog records) event_log
+//
+// Threading: one mutex, `mu`, guards every field marked so; there is no other lock in the core.
+// Every part's function is called with mu held unless its header says otherwise. Store writes
+// happen under mu so that events are persisted in the order they are published, always in the
+// order persist → update the tables / publish → reply. Wake-ups (a stream's notify callback,
+// the schedule hook) may call back into the core, so they are collected in a Wakeups list under
+// mu and run after it is released (RunOnExit).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "proto/loratrf/v1/job.pb.h"
+#include "proto/loratrf/v1/worker.pb.h"
+#include "proto/loratrf/v1/worker_service.pb.h"
+#include "server/artifacts/artifact_store.h"
+#include "server/core/clock.h"
+#include "server/core/job_service.h"
+#include "server/store/job_store.h"
+
+namespace loratrf::server {
+namespace core_internal {
+
+// Wake-ups collected under CoreState::mu and run after it is released.
+using Wakeups = std::vector<std::function<void()>>;
+
+void RunWakeups(Wakeups& wakeups);
+
+// Declared before the lock in every entry point, so that the wake-ups run after the lock is
+// released on every return path, errors included.
+struct RunOnExit {
+  Wakeups& wakeups;
+  ~RunOnExit() { RunWakeups(wakeups); }
+};
+
+inline constexpr size_t kMaxReason = 1024;
+
+google::protobuf::Timestamp ToProto(absl::Time time);
+bool IsFinal(v1::JobState state);
+// Holds slots on its workers.
+bool HoldsSlots(v1::JobState state);
+std::string Truncated(std::string text, size_t max);
+
+// A job that is not final, as the coordinator tracks it between store writes.
+struct ActiveJob {
+  v1::Job job;
+  uint64_t order = 0;                 // submission order (FIFO within a priority)
+  absl::Time queued_at;               // when it last entered QUEUED
+  std::optional<absl::Time> attach_deadline;  // recovered attempts: workers must re-attach
+  std::set<std::string> attached;     // workers that listed this attempt since recovery
+  std::map<std::string, uint64_t> next_report_index;  // per worker, this attempt
+  bool final_checkpoint = false;      // this attempt's final checkpoint is committed
+  // Placement of the current attempt, so that a re-sent assignment says the same thing.
+  uint32_t rendezvous_port = 0;       // 0: not placed in this process (recovered)
+  std::string resume_checkpoint;
+  absl::Time assigned_at;
+  std::set<std::string> finished_nodes;       // workers that reported their part succeeded
+  std::map<std::string, int> missing_beats;   // heartbeats in a row not listing the attempt
+};
+
+struct WorkerEntry {
+  v1::Worker worker;
+  uint64_t lease_id = 0;
+  absl::Time lease_expires;
+  bool schedulable = false;  // registered in this process (recovered records are not)
+  std::deque<v1::WorkerCommand> commands;
+  uint64_t stream_generation = 0;  // a new stream ends the older ones
+  std::function<void()> notify;    // the current stream's wake-up
+  std::set<std::pair<std::string, uint32_t>> reported_running;
+};
+
+class WatchStream;  // event_log.cc: one WatchJob stream
+
+// Recent events of a job and who watches them.
+struct JobEventLog {
+  std::deque<v1::JobEvent> recent;  // the last ring-size events, ascending seq
+  std::vector<std::weak_ptr<WatchStream>> watchers;
+};
+
+}  // namespace core_internal
+
+// Shared by JobServiceCore and the streams and uploads it hands out, which may outlive a call
+// but never use it after Drain.
+struct CoreState {
+  // Set once by JobServiceCore::Create, then read-only.
+  JobStore* store = nullptr;
+  ArtifactStore* artifacts = nullptr;
+  Clock* clock = nullptr;
+  CoreMetrics* metrics = nullptr;  // may be null
+  CoreOptions options;
+
+  mutable std::mutex mu;
+  bool draining = false;                       // guarded by mu
+  bool schedule_dirty = true;                  // guarded by mu: something changed since Tick
+  absl::Time fleet_changed;                    // guarded by mu: a worker last joined or left
+  bool last_pass_settled = false;              // guarded by mu: the last scheduling pass judged
+                                               // unschedulable jobs
+  uint64_t next_order = 1;                     // guarded by mu
+  uint64_t next_lease_id = 0;                  // guarded by mu
+  std::map<std::string, core_internal::ActiveJob> active;     // guarded by mu
+  std::map<std::string, core_internal::WorkerEntry> workers;  // guarded by mu
+  std::map<std::string, core_internal::JobEventLog> logs;     // guarded by mu
+  absl::BitGen random;                         // guarded by mu
+  std::set<uint32_t> ports_in_use;             // guarded by mu: rendezvous ports of attempts
+  std::function<void()> schedule_hook;         // set once before use (SetScheduleHook)
+
+  absl::Time Now() { return clock->Now(); }
+
+  // UNAVAILABLE once Drain was called. Needs mu.
+  absl::Status CheckServing() const;
+
+  // Agents register one by one after a (coordinator) start: "can never fit" is judged only once
+  // the fleet has been stable for two lease TTLs. Needs mu.
+  bool FleetSettled() { return Now() - fleet_changed >= 2 * options.lease_ttl; }
+
+  // Something changed that a scheduling pass should see. Needs mu.
+  void MarkScheduleDirty(core_internal::Wakeups& wakeups);
+};
+
+namespace core_internal {
+
+// Every JobStore write's result passes through StoreWrite: a failed write is counted
+// (CoreMetrics::StoreWriteFailed, loratrf_store_write_failures_total) and handed back as it
+// came, for the caller to return or log. AlreadyExists is the store's answer to a duplicate
+// (a job id, a checkpoint id), not a failed write, and is not counted. Needs mu.
+void CountStoreWrite(CoreState& core, const absl::Status& status);
+inline absl::Status StoreWrite(CoreState& core, absl::Status status) {
+  CountStoreWrite(core, status);
+  return status;
+}
+template <typename T>
+absl::StatusOr<T> StoreWrite(CoreState& core, absl::StatusOr<T> result) {
+  CountStoreWrite(core, result.status());
+  return result;
+}
+
+}  // namespace core_internal
+
+}  // namespace loratrf::server

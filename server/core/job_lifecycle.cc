@@ -1,0 +1,386 @@
+#include "server/core/job_lifecycle.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "proto/spec/job_spec.h"
+#include "server/core/event_log.h"
+#include "server/core/scheduler.h"
+#include "server/core/worker_registry.h"
+
+namespace loratrf::server::core_internal {
+namespace {
+
+constexpr size_t kMaxIdempotencyKey = 128;
+
+// "JOB_STATE_SUCCEEDED" → "succeeded", for log lines.
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  constexpr char kPrefix[] = "JOB_STATE_";
+  if (name.rfind(kPrefix, 0) == 0) name = name.substr(sizeof(kPrefix) - 1);
+  return absl::AsciiStrToLower(name);
+}
+
+std::string DeviceName(v1::Device device) { return device == v1::DEVICE_CUDA ? "cuda" : "cpu"; }
+
+// FinishJob for a scheduling decision; a failure is logged and the job stays queued for the
+// next pass.
+void FinishQueuedOrLog(CoreState& core, ActiveJob& entry, const std::string& reason,
+                       Wakeups& wakeups) {
+  const std::string id = entry.job.id();
+  absl::Status status = FinishJob(core, entry, v1::JOB_STATE_FAILED, reason, wakeups);
+  if (!status.ok()) {
+    LOG_WARN("failing job {} ({}) failed: {}; it stays queued for the next scheduling pass", id,
+             reason, status.ToString());
+  }
+}
+
+v1::JobEvent StateEvent(v1::JobState from, v1::JobState to, const std::string& reason) {
+  v1::JobEvent event;
+  event.mutable_state_change()->set_from(from);
+  event.mutable_state_change()->set_to(to);
+  event.mutable_state_change()->set_reason(reason);
+  return event;
+}
+
+// The attempt no longer holds its workers: slots back, ranks stopped (unless it succeeded),
+// port free. Called after the state change is persisted.
+void LeaveWorkers(CoreState& core, const v1::Job& before, bool cancel, const std::string& reason,
+                  uint32_t port, Wakeups& wakeups) {
+  if (!HoldsSlots(before.state())) return;
+  ReleaseSlots(core, before);
+  if (cancel) SendCancellation(core, before, reason, wakeups);
+  core.ports_in_use.erase(port);
+}
+
+absl::StatusOr<std::string> LatestResumeCheckpoint(CoreState& core, const std::string& job_id) {
+  ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints, core.store->ListCheckpoints(job_id));
+  std::string best;
+  uint64_t best_step = 0;
+  for (const v1::Checkpoint& checkpoint : checkpoints) {
+    if (!checkpoint.final() && (best.empty() || checkpoint.step() >= best_step)) {
+      best = checkpoint.id();
+      best_step = checkpoint.step();
+    }
+  }
+  return best;
+}
+
+uint32_t PickPort(CoreState& core) {
+  const uint32_t low = core.options.rendezvous_port_low, high = core.options.rendezvous_port_high;
+  uint32_t port = absl::Uniform<uint32_t>(absl::IntervalClosed, core.random, low, high);
+  for (uint32_t tries = 0; tries <= high - low && core.ports_in_use.count(port) > 0; ++tries) {
+    port = port == high ? low : port + 1;
+  }
+  return port;  // every port taken: reuse one (more attempts than ports is a configuration error)
+}
+
+// QUEUED → SCHEDULED on the placement's workers: persisted first, then the slots are held and
+// the workers told.
+absl::Status Place(CoreState& core, ActiveJob& entry, const Placement& placement,
+                   Wakeups& wakeups) {
+  ASSIGN_OR_RETURN(std::string resume, LatestResumeCheckpoint(core, entry.job.id()));
+  v1::Job job = entry.job;
+  job.set_state(v1::JOB_STATE_SCHEDULED);
+  job.set_state_reason(absl::StrCat("on ", absl::StrJoin(placement.workers, ", ")));
+  job.clear_workers();
+  for (const std::string& name : placement.workers) job.add_workers(name);
+  std::vector<v1::JobEvent> events = {
+      StateEvent(v1::JOB_STATE_QUEUED, v1::JOB_STATE_SCHEDULED, job.state_reason())};
+  RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));
+  // Persisted: now hold the slots and tell the workers.
+  TakeSlots(core, placement.workers, entry.job.id(),
+            entry.job.spec().resources().slots_per_worker());
+  entry.rendezvous_port = PickPort(core);
+  core.ports_in_use.insert(entry.rendezvous_port);
+  entry.resume_checkpoint = resume;
+  entry.assigned_at = core.Now();
+  if (core.metrics != nullptr) core.metrics->SchedulingLatency(core.Now() - entry.queued_at);
+  LOG_INFO("job {} attempt {} scheduled on {}{}", entry.job.id(), entry.job.attempt(),
+           absl::StrJoin(placement.workers, ", "),
+           resume.empty() ? "" : absl::StrCat(", resuming from checkpoint ", resume));
+  for (size_t rank = 0; rank < placement.workers.size(); ++rank) {
+    Send(core, placement.workers[rank], MakeAssignment(core, entry, static_cast<uint32_t>(rank)),
+         wakeups);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---- submit, cancel, read -------------------------------------------------------------------
+
+absl::Status ValidateSubmission(const v1::SubmitJobRequest& request) {
+  if (request.idempotency_key().size() > kMaxIdempotencyKey) {
+    return absl::InvalidArgumentError("idempotency_key: at most 128 characters");
+  }
+  for (char c : request.idempotency_key()) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError("idempotency_key: printable ASCII only, no spaces");
+    }
+  }
+  return spec::ValidateJobSpec(request.spec());
+}
+
+absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& caller,
+                                                const v1::SubmitJobRequest& request,
+                                                Wakeups& wakeups) {
+  v1::SubmitJobResponse response;
+  absl::Time now = core.Now();
+  v1::Job job;
+  job.set_id(absl::StrFormat("j-%x-%06x", absl::ToUnixMillis(now),
+                             absl::Uniform<uint32_t>(core.random, 0, 1u << 24)));
+  job.set_name(request.spec().name());
+  *job.mutable_spec() = request.spec();
+  job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_state_reason("waiting for slots");
+  job.set_attempt(1);
+  *job.mutable_created_at() = ToProto(now);
+  *job.mutable_updated_at() = ToProto(now);
+  job.set_owner(caller.principal);
+  ASSIGN_OR_RETURN(CreateJobResult created,
+                   StoreWrite(core, core.store->CreateJob(job, request.idempotency_key(),
+                                                          caller.principal)));
+  *response.mutable_job() = created.job;
+  response.set_existing(!created.created);
+  if (created.created) {
+    ActiveJob entry;
+    entry.job = created.job;
+    entry.order = core.next_order++;
+    entry.queued_at = now;
+    core.active.emplace(created.job.id(), std::move(entry));
+    Publish(core, created.job.id(), {job_store_internal::FirstEvent(created.job)}, false, wakeups);
+    core.MarkScheduleDirty(wakeups);
+    if (core.metrics != nullptr) core.metrics->JobSubmitted();
+    const v1::ResourceSpec& resources = created.job.spec().resources();
+    LOG_INFO("job {} ({}) submitted by {}: {} worker(s) x {} {} slot(s), priority {}",
+             created.job.id(), created.job.name(), created.job.owner(), resources.workers(),
+             resources.slots_per_worker(), DeviceName(resources.device()),
+             created.job.spec().priority());
+  }
+  return response;
+}
+
+const v1::Job* CachedJob(const CoreState& core, const std::string& id) {
+  auto it = core.active.find(id);
+  return it != core.active.end() ? &it->second.job : nullptr;
+}
+
+absl::StatusOr<v1::Job> CancelJob(CoreState& core, const Caller& caller,
+                                  const v1::CancelJobRequest& request, Wakeups& wakeups) {
+  auto it = core.active.find(request.id());
+  if (it == core.active.end()) return core.store->GetJob(request.id());  // final: as is
+  if (it->second.job.owner() != caller.principal) {
+    return absl::PermissionDeniedError(absl::StrCat("job ", request.id(), " belongs to ",
+                                                    it->second.job.owner()));
+  }
+  std::string reason = request.reason().empty()
+                           ? absl::StrCat("cancelled by ", caller.principal)
+                           : Truncated(request.reason(), kMaxReason);
+  std::string id = request.id();
+  RETURN_IF_ERROR(FinishJob(core, it->second, v1::JOB_STATE_CANCELLED, reason, wakeups));
+  return core.store->GetJob(id);
+}
+
+// ---- transitions ----------------------------------------------------------------------------
+
+absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> events,
+                       Wakeups& wakeups) {
+  absl::Time now = core.Now();
+  *job.mutable_updated_at() = ToProto(now);
+  for (v1::JobEvent& event : events) {
+    event.set_job_id(job.id());
+    if (!event.has_time()) *event.mutable_time() = ToProto(now);
+    if (event.attempt() == 0) event.set_attempt(job.attempt());
+  }
+  ASSIGN_OR_RETURN(AppendResult result,
+                   StoreWrite(core, core.store->UpdateJobAndAppendEvents(job, events)));
+  if (auto it = core.active.find(job.id()); it != core.active.end()) {
+    it->second.job = result.job;
+    if (IsFinal(result.job.state())) core.active.erase(it);
+  }
+  Publish(core, result.job.id(), result.events, IsFinal(result.job.state()), wakeups);
+  core.MarkScheduleDirty(wakeups);
+  return absl::OkStatus();
+}
+
+absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
+                       const std::string& reason, Wakeups& wakeups) {
+  const v1::Job before = entry.job;
+  const uint32_t port = entry.rendezvous_port;
+  v1::Job job = before;
+  job.set_state(to);
+  job.set_state_reason(reason);
+  *job.mutable_finished_at() = ToProto(core.Now());
+  std::vector<v1::JobEvent> events = {StateEvent(before.state(), to, reason)};
+  RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));  // erases `entry`
+  LeaveWorkers(core, before, to != v1::JOB_STATE_SUCCEEDED, reason, port, wakeups);
+  if (core.metrics != nullptr) core.metrics->JobFinished(to);
+  LOG_INFO("job {} {} (attempt {}): {}", before.id(), StateName(to), before.attempt(), reason);
+  return absl::OkStatus();
+}
+
+absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
+                        Wakeups& wakeups) {
+  const v1::Job before = entry.job;
+  uint32_t restarts_done = before.attempt() - 1;
+  if (restarts_done >= before.spec().max_restarts()) {
+    return FinishJob(core, entry, v1::JOB_STATE_FAILED,
+                     absl::StrCat(reason, "; no restarts left (max_restarts ",
+                                  before.spec().max_restarts(), ")"),
+                     wakeups);
+  }
+  v1::Job job = before;
+  std::vector<v1::JobEvent> events;
+  events.push_back(StateEvent(before.state(), v1::JOB_STATE_RESTARTING, reason));
+  events.back().set_attempt(before.attempt());
+  job.set_attempt(before.attempt() + 1);
+  job.clear_workers();
+  job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_state_reason(absl::StrCat("attempt ", job.attempt(), " after: ", reason));
+  events.push_back(StateEvent(v1::JOB_STATE_RESTARTING, v1::JOB_STATE_QUEUED, job.state_reason()));
+  events.back().set_attempt(job.attempt());
+  RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));
+  LeaveWorkers(core, before, /*cancel=*/true, reason, entry.rendezvous_port, wakeups);
+  entry.queued_at = core.Now();
+  entry.attach_deadline.reset();
+  entry.attached.clear();
+  entry.next_report_index.clear();
+  entry.final_checkpoint = false;
+  entry.rendezvous_port = 0;
+  entry.resume_checkpoint.clear();
+  entry.finished_nodes.clear();
+  entry.missing_beats.clear();
+  if (core.metrics != nullptr) core.metrics->JobRestarted();
+  LOG_INFO("job {} restarted: attempt {} queued after: {}", before.id(), before.attempt() + 1,
+           reason);
+  return absl::OkStatus();
+}
+
+void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::string& reason,
+                     Wakeups& wakeups) {
+  auto it = core.active.find(job_id);
+  if (it == core.active.end()) return;
+  absl::Status status = RestartJob(core, it->second, reason, wakeups);
+  if (!status.ok()) {
+    LOG_WARN("restarting job {} ({}) failed: {}; tried again on the next sweep", job_id, reason,
+             status.ToString());
+  }
+}
+
+// ---- scheduling -----------------------------------------------------------------------------
+
+void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
+  std::vector<SchedulerJob> queue;
+  std::map<std::string, int> running_per_owner;
+  for (const auto& [id, entry] : core.active) {
+    const v1::Job& job = entry.job;
+    if (job.state() == v1::JOB_STATE_QUEUED) {
+      const v1::ResourceSpec& resources = job.spec().resources();
+      queue.push_back({id, job.owner(), job.spec().priority(), entry.order,
+                       resources.device() == v1::DEVICE_CUDA ? v1::DEVICE_CUDA : v1::DEVICE_CPU,
+                       resources.workers(), resources.slots_per_worker()});
+    } else if (HoldsSlots(job.state())) {
+      ++running_per_owner[job.owner()];
+    }
+  }
+  if (queue.empty()) return;
+  std::vector<SchedulerWorker> fleet = SchedulableFleet(core);
+  bool settled = core.FleetSettled();
+  core.last_pass_settled = settled;
+  SchedulingDecision decision = Schedule(std::move(queue), std::move(fleet), running_per_owner,
+                                         core.options.max_running_per_owner, settled);
+  for (const Unschedulable& job : decision.unschedulable) {
+    auto it = core.active.find(job.job_id);
+    if (it != core.active.end()) FinishQueuedOrLog(core, it->second, job.reason, wakeups);
+  }
+  for (const Placement& placement : decision.placements) {
+    auto it = core.active.find(placement.job_id);
+    if (it == core.active.end()) continue;
+    absl::Status status = Place(core, it->second, placement, wakeups);
+    if (!status.ok()) {
+      FinishQueuedOrLog(core, it->second, absl::StrCat("cannot be scheduled: ", status.message()),
+                        wakeups);
+    }
+  }
+}
+
+v1::WorkerCommand MakeAssignment(const CoreState& core, const ActiveJob& entry,
+                                 uint32_t node_rank) {
+  const v1::Job& job = entry.job;
+  const uint32_t slots = job.spec().resources().slots_per_worker();
+  v1::WorkerCommand command;
+  v1::Assignment& assignment = *command.mutable_assign();
+  assignment.set_job_id(job.id());
+  assignment.set_attempt(job.attempt());
+  *assignment.mutable_spec() = job.spec();
+  assignment.set_node_rank(node_rank);
+  assignment.set_world_size(static_cast<uint32_t>(job.workers_size()) * slots);
+  assignment.set_local_world_size(slots);
+  auto master = core.workers.find(job.workers(0));
+  if (master != core.workers.end()) assignment.set_master_addr(master->second.worker.address());
+  assignment.set_master_port(entry.rendezvous_port);
+  assignment.set_resume_checkpoint_id(entry.resume_checkpoint);
+  return command;
+}
+
+// ---- attempts -------------------------------------------------------------------------------
+
+absl::StatusOr<ActiveJob*> CurrentAttempt(CoreState& core, const std::string& job_id,
+                                          uint32_t attempt, const std::string& worker) {
+  auto it = core.active.find(job_id);
+  if (it == core.active.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is not running (final or unknown): stop its ranks"));
+  }
+  const v1::Job& job = it->second.job;
+  if (job.attempt() != attempt) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, ": attempt ", attempt, " is stale (current: ", job.attempt(), ")"));
+  }
+  if (std::find(job.workers().begin(), job.workers().end(), worker) == job.workers().end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, ": worker ", worker, " is not part of attempt ", attempt));
+  }
+  return &it->second;
+}
+
+// ---- recovery -------------------------------------------------------------------------------
+
+absl::Status RecoverJobs(CoreState& core, RecoveredState& recovered, absl::Time now) {
+  // Queued jobs come back in queue order; active attempts get one lease TTL to re-attach.
+  for (v1::Job& job : recovered.queued) {
+    ActiveJob entry;
+    entry.order = core.next_order++;
+    entry.queued_at = now;
+    entry.job = std::move(job);
+    std::string id = entry.job.id();
+    core.active.emplace(std::move(id), std::move(entry));
+  }
+  for (v1::Job& job : recovered.active) {
+    ActiveJob entry;
+    entry.order = core.next_order++;
+    entry.queued_at = now;
+    entry.attach_deadline = now + core.options.lease_ttl;
+    // Node 0 may have uploaded the final checkpoint just before the restart: its SUCCEEDED
+    // report (retried after it registers again) must still be accepted.
+    ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints, core.store->ListCheckpoints(job.id()));
+    for (const v1::Checkpoint& checkpoint : checkpoints) {
+      if (checkpoint.final() && checkpoint.attempt() == job.attempt()) entry.final_checkpoint = true;
+    }
+    entry.job = std::move(job);
+    std::string id = entry.job.id();
+    core.active.emplace(std::move(id), std::move(entry));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace loratrf::server::core_internal
