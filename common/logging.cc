@@ -125,7 +125,7 @@ absl::StatusOr<spdlog::level::level_enum> ParseLevel(absl::string_view level) {
   if (level == "warn") return spdlog::level::warn;
   if (level == "error") return spdlog::level::err;
   return absl::InvalidArgumentError(
-      absl::StrCat("--log-level: must be debug, info, warn or error, got '", std::string(level),
+      absl::StrCat("--log-level: must be debug, info, warn or error, got '", level,
                    "'"));
 }
 
@@ -133,7 +133,7 @@ absl::StatusOr<bool> ParseFormat(absl::string_view format) {
   if (format == "text") return false;
   if (format == "json") return true;
   return absl::InvalidArgumentError(
-      absl::StrCat("--log-format: must be text or json, got '", std::string(format), "'"));
+      absl::StrCat("--log-format: must be text or json, got '", format, "'"));
 }
 
 absl::Status Init(const Options& options) {

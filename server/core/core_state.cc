@@ -23,11 +23,6 @@ bool HoldsSlots(v1::JobState state) {
   return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
 }
 
-std::string Truncated(std::string text, size_t max) {
-  if (text.size() > max) text.resize(max);
-  return text;
-}
-
 void CountStoreWrite(CoreState& core, const absl::Status& status) {
   if (status.ok() || absl::IsAlreadyExists(status)) return;
   if (core.metrics != nullptr) core.metrics->StoreWriteFailed();

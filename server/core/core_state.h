@@ -60,13 +60,10 @@ struct RunOnExit {
   ~RunOnExit() { RunWakeups(wakeups); }
 };
 
-inline constexpr size_t kMaxReason = 1024;
-
 google::protobuf::Timestamp ToProto(absl::Time time);
 bool IsFinal(v1::JobState state);
 // Holds slots on its workers.
 bool HoldsSlots(v1::JobState state);
-std::string Truncated(std::string text, size_t max);
 
 // A job that is not final, as the coordinator tracks it between store writes.
 struct ActiveJob {

@@ -5,12 +5,14 @@
 #include <utility>
 
 #include "absl/random/random.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/text.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 #include "proto/spec/job_spec.h"
 #include "server/core/event_log.h"
 #include "server/core/scheduler.h"
@@ -19,7 +21,6 @@
 namespace loratrf::server::core_internal {
 namespace {
 
-constexpr size_t kMaxIdempotencyKey = 128;
 
 // "JOB_STATE_SUCCEEDED" → "succeeded", for log lines.
 std::string StateName(v1::JobState state) {
@@ -119,13 +120,8 @@ absl::Status Place(CoreState& core, ActiveJob& entry, const Placement& placement
 // ---- submit, cancel, read -------------------------------------------------------------------
 
 absl::Status ValidateSubmission(const v1::SubmitJobRequest& request) {
-  if (request.idempotency_key().size() > kMaxIdempotencyKey) {
-    return absl::InvalidArgumentError("idempotency_key: at most 128 characters");
-  }
-  for (char c : request.idempotency_key()) {
-    if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError("idempotency_key: printable ASCII only, no spaces");
-    }
+  if (!request.idempotency_key().empty()) {
+    RETURN_IF_ERROR(contract::CheckIdempotencyKey("idempotency_key", request.idempotency_key()));
   }
   return spec::ValidateJobSpec(request.spec());
 }
@@ -184,7 +180,7 @@ absl::StatusOr<v1::Job> CancelJob(CoreState& core, const Caller& caller,
   }
   std::string reason = request.reason().empty()
                            ? absl::StrCat("cancelled by ", caller.principal)
-                           : Truncated(request.reason(), kMaxReason);
+                           : SanitizeText(request.reason(), limits::kMaxReasonBytes);
   std::string id = request.id();
   RETURN_IF_ERROR(FinishJob(core, it->second, v1::JOB_STATE_CANCELLED, reason, wakeups));
   return core.store->GetJob(id);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "common/status_macros.h"
+#include "common/text.h"
+#include "proto/contract/limits.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/worker_registry.h"
@@ -92,11 +94,11 @@ absl::StatusOr<v1::ReportEventsResponse> IngestReport(CoreState& core,
         *job.mutable_latest_eval() = event.eval();
         break;
       case v1::JobEvent::kLog:
-        event.mutable_log()->set_text(Truncated(event.log().text(), 4096));
+        event.mutable_log()->set_text(SanitizeText(event.log().text(), limits::kMaxLogLineBytes));
         break;
       case v1::JobEvent::kStateChange: {
         v1::JobState to = event.state_change().to();
-        std::string reason = Truncated(event.state_change().reason(), kMaxReason);
+        std::string reason = SanitizeText(event.state_change().reason(), limits::kMaxReasonBytes);
         if (to == v1::JOB_STATE_RUNNING) {
           if (job.state() != v1::JOB_STATE_SCHEDULED) continue;  // already running
           event.mutable_state_change()->set_from(job.state());

@@ -4,11 +4,12 @@
 #include <set>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 #include "server/core/job_lifecycle.h"
 
 namespace loratrf::server::core_internal {
@@ -18,19 +19,6 @@ using google::protobuf::util::TimeUtil;
 
 // The attempts a worker says it runs, as (job id, attempt).
 using AttemptSet = std::set<std::pair<std::string, uint32_t>>;
-
-absl::Status CheckWorkerName(const std::string& name) {
-  if (name.empty() || name.size() > 63) {
-    return absl::InvalidArgumentError("name: must be 1 to 63 characters");
-  }
-  for (char c : name) {
-    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '.')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("name: '", name, "' may only hold a-z, 0-9, '-' and '.'"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // A worker's command stream, valid while its lease and generation are current.
 class CommandStreamImpl final : public CommandStream {
@@ -227,12 +215,14 @@ void CheckListedAttempts(CoreState& core, WorkerEntry& worker, Wakeups& wakeups)
 // ---- the worker calls -----------------------------------------------------------------------
 
 absl::Status ValidateRegistration(const v1::RegisterRequest& request) {
-  RETURN_IF_ERROR(CheckWorkerName(request.name()));
-  if (request.slots() == 0 || request.slots() > 1024) {
-    return absl::InvalidArgumentError("slots: must be 1 to 1024");
+  RETURN_IF_ERROR(contract::CheckWorkerName("name", request.name()));
+  if (request.slots() == 0 || request.slots() > limits::kMaxWorkerSlots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slots: must be 1 to ", limits::kMaxWorkerSlots));
   }
-  if (request.address().empty() || request.address().size() > 255) {
-    return absl::InvalidArgumentError("address: required, at most 255 characters");
+  if (request.address().empty() || request.address().size() > limits::kMaxAddressBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address: required, at most ", limits::kMaxAddressBytes, " characters"));
   }
   return absl::OkStatus();
 }
