@@ -151,6 +151,9 @@ TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
       {{"submit", spec, spec}, "submit takes one spec file"},
       {{"submit", "/nonexistent.yaml"}, "/nonexistent.yaml: cannot read the spec file"},
       {{"submit", spec, "--idempotency-key="}, "--idempotency-key: must be 1 to 128"},
+      // The coordinator refuses keys with spaces; the CLI says so before sending anything.
+      {{"submit", spec, "--idempotency-key", "nightly run"},
+       "--idempotency-key: must be 1 to 128 printable ASCII characters without spaces"},
       {{"submit", spec, "--frobnicate"}, "unknown flag --frobnicate"},
       {{"get"}, "get takes one job id"},
       {{"get", "a", "b"}, "get takes one job id"},

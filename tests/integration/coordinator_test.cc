@@ -27,6 +27,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
 #include "proto/loratrf/v1/worker_service.grpc.pb.h"
 #include "proto/spec/job_spec.h"
@@ -779,6 +780,49 @@ TEST_F(CoordinatorTest, SigtermDrainsAndExitsZero) {
   EXPECT_EQ(coordinator_->WaitExit(10), 0) << coordinator_->Log();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(7));
   EXPECT_THAT(coordinator_->Log(), HasSubstr("draining"));
+}
+
+// Kubernetes log collectors read one JSON object a line: every line the coordinator writes is
+// one, lifecycle moments included, and a token never appears in any of them.
+TEST_F(CoordinatorTest, JsonLogsAreOneObjectALine) {
+  std::ofstream(dir_ / "tokens") << "user alice " << kUserToken << "\n";
+  ASSERT_NO_FATAL_FAILURE(
+      Start({"--log-format", "json", "--log-level", "info", "--auth-token-file", dir_ / "tokens"}));
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("json-logs", &submitted, "", kUserToken).ok());
+  EXPECT_EQ(Submit("json-logs", &submitted, "", "wrong-token-0123456789").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  coordinator_->Signal(SIGTERM);
+  EXPECT_EQ(coordinator_->WaitExit(10), 0);
+  const std::string log = coordinator_->Log();
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json parsed = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(parsed.is_object()) << "not a JSON object: " << line;
+    for (const char* key : {"ts", "level", "program", "msg"}) {
+      EXPECT_TRUE(parsed.contains(key) && parsed[key].is_string()) << key << " in " << line;
+    }
+    EXPECT_EQ(parsed["program"], "loratrf-coordinator");
+    lines.push_back(std::move(parsed));
+  }
+  auto logged = [&](const std::string& fragment) {
+    return std::any_of(lines.begin(), lines.end(), [&](const nlohmann::json& line) {
+      return line["msg"].get<std::string>().find(fragment) != std::string::npos;
+    });
+  };
+  EXPECT_TRUE(logged("listening on " + address_)) << log;
+  EXPECT_TRUE(logged("job " + submitted.job().id() + " (json-logs) submitted by alice")) << log;
+  EXPECT_TRUE(logged("draining")) << log;
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(kUserToken))) << "a token in the log";
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("wrong-token"))) << "a token in the log";
+
+  testing::ProcessResult bad = RunProcess(
+      {BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0", "--data-dir",
+       (dir_ / "other").string(), "--log-format", "xml"},
+      "", 30);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--log-format: must be text or json, got 'xml'"));
 }
 
 TEST_F(CoordinatorTest, SigkillAndRestartKeepTheJob) {
