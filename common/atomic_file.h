@@ -1,6 +1,6 @@
-// Crash-safe file replacement (DESIGN.md, convention 9): write a temp file in the target's
-// directory, fsync it, rename it over the target, fsync the directory. A reader of `path` sees
-// either the old content or the complete new content, never a mix, even across a power cut.
+// Crash-safe file replacement (docs/architecture.md, convention 9): write a temp file in the
+// target's directory, fsync it, rename it over the target, fsync the directory. A reader of `path`
+// sees either the old content or the complete new content, never a mix, even across a power cut.
 //
 // A process killed before Commit() leaves the target untouched and its temp file
 // (`.<name>.tmp-<pid>-<random>`) behind; whoever owns the directory may delete such leftovers.

@@ -1,5 +1,5 @@
 // Status helpers shared by every loratrf module. Errors cross module boundaries as
-// absl::Status / absl::StatusOr, never as exceptions (DESIGN.md, convention 2).
+// absl::Status / absl::StatusOr, never as exceptions (docs/architecture.md, convention 2).
 #pragma once
 
 #include "absl/status/status.h"

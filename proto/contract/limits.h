@@ -14,6 +14,7 @@
 namespace loratrf::limits {
 
 // ---- job specs (proto/spec validates them) ----------------------------------------------------
+inline constexpr size_t kMaxSpecBytes = 1 << 20;  // a YAML or JSON spec file or text
 inline constexpr size_t kMaxJobNameLength = 63;  // [a-z0-9-], starts and ends alphanumeric
 inline constexpr size_t kMaxPathLength = 4096;   // model.path, data.train, data.eval
 inline constexpr int kMaxTargetModules = 64;
@@ -59,6 +60,7 @@ inline constexpr size_t kMaxAddressBytes = 253;  // a DNS host name or an IP add
 inline constexpr size_t kMaxVersionBytes = 128;
 inline constexpr int kMaxRunningAttempts = 1024;
 inline constexpr int kMaxEventsPerReport = 1000;
+inline constexpr int kMaxJobPageSize = 1000;  // ListJobs: larger page sizes are capped
 inline constexpr uint32_t kMaxWorkerSlots = 1024;
 inline constexpr uint32_t kMaxLocalRanks = 256;      // ranks one agent runs for one attempt
 inline constexpr uint32_t kMaxWorldSize = 1 << 16;   // ranks of one attempt
@@ -72,8 +74,11 @@ inline constexpr int kMaxCheckpointPathDepth = 8;
 inline constexpr size_t kMaxPathComponentBytes = 255;
 inline constexpr uint64_t kMaxManifestBytes = 16 << 20;
 
-// ---- files a binary reads because a flag names them --------------------------------------------
-inline constexpr uint64_t kMaxTokenFileBytes = 64 << 10;
+// ---- credentials and files a binary reads because a flag names them ----------------------------
+inline constexpr size_t kMinTokenLength = 16;   // the coordinator's --auth-token-file tokens
+inline constexpr size_t kMaxTokenLength = 512;  // (a client token longer than this is refused)
+inline constexpr uint64_t kMaxAuthFileBytes = 1 << 20;  // --auth-token-file
+inline constexpr uint64_t kMaxTokenFileBytes = 64 << 10;  // a client's --token-file
 inline constexpr uint64_t kMaxPemFileBytes = 1 << 20;
 inline constexpr size_t kMaxMetricsLineBytes = 64 << 10;  // one metrics.jsonl row
 

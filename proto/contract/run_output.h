@@ -1,5 +1,5 @@
 // The layout of a training run's output directory (`loratrf-worker run --output DIR`), which the
-// engine writes and the agent reads while the run goes on (DESIGN.md, "Contracts"):
+// engine writes and the agent reads while the run goes on (docs/api.md, "Command-line contracts"):
 //
 //   DIR/metrics.jsonl                 one row per step and per evaluation (metrics_jsonl.h)
 //   DIR/checkpoints/<step>/           committed checkpoints, each with MANIFEST.json (manifest.h)

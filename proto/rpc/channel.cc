@@ -34,6 +34,10 @@ absl::StatusOr<std::string> ReadTokenFile(absl::string_view flag, const std::str
   if (first.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": the first line is empty"));
   }
+  if (first.size() > limits::kMaxTokenLength) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": the token is longer than ",
+                                                   limits::kMaxTokenLength, " characters"));
+  }
   for (char c : first) {
     if (c < 0x21 || c > 0x7e) {
       return absl::InvalidArgumentError(absl::StrCat(

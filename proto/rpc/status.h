@@ -1,4 +1,4 @@
-// The one place where absl::Status and gRPC status meet (DESIGN.md, convention 3): the
+// The one place where absl::Status and gRPC status meet (docs/architecture.md, convention 3): the
 // coordinator maps its domain errors to gRPC codes with ToGrpcStatus; the agent and the CLI turn
 // what a call returned back into an absl::Status with FromGrpcStatus, so that both sides agree on
 // every code. The numeric values of the two enums are the same (both follow google.rpc.Code).

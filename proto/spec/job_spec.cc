@@ -26,6 +26,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "nlohmann/json.hpp"
+#include "proto/contract/limits.h"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
@@ -718,9 +719,9 @@ v1::JobSpec DefaultJobSpec() {
 }
 
 absl::StatusOr<v1::JobSpec> ParseJobSpecYaml(absl::string_view text) {
-  if (text.size() > kMaxSpecBytes) {
+  if (text.size() > limits::kMaxSpecBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", kMaxSpecBytes,
+        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", limits::kMaxSpecBytes,
                      "-byte limit"));
   }
   ASSIGN_OR_RETURN(json root, ParseYamlText(text));
@@ -728,9 +729,9 @@ absl::StatusOr<v1::JobSpec> ParseJobSpecYaml(absl::string_view text) {
 }
 
 absl::StatusOr<v1::JobSpec> ParseJobSpecJson(absl::string_view text) {
-  if (text.size() > kMaxSpecBytes) {
+  if (text.size() > limits::kMaxSpecBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", kMaxSpecBytes,
+        absl::StrCat("spec: ", text.size(), " bytes is larger than the ", limits::kMaxSpecBytes,
                      "-byte limit"));
   }
   ASSIGN_OR_RETURN(json root, ParseJsonText(text));
@@ -744,8 +745,8 @@ absl::StatusOr<v1::JobSpec> LoadJobSpecFile(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) return error("cannot read the spec file (not found)");
   if (!S_ISREG(info.st_mode)) return error("not a regular file");
-  if (static_cast<uint64_t>(info.st_size) > kMaxSpecBytes) {
-    return error(absl::StrCat(info.st_size, " bytes is larger than the ", kMaxSpecBytes,
+  if (static_cast<uint64_t>(info.st_size) > limits::kMaxSpecBytes) {
+    return error(absl::StrCat(info.st_size, " bytes is larger than the ", limits::kMaxSpecBytes,
                               "-byte limit"));
   }
   std::ifstream in(path, std::ios::binary);

@@ -17,8 +17,7 @@
 
 namespace loratrf::spec {
 
-// Largest spec text or file accepted, in bytes.
-inline constexpr size_t kMaxSpecBytes = 1 << 20;
+// Spec text and files are at most limits::kMaxSpecBytes (proto/contract/limits.h).
 
 // The values a field takes when the spec leaves it out. The adapter's rank, alpha, dropout and
 // filter defaults apply only to the methods that use them.

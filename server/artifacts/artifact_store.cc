@@ -5,7 +5,7 @@
 // digest matches, fsyncs the files and the directory, then renames the directory into
 // DATA_DIR/artifacts/JOB_ID/CHECKPOINT_ID (RENAME_NOREPLACE: a committed checkpoint is never
 // overwritten) and fsyncs the parent, so a checkpoint is either fully there or not at all
-// (DESIGN.md, convention 9).
+// (docs/architecture.md, convention 9).
 //
 // Remove renames the committed directory into tmp/ (so the job never holds a half-deleted
 // checkpoint), fsyncs the job directory, then deletes it there.

@@ -1,7 +1,8 @@
-// JobServiceCore: the coordinator's logic, with no gRPC in sight (DESIGN.md, convention 1).
-// The gRPC handlers (server/grpc/) authenticate the caller, convert nothing but framing, and
-// call one method here; errors come back as absl::Status and one function in server/grpc maps
-// them to gRPC codes. docs/control-plane.md is the protocol this implements.
+// JobServiceCore: the coordinator's logic, with no gRPC in sight (docs/architecture.md,
+// convention 1). The gRPC handlers (server/grpc/) authenticate the caller, convert nothing but
+// framing, and call one method here; errors come back as absl::Status and one function
+// (proto/rpc/status.h) maps them to gRPC codes. docs/control-plane.md is the protocol this
+// implements.
 //
 // Job states (explicit state machine; every transition persists a JobEvent first, then updates
 // the in-memory view and wakes watchers, then returns):

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "common/read_file.h"
 #include "common/sha256.h"
+#include "proto/contract/limits.h"
 
 namespace loratrf::server {
 namespace {
@@ -63,9 +64,9 @@ absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
       }
     }
     absl::string_view token = fields[2];
-    if (token.size() < kMinTokenLength || token.size() > kMaxTokenLength) {
-      return error(absl::StrCat("TOKEN must be ", kMinTokenLength, " to ", kMaxTokenLength,
-                                " characters"));
+    if (token.size() < limits::kMinTokenLength || token.size() > limits::kMaxTokenLength) {
+      return error(absl::StrCat("TOKEN must be ", limits::kMinTokenLength, " to ",
+                                limits::kMaxTokenLength, " characters"));
     }
     for (char c : token) {
       if (!IsTokenChar(c)) return error("TOKEN must be printable ASCII");
@@ -90,7 +91,7 @@ absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
 }
 
 absl::StatusOr<Authenticator> Authenticator::FromFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileWithLimit(path, kMaxTokenFileBytes);
+  absl::StatusOr<std::string> text = ReadFileWithLimit(path, limits::kMaxAuthFileBytes);
   if (!text.ok()) return text.status();
   return Parse(*text, path);
 }

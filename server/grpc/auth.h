@@ -34,9 +34,6 @@ inline constexpr Roles kWorkerOnly{false, true};
 inline constexpr Roles kUserOrWorker{true, true};
 
 inline constexpr char kLocalPrincipal[] = "local";
-inline constexpr size_t kMinTokenLength = 16;
-inline constexpr size_t kMaxTokenLength = 512;
-inline constexpr size_t kMaxTokenFileBytes = 1 << 20;
 
 class Authenticator {
  public:
@@ -45,7 +42,7 @@ class Authenticator {
 
   // Parses a token file's text; errors name `source` and the line ("tokens.txt:3: ...").
   static absl::StatusOr<Authenticator> Parse(absl::string_view text, absl::string_view source);
-  // Reads and parses the file (at most kMaxTokenFileBytes).
+  // Reads and parses the file (at most limits::kMaxAuthFileBytes).
   static absl::StatusOr<Authenticator> FromFile(const std::string& path);
 
   bool enabled() const { return enabled_; }

@@ -50,8 +50,8 @@ absl::Status CheckRequest(v1::ListJobsRequest& request) {
   RETURN_IF_ERROR(MaxBytes("owner", request.owner(), limits::kMaxOwnerBytes));
   RETURN_IF_ERROR(MaxBytes("name_prefix", request.name_prefix(), limits::kMaxOwnerBytes));
   RETURN_IF_ERROR(MaxBytes("page_token", request.page_token(), limits::kMaxPageTokenBytes));
-  if (request.page_size() > static_cast<uint32_t>(kMaxJobPageSize)) {
-    request.set_page_size(kMaxJobPageSize);
+  if (request.page_size() > static_cast<uint32_t>(limits::kMaxJobPageSize)) {
+    request.set_page_size(limits::kMaxJobPageSize);
   }
   return absl::OkStatus();
 }

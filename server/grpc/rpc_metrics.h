@@ -1,6 +1,6 @@
 // What the gRPC layer counts for /metrics: one observation per finished RPC. An interface so
 // that the handlers do not depend on prometheus-cpp (server/metrics implements it; tests pass
-// nullptr or a fake; DESIGN.md, convention 7).
+// nullptr or a fake; docs/architecture.md, convention 7).
 //
 // Threading: implementations are thread-safe; RpcFinished is called from gRPC's threads.
 #pragma once

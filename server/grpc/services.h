@@ -1,8 +1,9 @@
-// The coordinator's gRPC services on the callback API (DESIGN.md, convention 1): each handler
-// authenticates the caller (auth.h), checks request limits (request_limits.h), calls one
-// JobServiceCore method and maps its absl::Status with rpc::ToGrpcStatus (proto/rpc/status.h). Unary methods
-// finish on the context's DefaultReactor; WatchJob and StreamCommands are PullWriteReactors over
-// the core's pull streams; DownloadCheckpoint and UploadCheckpoint stream checkpoint chunks.
+// The coordinator's gRPC services on the callback API (docs/architecture.md, convention 1): each
+// handler authenticates the caller (auth.h), checks request limits (request_limits.h), calls one
+// JobServiceCore method and maps its absl::Status with rpc::ToGrpcStatus (proto/rpc/status.h).
+// Unary methods finish on the context's DefaultReactor; WatchJob and StreamCommands are
+// PullWriteReactors over the core's pull streams; DownloadCheckpoint and UploadCheckpoint stream
+// checkpoint chunks.
 //
 // Threading: the services hold only pointers to thread-safe objects; gRPC calls the handlers
 // and reactions on its own threads. The checkpoint reactors do their blocking file work (and the

@@ -1,5 +1,5 @@
-// The coordinator's metrics, all defined here (DESIGN.md, convention 7): what the core counts
-// (CoreMetrics) and what the gRPC layer counts (RpcMetrics), as Prometheus families with the
+// The coordinator's metrics, all defined here (docs/architecture.md, convention 7): what the core
+// counts (CoreMetrics) and what the gRPC layer counts (RpcMetrics), as Prometheus families with the
 // `loratrf_` prefix, served on --metrics-listen by prometheus-cpp's Exposer.
 //
 //   loratrf_jobs_submitted_total                          counter

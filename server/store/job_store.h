@@ -1,6 +1,6 @@
-// JobStore: what the coordinator persists (DESIGN.md, convention 5) — jobs, each job's numbered
-// event log, checkpoints, workers and idempotency keys. The coordinator writes here first, then
-// updates its caches and publishes, then replies; on start, Recover() gives back everything it
+// JobStore: what the coordinator persists (docs/architecture.md, convention 5) — jobs, each job's
+// numbered event log, checkpoints, workers and idempotency keys. The coordinator writes here first,
+// then updates its caches and publishes, then replies; on start, Recover() gives back everything it
 // needs to carry on.
 //
 // The domain is the loratrf.v1 messages themselves: a store keeps each one as a serialized blob
@@ -33,6 +33,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "proto/contract/limits.h"
 #include "proto/loratrf/v1/job.pb.h"
 #include "proto/loratrf/v1/worker.pb.h"
 
@@ -40,7 +41,6 @@ namespace loratrf::server {
 
 // ListJobs: a page holds at most this many jobs; a page_size of 0 asks for the default.
 inline constexpr int kDefaultJobPageSize = 100;
-inline constexpr int kMaxJobPageSize = 1000;
 
 // Which jobs ListJobs returns; an empty field matches everything.
 struct JobFilter {
@@ -98,7 +98,7 @@ class JobStore {
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
 
   // Jobs matching `filter`, newest first. `page_size` 0 means kDefaultJobPageSize, larger than
-  // kMaxJobPageSize means that, negative is InvalidArgument. `page_token` is empty or the
+  // limits::kMaxJobPageSize means that, negative is InvalidArgument. `page_token` is empty or the
   // next_page_token of an earlier call (anything else is InvalidArgument); it marks a position,
   // so paging with a fixed filter returns every matching job once, including on a new process.
   virtual absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
@@ -167,7 +167,7 @@ inline absl::StatusOr<int> EffectivePageSize(int page_size) {
         absl::StrCat("page_size: must not be negative (got ", page_size, ")"));
   }
   if (page_size == 0) return kDefaultJobPageSize;
-  return page_size > kMaxJobPageSize ? kMaxJobPageSize : page_size;
+  return page_size > limits::kMaxJobPageSize ? limits::kMaxJobPageSize : page_size;
 }
 
 inline absl::Status CheckFilter(const JobFilter& filter) {

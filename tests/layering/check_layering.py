@@ -49,7 +49,7 @@ LIBRARIES = sorted(set(LIBRARY_BY_PREFIX.values()) | set(LIBRARY_BY_HEADER.value
 SYSTEM_PREFIXES = {"sys", "arpa", "netinet", "net", "linux", "asm", "asm-generic", "bits",
                    "experimental", "ext"}
 
-# The binaries that never link torch or anything under worker/ (DESIGN.md).
+# The binaries that never link torch or anything under worker/ (docs/architecture.md).
 TORCH_FREE_BINARIES = ("loratrf-coordinator", "loratrf")
 TORCH_LINK_ITEM = re.compile(r"TORCH_LIBRARIES|^Torch::|^(torch|torch_cpu|torch_cuda|c10|c10_cuda)$")
 

@@ -1,5 +1,5 @@
-// The agent's metrics, defined in this one place (DESIGN.md, convention 7) and injected: the
-// agent's parts call this interface; `--metrics-listen` serves the Prometheus implementation,
+// The agent's metrics, defined in this one place (docs/architecture.md, convention 7) and injected:
+// the agent's parts call this interface; `--metrics-listen` serves the Prometheus implementation,
 // and without it (or in tests) the no-op one is used. No per-job or per-user labels.
 //
 // Threading: every method is safe from any thread.

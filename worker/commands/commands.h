@@ -1,4 +1,4 @@
-// The local commands of `loratrf-worker` (contracts: DESIGN.md). Each takes the arguments
+// The local commands of `loratrf-worker` (contracts: docs/api.md). Each takes the arguments
 // after the command name and returns the process exit status: 0 done, 2 bad input (one line
 // on stderr naming what is wrong, nothing written), 1 a failure of the work itself.
 #pragma once

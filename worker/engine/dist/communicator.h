@@ -1,7 +1,7 @@
-// Collectives between the ranks of one job, behind an interface (DESIGN.md convention 8):
-// Gloo over TCP on CPUs (c10d's ProcessGroupGloo, rendezvous through c10d's TCPStore, which
-// rank 0 hosts), NCCL on GPUs. Every collective has a timeout, so a hung or dead peer becomes
-// an error on every surviving rank instead of a silent hang.
+// Collectives between the ranks of one job, behind an interface (docs/architecture.md, convention
+// 8): Gloo over TCP on CPUs (c10d's ProcessGroupGloo, rendezvous through c10d's TCPStore, which
+// rank 0 hosts), NCCL on GPUs. Every collective has a timeout, so a hung or dead peer becomes an
+// error on every surviving rank instead of a silent hang.
 //
 // Threading: a Communicator is used by the one training thread of its rank.
 #pragma once

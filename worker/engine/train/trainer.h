@@ -2,7 +2,7 @@
 // across ranks → clipping → AdamW → schedule, with evaluation, metrics.jsonl, crash-safe
 // checkpoints and exact resume.
 //
-// Output directory (DESIGN.md's contract for `loratrf-worker run`):
+// Output directory (the `loratrf-worker run` contract, docs/api.md):
 //   checkpoints/<step>/   adapter_config.json, adapter_model.safetensors (or a full model's
 //                         config.json + model.safetensors), trainer_state.safetensors
 //                         (trainable tensors, AdamW moments, RNG), trainer_state.json,

@@ -60,6 +60,9 @@ TEST_F(ChannelFiles, BadTokenFilesNameTheFlagAndNeverTheToken) {
     EXPECT_THAT(std::string(s.message()), HasSubstr(k.expected)) << k.content;
     EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr("words")));
   }
+  absl::Status too_long = ReadTokenFile(
+      "--token-file", Write("long", std::string(limits::kMaxTokenLength + 1, 'x'))).status();
+  EXPECT_THAT(std::string(too_long.message()), HasSubstr("longer than 512"));
   absl::Status missing = ReadTokenFile("--token-file", (dir_ / "nope").string()).status();
   EXPECT_TRUE(absl::IsInvalidArgument(missing));
   EXPECT_THAT(std::string(missing.message()), HasSubstr("--token-file"));

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "proto/contract/limits.h"
 
 namespace loratrf::spec {
 namespace {
@@ -430,7 +431,7 @@ TEST(JobSpecJson, RulesApplyToJsonToo) {
 }
 
 TEST(JobSpecJson, OversizedTextIsRefused) {
-  std::string text = "{\"name\": \"" + std::string(kMaxSpecBytes, 'a') + "\"}";
+  std::string text = "{\"name\": \"" + std::string(limits::kMaxSpecBytes, 'a') + "\"}";
   EXPECT_THAT(ErrorOf(ParseJobSpecJson(text)), HasSubstr("-byte limit"));
   EXPECT_THAT(ErrorOf(ParseJobSpecYaml(text)), HasSubstr("-byte limit"));
 }
@@ -518,7 +519,7 @@ TEST_F(JobSpecFile, JsonExtensionSelectsStrictJson) {
 }
 
 TEST_F(JobSpecFile, OversizedFileIsRefusedWithoutReadingIt) {
-  std::string path = Write("big.yaml", std::string(kMaxSpecBytes + 1, '#'));
+  std::string path = Write("big.yaml", std::string(limits::kMaxSpecBytes + 1, '#'));
   EXPECT_THAT(ErrorOf(LoadJobSpecFile(path)), HasSubstr("is larger than the 1048576-byte limit"));
 }
 

@@ -141,7 +141,7 @@ TEST(RequestLimitsTest, ChecksStringsListsAndPageSize) {
   v1::ListJobsRequest list;
   list.set_page_size(1'000'000);
   EXPECT_TRUE(CheckRequest(list).ok());
-  EXPECT_EQ(list.page_size(), static_cast<uint32_t>(kMaxJobPageSize));
+  EXPECT_EQ(list.page_size(), static_cast<uint32_t>(limits::kMaxJobPageSize));
   list.set_page_token(std::string(limits::kMaxPageTokenBytes + 1, 'x'));
   EXPECT_EQ(CheckRequest(list).code(), absl::StatusCode::kInvalidArgument);
 

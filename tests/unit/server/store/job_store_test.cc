@@ -928,7 +928,7 @@ TEST_F(SqliteJobStoreTest, SigkillMidWriteLeavesEveryJobConsistent) {
     std::string token;
     int jobs = 0;
     do {
-      auto page = store->ListJobs(filter, kMaxJobPageSize, token);
+      auto page = store->ListJobs(filter, limits::kMaxJobPageSize, token);
       ASSERT_TRUE(page.ok()) << page.status();
       for (const v1::Job& job : page->jobs) {
         ++jobs;
