@@ -819,7 +819,7 @@ TEST_F(CoordinatorTest, JsonLogsAreOneObjectALine) {
 
   testing::ProcessResult bad = RunProcess(
       {BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0", "--data-dir",
-       (dir_ / "other").string(), "--log-format", "xml"},
+       dir_ / "other", "--log-format", "xml"},
       "", 30);
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("--log-format: must be text or json, got 'xml'"));
