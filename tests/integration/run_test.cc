@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,9 +14,11 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/model_fixtures.h"
+#include "tests/integration/run_fixture.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/subprocess.h"
 
@@ -25,73 +28,14 @@ namespace {
 namespace fs = std::filesystem;
 using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::ExpectSameTensors;
-using ::loratrf::testing::kPython;
-using ::loratrf::testing::kReferenceDir;
-using ::loratrf::testing::MustRun;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::TempDir;
 using ::testing::HasSubstr;
 
-// Class 1 when the first token is in [32, 64): the last token, where the classifier reads,
-// has to attend back to the first, so the adapter on attention has to learn it.
-void WriteData(const std::string& path, int examples, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::ofstream out(path);
-  for (int i = 0; i < examples; ++i) {
-    int first = 1 + static_cast<int>(rng() % 63);
-    nlohmann::json ids = {first};
-    int extra = 1 + static_cast<int>(rng() % 3);
-    for (int j = 0; j < extra; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
-    out << nlohmann::json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
-  }
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Starts loratrf-worker with `args` in the background, output discarded; returns its pid.
-pid_t StartWorker(const std::vector<std::string>& args) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  int null = ::open("/dev/null", O_WRONLY);
-  dup2(null, 1);
-  dup2(null, 2);
-  std::vector<std::string> all = {BinaryPath("loratrf-worker")};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  execv(argv[0], argv.data());
-  _exit(127);
-}
-
-class Run : public ::testing::Test {
- protected:
-  void SetUp() override {
-    MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
-             "causal_lm", "--output", dir_ / "model"});
-    WriteData(dir_ / "train.jsonl", 512, 1);
-    WriteData(dir_ / "eval.jsonl", 128, 2);
-  }
-  std::string Spec(const std::string& training, const std::string& adapter_extra = "") {
-    std::string path = dir_ / ("job" + std::to_string(specs_++) + ".yaml");
-    std::ofstream(path) << "name: tiny\nmodel: {path: model}\ntask: classification\n"
-                           "data: {train: train.jsonl, eval: eval.jsonl}\n"
-                           "adapter: {method: loratrf, rank: 4, alpha: 8, "
-                        << adapter_extra << "target_modules: [q_proj, k_proj, v_proj, o_proj]}\n"
-                        << "training: {" << training << "}\n";
-    return path;
-  }
-  ProcessResult Train(const std::string& spec, const std::string& output, const std::string& nproc = "1") {
-    return RunProcess({BinaryPath("loratrf-worker"), "run", "--spec", spec, "--nproc", nproc,
-                       "--output", dir_ / output}, "", 300);
-  }
-  TempDir dir_;
-  int specs_ = 0;
-};
+using ::loratrf::testing::Slurp;
+using ::loratrf::testing::StartWorker;
+class Run : public ::loratrf::testing::RunFixture {};
 
 TEST_F(Run, LoratrfLearnsASyntheticTask) {
   ProcessResult r = Train(Spec("epochs: 8, batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-2, "
@@ -190,33 +134,6 @@ TEST_F(Run, ADeadRankStopsTheWholeRunQuickly) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL);
   EXPECT_NE(::kill(ranks[0], 0), 0) << "the surviving rank was left running";
-}
-
-int CudaDevices() {
-  ProcessResult info = RunProcess({BinaryPath("loratrf-worker"), "info", "-o", "json"});
-  return info.exit_code == 0 ? nlohmann::json::parse(info.out)["cuda_device_count"].get<int>() : 0;
-}
-
-TEST_F(Run, CudaRanksMatchTheCpu) {
-  const int devices = CudaDevices();
-  if (devices == 0) GTEST_SKIP() << "no CUDA device here";
-  const std::string common = "max_steps: 12, batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-2, max_seq_len: 32";
-  ASSERT_EQ(Train(Spec(common, "dropout: 0.0, "), "cpu").exit_code, 0);
-  std::string cuda = Spec(common, "dropout: 0.0, ");
-  std::ofstream(cuda, std::ios::app) << "resources: {device: cuda}\n";
-  ProcessResult r = Train(cuda, "cuda", devices >= 2 ? "2" : "1");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  ExpectSameTensors(dir_ / "cuda/final/adapter_model.safetensors",
-                    dir_ / "cpu/final/adapter_model.safetensors", 1e-3);
-}
-
-TEST_F(Run, CudaWithoutAGpuIsAClearError) {
-  if (CudaDevices() > 0) GTEST_SKIP() << "this machine has a GPU";
-  std::string spec = Spec("max_steps: 2, batch_size: 8, micro_batch_size: 8");
-  std::ofstream(spec, std::ios::app) << "resources: {device: cuda}\n";
-  ProcessResult r = Train(spec, "nogpu");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("resources.device is cuda, but this node has no usable GPU"));
 }
 
 // Text data goes through the model directory's tokenizer.json: a run on text must train

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -44,8 +45,13 @@ class BackgroundProcess {
   int status_ = -1;  // the exit code once reaped
 };
 
-// Debian's interpreter, which has python3-torch (the `python3` on PATH may be another one).
-inline constexpr char kPython[] = "/usr/bin/python3";
+// The interpreter of the reference scripts: $LORATRF_PYTHON when set (tests/gpu/run.sh sets the
+// GPU machine's, which has PyTorch), else Debian's, which has python3-torch (the `python3` on
+// PATH may be another one).
+inline const std::string kPython = [] {
+  const char* python = std::getenv("LORATRF_PYTHON");
+  return std::string(python != nullptr && *python != '\0' ? python : "/usr/bin/python3");
+}();
 
 // A fresh directory under /tmp, removed with everything in it when the object goes.
 class TempDir {

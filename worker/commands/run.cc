@@ -25,16 +25,29 @@ namespace {
 // Exit status of the process; RunCommand maps the error path.
 int g_exit_status = 0;
 
+// The usable GPUs, when there are enough for `ranks` ranks of one GPU each: two NCCL ranks on
+// one device would deadlock or crawl, so more ranks than devices is refused.
+absl::StatusOr<int> CheckGpusForRanks(int64_t ranks) {
+  const int devices = static_cast<int>(torch::cuda::device_count());
+  if (devices == 0) {
+    return absl::FailedPreconditionError("resources.device is cuda, but this node has no usable GPU");
+  }
+  if (ranks > devices) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nproc ", ranks, ": resources.device is cuda and each rank needs a GPU of its own, but "
+        "this machine has ", devices, " usable GPU(s)"));
+  }
+  return devices;
+}
+
 absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
                      const std::string& output, int rank, int world,
                      const std::string& master_addr, int master_port) {
   ASSIGN_OR_RETURN(engine::TrainJob job, ToTrainJob(spec, spec_path, output));
   if (job.cuda) {
-    // One GPU per rank: the ranks of a node take its devices in turn.
-    const int devices = static_cast<int>(torch::cuda::device_count());
-    if (devices == 0) {
-      return absl::FailedPreconditionError("resources.device is cuda, but this node has no usable GPU");
-    }
+    // One GPU per rank: the ranks of a node take its devices in turn (the agent gives a node's
+    // ranks exactly as many devices as it runs ranks; a local run checks so in Run).
+    ASSIGN_OR_RETURN(const int devices, CheckGpusForRanks(1));
     job.cuda_device = rank % devices;
   }
   std::unique_ptr<engine::Communicator> communicator;
@@ -78,6 +91,7 @@ absl::Status Run(const CommandLine& flags) {
                    flags.GetOr("--master-addr", "127.0.0.1"), static_cast<int>(port));
   }
   if (nproc < 0) nproc = expected;  // the spec's resources, all on this machine
+  if (spec.resources().device() == v1::DEVICE_CUDA) RETURN_IF_ERROR(CheckGpusForRanks(nproc).status());
   if (spec.training().batch_size() % (spec.training().micro_batch_size() * nproc) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--nproc ", nproc, ": training.batch_size (", spec.training().batch_size(),

@@ -41,6 +41,28 @@ absl::Status NcclStatus(ncclResult_t result, const char* what) {
   return absl::UnavailableError(absl::StrCat(what, ": ", ncclGetErrorString(result)));
 }
 
+// The communicator is non-blocking (config.blocking = 0), so that a peer that never shows up
+// cannot hang this rank inside NCCL: a call may answer ncclInProgress, and its outcome is then
+// read with ncclCommGetAsyncError. Waits for `result` to settle, until `deadline`; on an error or
+// the deadline the communicator is aborted (and `comm` set to null).
+absl::Status Settle(ncclComm_t& comm, ncclResult_t result, const char* what,
+                    std::chrono::steady_clock::time_point deadline) {
+  while (result == ncclInProgress) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ncclCommAbort(comm);
+      comm = nullptr;
+      return absl::DeadlineExceededError(
+          absl::StrCat(what, ": the other ranks did not join in time (a peer died or is unreachable)"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (ncclCommGetAsyncError(comm, &result) != ncclSuccess) result = ncclInternalError;
+  }
+  if (result == ncclSuccess) return absl::OkStatus();
+  if (comm != nullptr) ncclCommAbort(comm);
+  comm = nullptr;
+  return NcclStatus(result, what);
+}
+
 absl::StatusOr<ncclDataType_t> NcclType(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kFloat: return ncclFloat32;
@@ -68,31 +90,35 @@ class NcclCommunicator : public Communicator {
   int world_size() const override { return world_; }
 
   absl::Status AllReduceSum(std::vector<at::Tensor>& tensors) override {
+    if (comm_ == nullptr) return Aborted();
     for (at::Tensor& t : tensors) {
       if (!t.is_cuda() || !t.is_contiguous()) {
         return absl::InvalidArgumentError("NCCL all-reduce needs contiguous CUDA tensors");
       }
       auto type = NcclType(t);
       if (!type.ok()) return type.status();
-      absl::Status status = NcclStatus(
+      absl::Status status = Settle(
+          comm_,
           ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), *type, ncclSum,
                         comm_, /*stream=*/nullptr),
-          "ncclAllReduce");
+          "ncclAllReduce", Deadline());
       if (!status.ok()) return status;
     }
     return Wait("all-reduce");
   }
 
   absl::Status Broadcast(at::Tensor& tensor, int root) override {
+    if (comm_ == nullptr) return Aborted();
     if (!tensor.is_cuda() || !tensor.is_contiguous()) {
       return absl::InvalidArgumentError("NCCL broadcast needs a contiguous CUDA tensor");
     }
     auto type = NcclType(tensor);
     if (!type.ok()) return type.status();
-    absl::Status status = NcclStatus(
+    absl::Status status = Settle(
+        comm_,
         ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
                       *type, root, comm_, nullptr),
-        "ncclBroadcast");
+        "ncclBroadcast", Deadline());
     return status.ok() ? Wait("broadcast") : status;
   }
 
@@ -103,17 +129,24 @@ class NcclCommunicator : public Communicator {
   }
 
  private:
+  std::chrono::steady_clock::time_point Deadline() const {
+    return std::chrono::steady_clock::now() + timeout_;
+  }
+  static absl::Status Aborted() {
+    return absl::FailedPreconditionError("the NCCL communicator was aborted after an error");
+  }
+
   // Polls for completion so that a dead peer turns into an error after the timeout instead of
   // a hang: NCCL itself would wait forever.
   absl::Status Wait(const char* what) {
-    auto deadline = std::chrono::steady_clock::now() + timeout_;
+    auto deadline = Deadline();
     while (true) {
       cudaError_t state = cudaStreamQuery(nullptr);
       if (state == cudaSuccess) return absl::OkStatus();
       if (state != cudaErrorNotReady) return CudaStatus(state, what);
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess) {
+      if (async != ncclSuccess && async != ncclInProgress) {
         ncclCommAbort(comm_);
         comm_ = nullptr;
         return NcclStatus(async, what);
@@ -154,8 +187,15 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOption
       if (bytes.size() != sizeof id) return absl::DataLossError("malformed NCCL unique id");
       std::memcpy(&id, bytes.data(), sizeof id);
     }
+    // Non-blocking initialisation with a deadline: a peer that died after the id exchange would
+    // otherwise block ncclCommInitRank forever (Gloo's rendezvous times out; so does this).
     ncclComm_t comm = nullptr;
-    status = NcclStatus(ncclCommInitRank(&comm, options.world_size, id, options.rank), "ncclCommInitRank");
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t init = ncclCommInitRankConfig(&comm, options.world_size, id, options.rank, &config);
+    if (init != ncclSuccess && init != ncclInProgress) return NcclStatus(init, "ncclCommInitRankConfig");
+    status = Settle(comm, init, "ncclCommInitRankConfig",
+                    std::chrono::steady_clock::now() + options.timeout);
     if (!status.ok()) return status;
     return std::unique_ptr<Communicator>(std::make_unique<NcclCommunicator>(
         store, comm, options.rank, options.world_size, device, options.timeout));

@@ -247,19 +247,21 @@ class Trainer {
     }
     pad_id_ = config.pad_token_id.value_or(0);
 
-    // The same seed on every rank: the same adapter initialisation everywhere.
-    torch::manual_seed(job_.seed);
-    model_ = BuildModel(config, classify ? HeadKind::kSequenceClassification : HeadKind::kCausalLm,
-                        num_labels, torch::dtype(torch::kFloat32));
-    ASSIGN_OR_RETURN(HfCheckpoint checkpoint, HfCheckpoint::Open(job_.model_dir));
-    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(*model_, checkpoint));
+    // CUDA is checked before anything is loaded: a job that cannot run here fails at once.
     if (job_.cuda) {
       if (!torch::cuda::is_available()) {
         return absl::FailedPreconditionError("resources.device is cuda, but no CUDA device is usable here");
       }
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job_.cuda_device));
-      model_->to(device_);
     }
+    // The same seed on every rank: the same adapter initialisation everywhere. Adapters are
+    // initialised on the CPU, from the CPU generator, before the model moves to its device, so
+    // that a CUDA run starts from exactly the adapter the CPU run of the same spec starts from.
+    torch::manual_seed(job_.seed);
+    model_ = BuildModel(config, classify ? HeadKind::kSequenceClassification : HeadKind::kCausalLm,
+                        num_labels, torch::dtype(torch::kFloat32));
+    ASSIGN_OR_RETURN(HfCheckpoint checkpoint, HfCheckpoint::Open(job_.model_dir));
+    ASSIGN_OR_RETURN(LoadReport report, LoadWeights(*model_, checkpoint));
     if (job_.full_finetune) {
       EnableFullFineTuning(*model_);
     } else {
@@ -268,6 +270,7 @@ class Trainer {
       settings_.task = model_->head();
       ASSIGN_OR_RETURN(auto adapted, ApplyAdapter(*model_, settings_));
     }
+    if (job_.cuda) model_->to(device_);
 
     BatchingOptions batching;
     batching.batch_size = job_.batch_size;
@@ -464,15 +467,27 @@ class Trainer {
     NamedTensors tensors;
     for (auto& [name, p] : optimizer_->parameters()) tensors.emplace_back("param/" + name, p.detach());
     for (auto& entry : optimizer_->StateTensors()) tensors.push_back(entry);
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    {
+    // Every generator the job draws from (dropout): the CPU's and, on CUDA, the device's, so
+    // that a resumed run continues the random stream an uninterrupted one would have drawn.
+    for (auto& [name, generator] : Generators()) {
       std::lock_guard<std::mutex> lock(generator.mutex());
-      tensors.emplace_back("rng/cpu", generator.get_state());
+      tensors.emplace_back(name, generator.get_state());
     }
     RETURN_IF_ERROR(WriteTensors(dir + "/" + kTrainerStateTensors, tensors));
     json state = {{"step", step_}, {"total_steps", total_steps_}, {"world_size", comm_.world_size()},
                   {"batch_size", job_.batch_size}, {"seed", job_.seed}};
     return WriteFileAtomically(dir + "/" + kTrainerStateJson, state.dump(2) + "\n");
+  }
+
+  // The generators this job draws from, by the name their state is saved under: the CPU's,
+  // and the job's CUDA device's (whatever its index on the machine that resumes).
+  std::vector<std::pair<std::string, at::Generator>> Generators() const {
+    std::vector<std::pair<std::string, at::Generator>> generators = {
+        {"rng/cpu", at::detail::getDefaultCPUGenerator()}};
+    if (device_.is_cuda()) {
+      generators.emplace_back("rng/cuda", at::globalContext().defaultGenerator(device_));
+    }
+    return generators;
   }
 
   absl::Status Restore(const CheckpointManifest& checkpoint) {
@@ -492,6 +507,7 @@ class Trainer {
     torch::NoGradGuard no_grad;
     std::map<std::string, at::Tensor> params;
     for (auto& [name, p] : optimizer_->parameters()) params[name] = p;
+    std::map<std::string, at::Tensor> rng_states;
     size_t restored = 0;
     for (const TensorEntry& entry : file->tensors()) {
       ASSIGN_OR_RETURN(at::Tensor value, ReadTensor(*file, entry));
@@ -502,16 +518,22 @@ class Trainer {
         }
         it->second.copy_(value);
         ++restored;
-      } else if (entry.name == "rng/cpu") {
-        at::Generator generator = at::detail::getDefaultCPUGenerator();
-        std::lock_guard<std::mutex> lock(generator.mutex());
-        generator.set_state(value);
+      } else if (entry.name.rfind("rng/", 0) == 0) {
+        rng_states.emplace(entry.name, value);
       } else {
         optimizer_state.emplace_back(entry.name, value);
       }
     }
     if (restored != params.size()) {
       return absl::DataLossError(absl::StrCat(checkpoint.dir, ": trainable tensors missing"));
+    }
+    for (auto& [name, generator] : Generators()) {
+      auto it = rng_states.find(name);
+      // A checkpoint made on another kind of device has no state for this one's generator:
+      // that stream starts from the seed.
+      if (it == rng_states.end()) continue;
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(it->second);
     }
     step_ = state["step"].get<int64_t>();
     RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state, step_));

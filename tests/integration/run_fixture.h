@@ -1,0 +1,82 @@
+// What the `loratrf-worker run` tests share: a tiny Llama made by the reference scripts, a
+// synthetic classification task that needs attention to learn, job specs over them, and runs.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/model_fixtures.h"
+#include "tests/integration/subprocess.h"
+
+namespace loratrf::testing {
+
+// Class 1 when the first token is in [32, 64): the last token, where the classifier reads,
+// has to attend back to the first, so the adapter on attention has to learn it.
+inline void WriteData(const std::string& path, int examples, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int i = 0; i < examples; ++i) {
+    int first = 1 + static_cast<int>(rng() % 63);
+    nlohmann::json ids = {first};
+    int extra = 1 + static_cast<int>(rng() % 3);
+    for (int j = 0; j < extra; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
+    out << nlohmann::json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
+  }
+}
+
+inline std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Starts loratrf-worker with `args` in the background, output discarded; returns its pid.
+inline pid_t StartWorker(const std::vector<std::string>& args) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int null = ::open("/dev/null", O_WRONLY);
+  dup2(null, 1);
+  dup2(null, 2);
+  std::vector<std::string> all = {BinaryPath("loratrf-worker")};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(argv[0], argv.data());
+  _exit(127);
+}
+
+class RunFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
+             "causal_lm", "--output", dir_ / "model"});
+    WriteData(dir_ / "train.jsonl", 512, 1);
+    WriteData(dir_ / "eval.jsonl", 128, 2);
+  }
+  std::string Spec(const std::string& training, const std::string& adapter_extra = "") {
+    std::string path = dir_ / ("job" + std::to_string(specs_++) + ".yaml");
+    std::ofstream(path) << "name: tiny\nmodel: {path: model}\ntask: classification\n"
+                           "data: {train: train.jsonl, eval: eval.jsonl}\n"
+                           "adapter: {method: loratrf, rank: 4, alpha: 8, "
+                        << adapter_extra << "target_modules: [q_proj, k_proj, v_proj, o_proj]}\n"
+                        << "training: {" << training << "}\n";
+    return path;
+  }
+  ProcessResult Train(const std::string& spec, const std::string& output, const std::string& nproc = "1") {
+    return RunProcess({BinaryPath("loratrf-worker"), "run", "--spec", spec, "--nproc", nproc,
+                       "--output", dir_ / output}, "", 300);
+  }
+  TempDir dir_;
+  int specs_ = 0;
+};
+
+}  // namespace loratrf::testing
