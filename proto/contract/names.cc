@@ -12,6 +12,9 @@ absl::Status Invalid(absl::string_view field, absl::string_view rule) {
 
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool IsWorkerNameChar(char c) { return IsLowerAlnum(c) || c == '-' || c == '.'; }
+bool IsUserNameChar(char c) {
+  return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '@' || c == '-';
+}
 bool IsIdChar(char c) {
   return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-';
 }
@@ -41,6 +44,20 @@ absl::Status CheckWorkerName(absl::string_view field, absl::string_view name) {
   }
   for (char c : name) {
     if (!IsWorkerNameChar(c)) return Invalid(field, "may contain only a-z, 0-9, '-' and '.'");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckUserName(absl::string_view field, absl::string_view name) {
+  if (name.empty()) return Invalid(field, "required");
+  if (name.size() > limits::kMaxOwnerBytes) {
+    return Invalid(field, absl::StrCat(name.size(), " bytes, at most ", limits::kMaxOwnerBytes,
+                                       " allowed"));
+  }
+  for (char c : name) {
+    if (!IsUserNameChar(c)) {
+      return Invalid(field, "may contain only A-Z, a-z, 0-9, '.', '_', '@' and '-'");
+    }
   }
   return absl::OkStatus();
 }

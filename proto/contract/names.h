@@ -22,6 +22,10 @@ absl::Status CheckWorkerName(absl::string_view field, absl::string_view name);
 // the limit; "worker" when nothing is left. Always passes CheckWorkerName.
 std::string WorkerNameFromHostName(absl::string_view host);
 
+// A user's name (a job's owner, as the coordinator's --auth-token-file names it): 1-63 of
+// [A-Za-z0-9._@-].
+absl::Status CheckUserName(absl::string_view field, absl::string_view name);
+
 // A job or checkpoint id, as the coordinator makes them ("j-18c2a-00f3a1", "ckpt-7"): 1-128
 // of [A-Za-z0-9._-], not "." or "..". Ids become directory names on the coordinator and the
 // agent, so nothing else is ever accepted as one.

@@ -9,6 +9,7 @@
 #include "common/read_file.h"
 #include "common/sha256.h"
 #include "proto/contract/limits.h"
+#include "proto/contract/names.h"
 
 namespace loratrf::server {
 namespace {
@@ -22,15 +23,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
     diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   }
   return diff == 0;
-}
-
-bool IsWorkerNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-}
-
-bool IsUserNameChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
-         c == '@';
 }
 
 bool IsTokenChar(char c) { return c > 0x20 && c < 0x7f; }
@@ -56,12 +48,10 @@ absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
     bool user = fields[0] == "user", worker = fields[0] == "worker";
     if (!user && !worker) return error("ROLE must be 'user' or 'worker'");
     absl::string_view name = fields[1];
-    if (name.empty() || name.size() > 63) return error("NAME must be 1 to 63 characters");
-    for (char c : name) {
-      if (worker ? !IsWorkerNameChar(c) : !IsUserNameChar(c)) {
-        return error(worker ? "a worker NAME may contain only [a-z0-9.-]"
-                            : "a user NAME may contain only [A-Za-z0-9._@-]");
-      }
+    if (absl::Status s = worker ? contract::CheckWorkerName("worker NAME", name)
+                                : contract::CheckUserName("user NAME", name);
+        !s.ok()) {
+      return error(s.message());
     }
     absl::string_view token = fields[2];
     if (token.size() < limits::kMinTokenLength || token.size() > limits::kMaxTokenLength) {

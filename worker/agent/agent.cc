@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "proto/contract/names.h"
 #include "proto/rpc/status.h"
 
 namespace loratrf::worker::agent {
@@ -281,10 +282,9 @@ void Agent::Handle(const v1::WorkerCommand& command) {
 
 void Agent::Assign(const v1::Assignment& assignment) {
   const std::string& job = assignment.job_id();
-  bool plain = !job.empty() && job.size() <= 128;
-  for (char c : job) plain &= std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-  if (!plain) {
-    LOG_WARN("ignoring an assignment with a bad job id");
+  // The id becomes a directory name under --work-dir.
+  if (absl::Status id = contract::CheckId("job_id", job); !id.ok()) {
+    LOG_WARN("ignoring an assignment: {}", id.message());
     return;
   }
   std::lock_guard<std::mutex> lock(runners_mu_);

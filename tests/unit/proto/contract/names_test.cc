@@ -34,6 +34,18 @@ TEST(WorkerName, LowerCaseHostNames) {
   EXPECT_FALSE(CheckWorkerName("name", std::string(64, 'a')).ok());
 }
 
+TEST(UserName, NamesFromTheTokenFile) {
+  for (const char* ok : {"alice", "Bob.Smith", "ml_team", "ci@example.com", "a-1"}) {
+    EXPECT_TRUE(CheckUserName("user NAME", ok).ok()) << ok;
+  }
+  for (const std::string& bad : {std::string(), std::string("al/ice"), std::string("a b"),
+                                 std::string(64, 'a'), std::string("caf\xc3\xa9")}) {
+    absl::Status s = CheckUserName("user NAME", bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("user NAME: ")) << bad;
+  }
+}
+
 TEST(WorkerName, MadeFromAnyHostNamePassesTheRule) {
   for (const std::string& host :
        {std::string("GPU-Node_7.example.com"), std::string(), std::string("\xc3\xbc" "n\xc3\xaf" "code"),
