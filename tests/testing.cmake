@@ -41,5 +41,16 @@ function(loratrf_add_test name)
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 120
-    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+    PROPERTIES TIMEOUT ${T_TIMEOUT})
+  # The labels are set by a script of our own that CTest includes after the discovered tests
+  # exist, not through PROPERTIES above: gtest_discover_tests flattens a list value there, so
+  # LABELS "integration;slow" became LABELS integration plus a stray property "slow" (and the
+  # pairs after it, TIMEOUT included, were shifted), and no escaping survives every stage of
+  # its PRE_TEST discovery. ${name}_TESTS is the list of test names that discovery defines.
+  set(labels_script "${CMAKE_CURRENT_BINARY_DIR}/${name}_labels.cmake")
+  file(WRITE "${labels_script}"
+    "if(NOT \"\${${name}_TESTS}\" STREQUAL \"\")\n"
+    "  set_tests_properties(\${${name}_TESTS} PROPERTIES LABELS [==[${T_LABELS}]==])\n"
+    "endif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_script}")
 endfunction()

@@ -1,5 +1,9 @@
 #include "worker/engine/dist/communicator.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include "worker/engine/dist/rendezvous.h"
 #include <torch/torch.h>
@@ -26,6 +30,53 @@ absl::Status FromException(const char* what, const std::exception& e) {
                  message.find("imeout") != std::string::npos;
   return timeout ? absl::DeadlineExceededError(absl::StrCat(what, " timed out: ", message))
                  : absl::UnavailableError(absl::StrCat(what, " failed: ", message));
+}
+
+// The address of this host that its Gloo device binds to and publishes to the peers, which dial
+// it for every pair. It must be an address of this host (the master's address, used before,
+// cannot be bound on any other host) that the other hosts can reach. It is the source address
+// the kernel picks for packets to the master: a UDP connect() sends nothing, it only looks up
+// the route. That address belongs to the interface that faces the master, so the peers, which
+// reach the master over the same network, reach it too; on the master's host it is the master
+// address itself, and for a one-machine run on 127.0.0.1 it is 127.0.0.1. It needs no setting,
+// so a rank started by hand (`loratrf-worker run --rank`) binds as well as one an agent starts,
+// and it is always an address this host can bind. Not chosen: the host name
+// (createDefaultDevice), which Debian resolves to 127.0.1.1 and network namespaces share; the
+// agent's --address, which may be a name that resolves differently here than on the peers
+// (the same 127.0.1.1) and would need passing to every rank.
+absl::StatusOr<std::string> LocalAddressToward(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (int error = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); error != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve the master address ", host, ": ", ::gai_strerror(error)));
+  }
+  std::string local;
+  for (addrinfo* candidate = found; candidate != nullptr && local.empty();
+       candidate = candidate->ai_next) {
+    int fd = ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_CLOEXEC,
+                      candidate->ai_protocol);
+    if (fd < 0) continue;
+    sockaddr_storage self{};
+    socklen_t length = sizeof self;
+    char numeric[NI_MAXHOST] = {};
+    if (::connect(fd, candidate->ai_addr, candidate->ai_addrlen) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &length) == 0 &&
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), length, numeric, sizeof numeric,
+                      nullptr, 0, NI_NUMERICHOST) == 0) {
+      local = numeric;
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  if (local.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("no route from this host to the master address ", host));
+  }
+  return local;
 }
 
 class GlooCommunicator : public Communicator {
@@ -93,13 +144,15 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOption
   if (options.master_port < 1 || options.master_port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("master port ", options.master_port, " is not a TCP port"));
   }
+  absl::StatusOr<std::string> local_address =
+      LocalAddressToward(options.master_addr, options.master_port);
+  if (!local_address.ok()) return local_address.status();
   try {
     auto store = ConnectStore(options);
     auto gloo_options = c10d::ProcessGroupGloo::Options::create();
     gloo_options->timeout = options.timeout;
-    // The interface that reaches the master address is the one the peers can reach.
     gloo_options->devices.push_back(
-        c10d::ProcessGroupGloo::createDeviceForHostname(options.master_addr));
+        c10d::ProcessGroupGloo::createDeviceForHostname(*local_address));
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank,
                                                              options.world_size, gloo_options);
     return std::unique_ptr<Communicator>(std::make_unique<GlooCommunicator>(

@@ -41,7 +41,9 @@ struct RendezvousOptions {
 std::unique_ptr<Communicator> MakeSingleProcessCommunicator();
 
 // Joins the job's Gloo group: rank 0 hosts the TCPStore at master_addr:master_port, every rank
-// connects to it. Fails (instead of waiting forever) when the group is not complete in time.
+// connects to it. Each rank's Gloo device binds this host's address on the route to
+// master_addr (what the peers dial), so the ranks of a job may be on different hosts. Fails
+// (instead of waiting forever) when the group is not complete in time.
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOptions& options);
 
 // Joins the job's NCCL group (CUDA tensors only), on CUDA device `device`: the NCCL unique id
