@@ -97,14 +97,20 @@ step "build" cmake --build build-gpu --parallel "$jobs" --target loratrf-worker 
 step "loratrf-worker info" bash -c "build-gpu/bin/loratrf-worker info -o json | tee '$out/gpu-info.json'"
 
 # 3. The gpu tests (CUDA against CPU, resume after SIGKILL, ranks and GPUs).
-step "gpu tests" ctest --test-dir build-gpu -L gpu --output-on-failure
+step "gpu tests" ctest --test-dir build-gpu -L gpu --no-tests=error --output-on-failure
 
 # 4. PEFT both ways: we load a LoRA adapter PEFT saved and give its outputs; PEFT loads the
 #    adapter a short run of ours trained and gives ours.
 peft() {
-  local tmp
+  local tmp code
   tmp=$(mktemp -d) || return 1
-  trap 'rm -rf "$tmp"' RETURN
+  peft_in "$tmp"
+  code=$?
+  rm -rf "$tmp"
+  return $code
+}
+peft_in() {
+  local tmp=$1
   "$python" tests/reference/make_tiny_model.py --arch llama --head causal_lm --output "$tmp/model" ||
     return 1
   for i in $(seq 1 16); do echo "{\"input_ids\": [$i, $((i + 3)), $((i + 7)), $((i + 11))]}"; done \
