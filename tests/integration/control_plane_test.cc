@@ -30,13 +30,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // A TCP port nothing listens on right now (the kernel's pick).
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -50,15 +43,6 @@ int FreePort() {
   int port = ntohs(address.sin_port);
   close(fd);
   return port;
-}
-
-bool WaitFor(const std::function<bool()>& condition, int seconds) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return condition();
 }
 
 // Processes whose command line mentions `needle` (rank processes carry their output dir).

@@ -33,11 +33,6 @@ inline void WriteData(const std::string& path, int examples, uint32_t seed) {
   }
 }
 
-inline std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Starts loratrf-worker with `args` in the background, output discarded; returns its pid.
 inline pid_t StartWorker(const std::vector<std::string>& args) {
   pid_t pid = fork();

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,12 @@ inline const std::string kPython = [] {
   const char* python = std::getenv("LORATRF_PYTHON");
   return std::string(python != nullptr && *python != '\0' ? python : "/usr/bin/python3");
 }();
+
+// The whole file (empty when it cannot be read).
+std::string Slurp(const std::string& path);
+
+// Polls `condition` every 100 ms for up to `seconds`; its last answer.
+bool WaitFor(const std::function<bool()>& condition, int seconds);
 
 // A fresh directory under /tmp, removed with everything in it when the object goes.
 class TempDir {
