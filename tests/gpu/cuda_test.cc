@@ -23,7 +23,7 @@ using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::ExpectSameTensors;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
-using ::loratrf::testing::StartWorker;
+using ::loratrf::testing::KillOnceCheckpointed;
 using ::testing::HasSubstr;
 class Cuda : public ::loratrf::testing::RunFixture {};
 
@@ -92,16 +92,8 @@ TEST_F(Cuda, SigkilledRunResumesToTheSameAdapter) {
                           "dropout: 0.1, ");
   std::ofstream(spec, std::ios::app) << "resources: {device: cuda}\n";
   ASSERT_EQ(Train(spec, "straight").exit_code, 0);
-  pid_t child = StartWorker({"run", "--spec", spec, "--output", dir_ / "killed"});
-  ASSERT_GE(child, 0);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir_ / "killed/checkpoints/20") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  ASSERT_TRUE(KillOnceCheckpointed(spec, dir_ / "killed", 20))
+      << "the run finished before it could be killed";
   ProcessResult resumed = Train(spec, "killed");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_THAT(resumed.out, HasSubstr("resumed at step"));

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/model_fixtures.h"
+#include "tests/integration/run_fixture.h"
 #include "tests/integration/subprocess.h"
 
 namespace loratrf::testing {
@@ -69,25 +70,13 @@ class ControlPlane : public ::testing::Test {
     MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
              "causal_lm", "--output", dir_ / "model", "--hidden", "64", "--intermediate", "128",
              "--layers", "2"});
-    WriteData(dir_ / "train.jsonl", 256, 1);
-    WriteData(dir_ / "eval.jsonl", 64, 2);
+    WriteData(dir_ / "train.jsonl", 256, 1, /*tokens=*/24);
+    WriteData(dir_ / "eval.jsonl", 64, 2, /*tokens=*/24);
     // Each test gets its own rendezvous ports, away from other tests running at the same time.
     int low = 30000 + static_cast<int>(std::random_device()() % 20000);
     ports_ = std::to_string(low) + "-" + std::to_string(low + 99);
   }
 
-  // Class 1 when the first token is in [32, 64); sequences of 24 tokens so that a step costs
-  // a few milliseconds and a job of a few hundred steps runs long enough to be interrupted.
-  static void WriteData(const std::string& path, int examples, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::ofstream out(path);
-    for (int i = 0; i < examples; ++i) {
-      int first = 1 + static_cast<int>(rng() % 63);
-      json ids = {first};
-      for (int j = 0; j < 23; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
-      out << json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
-    }
-  }
 
   std::string Spec(const std::string& name, const std::string& training,
                    const std::string& resources, int max_restarts = 2) {

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/model_fixtures.h"
+#include "tests/integration/run_fixture.h"
 #include "tests/integration/subprocess.h"
 
 namespace loratrf::testing {
@@ -207,18 +208,6 @@ class TwoHosts {
   std::string host_end_[2];
 };
 
-// Class 1 when the first token is in [32, 64) (as in control_plane_test.cc).
-void WriteData(const std::string& path, int examples, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::ofstream out(path);
-  for (int i = 0; i < examples; ++i) {
-    int first = 1 + static_cast<int>(rng() % 63);
-    json ids = {first};
-    for (int j = 0; j < 23; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
-    out << json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
-  }
-}
-
 class MultiHost : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -229,8 +218,8 @@ class MultiHost : public ::testing::Test {
     MustRun({kPython, kReferenceDir + "make_tiny_model.py", "--arch", "llama", "--head",
              "causal_lm", "--output", dir_ / "model", "--hidden", "64", "--intermediate", "128",
              "--layers", "2"});
-    WriteData(dir_ / "train.jsonl", 256, 1);
-    WriteData(dir_ / "eval.jsonl", 64, 2);
+    WriteData(dir_ / "train.jsonl", 256, 1, /*tokens=*/24);
+    WriteData(dir_ / "eval.jsonl", 64, 2, /*tokens=*/24);
     std::ofstream(dir_ / "tokens") << "user alice multi-host-user-token-0123\n"
                                    << "worker node-a multi-host-worker-a-token-0123\n"
                                    << "worker node-b multi-host-worker-b-token-0123\n";

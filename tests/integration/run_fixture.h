@@ -3,13 +3,18 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -20,14 +25,15 @@
 namespace loratrf::testing {
 
 // Class 1 when the first token is in [32, 64): the last token, where the classifier reads,
-// has to attend back to the first, so the adapter on attention has to learn it.
-inline void WriteData(const std::string& path, int examples, uint32_t seed) {
+// has to attend back to the first, so the adapter on attention has to learn it. Sequences of
+// `tokens` tokens, or of 2 to 4 (drawn) when `tokens` is 0.
+inline void WriteData(const std::string& path, int examples, uint32_t seed, int tokens = 0) {
   std::mt19937 rng(seed);
   std::ofstream out(path);
   for (int i = 0; i < examples; ++i) {
     int first = 1 + static_cast<int>(rng() % 63);
     nlohmann::json ids = {first};
-    int extra = 1 + static_cast<int>(rng() % 3);
+    int extra = tokens > 0 ? tokens - 1 : 1 + static_cast<int>(rng() % 3);
     for (int j = 0; j < extra; ++j) ids.push_back(1 + static_cast<int>(rng() % 63));
     out << nlohmann::json({{"input_ids", ids}, {"label", first >= 32 ? 1 : 0}}).dump() << "\n";
   }
@@ -47,6 +53,23 @@ inline pid_t StartWorker(const std::vector<std::string>& args) {
   argv.push_back(nullptr);
   execv(argv[0], argv.data());
   _exit(127);
+}
+
+// Starts `loratrf-worker run --spec SPEC --output OUTPUT` and SIGKILLs it as soon as
+// OUTPUT/checkpoints/STEP is committed (or after 120 s). True when the kill landed before the
+// run finished.
+inline bool KillOnceCheckpointed(const std::string& spec, const std::string& output, int step) {
+  pid_t child = StartWorker({"run", "--spec", spec, "--output", output});
+  if (child < 0) return false;
+  const std::string checkpoint = output + "/checkpoints/" + std::to_string(step);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(checkpoint) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFSIGNALED(status);
 }
 
 class RunFixture : public ::testing::Test {

@@ -28,6 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::ExpectSameTensors;
+using ::loratrf::testing::KillOnceCheckpointed;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::TempDir;
@@ -68,16 +69,8 @@ TEST_F(Run, SigkilledRunResumesToTheSameAdapterBitForBit) {
   std::string spec = Spec(training, "dropout: 0.1, ");
   ASSERT_EQ(Train(spec, "straight").exit_code, 0);
 
-  pid_t child = StartWorker({"run", "--spec", spec, "--output", dir_ / "killed"});
-  ASSERT_GE(child, 0);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(dir_ / "killed/checkpoints/40") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  ASSERT_TRUE(KillOnceCheckpointed(spec, dir_ / "killed", 40))
+      << "the run finished before it could be killed";
   ASSERT_FALSE(fs::exists(dir_ / "killed/final"));
 
   ProcessResult resumed = Train(spec, "killed");
