@@ -1,13 +1,15 @@
 #!/bin/bash
 # CPU training throughput of `loratrf-worker run` against a plain PyTorch script doing the same
 # training (tests/bench/reference_train.py): same model, adapter, data, batches, optimizer and
-# thread count, runs alternated. See tests/bench/README.md.
+# thread count, runs alternated. With MODE=methods, instead: `loratrf-worker run` with LoRA
+# against the same run with LoRATRF (the cost of the filter). See tests/bench/README.md.
 #
 #   tests/bench/train_throughput.sh
+#   MODE=methods tests/bench/train_throughput.sh
 #
 # Environment (defaults in brackets): REPS [5] runs of each, WARMUP [1] steps not timed, STEPS [5]
 # timed steps per run, THREADS [1] intra-op threads for both, WORKER [build/bin/loratrf-worker],
-# KEEP=1 keeps the temporary directory, NO_GNU_TIME=1 reads peak RSS from /proc (VmHWM) instead of
+# KEEP=1 keeps the temporary directory, MODE [reference] or methods, NO_GNU_TIME=1 reads peak RSS from /proc (VmHWM) instead of
 # /usr/bin/time -v.
 set -euo pipefail
 
@@ -18,6 +20,12 @@ REPS=${REPS:-5}
 WARMUP=${WARMUP:-1}
 STEPS=${STEPS:-5}
 THREADS=${THREADS:-1}
+MODE=${MODE:-reference}
+case $MODE in
+  reference) SIDES=(loratrf reference) LABELS=(loratrf PyTorch) ;;
+  methods) SIDES=(lora loratrf) LABELS=(LoRA LoRATRF) ;;
+  *) echo "MODE must be reference or methods, got '$MODE'" >&2; exit 2 ;;
+esac
 TOTAL=$((WARMUP + STEPS))
 
 # The model and job: a small Llama, LoRATRF on q_proj/v_proj, one rank.
@@ -41,12 +49,13 @@ with open(path, "w") as f:
     for _ in range(n):  # ids 3.. (0-2 are pad/bos/eos), every sequence full length: no padding
         f.write(json.dumps({"input_ids": [rng.randrange(3, vocab) for _ in range(length)]}) + "\n")
 EOF
-cat > "$TMP/job.yaml" <<EOF
+write_spec() {  # write_spec METHOD: the job, as a spec file $TMP/job-METHOD.yaml
+  cat > "$TMP/job-$1.yaml" <<EOF
 name: bench-throughput
 model: {path: model}
 task: causal_lm
 data: {train: train.jsonl}
-adapter: {method: loratrf, rank: $RANK, alpha: $ALPHA, dropout: 0, filter: bottleneck,
+adapter: {method: $1, rank: $RANK, alpha: $ALPHA, dropout: 0, $([[ $1 == lora ]] || echo "filter: bottleneck,")
           target_modules: [q_proj, k_proj, v_proj, o_proj]}
 training: {epochs: 1000, max_steps: $TOTAL, batch_size: $BATCH, micro_batch_size: $MICRO,
            learning_rate: $LR, lr_scheduler: constant, warmup_ratio: 0, weight_decay: 0,
@@ -54,6 +63,9 @@ training: {epochs: 1000, max_steps: $TOTAL, batch_size: $BATCH, micro_batch_size
            eval_every_steps: 0, checkpoint_every_steps: 0, keep_checkpoints: 1}
 resources: {workers: 1, slots_per_worker: 1, device: cpu}
 EOF
+}
+write_spec lora
+write_spec loratrf
 
 # run NAME CMD...: runs CMD, writes its wall seconds and peak RSS (KiB) to $TMP/NAME.time.
 run() {
@@ -76,8 +88,14 @@ run() {
     awk -v s="$start" -v e="$(date +%s.%N)" -v m="$hwm" 'BEGIN {print e - s, m}' > "$TMP/$name.time"
   fi
 }
-run_loratrf() {
-  run "loratrf-$1" "$WORKER" run --spec "$TMP/job.yaml" --nproc 1 --output "$TMP/loratrf-$1"
+run_worker() {  # run_worker METHOD REP
+  run "$1-$2" "$WORKER" run --spec "$TMP/job-$1.yaml" --nproc 1 --output "$TMP/$1-$2"
+}
+run_side() {  # run_side SIDE REP
+  case $1 in
+    reference) run_reference "$2" ;;
+    *) run_worker "$1" "$2" ;;
+  esac
 }
 run_reference() {
   run "reference-$1" "$PY" "$ROOT/tests/bench/reference_train.py" --model "$TMP/model" \
@@ -86,23 +104,25 @@ run_reference() {
     --max-seq-len $SEQ --seed $SEED --threads "$THREADS"
 }
 
-echo "loratrf vs PyTorch reference: $REPS runs each of $WARMUP warmup + $STEPS timed steps," \
+echo "${LABELS[0]} vs ${LABELS[1]}: $REPS runs each of $WARMUP warmup + $STEPS timed steps," \
      "OMP_NUM_THREADS=$THREADS ($("$WORKER" info | grep -i 'threads'))"
 echo "model: Llama hidden $HIDDEN, intermediate $INTERMEDIATE, $LAYERS layers, $HEADS heads," \
-     "$KV_HEADS KV heads, vocab $VOCAB; seq $SEQ, batch $BATCH (micro $MICRO); LoRATRF r $RANK" \
+     "$KV_HEADS KV heads, vocab $VOCAB; seq $SEQ, batch $BATCH (micro $MICRO); ${SIDES[*]} r $RANK" \
      "alpha $ALPHA bottleneck on q,k,v,o; AdamW lr $LR, clip $CLIP"
 echo "host: $(getconf _NPROCESSORS_ONLN) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "BLAS $(readlink -f /lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s)
 for ((i = 1; i <= REPS; i++)); do
   # Alternate which goes first, so that drift in the machine's load hits both alike.
-  if ((i % 2)); then run_loratrf $i; run_reference $i; else run_reference $i; run_loratrf $i; fi
+  if ((i % 2)); then run_side "${SIDES[0]}" $i; run_side "${SIDES[1]}" $i
+  else run_side "${SIDES[1]}" $i; run_side "${SIDES[0]}" $i; fi
   echo "  run $i of $REPS done ($(($(date +%s) - started)) s)"
 done
 
-"$PY" - "$TMP" $REPS $WARMUP <<'EOF'
+"$PY" - "$TMP" $REPS $WARMUP "${SIDES[@]}" "${LABELS[@]}" <<'EOF'
 import json, statistics, sys
 tmp, reps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sides, labels = sys.argv[4:6], sys.argv[6:8]
 
 def rows(path):
     with open(path) as f:
@@ -119,12 +139,13 @@ def measure(name, i):
             "step": seconds / len(timed), "wall": float(wall), "rss": int(rss) / 1024,
             "losses": [r["loss"] for r in steps]}
 
-runs = {n: [measure(n, i) for i in range(1, reps + 1)] for n in ("loratrf", "reference")}
+runs = {n: [measure(n, i) for i in range(1, reps + 1)] for n in sides}
 med = {n: {k: statistics.median(r[k] for r in rs) for k in ("tok", "smp", "step", "wall", "rss")}
        for n, rs in runs.items()}
-a, b = med["loratrf"], med["reference"]
+a, b = med[sides[0]], med[sides[1]]
 print()
-print(f"{'median of ' + str(reps) + ' runs':<28}{'loratrf':>12}{'PyTorch':>12}{'loratrf/PyTorch':>18}")
+ratio = f"{labels[0]}/{labels[1]}"
+print(f"{'median of ' + str(reps) + ' runs':<28}{labels[0]:>12}{labels[1]:>12}{ratio:>18}")
 for label, key, fmt in (("tokens/s", "tok", "{:.1f}"), ("samples/s", "smp", "{:.3f}"),
                         ("step time (s)", "step", "{:.3f}"), ("run wall time (s)", "wall", "{:.1f}"),
                         ("peak RSS (MiB)", "rss", "{:.0f}")):
@@ -133,9 +154,9 @@ print()
 print("tokens/s per run:")
 for n, rs in runs.items():
     print(f"  {n:<10} " + "  ".join(f"{r['tok']:.1f}" for r in rs))
-la, lb = runs["loratrf"][0]["losses"], runs["reference"][0]["losses"]
+la, lb = runs[sides[0]][0]["losses"], runs[sides[1]][0]["losses"]
 diff = max(abs(x - y) for x, y in zip(la, lb))
-print(f"loss, step 1 -> {len(la)}: loratrf {la[0]:.6f} -> {la[-1]:.6f}, "
-      f"PyTorch {lb[0]:.6f} -> {lb[-1]:.6f}; largest per-step difference {diff:.2e}")
+print(f"loss, step 1 -> {len(la)}: {labels[0]} {la[0]:.6f} -> {la[-1]:.6f}, "
+      f"{labels[1]} {lb[0]:.6f} -> {lb[-1]:.6f}; largest per-step difference {diff:.2e}")
 EOF
 echo "total $(($(date +%s) - started)) s"
