@@ -25,12 +25,21 @@ absl::StatusOr<double> ClipGradNorm(const NamedTensors& parameters, double max_n
   // same reduction (and so the same float32 result) as clip_grad_norm_. Narrower gradients are
   // widened first, so that bf16 gradients do not lose the norm to rounding.
   const at::Device device = grads.front().device();
-  std::vector<at::Tensor> norms;
-  norms.reserve(grads.size());
+  std::vector<at::Tensor> wide;
+  wide.reserve(grads.size());
   for (const at::Tensor& g : grads) {
-    const at::Tensor wide =
-        g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble ? g : g.to(at::kFloat);
-    norms.push_back(torch::norm(wide, 2).to(device));
+    wide.push_back(g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble
+                       ? g
+                       : g.to(at::kFloat));
+  }
+  std::vector<at::Tensor> norms;
+  if (device.is_cuda()) {
+    // One multi-tensor kernel for all the norms instead of one reduction per tensor.
+    norms = at::_foreach_norm(wide, 2);
+  } else {
+    // The CPU keeps clip_grad_norm_'s own per-tensor reduction, bit for bit.
+    norms.reserve(wide.size());
+    for (const at::Tensor& g : wide) norms.push_back(torch::norm(g, 2).to(device));
   }
   const at::Tensor total_norm = torch::norm(torch::stack(norms), 2);
   // One host sync per step: the trainer logs the norm anyway.
@@ -40,7 +49,8 @@ absl::StatusOr<double> ClipGradNorm(const NamedTensors& parameters, double max_n
   // Python evaluates `max_norm / tensor` as tensor.reciprocal() * max_norm; so do we.
   const at::Tensor clip_coef = (total_norm + 1e-6).reciprocal() * max_norm;
   const at::Tensor clip_coef_clamped = torch::clamp_max(clip_coef, 1.0);
-  for (at::Tensor& g : grads) g.mul_(clip_coef_clamped.to(g.device()));
+  // The same coefficient tensor for every gradient (the device's tensor, no host round trip).
+  at::_foreach_mul_(grads, std::vector<at::Tensor>(grads.size(), clip_coef_clamped));
   return norm;
 }
 

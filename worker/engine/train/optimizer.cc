@@ -115,21 +115,38 @@ absl::Status AdamW::Step(double lr) {
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
   const double decay_factor = 1 - lr * options_.weight_decay;
 
+  // Each update below is one multi-tensor (foreach) op over every parameter: on a GPU a few
+  // kernel launches per step instead of a few per tensor; on the CPU libtorch runs the same
+  // per-tensor ops torch.optim.AdamW runs, so the numbers stay bit-identical to it.
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, decayed;
+  std::vector<std::pair<at::Tensor, at::Tensor>> write_back;  // (parameter, float32 working copy)
   for (Slot& s : slots_) {
     at::Tensor grad = s.param.grad();
     if (!grad.defined()) continue;  // torch skips parameters whose .grad is None, too
-    const bool in_place = s.param.scalar_type() == at::kFloat;
-    at::Tensor param = in_place ? s.param : s.param.to(at::kFloat);
-    if (grad.scalar_type() != at::kFloat) grad = grad.to(at::kFloat);
-    // Multiplying by exactly 1 changes nothing, so skipping it keeps torch's numbers.
-    if (s.decay && decay_factor != 1.0) param.mul_(decay_factor);
-    s.exp_avg.mul_(beta1).add_(grad, 1 - beta1);
-    s.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
-    // eps after the bias-corrected square root, as torch does (not sqrt(v_hat + eps)).
-    at::Tensor denom = (s.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    param.addcdiv_(s.exp_avg, denom, -step_size);
-    if (!in_place) s.param.copy_(param);
+    at::Tensor param = s.param;
+    if (param.scalar_type() != at::kFloat) {
+      param = s.param.to(at::kFloat);
+      write_back.emplace_back(s.param, param);
+    }
+    params.push_back(param);
+    grads.push_back(grad.scalar_type() == at::kFloat ? grad : grad.to(at::kFloat));
+    exp_avgs.push_back(s.exp_avg);
+    exp_avg_sqs.push_back(s.exp_avg_sq);
+    if (s.decay) decayed.push_back(param);
   }
+  if (params.empty()) return absl::OkStatus();
+  // Multiplying by exactly 1 changes nothing, so skipping it keeps torch's numbers.
+  if (!decayed.empty() && decay_factor != 1.0) at::_foreach_mul_(decayed, decay_factor);
+  at::_foreach_mul_(exp_avgs, beta1);
+  at::_foreach_add_(exp_avgs, grads, 1 - beta1);
+  at::_foreach_mul_(exp_avg_sqs, beta2);
+  at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
+  // eps after the bias-corrected square root, as torch does (not sqrt(v_hat + eps)).
+  std::vector<at::Tensor> denoms = at::_foreach_sqrt(exp_avg_sqs);
+  at::_foreach_div_(denoms, bias_correction2_sqrt);
+  at::_foreach_add_(denoms, options_.eps);
+  at::_foreach_addcdiv_(params, exp_avgs, denoms, -step_size);
+  for (auto& [param, working] : write_back) param.copy_(working);
   return absl::OkStatus();
 }
 
