@@ -409,7 +409,8 @@ def bench(args, python, setup, counts, fpt, peak_flops, gpu_name, have_smi, tmp,
             left = args.budget - (time.time() - started)
             need = longest.get(kind, max(longest.values(), default=0))
             if left < need:
-                notes.append(f"budget: {kind} rep {rep + 1} not started ({left:.0f} s left, a run takes ~{need:.0f} s)")
+                notes.append(f"budget: {kind} rep {rep + 1} not started ({left:.0f} s left, "
+                             f"a run takes ~{need:.0f} s)")
                 log(notes[-1])
                 continue
             cmd, result = command(kind, rep + 1)
@@ -521,10 +522,17 @@ def report(args, setup, counts, fpt, peak_flops, gpu_name, runs, failures, notes
         log(f"peak device memory: {memory_method} (nvidia-smi, polled every 0.2 s)")
     else:
         log("peak device memory: not measured (no nvidia-smi, or it did not answer for every run)")
+    # Both sides see the same first batch and start from the base model (B is zero), so their
+    # first losses differ only by rounding: a check that they train the same thing.
+    first = {k: statistics.median(r["losses"][0] for r in good[k]) for k in KINDS if good[k]}
+    if first:
+        log("loss at step 1 (the same batch; B = 0, so the base model's loss): "
+            + ", ".join(f"{LABELS[k]} {v:.4f}" for k, v in first.items()))
     log("")
-    log(f"ours LoRA tokens/s / PEFT LoRA tokens/s:       {fmt(ratios['ours_lora_tokens_per_s_over_peft'], '{:.3f}')}")
-    log(f"ours LoRATRF step time / ours LoRA step time:  {fmt(ratios['loratrf_step_s_over_lora'], '{:.3f}')}")
-    log(f"ours LoRA peak memory / PEFT LoRA peak memory: {fmt(ratios['ours_lora_peak_memory_over_peft'], '{:.3f}')}")
+    for label, key in (("ours LoRA tokens/s / PEFT LoRA tokens/s", "ours_lora_tokens_per_s_over_peft"),
+                       ("ours LoRATRF step time / ours LoRA step time", "loratrf_step_s_over_lora"),
+                       ("ours LoRA peak memory / PEFT LoRA peak memory", "ours_lora_peak_memory_over_peft")):
+        log(f"{label + ':':<47}{fmt(ratios[key], '{:.3f}')}")
     log("")
     log(FLOP_FORMULA)
     for meth in ("lora", "loratrf"):
@@ -536,16 +544,18 @@ def report(args, setup, counts, fpt, peak_flops, gpu_name, runs, failures, notes
     log("")
     for k in KINDS:
         if good[k]:
-            log(f"tokens/s per run, {LABELS[k]:<13} " + "  ".join(f"{r['tokens_per_s']:.1f}" for r in good[k]))
-    log(f"benchmark: {len([r for r in runs if 'error' not in r])} run(s) done in {time.time() - started:.0f} s")
+            log(f"tokens/s per run, {LABELS[k]:<13} "
+                + "  ".join(f"{r['tokens_per_s']:.1f}" for r in good[k]))
+    log(f"benchmark: {len(done)} run(s) done in {time.time() - started:.0f} s")
 
     summary = {
         "dry_run": args.dry_run, "gpu": gpu_name, "peak_flops": peak_flops,
         "model": m, "seq": seq, "batch_size": setup["batch"], "micro_batch_size": setup["micro"],
         "precision": setup["precision"], "device": setup["device"], "rank": RANK, "alpha": ALPHA,
         "target_modules": TARGETS, "warmup_steps": WARMUP, "timed_steps": TIMED, "reps": args.reps,
-        "budget_s": args.budget, "memory_method": memory_method, "parameters": counts, "flops_per_token": fpt, "flop_formula": FLOP_FORMULA,
-        "medians": medians, "ratios": ratios, "peft_skipped": peft_skipped, "runs": runs,
+        "budget_s": args.budget, "memory_method": memory_method, "parameters": counts,
+        "flops_per_token": fpt, "flop_formula": FLOP_FORMULA, "medians": medians, "ratios": ratios,
+        "first_step_loss": first, "peft_skipped": peft_skipped, "runs": runs,
         "failures": failures, "notes": notes, "seconds": time.time() - started,
     }
     with open(os.path.join(args.out, "gpu-bench.json"), "w") as f:

@@ -160,8 +160,8 @@ def main(argv=None):
         tokens = sum(m.numel() for m in micros)
         rows.append({"step": step + 1, "loss": float(loss_sum), "grad_norm": float(grad_norm),
                      "step_seconds": seconds, "tokens_per_second": tokens / seconds})
-        print(f"step {step + 1}/{args.steps}  loss {rows[-1]['loss']:.4f}  "
-              f"grad_norm {rows[-1]['grad_norm']:.3f}  {seconds:.3f} s  {tokens / seconds:.0f} tok/s", flush=True)
+        print(f"step {step + 1}/{args.steps}  loss {rows[-1]['loss']:.4f}  grad_norm "
+              f"{rows[-1]['grad_norm']:.3f}  {seconds:.3f} s  {tokens / seconds:.0f} tok/s", flush=True)
         if not (math.isfinite(rows[-1]["loss"]) and math.isfinite(rows[-1]["grad_norm"])):
             print("peft_train: the loss or gradient norm is not finite", file=sys.stderr)
             return 1
