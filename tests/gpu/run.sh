@@ -2,19 +2,29 @@
 # The one script a GPU machine runs, from the repository root, with .gpu-debs/ carried along
 # (tests/gpu/prepare.sh makes it here): builds the engine-only loratrf-worker and the GPU tests
 # against that machine's PyTorch (its libtorch and NCCL) and CUDA toolkit, runs every `gpu`
-# test, checks adapters against Hugging Face PEFT both ways, and writes everything to one file.
+# test, checks adapters against Hugging Face PEFT both ways, benchmarks training against
+# transformers + PEFT, and writes everything to one file.
 #
 #   bash tests/gpu/run.sh [--dry-run] [--out DIR] [--jobs N]
 #
 #   --out DIR   where the results go (default: $OUT when set, else .gpu-out/): gpu-results.txt
-#               (the summary and every step's output) and gpu-info.json (loratrf-worker info)
+#               (the summary and every step's output), gpu-info.json (loratrf-worker info),
+#               gpu-bench.json (the benchmark's figures) and gpu-bench-logs/ (one log a run)
 #   --dry-run   for a machine without a GPU: the same carry, configure and build, against the
 #               libtorch found here, with CUDA optional; the GPU tests then skip or check only
-#               what a CPU machine can
+#               what a CPU machine can, and the benchmark trains a tiny model on the CPU
 #   --jobs N    build parallelism (default: the CPU count)
 #
+# The benchmark (tests/gpu/bench.py, last, so that a slow one cannot starve the tests): a random
+# TinyLlama-shaped 1.1B Llama, seq 2048, bf16, LoRA rank 16 on every linear of the decoder
+# layers, trained by `loratrf-worker run` (LoRA and LoRATRF) and by transformers + PEFT (LoRA)
+# with the same batches, runs alternated; medians of tokens/s, step time, peak device memory
+# (nvidia-smi, the same way for both) and MFU, and the ratios ours/PEFT. It keeps to a
+# wall-clock budget of its own (BENCH_BUDGET_S, 210 s), reporting the runs it had time for.
+#
 # Environment: LORATRF_PYTHON, the interpreter with PyTorch (default: python3, which has it on
-# the GPU machine). Exit status: 0 when every step passed, 1 when one failed, 2 for bad usage.
+# the GPU machine); REPS and BENCH_BUDGET_S for the benchmark (tests/gpu/bench.py). Exit
+# status: 0 when every step passed, 1 when one failed, 2 for bad usage.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -131,6 +141,11 @@ SPEC
   return $code
 }
 step "PEFT round trip" peft
+
+# 5. The benchmark: ours against transformers + PEFT (without them, the PEFT side is skipped).
+bench_args=(--worker build-gpu/bin/loratrf-worker --out "$out")
+((dry_run)) && bench_args+=(--dry-run)
+step "benchmark" "$python" tests/gpu/bench.py "${bench_args[@]}"
 
 if ((${#failed[@]})); then
   log "RESULT: FAILED: ${failed[*]}"
