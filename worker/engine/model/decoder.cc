@@ -1,6 +1,7 @@
 // The Llama family (Llama 2/3, Mistral, Qwen2): pre-norm decoder layers with RMSNorm, RoPE,
 // grouped-query attention and a SwiGLU MLP. Module names follow modeling_llama.py.
 #include <cmath>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -63,7 +64,7 @@ class DecoderAttentionImpl : public torch::nn::Module {
   }
 
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask) {
+                        const AttentionMask& mask) {
     const int64_t batch = x.size(0), length = x.size(1);
     auto split = [&](const torch::Tensor& t, int64_t heads) {
       return t.view({batch, length, heads, head_dim_}).transpose(1, 2);
@@ -73,11 +74,6 @@ class DecoderAttentionImpl : public torch::nn::Module {
     torch::Tensor v = split(v_proj(x), kv_heads_);
     q = q * cos + RotateHalf(q) * sin;
     k = k * cos + RotateHalf(k) * sin;
-    if (kv_heads_ != heads_) {
-      // Grouped-query attention: query head h reads key/value head h / (heads / kv_heads).
-      k = k.repeat_interleave(heads_ / kv_heads_, 1);
-      v = v.repeat_interleave(heads_ / kv_heads_, 1);
-    }
     torch::Tensor out = Attention(q, k, v, mask, dropout_, is_training());
     return o_proj(out.transpose(1, 2).reshape({batch, length, heads_ * head_dim_}));
   }
@@ -118,7 +114,7 @@ class DecoderLayerImpl : public torch::nn::Module {
         register_module("post_attention_layernorm", RmsNorm(c.hidden_size, c.norm_eps, options));
   }
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask) {
+                        const AttentionMask& mask) {
     h = h + self_attn(input_layernorm(h), cos, sin, mask);
     return h + mlp(post_attention_layernorm(h));
   }
@@ -144,24 +140,26 @@ class DecoderStackImpl : public torch::nn::Module {
     torch::Tensor h = embed_tokens(ids);
 
     // Positions 0..T-1 (right padding keeps every sequence's tokens at their own positions).
-    torch::Tensor positions = torch::arange(length, torch::dtype(torch::kFloat64));
-    torch::Tensor angles = torch::outer(positions, inv_freq_);
-    torch::Tensor emb = torch::cat({angles, angles}, -1).to(h.device());
-    torch::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
+    const auto [cos, sin] = RotaryTables(length, h);
 
-    // Additive mask [B or 1, 1, T, T]: causal, Mistral's sliding window, and key padding.
-    torch::Tensor query = torch::arange(length, torch::dtype(torch::kLong).device(h.device()));
-    torch::Tensor allowed = query.unsqueeze(0) <= query.unsqueeze(1);  // [q, k]: k <= q
-    if (config_.sliding_window) {
-      allowed = allowed.logical_and(query.unsqueeze(1) - query.unsqueeze(0) <
-                                    *config_.sliding_window);
+    // Causal, Mistral's sliding window, and key padding. Causal alone needs no mask tensor.
+    AttentionMask mask;
+    const bool windowed = config_.sliding_window && *config_.sliding_window < length;
+    if (!attention_mask.defined() && !windowed) {
+      mask.causal = true;
+    } else {
+      torch::Tensor query = torch::arange(length, torch::dtype(torch::kLong).device(h.device()));
+      torch::Tensor allowed = query.unsqueeze(0) <= query.unsqueeze(1);  // [q, k]: k <= q
+      if (windowed) {
+        allowed = allowed.logical_and(query.unsqueeze(1) - query.unsqueeze(0) <
+                                      *config_.sliding_window);
+      }
+      allowed = allowed.unsqueeze(0).unsqueeze(0);
+      if (attention_mask.defined()) {
+        allowed = allowed.logical_and(attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(2));
+      }
+      mask.allowed = allowed;
     }
-    allowed = allowed.unsqueeze(0).unsqueeze(0);
-    if (attention_mask.defined()) {
-      allowed = allowed.logical_and(attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(2));
-    }
-    torch::Tensor mask = torch::zeros(allowed.sizes(), torch::dtype(torch::kFloat32).device(h.device()))
-                             .masked_fill(allowed.logical_not(), kMaskedScore);
 
     for (const auto& layer : *layers) h = layer->as<DecoderLayer>()->forward(h, cos, sin, mask);
     return norm(h);
@@ -172,8 +170,24 @@ class DecoderStackImpl : public torch::nn::Module {
   RmsNorm norm{nullptr};
 
  private:
+  // cos and sin of every position's rotation angles, [T, head_dim], in h's dtype on h's device:
+  // made once (in float64, as before) and sliced for shorter sequences, not rebuilt and copied
+  // to the device on every forward.
+  std::pair<torch::Tensor, torch::Tensor> RotaryTables(int64_t length, const torch::Tensor& h) {
+    if (!rope_cos_.defined() || rope_cos_.size(0) < length || rope_cos_.device() != h.device() ||
+        rope_cos_.scalar_type() != h.scalar_type()) {
+      torch::Tensor positions = torch::arange(length, torch::dtype(torch::kFloat64));
+      torch::Tensor angles = torch::outer(positions, inv_freq_);
+      torch::Tensor emb = torch::cat({angles, angles}, -1);
+      rope_cos_ = emb.cos().to(h.device(), h.scalar_type());
+      rope_sin_ = emb.sin().to(h.device(), h.scalar_type());
+    }
+    return {rope_cos_.narrow(0, 0, length), rope_sin_.narrow(0, 0, length)};
+  }
+
   ModelConfig config_;
   torch::Tensor inv_freq_;  // float64 [head_dim / 2]; not a parameter
+  torch::Tensor rope_cos_, rope_sin_;  // the tables RotaryTables() last made
 };
 TORCH_MODULE(DecoderStack);
 

@@ -42,7 +42,7 @@ class EncoderLayerImpl : public torch::nn::Module {
     output_norm = output->register_module("LayerNorm", LayerNorm(h, c.norm_eps, options));
   }
 
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  torch::Tensor forward(const torch::Tensor& x, const AttentionMask& mask) {
     const int64_t batch = x.size(0), length = x.size(1);
     auto split = [&](const torch::Tensor& t) {
       return t.view({batch, length, heads_, head_dim_}).transpose(1, 2);
@@ -113,10 +113,10 @@ class EncoderStackImpl : public torch::nn::Module {
     h = embedding_norm(h);
     h = torch::dropout(h, config_.hidden_dropout, is_training() && config_.hidden_dropout > 0);
 
-    torch::Tensor mask = torch::zeros({ids.size(0), 1, 1, length},
-                                      torch::dtype(torch::kFloat32).device(ids.device()));
+    // Bidirectional: only padding keys are masked, and with no padding nothing is.
+    AttentionMask mask;
     if (attention_mask.defined()) {
-      mask = mask.masked_fill(attention_mask.eq(0).view({ids.size(0), 1, 1, length}), kMaskedScore);
+      mask.allowed = attention_mask.ne(0).view({ids.size(0), 1, 1, length});
     }
     for (const auto& layer : *layers) h = layer->as<EncoderLayer>()->forward(h, mask);
     return h;

@@ -27,6 +27,7 @@
 #include "worker/engine/data/batching.h"
 #include "worker/engine/model/hf_checkpoint.h"
 #include "worker/engine/tokenizer/hf_tokenizer.h"
+#include "worker/engine/train/cross_entropy.h"
 #include "worker/engine/train/grad_clip.h"
 #include "worker/engine/train/optimizer.h"
 
@@ -42,29 +43,34 @@ constexpr char kTrainerStateJson[] = "trainer_state.json";
 constexpr char kLabelMapFile[] = "label_map.json";
 
 // Sum of the per-target losses of one micro-batch, and (for evaluation) correct predictions.
+// Both stay on the device: reading them on the host would wait for the GPU every micro-batch.
 struct LossSums {
-  torch::Tensor loss_sum;  // scalar, differentiable
-  int64_t correct = 0;
+  torch::Tensor loss_sum;  // float32 scalar, differentiable
+  torch::Tensor correct;   // int64 scalar, when asked for
 };
 
 LossSums ComputeLoss(TransformerModel& model, const Batch& batch, DataTask task, bool count_correct) {
-  ModelOutput out = model.Forward(batch.input_ids, batch.attention_mask);
+  // A batch without padding goes without its mask: attention is then causal alone, which the
+  // fused kernels do without any mask tensor (and no device tensor is read to find that out).
+  const bool padded = batch.num_tokens < batch.input_ids.numel();
+  ModelOutput out = model.Forward(batch.input_ids, padded ? batch.attention_mask : torch::Tensor());
   LossSums sums;
-  namespace F = torch::nn::functional;
+  torch::Tensor logits, targets;
   if (task == DataTask::kClassification) {
-    torch::Tensor logits = out.logits.to(torch::kFloat32);
-    sums.loss_sum = F::cross_entropy(logits, batch.labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-    if (count_correct) sums.correct = logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
+    logits = out.logits;
+    targets = batch.labels;
   } else {
-    // Position t predicts token t + 1: transformers' shift, -100 ignored.
-    torch::Tensor logits = out.logits.slice(1, 0, -1).to(torch::kFloat32);
-    torch::Tensor targets = batch.labels.slice(1, 1);
-    sums.loss_sum = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-                                     F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(-100));
-    if (count_correct) {
-      torch::Tensor valid = targets.ne(-100);
-      sums.correct = logits.argmax(-1).eq(targets).logical_and(valid).sum().item<int64_t>();
-    }
+    // Position t predicts token t + 1 (transformers' shift), done on the targets: the last
+    // position gets the ignored target, so the logits are used as they are, without a copy.
+    logits = out.logits.reshape({-1, out.logits.size(-1)});
+    targets = torch::cat({batch.labels.slice(1, 1),
+                          torch::full({batch.labels.size(0), 1}, kIgnoreTarget, batch.labels.options())},
+                         1)
+                  .reshape({-1});
+  }
+  sums.loss_sum = CrossEntropySum(logits, targets);
+  if (count_correct) {
+    sums.correct = logits.argmax(-1).eq(targets).logical_and(targets.ne(kIgnoreTarget)).sum();
   }
   return sums;
 }
@@ -336,7 +342,8 @@ class Trainer {
     // Each rank's gradients are averaged over ranks afterwards; scaling by world / targets makes
     // the result the mean over the global batch, whatever the micro-batching or world size.
     const double scale = static_cast<double>(comm_.world_size()) / static_cast<double>(global_targets);
-    double loss_sum = 0;
+    const auto f64 = torch::dtype(torch::kFloat64).device(device_);
+    torch::Tensor loss_sum = torch::zeros({}, f64);
     int64_t tokens = 0;
     for (const std::vector<int64_t>& micro : sampler_->MicroBatches(cursor)) {
       ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro, pad_id_, device_));
@@ -346,7 +353,7 @@ class Trainer {
         sums = ComputeLoss(*model_, batch, job_.task, false);
       }
       (sums.loss_sum * scale).backward();
-      loss_sum += sums.loss_sum.item<double>();
+      loss_sum.add_(sums.loss_sum.detach().to(torch::kFloat64));
       tokens += batch.num_tokens;
     }
     NamedTensors trainable = optimizer_->parameters();
@@ -354,7 +361,7 @@ class Trainer {
     for (auto& [name, p] : trainable) parameters.push_back(p);
     RETURN_IF_ERROR(AverageGradients(comm_, parameters));
     std::vector<at::Tensor> totals = {
-        torch::tensor({loss_sum, static_cast<double>(tokens)}, torch::kFloat64).to(device_)};
+        torch::stack({loss_sum, torch::full({}, static_cast<double>(tokens), f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
     if (!std::isfinite(grad_norm)) {
@@ -394,7 +401,9 @@ class Trainer {
   absl::StatusOr<contract::EvalRow> Evaluate() {
     torch::NoGradGuard no_grad;
     model_->eval();
-    double loss_sum = 0, correct = 0, targets = 0;
+    const auto f64 = torch::dtype(torch::kFloat64).device(device_);
+    torch::Tensor loss_sum = torch::zeros({}, f64), correct = torch::zeros({}, f64);
+    int64_t targets = 0;
     for (const std::vector<int64_t>& micro :
          EvalBatches(static_cast<int64_t>(eval_->examples.size()), job_.micro_batch_size,
                      comm_.world_size(), comm_.rank())) {
@@ -402,13 +411,13 @@ class Trainer {
       ASSIGN_OR_RETURN(Batch batch, CollateIndices(*eval_, micro, pad_id_, device_));
       AutocastScope autocast(job_.bf16);
       LossSums sums = ComputeLoss(*model_, batch, job_.task, true);
-      loss_sum += sums.loss_sum.item<double>();
-      correct += static_cast<double>(sums.correct);
-      targets += static_cast<double>(batch.num_targets);
+      loss_sum.add_(sums.loss_sum.to(torch::kFloat64));
+      correct.add_(sums.correct.to(torch::kFloat64));
+      targets += batch.num_targets;
     }
     model_->train();
     std::vector<at::Tensor> totals = {
-        torch::tensor({loss_sum, correct, targets}, torch::kFloat64).to(device_)};
+        torch::stack({loss_sum, correct, torch::full({}, static_cast<double>(targets), f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     const double count = std::max(1.0, totals[0][2].item<double>());
     contract::EvalRow metrics;
