@@ -48,19 +48,27 @@ AdaptableLinearImpl::AdaptableLinearImpl(int64_t in_features, int64_t out_featur
 
 void AdaptableLinearImpl::AddAdapter(const AdapterSettings& settings) {
   TORCH_CHECK(!adapter_, "AddAdapter called twice");
+  // Adapters are float32 whatever the base weights' dtype, on the base weights' device.
   auto options = torch::TensorOptions().dtype(torch::kFloat32).device(weight.device());
   const int64_t r = settings.rank;
   Adapter a;
   a.settings = settings;
+  // lora_A is drawn on the CPU, from the CPU generator, and then moved: the same seed gives the
+  // same adapter on every device (a CUDA generator would draw other numbers).
+  torch::Tensor initial_A;
+  if (weight.device().is_meta()) {
+    initial_A = torch::empty({r, in_features_}, options);
+  } else {
+    torch::NoGradGuard no_grad;
+    initial_A = torch::empty({r, in_features_}, torch::kFloat32);
+    torch::nn::init::kaiming_uniform_(initial_A, std::sqrt(5.0));
+    initial_A = initial_A.to(weight.device());
+  }
   // Holder modules give PEFT's names: <path>.lora_A.weight, not <path>.lora_A.
   auto lora_A = register_module("lora_A", std::make_shared<torch::nn::Module>("lora_A"));
   auto lora_B = register_module("lora_B", std::make_shared<torch::nn::Module>("lora_B"));
-  a.A = lora_A->register_parameter("weight", torch::empty({r, in_features_}, options));
+  a.A = lora_A->register_parameter("weight", initial_A);
   a.B = lora_B->register_parameter("weight", torch::zeros({out_features_, r}, options));
-  if (!weight.device().is_meta()) {
-    torch::NoGradGuard no_grad;
-    torch::nn::init::kaiming_uniform_(a.A, std::sqrt(5.0));
-  }
   if (settings.method == AdapterMethod::kLoratrf) {
     if (HasBottleneckFilter(settings.filter)) {
       auto trf_G = register_module("trf_G", std::make_shared<torch::nn::Module>("trf_G"));

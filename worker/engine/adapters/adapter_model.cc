@@ -64,7 +64,12 @@ absl::StatusOr<std::vector<std::string>> ApplyAdapter(TransformerModel& model,
 }
 
 void EnableFullFineTuning(TransformerModel& model) {
-  for (auto& parameter : model.parameters()) parameter.set_requires_grad(true);
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : model.parameters()) {
+    // Trained weights and their optimizer state are float32, whatever the checkpoint's dtype.
+    if (parameter.scalar_type() != torch::kFloat32) parameter.set_data(parameter.to(torch::kFloat32));
+    parameter.set_requires_grad(true);
+  }
 }
 
 ParameterCounts CountParameters(TransformerModel& model) {

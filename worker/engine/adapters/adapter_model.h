@@ -19,7 +19,7 @@ namespace loratrf::engine {
 absl::StatusOr<std::vector<std::string>> ApplyAdapter(TransformerModel& model,
                                                       const AdapterSettings& settings);
 
-// Full fine-tuning: every parameter trains.
+// Full fine-tuning: every parameter trains, in float32.
 void EnableFullFineTuning(TransformerModel& model);
 
 struct ParameterCounts {

@@ -25,6 +25,13 @@ struct AttentionMask {
   bool causal = false;
 };
 
+// The options of a classification head: float32 whatever the frozen weights' dtype, because
+// the head always trains (it is saved with the adapter), and a new head drawn in float32 is
+// the same head on every device and in every precision.
+inline torch::TensorOptions TrainedHeadOptions(const torch::TensorOptions& options) {
+  return options.dtype(torch::kFloat32);
+}
+
 // Shared by both: softmax(q kᵀ / sqrt(d), over the allowed keys) v. q: [B, H, T, d]; k, v:
 // [B, H_kv, T, d], where H is a multiple of H_kv (grouped-query attention: query head h reads
 // key/value head h / (H / H_kv)).

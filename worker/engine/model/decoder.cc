@@ -199,7 +199,8 @@ class DecoderModel : public TransformerModel {
     if (config_.head == HeadKind::kCausalLm && !config_.tie_word_embeddings) {
       lm_head_ = register_module("lm_head", AdaptableLinear(config_.hidden_size, config_.vocab_size, false, options));
     } else if (config_.head == HeadKind::kSequenceClassification) {
-      score_ = register_module("score", AdaptableLinear(config_.hidden_size, num_labels, false, options));
+      score_ = register_module("score", AdaptableLinear(config_.hidden_size, num_labels, false,
+                                                        TrainedHeadOptions(options)));
     }
   }
 

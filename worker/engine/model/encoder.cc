@@ -142,12 +142,13 @@ class EncoderModel : public TransformerModel {
     // BertForSequenceClassification classifies the pooled [CLS]; RoBERTa has no pooler and its
     // own two-layer head on <s>.
     stack_ = register_module(base_name_, EncoderStack(config_, bert && classify, options));
+    const torch::TensorOptions head_options = TrainedHeadOptions(options);
     if (classify && bert) {
-      classifier_ = register_module("classifier", AdaptableLinear(config_.hidden_size, num_labels, true, options));
+      classifier_ = register_module("classifier", AdaptableLinear(config_.hidden_size, num_labels, true, head_options));
     } else if (classify) {
       auto head = Level(*this, "classifier");
-      head_dense_ = head->register_module("dense", AdaptableLinear(config_.hidden_size, config_.hidden_size, true, options));
-      classifier_ = head->register_module("out_proj", AdaptableLinear(config_.hidden_size, num_labels, true, options));
+      head_dense_ = head->register_module("dense", AdaptableLinear(config_.hidden_size, config_.hidden_size, true, head_options));
+      classifier_ = head->register_module("out_proj", AdaptableLinear(config_.hidden_size, num_labels, true, head_options));
     }
     classifier_dropout_ = config_.classifier_dropout.value_or(config_.hidden_dropout);
   }

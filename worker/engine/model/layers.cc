@@ -21,7 +21,9 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
   // As LlamaRMSNorm: normalise in float32, scale, then return to the input's dtype.
   torch::Tensor h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight.to(torch::kFloat32) * h.to(x.scalar_type());
+  // weight * h in their common dtype, as LlamaRMSNorm: float32 for a float32 model, bf16 for a
+  // bf16 one (not a float32 copy of the residual stream).
+  return weight * h.to(x.scalar_type());
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, const torch::TensorOptions& options)

@@ -14,7 +14,9 @@ void TransformerModel::InitHead(const std::string& name, torch::Tensor& paramete
   if (is_bias) {
     parameter.zero_();
   } else {
-    parameter.normal_(0.0, 0.02);  // transformers' initializer_range default
+    // transformers' initializer_range default, drawn on the CPU in float32 whatever the
+    // parameter's device and dtype, so that every device starts from the same head.
+    parameter.copy_(torch::empty(parameter.sizes(), torch::kFloat32).normal_(0.0, 0.02));
   }
 }
 

@@ -82,9 +82,11 @@ absl::StatusOr<Batch> CollateIndices(const Dataset& data, const std::vector<int6
   for (int64_t i : indices) examples.push_back(&data.examples[static_cast<size_t>(i)]);
   absl::StatusOr<Batch> batch = Collate(examples, pad_id);
   if (batch.ok() && !device.is_cpu()) {
-    batch->input_ids = batch->input_ids.to(device);
-    batch->attention_mask = batch->attention_mask.to(device);
-    batch->labels = batch->labels.to(device);
+    // From page-locked memory, without waiting: the copy queues behind the GPU's work instead
+    // of stalling the host until the device is idle.
+    for (torch::Tensor* t : {&batch->input_ids, &batch->attention_mask, &batch->labels}) {
+      *t = t->pin_memory().to(torch::TensorOptions().device(device), /*non_blocking=*/true);
+    }
   }
   return batch;
 }
@@ -260,12 +262,16 @@ class Trainer {
       }
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job_.cuda_device));
     }
-    // The same seed on every rank: the same adapter initialisation everywhere. Adapters are
-    // initialised on the CPU, from the CPU generator, before the model moves to its device, so
+    // The same seed on every rank: the same adapter initialisation everywhere. Adapters and
+    // new heads are drawn on the CPU, from the CPU generator, whatever the model's device, so
     // that a CUDA run starts from exactly the adapter the CPU run of the same spec starts from.
     torch::manual_seed(job_.seed);
+    // The model is made on its device and in the dtype its frozen weights keep (bf16 on a GPU
+    // when asked: no float32 copy to re-cast every forward), and the checkpoint loads straight
+    // into it, a tensor at a time. What trains (adapters, saved modules) is float32.
+    const torch::Dtype frozen_dtype = job_.cuda && job_.bf16 ? torch::kBFloat16 : torch::kFloat32;
     model_ = BuildModel(config, classify ? HeadKind::kSequenceClassification : HeadKind::kCausalLm,
-                        num_labels, torch::dtype(torch::kFloat32));
+                        num_labels, torch::dtype(frozen_dtype).device(device_));
     ASSIGN_OR_RETURN(HfCheckpoint checkpoint, HfCheckpoint::Open(job_.model_dir));
     ASSIGN_OR_RETURN(LoadReport report, LoadWeights(*model_, checkpoint));
     if (job_.full_finetune) {
@@ -276,7 +282,6 @@ class Trainer {
       settings_.task = model_->head();
       ASSIGN_OR_RETURN(auto adapted, ApplyAdapter(*model_, settings_));
     }
-    if (job_.cuda) model_->to(device_);
 
     BatchingOptions batching;
     batching.batch_size = job_.batch_size;

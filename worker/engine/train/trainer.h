@@ -53,7 +53,8 @@ struct TrainJob {
   double weight_decay = 0.0;
   uint64_t seed = 42;
   // CUDA: the model, batches and collectives live on GPU `cuda_device` (NCCL between ranks);
-  // bf16 computes the forward pass under bf16 autocast. CPU: float32, Gloo.
+  // bf16 holds the frozen weights in bf16 and computes under bf16 autocast (adapters, saved
+  // modules and optimizer state stay float32). CPU: float32 (bf16 is ignored), Gloo.
   bool cuda = false;
   int cuda_device = 0;
   bool bf16 = false;

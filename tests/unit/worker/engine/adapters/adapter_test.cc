@@ -2,6 +2,7 @@
 // LoRA, numerical gradients, merging, parameter counts, save/load.
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <torch/torch.h>
 
@@ -215,6 +216,47 @@ TEST(AdapterModel, TrainableParametersFollowTheSpecFormulas) {
       by_formula += 2 * AdapterParameterCount(Settings(kind.first, kind.second, 4, 8), d_in, d_out);
     }
     EXPECT_EQ(by_formula, trainable);
+  }
+}
+
+// What a bf16 GPU job does (on the CPU here): frozen weights made in bf16, adapters and the
+// trained head in float32, drawn exactly as in a float32 model of the same seed.
+TEST(AdapterModel, Bf16BaseWeightsKeepFloat32AdaptersAndHeadsDrawnAsInFloat32) {
+  std::map<std::string, torch::Tensor> trained_in_float32;
+  for (torch::Dtype dtype : {torch::kFloat32, torch::kBFloat16}) {
+    torch::manual_seed(11);
+    auto model = BuildModel(TinyLlama(), HeadKind::kSequenceClassification, 3, torch::dtype(dtype));
+    for (auto& item : model->named_parameters()) {
+      if (model->IsHeadParameter(item.key())) model->InitHead(item.key(), item.value());
+    }
+    AdapterSettings settings = Settings(AdapterMethod::kLoratrf, TrfFilter::kBoth);
+    settings.modules_to_save = model->HeadModules();
+    ASSERT_TRUE(ApplyAdapter(*model, settings).ok());
+    for (auto& item : model->named_parameters()) {
+      const torch::Tensor& p = item.value();
+      if (!p.requires_grad()) {
+        EXPECT_EQ(p.scalar_type(), dtype) << item.key();
+        continue;
+      }
+      EXPECT_EQ(p.scalar_type(), torch::kFloat32) << item.key();
+      if (dtype == torch::kFloat32) {
+        trained_in_float32[item.key()] = p.detach().clone();
+      } else {
+        ASSERT_TRUE(trained_in_float32.count(item.key())) << item.key();
+        EXPECT_TRUE(torch::equal(p.detach(), trained_in_float32[item.key()])) << item.key();
+      }
+    }
+  }
+  EXPECT_TRUE(trained_in_float32.count("score.weight"));
+  EXPECT_TRUE(trained_in_float32.count("model.layers.0.self_attn.q_proj.lora_A.weight"));
+}
+
+TEST(AdapterModel, FullFineTuningTrainsEveryWeightInFloat32) {
+  auto model = BuildModel(TinyLlama(), HeadKind::kCausalLm, 0, torch::dtype(torch::kBFloat16));
+  EnableFullFineTuning(*model);
+  for (auto& item : model->named_parameters()) {
+    EXPECT_TRUE(item.value().requires_grad()) << item.key();
+    EXPECT_EQ(item.value().scalar_type(), torch::kFloat32) << item.key();
   }
 }
 
