@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "worker/engine/dist/communicator.h"
+#include "worker/engine/dist/gradient_reducer.h"
 #include "gtest/gtest.h"
 
 namespace loratrf::engine {
@@ -71,23 +72,69 @@ TEST(Gloo, AllReduceSumsAcrossThreeProcesses) {
   EXPECT_EQ(codes, std::vector<int>({0, 0, 0}));
 }
 
-TEST(Gloo, AverageGradientsBucketsEveryTrainableTensor) {
+// The gradients of rank `rank`'s micro-batch `micro` for w1 [3, 4] and w2 [4, 2] of
+// loss = sum(tanh(x w1) w2), computed by plain autograd on fresh copies.
+std::pair<at::Tensor, at::Tensor> PlainGradients(const at::Tensor& w1, const at::Tensor& w2,
+                                                 int rank, int micro) {
+  at::Tensor a = w1.detach().clone().requires_grad_(true);
+  at::Tensor b = w2.detach().clone().requires_grad_(true);
+  at::Tensor x = torch::full({2, 3}, 0.5 + rank) + micro;
+  torch::matmul(torch::tanh(torch::matmul(x, a)), b).sum().backward();
+  return {a.grad(), b.grad()};
+}
+
+TEST(Gloo, GradientReducerAveragesAccumulatedGradientsStartingBucketsInsideBackward) {
   const int port = FreePort();
   std::vector<int> codes = RunRanks(2, [&](int rank) {
     auto comm = ConnectGloo(Options(port, rank, 2));
     if (!comm.ok()) return 10;
-    // Three parameters, one without a gradient; a bucket of 64 bytes forces several buckets.
-    std::vector<at::Tensor> params = {torch::zeros({3, 4}, torch::requires_grad()),
-                                      torch::zeros({5}, torch::requires_grad()),
-                                      torch::zeros({2}, torch::requires_grad())};
-    params[0].mutable_grad() = torch::full({3, 4}, rank == 0 ? 1.0 : 3.0);
-    params[1].mutable_grad() = torch::arange(5, torch::kFloat32) * (rank + 1);
-    if (!AverageGradients(**comm, params, 64).ok()) return 11;
-    if (!torch::equal(params[0].grad(), torch::full({3, 4}, 2.0))) return 12;
-    if (!torch::allclose(params[1].grad(), torch::arange(5, torch::kFloat32) * 1.5)) return 13;
-    return params[2].grad().defined() ? 14 : 0;
+    torch::manual_seed(1);  // the same weights on both ranks
+    at::Tensor unused = torch::zeros({5}, torch::requires_grad());
+    at::Tensor w1 = torch::randn({3, 4}).requires_grad_(true);
+    at::Tensor w2 = torch::randn({4, 2}).requires_grad_(true);
+    // 40-byte buckets, filled from the last tensor: {w2}, {w1}, {unused}.
+    auto reducer = GradientReducer::Create(**comm, {unused, w1, w2}, 40);
+    if (!reducer.ok() || (*reducer)->bucket_count() != 3) return 11;
+    for (int step = 0; step < 2; ++step) {  // twice: the second step reuses the buckets
+      (*reducer)->BeginStep();
+      for (int micro = 0; micro < 2; ++micro) {
+        (*reducer)->SetLastMicroBatch(micro == 1);
+        at::Tensor x = torch::full({2, 3}, 0.5 + rank) + micro;
+        torch::matmul(torch::tanh(torch::matmul(x, w1)), w2).sum().backward();
+      }
+      if (!(*reducer)->FinishStep().ok()) return 12;
+      // w2's and w1's buckets started as soon as backward finished them; `unused` never got a
+      // gradient, so its bucket started afterwards.
+      if ((*reducer)->buckets_started_in_backward() != 2) return 13;
+      at::Tensor expected1 = torch::zeros({3, 4}), expected2 = torch::zeros({4, 2});
+      for (int r = 0; r < 2; ++r) {
+        for (int micro = 0; micro < 2; ++micro) {
+          auto [g1, g2] = PlainGradients(w1, w2, r, micro);
+          expected1 += g1 / 2;
+          expected2 += g2 / 2;
+        }
+      }
+      if (!torch::allclose(w1.grad(), expected1, 1e-6, 1e-6)) return 14;
+      if (!torch::allclose(w2.grad(), expected2, 1e-6, 1e-6)) return 15;
+      if (unused.grad().defined()) return 16;
+      torch::NoGradGuard no_grad;
+      w1.sub_(w1.grad() * 0.1);  // a step, so that the second one sees other weights
+      w2.sub_(w2.grad() * 0.1);
+      w1.mutable_grad() = at::Tensor();
+      w2.mutable_grad() = at::Tensor();
+    }
+    return 0;
   });
   EXPECT_EQ(codes, std::vector<int>({0, 0}));
+}
+
+TEST(Gloo, GradientReducerRefusesWhatItCannotReduce) {
+  std::unique_ptr<Communicator> single = MakeSingleProcessCommunicator();
+  EXPECT_FALSE(GradientReducer::Create(*single, {}).ok());
+  EXPECT_FALSE(GradientReducer::Create(*single, {torch::zeros({2})}).ok());  // frozen
+  EXPECT_FALSE(GradientReducer::Create(
+                   *single, {torch::zeros({2}, torch::dtype(torch::kFloat64).requires_grad(true))})
+                   .ok());
 }
 
 TEST(Gloo, AMissingRankIsAnErrorNotAHang) {

@@ -14,6 +14,23 @@
 namespace loratrf::engine {
 namespace {
 
+class FinishedCollective : public PendingCollective {
+ public:
+  absl::Status Wait() override { return absl::OkStatus(); }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PendingCollective>> Communicator::StartAllReduceSum(
+    at::Tensor tensor) {
+  std::vector<at::Tensor> one = {std::move(tensor)};
+  absl::Status status = AllReduceSum(one);
+  if (!status.ok()) return status;
+  return std::unique_ptr<PendingCollective>(std::make_unique<FinishedCollective>());
+}
+
+namespace {
+
 class SingleProcessCommunicator : public Communicator {
  public:
   int rank() const override { return 0; }
@@ -79,6 +96,24 @@ absl::StatusOr<std::string> LocalAddressToward(const std::string& host, int port
   return local;
 }
 
+class GlooPending : public PendingCollective {
+ public:
+  GlooPending(c10::intrusive_ptr<c10d::Work> work, std::chrono::milliseconds timeout)
+      : work_(std::move(work)), timeout_(timeout) {}
+  absl::Status Wait() override {
+    try {
+      if (!work_->wait(timeout_)) return absl::DeadlineExceededError("all-reduce timed out");
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException("all-reduce", e);
+    }
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+  std::chrono::milliseconds timeout_;
+};
+
 class GlooCommunicator : public Communicator {
  public:
   GlooCommunicator(c10::intrusive_ptr<c10d::Store> store,
@@ -98,6 +133,17 @@ class GlooCommunicator : public Communicator {
         if (!work->wait(timeout_)) return absl::DeadlineExceededError("all-reduce timed out");
       }
       return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return FromException("all-reduce", e);
+    }
+  }
+
+  // Gloo runs the collective on its own threads; Wait() is the work's wait, with the timeout.
+  absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(at::Tensor tensor) override {
+    try {
+      std::vector<at::Tensor> one = {std::move(tensor)};
+      return std::unique_ptr<PendingCollective>(
+          std::make_unique<GlooPending>(group_->allreduce(one), timeout_));
     } catch (const std::exception& e) {
       return FromException("all-reduce", e);
     }
@@ -162,43 +208,6 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOption
                                       options.master_port).c_str(),
                          e);
   }
-}
-
-absl::Status AverageGradients(Communicator& communicator, const std::vector<at::Tensor>& parameters,
-                              size_t bucket_bytes) {
-  if (communicator.world_size() == 1) return absl::OkStatus();
-  torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> bucket;
-  size_t bytes = 0;
-  auto flush = [&]() -> absl::Status {
-    if (bucket.empty()) return absl::OkStatus();
-    std::vector<at::Tensor> flat_views;
-    for (const at::Tensor& g : bucket) flat_views.push_back(g.reshape({-1}).to(torch::kFloat32));
-    std::vector<at::Tensor> flat = {torch::cat(flat_views)};
-    absl::Status status = communicator.AllReduceSum(flat);
-    if (!status.ok()) return status;
-    flat[0].div_(static_cast<double>(communicator.world_size()));
-    int64_t offset = 0;
-    for (at::Tensor& g : bucket) {
-      g.copy_(flat[0].narrow(0, offset, g.numel()).view_as(g));
-      offset += g.numel();
-    }
-    bucket.clear();
-    bytes = 0;
-    return absl::OkStatus();
-  };
-  for (const at::Tensor& p : parameters) {
-    at::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    size_t size = static_cast<size_t>(g.numel()) * sizeof(float);
-    if (bytes + size > bucket_bytes && !bucket.empty()) {
-      absl::Status status = flush();
-      if (!status.ok()) return status;
-    }
-    bucket.push_back(g);
-    bytes += size;
-  }
-  return flush();
 }
 
 }  // namespace loratrf::engine

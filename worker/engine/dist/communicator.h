@@ -16,6 +16,15 @@
 
 namespace loratrf::engine {
 
+// A collective that has been started and not yet waited for.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Blocks until the collective is done on this rank (its result may then be read), or fails
+  // as the blocking collectives do (DEADLINE_EXCEEDED, UNAVAILABLE).
+  virtual absl::Status Wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -24,6 +33,10 @@ class Communicator {
   // Sums each tensor across ranks, in place. Tensors must be contiguous and the same shape on
   // every rank. DEADLINE_EXCEEDED or UNAVAILABLE when a peer does not take part in time.
   virtual absl::Status AllReduceSum(std::vector<at::Tensor>& tensors) = 0;
+  // Starts summing `tensor` across ranks, in place, and returns at once, so that the caller can
+  // go on computing (the next gradients) while it runs. Every rank must start its collectives in
+  // the same order. This default runs it to completion before returning.
+  virtual absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(at::Tensor tensor);
   // Copies `tensor` from `root` to every rank, in place.
   virtual absl::Status Broadcast(at::Tensor& tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;
@@ -53,11 +66,5 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectGloo(const RendezvousOption
 // UNIMPLEMENTED in a build without NCCL (loratrf-worker info says which).
 absl::StatusOr<std::unique_ptr<Communicator>> ConnectNccl(const RendezvousOptions& options,
                                                           int device);
-
-// Averages the gradients of `parameters` across ranks with one all-reduce per bucket of at most
-// `bucket_bytes` (flattened float32), so that small adapter tensors cost one round trip, not one
-// each. Parameters without a gradient are skipped (the same on every rank).
-absl::Status AverageGradients(Communicator& communicator, const std::vector<at::Tensor>& parameters,
-                              size_t bucket_bytes = 25u << 20);
 
 }  // namespace loratrf::engine

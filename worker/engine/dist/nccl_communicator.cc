@@ -84,6 +84,45 @@ class NcclCommunicator : public Communicator {
         timeout_(timeout) {}
   ~NcclCommunicator() override {
     if (comm_ != nullptr) ncclCommDestroy(comm_);
+    if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
+  }
+
+  // On a stream of its own, after the work queued so far on the default stream (which computed
+  // the tensor): the default stream goes on with the next gradients meanwhile. Wait() puts the
+  // default stream behind the collective and waits for it, with the timeout.
+  absl::StatusOr<std::unique_ptr<PendingCollective>> StartAllReduceSum(at::Tensor t) override {
+    if (comm_ == nullptr) return Aborted();
+    if (!t.is_cuda() || !t.is_contiguous()) {
+      return absl::InvalidArgumentError("NCCL all-reduce needs contiguous CUDA tensors");
+    }
+    auto type = NcclType(t);
+    if (!type.ok()) return type.status();
+    if (side_stream_ == nullptr) {
+      absl::Status status = CudaStatus(
+          cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+      if (!status.ok()) return status;
+    }
+    cudaEvent_t computed = nullptr;
+    absl::Status status = CudaStatus(
+        cudaEventCreateWithFlags(&computed, cudaEventDisableTiming), "cudaEventCreate");
+    if (!status.ok()) return status;
+    status = CudaStatus(cudaEventRecord(computed, nullptr), "cudaEventRecord");
+    if (status.ok()) status = CudaStatus(cudaStreamWaitEvent(side_stream_, computed, 0), "cudaStreamWaitEvent");
+    cudaEventDestroy(computed);  // released once it has fired
+    if (!status.ok()) return status;
+    status = Settle(comm_,
+                    ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), *type,
+                                  ncclSum, comm_, side_stream_),
+                    "ncclAllReduce", Deadline());
+    if (!status.ok()) return status;
+    cudaEvent_t reduced = nullptr;
+    status = CudaStatus(cudaEventCreateWithFlags(&reduced, cudaEventDisableTiming), "cudaEventCreate");
+    if (status.ok()) status = CudaStatus(cudaEventRecord(reduced, side_stream_), "cudaEventRecord");
+    if (!status.ok()) {
+      if (reduced != nullptr) cudaEventDestroy(reduced);
+      return status;
+    }
+    return std::unique_ptr<PendingCollective>(std::make_unique<Pending>(*this, reduced, std::move(t)));
   }
 
   int rank() const override { return rank_; }
@@ -136,12 +175,35 @@ class NcclCommunicator : public Communicator {
     return absl::FailedPreconditionError("the NCCL communicator was aborted after an error");
   }
 
-  // Polls for completion so that a dead peer turns into an error after the timeout instead of
-  // a hang: NCCL itself would wait forever.
+  class Pending : public PendingCollective {
+   public:
+    Pending(NcclCommunicator& owner, cudaEvent_t reduced, at::Tensor tensor)
+        : owner_(owner), reduced_(reduced), tensor_(std::move(tensor)) {}
+    ~Pending() override { cudaEventDestroy(reduced_); }
+    absl::Status Wait() override {
+      absl::Status status =
+          CudaStatus(cudaStreamWaitEvent(nullptr, reduced_, 0), "cudaStreamWaitEvent");
+      if (!status.ok()) return status;
+      return owner_.Wait("all-reduce", [this] { return cudaEventQuery(reduced_); });
+    }
+
+   private:
+    NcclCommunicator& owner_;
+    cudaEvent_t reduced_;
+    at::Tensor tensor_;  // kept alive while the collective may still write it
+  };
+
   absl::Status Wait(const char* what) {
+    return Wait(what, [] { return cudaStreamQuery(nullptr); });
+  }
+
+  // Polls `done` for completion so that a dead peer turns into an error after the timeout
+  // instead of a hang: NCCL itself would wait forever.
+  template <typename Query>
+  absl::Status Wait(const char* what, const Query& done) {
     auto deadline = Deadline();
     while (true) {
-      cudaError_t state = cudaStreamQuery(nullptr);
+      cudaError_t state = done();
       if (state == cudaSuccess) return absl::OkStatus();
       if (state != cudaErrorNotReady) return CudaStatus(state, what);
       ncclResult_t async = ncclSuccess;
@@ -166,6 +228,7 @@ class NcclCommunicator : public Communicator {
   int world_;
   int device_;
   std::chrono::milliseconds timeout_;
+  cudaStream_t side_stream_ = nullptr;  // where started all-reduces run
 };
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "worker/engine/checkpoint/safetensors.h"
 #include "worker/engine/checkpoint/tensor_io.h"
 #include "worker/engine/data/batching.h"
+#include "worker/engine/dist/gradient_reducer.h"
 #include "worker/engine/model/hf_checkpoint.h"
 #include "worker/engine/tokenizer/hf_tokenizer.h"
 #include "worker/engine/train/cross_entropy.h"
@@ -301,6 +302,11 @@ class Trainer {
     adamw.weight_decay = job_.weight_decay;
     ASSIGN_OR_RETURN(AdamW optimizer, AdamW::Create(TrainableParameters(*model_), adamw));
     optimizer_.emplace(std::move(optimizer));
+    if (comm_.world_size() > 1) {
+      std::vector<at::Tensor> parameters;
+      for (auto& [name, p] : optimizer_->parameters()) parameters.push_back(p);
+      ASSIGN_OR_RETURN(reducer_, GradientReducer::Create(comm_, parameters));
+    }
 
     std::error_code ec;
     if (comm_.rank() == 0) {
@@ -350,8 +356,11 @@ class Trainer {
     const auto f64 = torch::dtype(torch::kFloat64).device(device_);
     torch::Tensor loss_sum = torch::zeros({}, f64);
     int64_t tokens = 0;
-    for (const std::vector<int64_t>& micro : sampler_->MicroBatches(cursor)) {
-      ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro, pad_id_, device_));
+    const std::vector<std::vector<int64_t>> micro_batches = sampler_->MicroBatches(cursor);
+    if (reducer_) reducer_->BeginStep();
+    for (size_t i = 0; i < micro_batches.size(); ++i) {
+      if (reducer_) reducer_->SetLastMicroBatch(i + 1 == micro_batches.size());
+      ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro_batches[i], pad_id_, device_));
       LossSums sums;
       {
         AutocastScope autocast(job_.bf16);
@@ -361,10 +370,9 @@ class Trainer {
       loss_sum.add_(sums.loss_sum.detach().to(torch::kFloat64));
       tokens += batch.num_tokens;
     }
+    // The buckets the last backward did not already start, then the average over ranks.
+    if (reducer_) RETURN_IF_ERROR(reducer_->FinishStep());
     NamedTensors trainable = optimizer_->parameters();
-    std::vector<at::Tensor> parameters;
-    for (auto& [name, p] : trainable) parameters.push_back(p);
-    RETURN_IF_ERROR(AverageGradients(comm_, parameters));
     std::vector<at::Tensor> totals = {
         torch::stack({loss_sum, torch::full({}, static_cast<double>(tokens), f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
@@ -572,6 +580,7 @@ class Trainer {
   std::optional<BatchSampler> sampler_;
   std::optional<LrSchedule> schedule_;
   std::optional<AdamW> optimizer_;
+  std::unique_ptr<GradientReducer> reducer_;  // with more than one rank
   int64_t total_steps_ = 0;
   int64_t step_ = 0;
 };
