@@ -9,8 +9,9 @@
 #
 # Environment (defaults in brackets): REPS [5] runs of each, WARMUP [1] steps not timed, STEPS [5]
 # timed steps per run, THREADS [1] intra-op threads for both, WORKER [build/bin/loratrf-worker],
-# KEEP=1 keeps the temporary directory, MODE [reference] or methods, NO_GNU_TIME=1 reads peak RSS from /proc (VmHWM) instead of
-# /usr/bin/time -v.
+# KEEP=1 keeps the temporary directory, MODE [reference] or methods, RANK [8], TARGETS
+# [q_proj, k_proj, v_proj, o_proj] (methods only), NO_GNU_TIME=1 reads peak RSS from /proc
+# (VmHWM) instead of /usr/bin/time -v.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,7 +31,12 @@ TOTAL=$((WARMUP + STEPS))
 
 # The model and job: a small Llama, LoRATRF on q_proj/v_proj, one rank.
 HIDDEN=256 INTERMEDIATE=688 LAYERS=4 HEADS=8 KV_HEADS=4 VOCAB=2048
-SEQ=128 BATCH=8 MICRO=8 EXAMPLES=64 RANK=8 ALPHA=16 LR=1.0e-4 CLIP=1.0 SEED=42
+SEQ=128 BATCH=8 MICRO=8 EXAMPLES=64 RANK=${RANK:-8} ALPHA=16 LR=1.0e-4 CLIP=1.0 SEED=42
+# The reference script adapts q, k, v and o; MODE=methods may adapt others.
+TARGETS=${TARGETS:-q_proj, k_proj, v_proj, o_proj}
+if [[ $MODE == reference && $TARGETS != "q_proj, k_proj, v_proj, o_proj" ]]; then
+  echo "TARGETS is for MODE=methods (the reference script adapts q, k, v and o)" >&2; exit 2
+fi
 
 [[ -x $WORKER ]] || { echo "no $WORKER: cmake --build build --target loratrf-worker" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/loratrf-bench.XXXXXX)
@@ -56,7 +62,7 @@ model: {path: model}
 task: causal_lm
 data: {train: train.jsonl}
 adapter: {method: $1, rank: $RANK, alpha: $ALPHA, dropout: 0, $([[ $1 == lora ]] || echo "filter: bottleneck,")
-          target_modules: [q_proj, k_proj, v_proj, o_proj]}
+          target_modules: [$TARGETS]}
 training: {epochs: 1000, max_steps: $TOTAL, batch_size: $BATCH, micro_batch_size: $MICRO,
            learning_rate: $LR, lr_scheduler: constant, warmup_ratio: 0, weight_decay: 0,
            max_grad_norm: $CLIP, seed: $SEED, max_seq_len: $SEQ, precision: fp32,
@@ -108,7 +114,7 @@ echo "${LABELS[0]} vs ${LABELS[1]}: $REPS runs each of $WARMUP warmup + $STEPS t
      "OMP_NUM_THREADS=$THREADS ($("$WORKER" info | grep -i 'threads'))"
 echo "model: Llama hidden $HIDDEN, intermediate $INTERMEDIATE, $LAYERS layers, $HEADS heads," \
      "$KV_HEADS KV heads, vocab $VOCAB; seq $SEQ, batch $BATCH (micro $MICRO); ${SIDES[*]} r $RANK" \
-     "alpha $ALPHA bottleneck on q,k,v,o; AdamW lr $LR, clip $CLIP"
+     "alpha $ALPHA bottleneck on $TARGETS; AdamW lr $LR, clip $CLIP"
 echo "host: $(getconf _NPROCESSORS_ONLN) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "BLAS $(readlink -f /lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s)
