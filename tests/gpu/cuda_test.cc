@@ -1,5 +1,5 @@
 // Training on CUDA, checked against the CPU: the same spec gives the same adapter on either
-// device, a SIGKILLed CUDA run resumes to the adapter an uninterrupted one reaches (dropout on,
+// device (with 2 ranks where 2 GPUs exist), bf16 learns the synthetic task, a SIGKILLed CUDA run resumes to the adapter an uninterrupted one reaches (dropout on,
 // so the device's random stream must be restored too), and more local ranks than GPUs is
 // refused. On a machine without a GPU the device tests skip; the refusal is checked there too.
 #include <signal.h>
@@ -24,6 +24,8 @@ using ::loratrf::testing::ExpectSameTensors;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::KillOnceCheckpointed;
+using ::loratrf::testing::LearningCurve;
+using ::loratrf::testing::ReadLearningCurve;
 using ::testing::HasSubstr;
 class Cuda : public ::loratrf::testing::RunFixture {};
 
@@ -50,6 +52,20 @@ TEST_F(Cuda, RanksMatchTheCpu) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ExpectSameTensors(dir_ / "cuda/final/adapter_model.safetensors",
                     dir_ / "cpu/final/adapter_model.safetensors", 1e-3);
+}
+
+// bf16 on a GPU (frozen weights in bf16, float32 adapters and head, autocast, the chunked
+// loss, fused attention) learns what the float32 CPU run learns.
+TEST_F(Cuda, Bf16LearnsTheSyntheticTask) {
+  if (CudaDevices() == 0) GTEST_SKIP() << "no CUDA device here";
+  std::string spec = Spec("epochs: 8, batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-2, "
+                          "warmup_ratio: 0.1, max_seq_len: 32, precision: bf16");
+  std::ofstream(spec, std::ios::app) << "resources: {device: cuda}\n";
+  ProcessResult r = Train(spec, "bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  LearningCurve curve = ReadLearningCurve(dir_ / "bf16/metrics.jsonl");
+  EXPECT_GT(curve.accuracy, 0.9) << "chance is 0.5";
+  EXPECT_LT(curve.last_loss, curve.first_loss / 2);
 }
 
 TEST_F(Cuda, WithoutAGpuIsAClearError) {

@@ -72,6 +72,23 @@ inline bool KillOnceCheckpointed(const std::string& spec, const std::string& out
   return WIFSIGNALED(status);
 }
 
+// What a run's metrics.jsonl says about its learning: the first and last training loss and the
+// last eval accuracy (-1 where there is none).
+struct LearningCurve {
+  double first_loss = -1, last_loss = -1, accuracy = -1;
+};
+inline LearningCurve ReadLearningCurve(const std::string& metrics_path) {
+  LearningCurve curve;
+  std::ifstream metrics(metrics_path);
+  std::string line;
+  while (std::getline(metrics, line)) {
+    auto row = nlohmann::json::parse(line);
+    if (row["type"] == "eval") curve.accuracy = row["eval_accuracy"];
+    if (row["type"] == "train") (curve.first_loss < 0 ? curve.first_loss : curve.last_loss) = row["loss"];
+  }
+  return curve;
+}
+
 class RunFixture : public ::testing::Test {
  protected:
   void SetUp() override {

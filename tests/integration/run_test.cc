@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::ExpectSameTensors;
 using ::loratrf::testing::KillOnceCheckpointed;
+using ::loratrf::testing::LearningCurve;
+using ::loratrf::testing::ReadLearningCurve;
 using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::TempDir;
@@ -43,16 +45,9 @@ TEST_F(Run, LoratrfLearnsASyntheticTask) {
                                "warmup_ratio: 0.1, max_seq_len: 32"),
                           "out");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::ifstream metrics(dir_ / "out/metrics.jsonl");
-  std::string line;
-  double accuracy = -1, first_loss = -1, last_loss = -1;
-  while (std::getline(metrics, line)) {
-    auto row = nlohmann::json::parse(line);
-    if (row["type"] == "eval") accuracy = row["eval_accuracy"];
-    if (row["type"] == "train") (first_loss < 0 ? first_loss : last_loss) = row["loss"];
-  }
-  EXPECT_GT(accuracy, 0.9) << "chance is 0.5";
-  EXPECT_LT(last_loss, first_loss / 2);
+  LearningCurve curve = ReadLearningCurve(dir_ / "out/metrics.jsonl");
+  EXPECT_GT(curve.accuracy, 0.9) << "chance is 0.5";
+  EXPECT_LT(curve.last_loss, curve.first_loss / 2);
   EXPECT_THAT(r.out, HasSubstr("final adapter: "));
   EXPECT_TRUE(fs::exists(dir_ / "out/final/adapter_model.safetensors"));
   EXPECT_TRUE(fs::exists(dir_ / "out/final/MANIFEST.json"));
