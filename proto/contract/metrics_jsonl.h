@@ -73,4 +73,75 @@ std::optional<MetricsRow> ParseMetricsLine(absl::string_view line);
 // writer and the agent apply the same rule through this function.
 std::optional<uint64_t> MetricsLineStep(absl::string_view line);
 
+// ---------------------------------------------------------------------------------------------
+// Rank telemetry: DIR/ranks/<rank>.jsonl (run_output.h), one per rank process, which each rank writes (started
+// empty by the process) and the agent tails to export Prometheus series per running rank. Rows
+// carry what one step, evaluation or checkpoint cost this rank, not totals, so a reader sums
+// what it reads. Non-finite numbers (a diverged loss) are written as the strings "nan", "inf",
+// "-inf", which JSON cannot carry as numbers.
+//
+//   {"type":"step","step":N,"total_steps":M,"time":UNIX,"tokens":K,"samples":S,
+//    "step_seconds":D,"data_wait_seconds":W,"allreduce_seconds":A,"loss":L,"lr":R,
+//    "grad_norm":G,"memory_device":"cpu"|"cuda","memory_bytes":B,"memory_peak_bytes":P,
+//    "model_flops_per_second":F[,"mfu":U]}
+//   {"type":"eval","step":N,"eval_loss":L,"eval_accuracy":A}
+//   {"type":"checkpoint","step":N,"save_seconds":D}
+
+namespace rank_keys {
+inline constexpr char kStepType[] = "step";
+inline constexpr char kCheckpointType[] = "checkpoint";
+inline constexpr char kTotalSteps[] = "total_steps";
+inline constexpr char kTime[] = "time";
+inline constexpr char kTokens[] = "tokens";
+inline constexpr char kSamples[] = "samples";
+inline constexpr char kDataWaitSeconds[] = "data_wait_seconds";
+inline constexpr char kAllReduceSeconds[] = "allreduce_seconds";
+inline constexpr char kMemoryDevice[] = "memory_device";
+inline constexpr char kMemoryBytes[] = "memory_bytes";
+inline constexpr char kMemoryPeakBytes[] = "memory_peak_bytes";
+inline constexpr char kModelFlopsPerSecond[] = "model_flops_per_second";
+inline constexpr char kMfu[] = "mfu";
+inline constexpr char kSaveSeconds[] = "save_seconds";
+}  // namespace rank_keys
+
+struct RankStepRow {
+  uint64_t step = 0;
+  uint64_t total_steps = 0;
+  double time = 0;  // unix seconds at the end of the step
+  uint64_t tokens = 0;
+  uint64_t samples = 0;
+  double step_seconds = 0;
+  double data_wait_seconds = 0;
+  double allreduce_seconds = 0;
+  double loss = 0;
+  double learning_rate = 0;
+  double grad_norm = 0;
+  std::string memory_device = "cpu";  // "cuda": the device's memory; "cpu": the process's RSS
+  uint64_t memory_bytes = 0;
+  uint64_t memory_peak_bytes = 0;
+  double model_flops_per_second = 0;
+  std::optional<double> mfu;  // where the device's peak is known
+};
+
+struct RankEvalRow {
+  uint64_t step = 0;
+  double loss = 0;
+  double accuracy = 0;
+};
+
+struct RankCheckpointRow {
+  uint64_t step = 0;
+  double save_seconds = 0;
+};
+
+using RankRow = std::variant<RankStepRow, RankEvalRow, RankCheckpointRow>;
+
+std::string ToJsonLine(const RankStepRow& row);
+std::string ToJsonLine(const RankEvalRow& row);
+std::string ToJsonLine(const RankCheckpointRow& row);
+
+// A line of a rank's telemetry file as a row; nullopt for anything else (the same bounds as
+// ParseMetricsLine; an unknown memory_device reads as "cpu").
+std::optional<RankRow> ParseRankLine(absl::string_view line);
+
 }  // namespace loratrf::contract

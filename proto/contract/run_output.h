@@ -2,6 +2,7 @@
 // engine writes and the agent reads while the run goes on (docs/api.md, "Command-line contracts"):
 //
 //   DIR/metrics.jsonl                 one row per step and per evaluation (metrics_jsonl.h)
+//   DIR/ranks/<rank>.jsonl            each rank's telemetry, for the agent (metrics_jsonl.h)
 //   DIR/checkpoints/<step>/           committed checkpoints, each with MANIFEST.json (manifest.h)
 //   DIR/checkpoints/.partial-<step>-<pid>/   being written; never read
 //   DIR/final/                        the end of training, committed the same way
@@ -12,6 +13,7 @@
 namespace loratrf::contract {
 
 inline constexpr char kMetricsFileName[] = "metrics.jsonl";
+inline constexpr char kRankTelemetryDirName[] = "ranks";
 inline constexpr char kCheckpointsDirName[] = "checkpoints";
 inline constexpr char kFinalDirName[] = "final";
 inline constexpr char kManifestFileName[] = "MANIFEST.json";

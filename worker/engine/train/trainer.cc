@@ -29,6 +29,7 @@
 #include "worker/engine/model/hf_checkpoint.h"
 #include "worker/engine/tokenizer/hf_tokenizer.h"
 #include "worker/engine/train/cross_entropy.h"
+#include "worker/engine/train/device_stats.h"
 #include "worker/engine/train/grad_clip.h"
 #include "worker/engine/train/optimizer.h"
 
@@ -168,6 +169,41 @@ class MetricsLog {
  private:
   std::string path_;
 };
+
+// This rank's telemetry (ranks/<rank>.jsonl): started empty by each process, one line per
+// step, evaluation and checkpoint, flushed as written so the agent sees each at once.
+class TelemetryLog {
+ public:
+  absl::Status Open(const std::string& output_dir, int rank) {
+    const std::string dir = absl::StrCat(output_dir, "/", contract::kRankTelemetryDirName);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    path_ = absl::StrCat(dir, "/", rank, ".jsonl");
+    out_.open(path_, std::ios::trunc);
+    return out_ ? absl::OkStatus()
+                : absl::InternalError(absl::StrCat(path_, ": cannot create"));
+  }
+  // Telemetry is for watching: a write that fails is logged once, never fatal to training.
+  template <typename Row>
+  void Append(const Row& row) {
+    if (!out_.is_open()) return;
+    out_ << contract::ToJsonLine(row) << "\n";
+    out_.flush();
+    if (!out_ && !warned_) {
+      warned_ = true;
+      std::cerr << "loratrf-worker: " << path_ << ": cannot append telemetry\n";
+    }
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  bool warned_ = false;
+};
+
+double UnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 class Trainer {
  public:
@@ -332,6 +368,20 @@ class Trainer {
     } else if (comm_.rank() == 0) {
       RETURN_IF_ERROR(metrics_.TruncateAfter(0));
     }
+    RETURN_IF_ERROR(telemetry_.Open(job_.output_dir, comm_.rank()));
+    for (const auto& parameter : model_->named_parameters()) {
+      const torch::Tensor& p = parameter.value();
+      if (p.requires_grad()) {
+        trained_weights_ += p.numel();
+      } else if (p.dim() == 2 && parameter.key().find("embed") == std::string::npos &&
+                 parameter.key().find("embeddings") == std::string::npos) {
+        frozen_matmul_weights_ += p.numel();  // a frozen matrix product (embeddings are lookups)
+      }
+    }
+    layers_ = config.num_layers;
+    hidden_ = config.hidden_size;
+    cuda_index_ = job_.cuda ? job_.cuda_device : -1;
+    device_peak_flops_ = DevicePeakFlops(cuda_index_);
     if (progress_) {
       ParameterCounts counts = CountParameters(*model_);
       *progress_ << "loratrf: " << train_.examples.size() << " training examples, "
@@ -355,12 +405,15 @@ class Trainer {
     const double scale = static_cast<double>(comm_.world_size()) / static_cast<double>(global_targets);
     const auto f64 = torch::dtype(torch::kFloat64).device(device_);
     torch::Tensor loss_sum = torch::zeros({}, f64);
-    int64_t tokens = 0;
+    int64_t tokens = 0, samples = 0;
+    double data_wait = 0, flops = 0;
     const std::vector<std::vector<int64_t>> micro_batches = sampler_->MicroBatches(cursor);
     if (reducer_) reducer_->BeginStep();
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       if (reducer_) reducer_->SetLastMicroBatch(i + 1 == micro_batches.size());
+      const auto collating = Clock::now();
       ASSIGN_OR_RETURN(Batch batch, CollateIndices(train_, micro_batches[i], pad_id_, device_));
+      data_wait += std::chrono::duration<double>(Clock::now() - collating).count();
       LossSums sums;
       {
         AutocastScope autocast(job_.bf16);
@@ -369,26 +422,55 @@ class Trainer {
       (sums.loss_sum * scale).backward();
       loss_sum.add_(sums.loss_sum.detach().to(torch::kFloat64));
       tokens += batch.num_tokens;
+      samples += batch.input_ids.size(0);
+      flops += TrainingFlops(batch.num_tokens, batch.input_ids.size(1), frozen_matmul_weights_,
+                             trained_weights_, layers_, hidden_);
     }
     // The buckets the last backward did not already start, then the average over ranks.
+    const auto reducing = Clock::now();
     if (reducer_) RETURN_IF_ERROR(reducer_->FinishStep());
     NamedTensors trainable = optimizer_->parameters();
     std::vector<at::Tensor> totals = {
         torch::stack({loss_sum, torch::full({}, static_cast<double>(tokens), f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
+    const double allreduce = std::chrono::duration<double>(Clock::now() - reducing).count();
     ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
+    const double loss = totals[0][0].item<double>() / static_cast<double>(global_targets);
+    const double lr = schedule_->LearningRate(step_);
+
+    contract::RankStepRow telemetry;
+    telemetry.step = static_cast<uint64_t>(step_ + 1);
+    telemetry.total_steps = static_cast<uint64_t>(total_steps_);
+    telemetry.tokens = static_cast<uint64_t>(tokens);
+    telemetry.samples = static_cast<uint64_t>(samples);
+    telemetry.data_wait_seconds = data_wait;
+    telemetry.allreduce_seconds = allreduce;
+    telemetry.loss = loss;
+    telemetry.learning_rate = lr;
+    telemetry.grad_norm = grad_norm;
     if (!std::isfinite(grad_norm)) {
+      // Said to the agent first, so that a diverged run shows as a non-finite loss or norm.
+      telemetry.step_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      telemetry.time = UnixSeconds();
+      telemetry_.Append(telemetry);
       return absl::InvalidArgumentError(absl::StrCat(
           "training diverged at step ", step_ + 1, ": the gradient norm is ", grad_norm,
           " (lower training.learning_rate?)"));
     }
-    const double lr = schedule_->LearningRate(step_);
     RETURN_IF_ERROR(optimizer_->Step(lr));
     optimizer_->ZeroGrad();
     ++step_;
 
-    const double loss = totals[0][0].item<double>() / static_cast<double>(global_targets);
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    telemetry.step_seconds = seconds;
+    telemetry.time = UnixSeconds();
+    MemoryReading memory = ReadMemory(cuda_index_);
+    telemetry.memory_device = memory.device;
+    telemetry.memory_bytes = memory.in_use;
+    telemetry.memory_peak_bytes = memory.peak;
+    telemetry.model_flops_per_second = seconds > 0 ? flops / seconds : 0;
+    if (device_peak_flops_) telemetry.mfu = telemetry.model_flops_per_second / *device_peak_flops_;
+    telemetry_.Append(telemetry);
     const double epoch = static_cast<double>(step_) / static_cast<double>(sampler_->steps_per_epoch());
     if (comm_.rank() == 0) {
       contract::TrainRow row;
@@ -440,6 +522,7 @@ class Trainer {
     metrics.examples = eval_->examples.size();
     if (comm_.rank() == 0) {
       RETURN_IF_ERROR(metrics_.Append(contract::ToJsonLine(metrics)));
+      telemetry_.Append(contract::RankEvalRow{metrics.step, metrics.loss, metrics.accuracy});
       if (progress_) {
         *progress_ << absl::StrFormat("eval at step %d: loss %.4f, accuracy %.4f\n", step_,
                                       metrics.loss, metrics.accuracy);
@@ -454,6 +537,7 @@ class Trainer {
 
   absl::Status SaveCheckpoint(bool final, const std::optional<contract::EvalRow>& eval) {
     if (comm_.rank() == 0) {
+      const auto saving = Clock::now();
       const std::string checkpoints = CheckpointsDir();
       absl::StatusOr<CheckpointWriter> writer =
           final ? CheckpointWriter::BeginFinal(absl::StrCat(job_.output_dir, "/",
@@ -479,6 +563,9 @@ class Trainer {
             has_accuracy ? contract::metrics_keys::kEvalAccuracy : contract::metrics_keys::kEvalLoss,
             has_accuracy));
       }
+      telemetry_.Append(contract::RankCheckpointRow{
+          static_cast<uint64_t>(step_),
+          std::chrono::duration<double>(Clock::now() - saving).count()});
       if (progress_) *progress_ << "checkpoint committed: " << manifest.dir << "\n";
     }
     // Nobody runs ahead of a checkpoint that might be the one a restart resumes from.
@@ -581,6 +668,15 @@ class Trainer {
   std::optional<LrSchedule> schedule_;
   std::optional<AdamW> optimizer_;
   std::unique_ptr<GradientReducer> reducer_;  // with more than one rank
+  TelemetryLog telemetry_;
+  // For model FLOPs (device_stats.h): weights in frozen matrix products, trained weights, and
+  // the shape attention's cost depends on.
+  int64_t frozen_matmul_weights_ = 0;
+  int64_t trained_weights_ = 0;
+  int64_t layers_ = 0;
+  int64_t hidden_ = 0;
+  int cuda_index_ = -1;
+  std::optional<double> device_peak_flops_;
   int64_t total_steps_ = 0;
   int64_t step_ = 0;
 };

@@ -95,5 +95,71 @@ TEST(MetricsJsonl, MissingNumbersReadAsZero) {
   EXPECT_EQ(std::get<TrainRow>(*row).epoch, 0);
 }
 
+// Rank telemetry: every field survives the round trip, non-finite numbers included.
+TEST(RankTelemetry, StepRowsRoundTripWithNonFiniteNumbers) {
+  RankStepRow row;
+  row.step = 7;
+  row.total_steps = 100;
+  row.time = 1.75e9;
+  row.tokens = 4096;
+  row.samples = 16;
+  row.step_seconds = 0.25;
+  row.data_wait_seconds = 0.01;
+  row.allreduce_seconds = 0.02;
+  row.loss = std::numeric_limits<double>::quiet_NaN();
+  row.learning_rate = 1e-4;
+  row.grad_norm = std::numeric_limits<double>::infinity();
+  row.memory_device = "cuda";
+  row.memory_bytes = 1ull << 33;
+  row.memory_peak_bytes = 1ull << 34;
+  row.model_flops_per_second = -std::numeric_limits<double>::infinity();
+  row.mfu = 0.5;
+  const std::string line = ToJsonLine(row);
+  EXPECT_NE(line.find(R"("loss":"nan")"), std::string::npos) << line;
+  std::optional<RankRow> parsed = ParseRankLine(line);
+  ASSERT_TRUE(parsed.has_value()) << line;
+  const auto& back = std::get<RankStepRow>(*parsed);
+  EXPECT_EQ(back.step, 7u);
+  EXPECT_EQ(back.total_steps, 100u);
+  EXPECT_EQ(back.time, 1.75e9);
+  EXPECT_EQ(back.tokens, 4096u);
+  EXPECT_EQ(back.samples, 16u);
+  EXPECT_EQ(back.step_seconds, 0.25);
+  EXPECT_EQ(back.data_wait_seconds, 0.01);
+  EXPECT_EQ(back.allreduce_seconds, 0.02);
+  EXPECT_TRUE(std::isnan(back.loss));
+  EXPECT_EQ(back.learning_rate, 1e-4);
+  EXPECT_EQ(back.grad_norm, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(back.memory_device, "cuda");
+  EXPECT_EQ(back.memory_bytes, 1ull << 33);
+  EXPECT_EQ(back.memory_peak_bytes, 1ull << 34);
+  EXPECT_EQ(back.model_flops_per_second, -std::numeric_limits<double>::infinity());
+  ASSERT_TRUE(back.mfu.has_value());
+  EXPECT_EQ(*back.mfu, 0.5);
+
+  row.mfu.reset();
+  row.memory_device = "tpu";  // not one of ours: written and read as the CPU's
+  parsed = ParseRankLine(ToJsonLine(row));
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_FALSE(std::get<RankStepRow>(*parsed).mfu.has_value());
+  EXPECT_EQ(std::get<RankStepRow>(*parsed).memory_device, "cpu");
+}
+
+TEST(RankTelemetry, EvalAndCheckpointRowsRoundTripAndOthersAreSkipped) {
+  std::optional<RankRow> eval = ParseRankLine(ToJsonLine(RankEvalRow{5, 0.5, 0.75}));
+  ASSERT_TRUE(eval.has_value());
+  EXPECT_EQ(std::get<RankEvalRow>(*eval).step, 5u);
+  EXPECT_EQ(std::get<RankEvalRow>(*eval).loss, 0.5);
+  EXPECT_EQ(std::get<RankEvalRow>(*eval).accuracy, 0.75);
+  std::optional<RankRow> checkpoint = ParseRankLine(ToJsonLine(RankCheckpointRow{20, 1.5}));
+  ASSERT_TRUE(checkpoint.has_value());
+  EXPECT_EQ(std::get<RankCheckpointRow>(*checkpoint).step, 20u);
+  EXPECT_EQ(std::get<RankCheckpointRow>(*checkpoint).save_seconds, 1.5);
+  for (const char* line : {R"({"type":"train","step":1})", R"({"type":"step","step":-1})",
+                           R"({"type":"step"})", "[1]", "{", ""}) {
+    EXPECT_FALSE(ParseRankLine(line).has_value()) << line;
+  }
+}
+
 }  // namespace
 }  // namespace loratrf::contract
