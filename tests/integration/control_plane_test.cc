@@ -193,16 +193,23 @@ class ControlPlane : public ::testing::Test {
     if (HasFailure()) std::cerr << Logs();
   }
 
-  // GET http://127.0.0.1:PORT/metrics, checked by promtool (the real Prometheus parser).
-  void ExpectValidMetrics(int port, const std::vector<std::string>& expected_names) {
+  // GET http://127.0.0.1:PORT/metrics: the body, empty when the scrape failed (an agent that
+  // is not listening yet).
+  std::string Scrape(int port) {
     ProcessResult scraped = RunProcess(
         {kPython, "-c",
          "import sys, urllib.request; "
          "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
          "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
-    ASSERT_EQ(scraped.exit_code, 0) << scraped.err;
-    for (const std::string& name : expected_names) EXPECT_THAT(scraped.out, HasSubstr(name));
-    ProcessResult checked = RunProcess({"/usr/bin/promtool", "check", "metrics"}, scraped.out);
+    return scraped.exit_code == 0 ? scraped.out : std::string();
+  }
+
+  // The scrape, checked by promtool (the real Prometheus parser and linter).
+  void ExpectValidMetrics(int port, const std::vector<std::string>& expected_names) {
+    const std::string text = Scrape(port);
+    ASSERT_FALSE(text.empty()) << "nothing scraped from port " << port;
+    for (const std::string& name : expected_names) EXPECT_THAT(text, HasSubstr(name));
+    ProcessResult checked = RunProcess({"/usr/bin/promtool", "check", "metrics"}, text);
     EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
   }
 
@@ -251,6 +258,47 @@ TEST_F(ControlPlane, SubmitWatchSucceedAndTheDownloadedAdapterLoads) {
                                      "loratrf_scheduling_latency_seconds_bucket",
                                      "loratrf_grpc_requests_total"});
   ExpectValidMetrics(agent_metrics, {"loratrf_agent_slots 2", "loratrf_agent_attempts_total"});
+}
+
+// While a job runs, the agent exports each of its ranks' training series, labelled with the
+// job, attempt and rank; when the attempt ends they are gone.
+TEST_F(ControlPlane, TheAgentExportsEachRunningRanksTrainingSeriesAndDropsThemAtTheEnd) {
+  StartCoordinator();
+  int agent_metrics = FreePort();
+  StartAgent("node-a", 2, {"--metrics-listen", "127.0.0.1:" + std::to_string(agent_metrics)});
+  std::string id = Submit(Spec("long",
+                               "epochs: 40, batch_size: 16, micro_batch_size: 8, "
+                               "learning_rate: 0.001, checkpoint_every_steps: 10, max_seq_len: 32",
+                               "workers: 1, slots_per_worker: 2"));
+  ASSERT_FALSE(id.empty());
+  const std::string rank0 = "{attempt=\"1\",job_id=\"" + id + "\",rank=\"0\"}";
+  const std::string rank1 = "{attempt=\"1\",job_id=\"" + id + "\",rank=\"1\"}";
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    text = Scrape(agent_metrics);
+    return text.find("loratrf_train_steps_total" + rank0 + " 3") != std::string::npos ||
+           text.find("loratrf_train_steps_total" + rank0 + " 4") != std::string::npos;
+  }, 120)) << text << Logs();
+  for (const std::string family :
+       {"loratrf_train_tokens_total", "loratrf_train_samples_total", "loratrf_train_loss",
+        "loratrf_train_learning_rate", "loratrf_train_grad_norm", "loratrf_train_step",
+        "loratrf_train_total_steps", "loratrf_train_last_step_timestamp_seconds",
+        "loratrf_train_data_wait_seconds_total", "loratrf_train_allreduce_seconds_total",
+        "loratrf_train_model_flops_per_second", "loratrf_train_step_duration_seconds_count"}) {
+    EXPECT_THAT(text, HasSubstr(family + rank0)) << family;
+    EXPECT_THAT(text, HasSubstr(family + rank1)) << family;
+  }
+  EXPECT_THAT(text, HasSubstr("loratrf_train_memory_bytes{attempt=\"1\",device=\"cpu\",job_id=\"" +
+                              id + "\",kind=\"peak\",rank=\"0\"}"));
+  EXPECT_THAT(text, HasSubstr("loratrf_agent_work_dir_available_bytes "));
+  ProcessResult checked = RunProcess({"/usr/bin/promtool", "check", "metrics"}, text);
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+
+  ASSERT_EQ(Cli({"cancel", id}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    text = Scrape(agent_metrics);
+    return text.find("job_id=\"" + id + "\"") == std::string::npos;
+  }, 30)) << "the cancelled attempt's series are still exported:\n" << text;
 }
 
 TEST_F(ControlPlane, CancelStopsTheRanksWithinFiveSecondsAndFreesTheSlots) {

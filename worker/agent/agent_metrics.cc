@@ -3,16 +3,23 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <thread>
+#include <variant>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -32,6 +39,17 @@ class NullAgentMetrics : public AgentMetrics {
   void ReportFailed() override {}
   void CheckpointUploaded(uint64_t) override {}
   void CheckpointDownloaded(uint64_t) override {}
+  void CheckpointUploadFailed() override {}
+  std::unique_ptr<AttemptSeries> StartAttempt(const std::string&, uint32_t) override {
+    return std::make_unique<NullSeries>();
+  }
+
+ private:
+  class NullSeries : public AttemptSeries {
+   public:
+    void Observe(int, const contract::RankRow&) override {}
+    void CheckpointUploaded(double) override {}
+  };
 };
 
 // A minimal HTTP/1.0 responder for GET /metrics. prometheus-cpp's Exposer (civetweb) cannot be
@@ -41,8 +59,10 @@ class NullAgentMetrics : public AgentMetrics {
 // Threading: one serving thread; the constructor and destructor run on the owner's thread.
 class MetricsHttpServer {
  public:
+  // `refresh` runs before each scrape is collected (values read on demand).
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Listen(
-      const std::string& listen, std::shared_ptr<prometheus::Registry> registry) {
+      const std::string& listen, std::shared_ptr<prometheus::Registry> registry,
+      std::function<void()> refresh) {
     const size_t colon = listen.rfind(':');
     if (colon == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("--metrics-listen ", listen, ": expected HOST:PORT"));
@@ -77,7 +97,8 @@ class MetricsHttpServer {
     if (fd < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--metrics-listen ", listen, ": ", error));
     }
-    return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(fd, std::move(registry)));
+    return std::unique_ptr<MetricsHttpServer>(
+        new MetricsHttpServer(fd, std::move(registry), std::move(refresh)));
   }
   ~MetricsHttpServer() {
     stop_ = true;
@@ -86,8 +107,10 @@ class MetricsHttpServer {
   }
 
  private:
-  MetricsHttpServer(int fd, std::shared_ptr<prometheus::Registry> registry)
-      : fd_(fd), registry_(std::move(registry)), thread_([this] { Serve(); }) {}
+  MetricsHttpServer(int fd, std::shared_ptr<prometheus::Registry> registry,
+                    std::function<void()> refresh)
+      : fd_(fd), registry_(std::move(registry)), refresh_(std::move(refresh)),
+        thread_([this] { Serve(); }) {}
 
   void Serve() {
     while (!stop_) {
@@ -112,6 +135,7 @@ class MetricsHttpServer {
     }
     std::string status = "200 OK", body;
     if (request.rfind("GET /metrics", 0) == 0) {
+      if (refresh_) refresh_();
       body = prometheus::TextSerializer().Serialize(registry_->Collect());
     } else {
       status = "404 Not Found";
@@ -131,8 +155,157 @@ class MetricsHttpServer {
 
   const int fd_;
   const std::shared_ptr<prometheus::Registry> registry_;
+  const std::function<void()> refresh_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+};
+
+// Buckets for step times (10 ms to 2 minutes) and for checkpoint saves and uploads (100 ms to
+// 10 minutes).
+const prometheus::Histogram::BucketBoundaries kStepBuckets = {
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+const prometheus::Histogram::BucketBoundaries kTransferBuckets = {
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+
+// The training families, one series per running rank (labels job_id, attempt, rank).
+struct TrainingFamilies {
+  explicit TrainingFamilies(prometheus::Registry& r)
+      : steps(prometheus::BuildCounter().Name("loratrf_train_steps_total")
+                  .Help("Optimizer steps done by the rank in this attempt").Register(r)),
+        tokens(prometheus::BuildCounter().Name("loratrf_train_tokens_total")
+                   .Help("Input tokens the rank processed").Register(r)),
+        samples(prometheus::BuildCounter().Name("loratrf_train_samples_total")
+                    .Help("Examples the rank processed").Register(r)),
+        step_duration(prometheus::BuildHistogram().Name("loratrf_train_step_duration_seconds")
+                          .Help("Wall time of one optimizer step").Register(r)),
+        data_wait(prometheus::BuildCounter().Name("loratrf_train_data_wait_seconds_total")
+                      .Help("Time the rank spent collating and copying batches").Register(r)),
+        allreduce(prometheus::BuildCounter().Name("loratrf_train_allreduce_seconds_total")
+                      .Help("Time the rank waited for gradient all-reduce after backward")
+                      .Register(r)),
+        step(prometheus::BuildGauge().Name("loratrf_train_step")
+                 .Help("The step the rank last finished").Register(r)),
+        total_steps(prometheus::BuildGauge().Name("loratrf_train_total_steps")
+                        .Help("Steps the job runs").Register(r)),
+        last_step_time(prometheus::BuildGauge().Name("loratrf_train_last_step_timestamp_seconds")
+                           .Help("Unix time the rank last finished a step").Register(r)),
+        loss(prometheus::BuildGauge().Name("loratrf_train_loss")
+                 .Help("Training loss of the last step (mean over the global batch)")
+                 .Register(r)),
+        learning_rate(prometheus::BuildGauge().Name("loratrf_train_learning_rate")
+                          .Help("Learning rate of the last step").Register(r)),
+        grad_norm(prometheus::BuildGauge().Name("loratrf_train_grad_norm")
+                      .Help("Gradient norm of the last step, before clipping").Register(r)),
+        eval_loss(prometheus::BuildGauge().Name("loratrf_train_eval_loss")
+                      .Help("Loss of the last evaluation").Register(r)),
+        eval_accuracy(prometheus::BuildGauge().Name("loratrf_train_eval_accuracy")
+                          .Help("Accuracy of the last evaluation, 0 to 1").Register(r)),
+        checkpoint_save(prometheus::BuildHistogram()
+                            .Name("loratrf_train_checkpoint_save_duration_seconds")
+                            .Help("Writing one checkpoint").Register(r)),
+        memory(prometheus::BuildGauge().Name("loratrf_train_memory_bytes")
+                   .Help("Memory in use and at peak: the GPU's (device=cuda) or the rank "
+                         "process's resident set (device=cpu)")
+                   .Register(r)),
+        flops(prometheus::BuildGauge().Name("loratrf_train_model_flops_per_second")
+                  .Help("Model FLOP/s of the last step (docs/metrics.md has the formula)")
+                  .Register(r)),
+        mfu(prometheus::BuildGauge().Name("loratrf_train_mfu_ratio")
+                .Help("Model FLOP/s over the device's peak dense bf16 FLOP/s, where known")
+                .Register(r)),
+        upload(prometheus::BuildHistogram()
+                   .Name("loratrf_agent_checkpoint_upload_duration_seconds")
+                   .Help("Uploading one checkpoint to the coordinator").Register(r)) {}
+
+  prometheus::Family<prometheus::Counter>& steps;
+  prometheus::Family<prometheus::Counter>& tokens;
+  prometheus::Family<prometheus::Counter>& samples;
+  prometheus::Family<prometheus::Histogram>& step_duration;
+  prometheus::Family<prometheus::Counter>& data_wait;
+  prometheus::Family<prometheus::Counter>& allreduce;
+  prometheus::Family<prometheus::Gauge>& step;
+  prometheus::Family<prometheus::Gauge>& total_steps;
+  prometheus::Family<prometheus::Gauge>& last_step_time;
+  prometheus::Family<prometheus::Gauge>& loss;
+  prometheus::Family<prometheus::Gauge>& learning_rate;
+  prometheus::Family<prometheus::Gauge>& grad_norm;
+  prometheus::Family<prometheus::Gauge>& eval_loss;
+  prometheus::Family<prometheus::Gauge>& eval_accuracy;
+  prometheus::Family<prometheus::Histogram>& checkpoint_save;
+  prometheus::Family<prometheus::Gauge>& memory;
+  prometheus::Family<prometheus::Gauge>& flops;
+  prometheus::Family<prometheus::Gauge>& mfu;
+  prometheus::Family<prometheus::Histogram>& upload;
+};
+
+// One attempt's series. Each metric is added on first use and removed from its family when
+// the attempt's series are destroyed.
+class PrometheusAttemptSeries : public AttemptSeries {
+ public:
+  PrometheusAttemptSeries(TrainingFamilies& families, std::string job_id, uint32_t attempt)
+      : f_(families), job_id_(std::move(job_id)), attempt_(std::to_string(attempt)) {}
+  ~PrometheusAttemptSeries() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& remove : removals_) remove();
+  }
+
+  void Observe(int rank, const contract::RankRow& row) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::map<std::string, std::string> labels = Labels(rank);
+    if (const auto* step = std::get_if<contract::RankStepRow>(&row)) {
+      Get(f_.steps, labels).Increment();
+      Get(f_.tokens, labels).Increment(static_cast<double>(step->tokens));
+      Get(f_.samples, labels).Increment(static_cast<double>(step->samples));
+      Get(f_.step_duration, labels, kStepBuckets).Observe(step->step_seconds);
+      Get(f_.data_wait, labels).Increment(std::max(0.0, step->data_wait_seconds));
+      Get(f_.allreduce, labels).Increment(std::max(0.0, step->allreduce_seconds));
+      Get(f_.step, labels).Set(static_cast<double>(step->step));
+      Get(f_.total_steps, labels).Set(static_cast<double>(step->total_steps));
+      Get(f_.last_step_time, labels).Set(step->time);
+      Get(f_.loss, labels).Set(step->loss);
+      Get(f_.learning_rate, labels).Set(step->learning_rate);
+      Get(f_.grad_norm, labels).Set(step->grad_norm);
+      std::map<std::string, std::string> in_use = labels, peak = labels;
+      in_use.insert({{"kind", "in_use"}, {"device", step->memory_device}});
+      peak.insert({{"kind", "peak"}, {"device", step->memory_device}});
+      Get(f_.memory, in_use).Set(static_cast<double>(step->memory_bytes));
+      Get(f_.memory, peak).Set(static_cast<double>(step->memory_peak_bytes));
+      Get(f_.flops, labels).Set(step->model_flops_per_second);
+      if (step->mfu) Get(f_.mfu, labels).Set(*step->mfu);
+    } else if (const auto* eval = std::get_if<contract::RankEvalRow>(&row)) {
+      Get(f_.eval_loss, labels).Set(eval->loss);
+      Get(f_.eval_accuracy, labels).Set(eval->accuracy);
+    } else if (const auto* checkpoint = std::get_if<contract::RankCheckpointRow>(&row)) {
+      Get(f_.checkpoint_save, labels, kTransferBuckets).Observe(checkpoint->save_seconds);
+    }
+  }
+
+  void CheckpointUploaded(double seconds) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Get(f_.upload, {{"job_id", job_id_}, {"attempt", attempt_}}, kTransferBuckets)
+        .Observe(seconds);
+  }
+
+ private:
+  std::map<std::string, std::string> Labels(int rank) const {
+    return {{"job_id", job_id_}, {"attempt", attempt_}, {"rank", std::to_string(rank)}};
+  }
+
+  // The family's metric with these labels, added (and its removal recorded) the first time.
+  template <typename Metric, typename... Args>
+  Metric& Get(prometheus::Family<Metric>& family, const std::map<std::string, std::string>& labels,
+              Args&&... args) {
+    const bool added = !family.Has(labels);
+    Metric& metric = family.Add(labels, std::forward<Args>(args)...);
+    if (added) removals_.push_back([&family, &metric] { family.Remove(&metric); });
+    return metric;
+  }
+
+  TrainingFamilies& f_;
+  const std::string job_id_;
+  const std::string attempt_;
+  std::mutex mutex_;
+  std::vector<std::function<void()>> removals_;
 };
 
 // prometheus-cpp's metrics are thread-safe; the members are set up once in the constructor.
@@ -166,7 +339,26 @@ class PrometheusAgentMetrics : public AgentMetrics {
                      .Help("Checkpoint bytes uploaded").Register(*registry_).Add({});
     downloaded_ = &BuildCounter().Name("loratrf_agent_checkpoint_download_bytes_total")
                        .Help("Checkpoint bytes downloaded").Register(*registry_).Add({});
+    upload_failures_ = &BuildCounter().Name("loratrf_agent_checkpoint_upload_failures_total")
+                            .Help("Checkpoint uploads that failed (retried or given up)")
+                            .Register(*registry_).Add({});
+    work_dir_available_ = &BuildGauge().Name("loratrf_agent_work_dir_available_bytes")
+                               .Help("Bytes free for this agent in its --work-dir's file system")
+                               .Register(*registry_).Add({});
+    work_dir_capacity_ = &BuildGauge().Name("loratrf_agent_work_dir_capacity_bytes")
+                              .Help("Size of the file system holding --work-dir")
+                              .Register(*registry_).Add({});
+    training_ = std::make_unique<TrainingFamilies>(*registry_);
   }
+  // Reads the work dir's space now (at each scrape).
+  void RefreshWorkDir(const std::string& work_dir) {
+    struct statvfs info {};
+    if (::statvfs(work_dir.c_str(), &info) != 0) return;
+    work_dir_available_->Set(static_cast<double>(info.f_bavail) * static_cast<double>(info.f_frsize));
+    work_dir_capacity_->Set(static_cast<double>(info.f_blocks) * static_cast<double>(info.f_frsize));
+  }
+  std::string Text() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   void Serve(std::unique_ptr<MetricsHttpServer> server) { server_ = std::move(server); }
   void SetSlots(int64_t slots) override { slots_->Set(static_cast<double>(slots)); }
   void Registered() override { registrations_->Increment(); }
@@ -182,6 +374,11 @@ class PrometheusAgentMetrics : public AgentMetrics {
   void CheckpointDownloaded(uint64_t bytes) override {
     downloaded_->Increment(static_cast<double>(bytes));
   }
+  void CheckpointUploadFailed() override { upload_failures_->Increment(); }
+  std::unique_ptr<AttemptSeries> StartAttempt(const std::string& job_id,
+                                              uint32_t attempt) override {
+    return std::make_unique<PrometheusAttemptSeries>(*training_, job_id, attempt);
+  }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -195,20 +392,31 @@ class PrometheusAgentMetrics : public AgentMetrics {
   prometheus::Counter* report_failures_;
   prometheus::Counter* uploaded_;
   prometheus::Counter* downloaded_;
+  prometheus::Counter* upload_failures_;
+  prometheus::Gauge* work_dir_available_;
+  prometheus::Gauge* work_dir_capacity_;
+  std::unique_ptr<TrainingFamilies> training_;
 };
 
 }  // namespace
 
 std::unique_ptr<AgentMetrics> MakeNullAgentMetrics() { return std::make_unique<NullAgentMetrics>(); }
 
-absl::StatusOr<std::unique_ptr<AgentMetrics>> MakePrometheusAgentMetrics(const std::string& listen) {
+absl::StatusOr<std::unique_ptr<AgentMetrics>> MakePrometheusAgentMetrics(
+    const std::string& listen, const std::string& work_dir) {
   auto registry = std::make_shared<prometheus::Registry>();
   auto metrics = std::make_unique<PrometheusAgentMetrics>(registry);
-  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-      MetricsHttpServer::Listen(listen, registry);
+  PrometheusAgentMetrics* raw = metrics.get();
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Listen(
+      listen, registry, [raw, work_dir] { raw->RefreshWorkDir(work_dir); });
   if (!server.ok()) return server.status();
   metrics->Serve(*std::move(server));
   return std::unique_ptr<AgentMetrics>(std::move(metrics));
+}
+
+std::string AgentMetricsText(AgentMetrics& metrics) {
+  auto* prometheus = dynamic_cast<PrometheusAgentMetrics*>(&metrics);
+  return prometheus != nullptr ? prometheus->Text() : std::string();
 }
 
 }  // namespace loratrf::worker::agent

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/agent/checkpoint_transfer.h"
+#include "worker/agent/line_tail.h"
 #include "worker/agent/metrics_tail.h"
 #include "worker/agent/rank_process.h"
 #include "common/atomic_file.h"
@@ -156,6 +157,7 @@ absl::StatusOr<uint64_t> AttemptRunner::SendReport(uint64_t first,
 
 void AttemptRunner::Run() {
   Outcome outcome = Execute();
+  series_.reset();  // the attempt's series go with its ranks
   ranks_gone_ = true;  // every path out of Execute has stopped the ranks it started
   const Stop stop = static_cast<Stop>(stop_.load());
   absl::Duration flush_timeout = env_.final_report_timeout;
@@ -224,6 +226,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
   }
   resume_step_ = *resume;
   const bool node0 = assignment_.node_rank() == 0;
+  series_ = env_.metrics->StartAttempt(job_id(), attempt());
 
   // Start the ranks.
   const int local = static_cast<int>(assignment_.local_world_size());
@@ -254,8 +257,25 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
   reporter_->Add(StateEvent(v1::JOB_STATE_RUNNING,
                             absl::StrCat(local, " rank(s) started on ", env_.link->worker_name())));
 
-  // Watch them.
+  // Watch them: their exits, node 0's metrics.jsonl (relayed as events) and every local rank's
+  // telemetry (exported as this attempt's series).
   MetricsTail tail(absl::StrCat(output_dir_, "/", contract::kMetricsFileName), resume_step_);
+  std::vector<std::pair<int, LineTail>> telemetry;
+  for (const RankProcess& rank : ranks) {
+    telemetry.emplace_back(
+        rank.rank(), LineTail(absl::StrCat(output_dir_, "/", contract::kRankTelemetryDirName, "/",
+                                           rank.rank(), ".jsonl"),
+                              limits::kMaxMetricsLineBytes));
+  }
+  auto relay_telemetry = [&] {
+    for (auto& [rank, lines] : telemetry) {
+      for (const std::string& line : lines.Poll()) {
+        if (std::optional<contract::RankRow> row = contract::ParseRankLine(line)) {
+          series_->Observe(rank, *row);
+        }
+      }
+    }
+  };
   const RankProcess* failed = nullptr;
   while (true) {
     if (stopping()) break;
@@ -267,6 +287,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
         failed = &rank;
       }
     }
+    relay_telemetry();
     if (node0) {
       for (v1::JobEvent& event : tail.Poll()) reporter_->Add(std::move(event));
       UploadNewCheckpoints();
@@ -287,6 +308,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
   }
   StopRanks(ranks, env_.kill_grace);
   env_.metrics->RanksRunning(-local);
+  relay_telemetry();
   if (stopping()) return {};
   if (node0) {
     for (v1::JobEvent& event : tail.Poll()) reporter_->Add(std::move(event));
@@ -412,6 +434,8 @@ absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
       if (removed) return absl::InternalError(absl::StrCat(entry.path().string(), ": ", removed.message()));
     }
   }
+  // Rank telemetry belongs to the attempt that wrote it: each attempt's series start empty.
+  fs::remove_all(absl::StrCat(output_dir_, "/", contract::kRankTelemetryDirName), ec);
   // metrics.jsonl keeps the rows up to the resume step (the trainer does the same).
   const std::string metrics = absl::StrCat(output_dir_, "/", contract::kMetricsFileName);
   if (resume_step == 0) {
@@ -426,6 +450,19 @@ absl::Status AttemptRunner::ClearLocalState(uint64_t resume_step) {
     if (step && *step <= resume_step) kept += line + "\n";
   }
   return WriteFileAtomically(metrics, kept);
+}
+
+absl::Status AttemptRunner::TimedUpload(const LocalCheckpoint& checkpoint) {
+  const absl::Time started = absl::Now();
+  absl::Status status =
+      UploadCheckpoint(*env_.link, job_id(), attempt(), checkpoint, transfers_, *env_.metrics)
+          .status();
+  if (status.ok()) {
+    if (series_) series_->CheckpointUploaded(absl::ToDoubleSeconds(absl::Now() - started));
+  } else if (status.code() != absl::StatusCode::kAlreadyExists && !stopping()) {
+    env_.metrics->CheckpointUploadFailed();
+  }
+  return status;
 }
 
 void AttemptRunner::UploadNewCheckpoints() {
@@ -447,11 +484,7 @@ void AttemptRunner::UploadNewCheckpoints() {
     const std::string dir = absl::StrCat(CheckpointsDir(), "/", step);
     absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(dir);
     absl::Status status = checkpoint.status();
-    if (checkpoint.ok()) {
-      status = UploadCheckpoint(*env_.link, job_id(), attempt(), *checkpoint, transfers_,
-                                *env_.metrics)
-                   .status();
-    }
+    if (checkpoint.ok()) status = TimedUpload(*checkpoint);
     if (status.code() == absl::StatusCode::kAlreadyExists) {
       // A retried upload whose first reply was lost: the coordinator already recorded it.
       LOG_INFO("job {}: checkpoint {} was already recorded by the coordinator", job_id(), step);
@@ -487,9 +520,7 @@ absl::Status AttemptRunner::UploadFinal() {
   for (int tries = 0; tries < 8 && !stopping(); ++tries) {
     absl::StatusOr<LocalCheckpoint> checkpoint = ReadLocalCheckpoint(FinalDir());
     if (!checkpoint.ok()) return checkpoint.status();
-    status = UploadCheckpoint(*env_.link, job_id(), attempt(), *checkpoint, transfers_,
-                              *env_.metrics)
-                 .status();
+    status = TimedUpload(*checkpoint);
     if (status.ok()) return status;
     if (status.code() == absl::StatusCode::kAlreadyExists) {
       // A retried upload whose first reply was lost: the coordinator already recorded it.

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "worker/agent/agent_metrics.h"
+#include "worker/agent/checkpoint_transfer.h"
 #include "worker/agent/coordinator_link.h"
 #include "worker/agent/events_reporter.h"
 #include "proto/loratrf/v1/worker_service.pb.h"
@@ -105,6 +106,8 @@ class AttemptRunner {
   // retried on a later call.
   void UploadNewCheckpoints();
   absl::Status UploadFinal();
+  // One upload, its time observed in the attempt's series, a failure counted.
+  absl::Status TimedUpload(const LocalCheckpoint& checkpoint);
   void RequestStop(Stop why);
   void SleepUnlessStopped(absl::Duration duration);
   bool stopping() const { return stop_.load() != kNone; }
@@ -125,6 +128,7 @@ class AttemptRunner {
   std::vector<std::string> rank_env_;  // env_.rank_env and what env_.acquire added
   uint64_t resume_step_ = 0;
   std::set<uint64_t> uploaded_;    // checkpoint steps sent (or not to be sent)
+  std::unique_ptr<AttemptSeries> series_;  // while Execute() runs, on the attempt's thread
   absl::Time next_upload_try_ = absl::InfinitePast();
   std::thread thread_;
 };

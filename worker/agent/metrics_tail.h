@@ -11,14 +11,13 @@
 // Threading: single-threaded, called on the attempt's thread.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "proto/loratrf/v1/job.pb.h"
+#include "worker/agent/line_tail.h"
 
 namespace loratrf::worker::agent {
 
@@ -34,9 +33,7 @@ class MetricsTail {
   static std::optional<v1::JobEvent> RowToEvent(const std::string& line);
 
  private:
-  const std::string path_;
-  ino_t inode_ = 0;
-  uint64_t offset_ = 0;  // bytes of the current file consumed (complete lines only)
+  LineTail lines_;
   uint64_t last_train_step_;
   uint64_t last_eval_step_;
 };

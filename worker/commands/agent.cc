@@ -159,7 +159,7 @@ int RunAgent(const std::vector<std::string>& args) {
   std::unique_ptr<agent::AgentMetrics> metrics = agent::MakeNullAgentMetrics();
   if (std::optional<std::string> listen = flags->Get("--metrics-listen")) {
     absl::StatusOr<std::unique_ptr<agent::AgentMetrics>> served =
-        agent::MakePrometheusAgentMetrics(*listen);
+        agent::MakePrometheusAgentMetrics(*listen, options->work_dir);
     if (!served.ok()) return fail(served.status());
     metrics = *std::move(served);
   }
