@@ -185,6 +185,77 @@ TEST(CliProgressLine, EventsFoldIntoTheViewWithAnObservedRate) {
   EXPECT_FALSE(ApplyEvent(log, view, first));
 }
 
+// ---- loss trend -----------------------------------------------------------------------------
+
+TEST(CliSparkline, ScalesToTheMinAndMaxOfTheValues) {
+  EXPECT_EQ(FormatSparkline({}), "");
+  EXPECT_EQ(FormatSparkline({8, 7, 6, 5, 4, 3, 2, 1}), "█▇▆▅▄▃▂▁");
+  // Small changes still show their shape: the scale is the values' own range.
+  EXPECT_EQ(FormatSparkline({0.5003, 0.5, 0.5007}), "▄▁█");
+  EXPECT_EQ(FormatSparkline({-3, 0, 3}), "▁▅█");  // 3.5 rounds up
+  // A flat series reads as "no change", one value likewise.
+  EXPECT_EQ(FormatSparkline({0.7, 0.7, 0.7}), "▄▄▄");
+  EXPECT_EQ(FormatSparkline({2}), "▄");
+}
+
+TEST(CliSparkline, NonFiniteValuesAreMarkedAndLeftOutOfTheScale) {
+  EXPECT_EQ(FormatSparkline({1, NAN, 0, INFINITY, -INFINITY}), "█!▁!!");
+  EXPECT_EQ(FormatSparkline({NAN, NAN}), "!!");
+  // Huge values of both signs: their range would overflow a double; the scale still holds.
+  EXPECT_EQ(FormatSparkline({-1e308, 1e308, 0}), "▁█▅");
+}
+
+TEST(CliSparkline, TheLocaleDecidesWhetherTheTerminalShowsUtf8) {
+  EXPECT_TRUE(LocaleIsUtf8(nullptr, nullptr, "en_US.UTF-8"));
+  EXPECT_TRUE(LocaleIsUtf8(nullptr, nullptr, "C.utf8"));
+  EXPECT_TRUE(LocaleIsUtf8("", "de_DE.utf-8", "C"));
+  EXPECT_FALSE(LocaleIsUtf8("C", nullptr, "en_US.UTF-8"));  // LC_ALL wins
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, "POSIX", "en_US.UTF-8"));
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, nullptr, "en_US.ISO-8859-1"));
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, nullptr, nullptr));
+  EXPECT_FALSE(LocaleIsUtf8("", "", ""));
+}
+
+TEST(CliProgressLine, ShowsTheLossTrendOnlyOnAUtf8Terminal) {
+  ProgressView view = Running(120, 300);
+  view.loss = 0.4;
+  view.eval_accuracy = 0.9123;
+  view.recent_losses = {0.9, 0.7, NAN, 0.4};
+  EXPECT_EQ(FormatProgressLine(view, 0, /*utf8=*/true),
+            "running  step 120/300 [########............] 40%  loss 0.4 █▅!▁  eval acc 91.2%");
+  // ASCII: no sparkline at all, not a degraded one.
+  EXPECT_EQ(FormatProgressLine(view, 0, /*utf8=*/false),
+            "running  step 120/300 [########............] 40%  loss 0.4  eval acc 91.2%");
+  EXPECT_EQ(FormatProgressLine(view, 0), FormatProgressLine(view, 0, false));
+}
+
+TEST(CliProgressLine, TheTrendGoesAfterTheBarAndTheCutCountsCharactersNotBytes) {
+  ProgressView view = Running(300, 300);
+  view.loss = 0.1;
+  view.recent_losses = {0.3, 0.2, 0.1};
+  EXPECT_EQ(FormatProgressLine(view, 0, true),
+            "running  step 300/300 [####################] 100%  loss 0.1 █▅▁  ETA 0s");
+  // 43 characters (49 bytes): fits without the bar. Then the trend goes, then the line is cut.
+  EXPECT_EQ(FormatProgressLine(view, 43, true), "running  step 300/300  loss 0.1 █▅▁  ETA 0s");
+  EXPECT_EQ(FormatProgressLine(view, 42, true), "running  step 300/300  loss 0.1  ETA 0s");
+  EXPECT_EQ(FormatProgressLine(view, 12, true), "running  ste");
+}
+
+TEST(CliProgressLine, KeepsTheLastTwentyLossesAcrossAttempts) {
+  ProgressView view;
+  std::optional<v1::JobEvent> first;
+  for (uint64_t step = 1; step <= 25; ++step) {
+    ApplyEvent(Train(step, 1, step, 1000, static_cast<double>(step)), view, first);
+  }
+  ASSERT_EQ(view.recent_losses.size(), kTrendValues);
+  EXPECT_DOUBLE_EQ(view.recent_losses.front(), 6);
+  EXPECT_DOUBLE_EQ(view.recent_losses.back(), 25);
+  ApplyEvent(Train(26, 2, 21, 2000, NAN), view, first);  // a restart continues the curve
+  ASSERT_EQ(view.recent_losses.size(), kTrendValues);
+  EXPECT_DOUBLE_EQ(view.recent_losses.front(), 7);
+  EXPECT_TRUE(std::isnan(view.recent_losses.back()));
+}
+
 TEST(CliEventLine, OneLinePerKind) {
   v1::JobEvent e;
   e.set_seq(4);
