@@ -1,9 +1,11 @@
 #include "client/lib/format.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <variant>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -85,6 +87,43 @@ std::string CutToWidth(const std::string& text, size_t width) {
 bool NamesUtf8(absl::string_view locale) {
   std::string lower = absl::AsciiStrToLower(locale);
   return absl::StrContains(lower, "utf-8") || absl::StrContains(lower, "utf8");
+}
+
+// The shortest text that reads back as exactly `value`, in %g style ("0.0003", "1e-05",
+// "1234.5", "nan", "-inf"): plotting tools read it, and nothing is rounded away.
+std::string ExactNumber(double value) {
+  if (std::isnan(value)) return "nan";
+  char buffer[64];
+  auto [end, error] =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::general);
+  if (error != std::errc()) return Printf("%.17g", value);
+  return std::string(buffer, end);
+}
+
+contract::TrainRow TrainRowOf(const v1::TrainMetrics& t) {
+  contract::TrainRow row;
+  row.step = t.step();
+  row.epoch = t.epoch();
+  row.loss = t.loss();
+  row.learning_rate = t.learning_rate();
+  row.grad_norm = t.grad_norm();
+  row.tokens_per_second = t.tokens_per_second();
+  row.samples_per_second = t.samples_per_second();
+  row.step_seconds = t.step_seconds();
+  return row;
+}
+
+contract::EvalRow EvalRowOf(const v1::EvalMetrics& e) {
+  contract::EvalRow row;
+  row.step = e.step();
+  row.loss = e.loss();
+  row.accuracy = e.accuracy();
+  row.examples = e.examples();
+  return row;
+}
+
+uint64_t RowStep(const contract::MetricsRow& row) {
+  return std::visit([](const auto& r) { return r.step; }, row);
 }
 
 uint64_t CheckpointBytes(const v1::Checkpoint& checkpoint) {
@@ -507,6 +546,102 @@ std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_uni
           DeviceName(worker.device()),
           worker.running_jobs().empty() ? "-" : absl::StrJoin(worker.running_jobs(), ","),
           FormatAge(worker.last_heartbeat_at(), now_unix_seconds)};
+}
+
+// ---- metrics history ------------------------------------------------------------------------
+
+std::vector<contract::MetricsRow> MetricsHistory(const std::vector<v1::JobEvent>& events) {
+  std::vector<contract::MetricsRow> rows;
+  uint32_t attempt = 0;  // of the latest row
+  for (const v1::JobEvent& event : events) {
+    std::optional<contract::MetricsRow> row;
+    if (event.has_train()) row = TrainRowOf(event.train());
+    if (event.has_eval()) row = EvalRowOf(event.eval());
+    if (!row) continue;
+    if (event.attempt() > attempt) {
+      if (attempt != 0) {
+        const uint64_t resumed_at = RowStep(*row);
+        rows.erase(std::remove_if(rows.begin(), rows.end(),
+                                  [&](const contract::MetricsRow& r) {
+                                    return RowStep(r) >= resumed_at;
+                                  }),
+                   rows.end());
+      }
+      attempt = event.attempt();
+    }
+    rows.push_back(*std::move(row));
+  }
+  return rows;
+}
+
+std::vector<std::string> MetricsTableHeaders() {
+  return {"TYPE", "STEP", "EPOCH", "LOSS", "LR", "GRAD_NORM", "TOK/S", "EVAL_LOSS", "EVAL_ACC"};
+}
+
+std::vector<std::string> MetricsTableRow(const contract::MetricsRow& row) {
+  auto measured = [](double v) { return v != 0 ? FormatMetric(v) : std::string("-"); };
+  if (const auto* t = std::get_if<contract::TrainRow>(&row)) {
+    return {contract::metrics_keys::kTrainType,
+            absl::StrCat(t->step),
+            FormatMetric(t->epoch),
+            FormatMetric(t->loss),
+            FormatMetric(t->learning_rate),
+            measured(t->grad_norm),
+            measured(t->tokens_per_second),
+            "-",
+            "-"};
+  }
+  const auto& e = std::get<contract::EvalRow>(row);
+  return {contract::metrics_keys::kEvalType,
+          absl::StrCat(e.step),
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          FormatMetric(e.loss),
+          FormatPercent(e.accuracy)};
+}
+
+std::string FormatMetricsJson(const std::vector<contract::MetricsRow>& rows) {
+  std::vector<std::string> objects;
+  objects.reserve(rows.size());
+  for (const contract::MetricsRow& row : rows) {
+    objects.push_back(std::visit([](const auto& r) { return contract::ToJsonLine(r); }, row));
+  }
+  return absl::StrCat("[", absl::StrJoin(objects, ","), "]\n");
+}
+
+std::string FormatMetricsCsv(const std::vector<contract::MetricsRow>& rows) {
+  namespace keys = contract::metrics_keys;
+  const std::vector<std::string> columns = {
+      keys::kType,         keys::kStep,         keys::kEpoch,           keys::kLoss,
+      keys::kLearningRate, keys::kGradNorm,     keys::kTokensPerSecond, keys::kSamplesPerSecond,
+      keys::kStepSeconds,  keys::kEvalLoss,     keys::kEvalAccuracy,    keys::kEvalExamples};
+  std::string out = absl::StrCat(absl::StrJoin(columns, ","), "\n");
+  for (const contract::MetricsRow& row : rows) {
+    std::vector<std::string> cells(columns.size());
+    if (const auto* t = std::get_if<contract::TrainRow>(&row)) {
+      cells = {keys::kTrainType,
+               absl::StrCat(t->step),
+               ExactNumber(t->epoch),
+               ExactNumber(t->loss),
+               ExactNumber(t->learning_rate),
+               ExactNumber(t->grad_norm),
+               ExactNumber(t->tokens_per_second),
+               ExactNumber(t->samples_per_second),
+               ExactNumber(t->step_seconds),
+               "",
+               "",
+               ""};
+    } else {
+      const auto& e = std::get<contract::EvalRow>(row);
+      cells = {keys::kEvalType, absl::StrCat(e.step), "", "", "", "", "", "", "",
+               ExactNumber(e.loss), ExactNumber(e.accuracy), absl::StrCat(e.examples)};
+    }
+    absl::StrAppend(&out, absl::StrJoin(cells, ","), "\n");
+  }
+  return out;
 }
 
 }  // namespace loratrf::client

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "proto/contract/metrics_jsonl.h"
 #include "proto/loratrf/v1/job.pb.h"
 #include "proto/loratrf/v1/worker.pb.h"
 
@@ -130,5 +131,25 @@ std::vector<std::string> CheckpointTableHeaders();
 std::vector<std::string> CheckpointTableRow(const v1::Checkpoint& checkpoint);
 std::vector<std::string> WorkerTableHeaders();
 std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_unix_seconds);
+
+// ---- metrics history (`loratrf metrics`) ----------------------------------------------------
+
+// The train and eval reports of a job, as rows of metrics.jsonl (proto/contract/ owns the
+// schema), from its events in seq order; other events are skipped. When a later attempt
+// resumes from a checkpoint, the rows of earlier attempts from its first reported step on are
+// dropped: they were trained again, and the history then reads like the metrics.jsonl of an
+// uninterrupted run (one row per step and type).
+std::vector<contract::MetricsRow> MetricsHistory(const std::vector<v1::JobEvent>& events);
+
+// The table: TYPE STEP EPOCH LOSS LR GRAD_NORM TOK/S EVAL_LOSS EVAL_ACC, "-" where a row has no
+// value (eval columns of a train row, and the reverse; grad_norm and tok/s when not measured).
+std::vector<std::string> MetricsTableHeaders();
+std::vector<std::string> MetricsTableRow(const contract::MetricsRow& row);
+// `-o json`: one JSON array on one line, each row an object with the metrics.jsonl keys (what
+// the contract's ToJsonLine writes; NaN and infinities are null, as JSON has no such numbers).
+std::string FormatMetricsJson(const std::vector<contract::MetricsRow>& rows);
+// `-o csv`: a header of every metrics.jsonl key, type first, then one line per row; a cell is
+// empty where the row has no such key; numbers in their shortest exact form ("0.0003", "nan").
+std::string FormatMetricsCsv(const std::vector<contract::MetricsRow>& rows);
 
 }  // namespace loratrf::client

@@ -393,6 +393,119 @@ v1::CheckpointFile File(const std::string& path, const std::string& content) {
   return f;
 }
 
+// ---- metrics history ------------------------------------------------------------------------
+
+v1::JobEvent Eval(uint64_t seq, uint32_t attempt, uint64_t step, double loss, double accuracy) {
+  v1::JobEvent e;
+  e.set_seq(seq);
+  e.set_attempt(attempt);
+  e.mutable_eval()->set_step(step);
+  e.mutable_eval()->set_loss(loss);
+  e.mutable_eval()->set_accuracy(accuracy);
+  e.mutable_eval()->set_examples(64);
+  return e;
+}
+
+uint64_t StepOf(const contract::MetricsRow& row) {
+  return std::visit([](const auto& r) { return r.step; }, row);
+}
+
+TEST(CliMetricsHistory, TrainAndEvalRowsInOrderOthersSkipped) {
+  v1::JobEvent running;
+  running.set_attempt(1);
+  running.mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  v1::JobEvent checkpoint;
+  checkpoint.set_attempt(1);
+  checkpoint.mutable_checkpoint()->set_step(2);
+  std::vector<contract::MetricsRow> rows = MetricsHistory(
+      {running, Train(2, 1, 1, 0, 0.9), Train(3, 1, 2, 0, 0.8), Eval(4, 1, 2, 0.7, 0.5), checkpoint});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[0]).loss, 0.9);
+  EXPECT_EQ(std::get<contract::TrainRow>(rows[1]).step, 2u);
+  EXPECT_DOUBLE_EQ(std::get<contract::EvalRow>(rows[2]).accuracy, 0.5);
+  EXPECT_TRUE(MetricsHistory({}).empty());
+}
+
+TEST(CliMetricsHistory, AResumedAttemptReplacesTheStepsItTrainedAgain) {
+  // Attempt 1 reached step 4 (eval at 2 and 4) and died; attempt 2 resumed from the
+  // checkpoint at step 2.
+  std::vector<contract::MetricsRow> rows = MetricsHistory(
+      {Train(1, 1, 1, 0, 0.9), Train(2, 1, 2, 0, 0.8), Eval(3, 1, 2, 0.7, 0.5),
+       Train(4, 1, 3, 0, 0.7), Train(5, 1, 4, 0, 0.6), Eval(6, 1, 4, 0.6, 0.6),
+       Train(7, 2, 3, 0, 0.75), Train(8, 2, 4, 0, 0.65), Eval(9, 2, 4, 0.62, 0.58)});
+  std::vector<uint64_t> steps;
+  for (const auto& row : rows) steps.push_back(StepOf(row));
+  EXPECT_EQ(steps, (std::vector<uint64_t>{1, 2, 2, 3, 4, 4}));
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[3]).loss, 0.75);
+  EXPECT_DOUBLE_EQ(std::get<contract::EvalRow>(rows[5]).accuracy, 0.58);
+  // A restart from scratch (no checkpoint) replaces everything.
+  rows = MetricsHistory({Train(1, 1, 1, 0, 0.9), Train(2, 1, 2, 0, 0.8), Train(3, 3, 1, 0, 0.95)});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[0]).loss, 0.95);
+}
+
+std::vector<contract::MetricsRow> SampleRows() {
+  contract::TrainRow train;
+  train.step = 10;
+  train.epoch = 0.25;
+  train.loss = 0.693147;
+  train.learning_rate = 3e-4;
+  train.grad_norm = 1.25;
+  train.tokens_per_second = 1234.5;
+  train.samples_per_second = 40;
+  train.step_seconds = 0.5;
+  contract::TrainRow unmeasured;  // no grad_norm, no throughput; a diverged loss
+  unmeasured.step = 11;
+  unmeasured.loss = NAN;
+  contract::EvalRow eval;
+  eval.step = 10;
+  eval.loss = 0.51;
+  eval.accuracy = 0.8125;
+  eval.examples = 64;
+  return {train, unmeasured, eval};
+}
+
+TEST(CliMetricsFormats, TableWithADashWhereARowHasNoValue) {
+  std::vector<std::vector<std::string>> table;
+  for (const auto& row : SampleRows()) table.push_back(MetricsTableRow(row));
+  EXPECT_EQ(FormatTable(MetricsTableHeaders(), table),
+            "TYPE   STEP  EPOCH  LOSS    LR      GRAD_NORM  TOK/S  EVAL_LOSS  EVAL_ACC\n"
+            "train  10    0.25   0.6931  0.0003  1.25       1234   -          -\n"
+            "train  11    0      nan     0       -          -      -          -\n"
+            "eval   10    -      -       -       -          -      0.51       81.2%\n");
+}
+
+TEST(CliMetricsFormats, CsvHasEveryKeyAndEmptyCells) {
+  EXPECT_EQ(FormatMetricsCsv(SampleRows()),
+            "type,step,epoch,loss,lr,grad_norm,tokens_per_second,samples_per_second,"
+            "step_seconds,eval_loss,eval_accuracy,eval_examples\n"
+            "train,10,0.25,0.693147,0.0003,1.25,1234.5,40,0.5,,,\n"
+            "train,11,0,nan,0,0,0,0,0,,,\n"
+            "eval,10,,,,,,,,0.51,0.8125,64\n");
+  EXPECT_EQ(FormatMetricsCsv({}),
+            "type,step,epoch,loss,lr,grad_norm,tokens_per_second,samples_per_second,"
+            "step_seconds,eval_loss,eval_accuracy,eval_examples\n");
+}
+
+TEST(CliMetricsFormats, JsonIsOneArrayOfMetricsJsonlRows) {
+  std::string json = FormatMetricsJson(SampleRows());
+  ASSERT_EQ(json.back(), '\n');
+  EXPECT_EQ(std::count(json.begin(), json.end(), '\n'), 1);
+  EXPECT_EQ(json.front(), '[');
+  // Each element is exactly the contract's metrics.jsonl line, so the keys cannot drift, and
+  // it reads back as the same row.
+  std::vector<contract::MetricsRow> rows = SampleRows();
+  EXPECT_EQ(json, "[" + contract::ToJsonLine(std::get<contract::TrainRow>(rows[0])) + "," +
+                      contract::ToJsonLine(std::get<contract::TrainRow>(rows[1])) + "," +
+                      contract::ToJsonLine(std::get<contract::EvalRow>(rows[2])) + "]\n");
+  EXPECT_THAT(json, HasSubstr("\"loss\":null"));  // NaN: JSON has no such number
+  std::string first = contract::ToJsonLine(std::get<contract::TrainRow>(rows[0]));
+  auto parsed = contract::ParseMetricsLine(first);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(*parsed).tokens_per_second, 1234.5);
+  EXPECT_EQ(FormatMetricsJson({}), "[]\n");
+}
+
 // ---- the download writer --------------------------------------------------------------------
 
 class CliDownload : public ::testing::Test {
