@@ -26,6 +26,7 @@ constexpr char kUsage[] =
     "  list [--state S]... [--owner O] [--name-prefix P] [--page-size N] [--all]\n"
     "                                      jobs, newest first (--all: every page)\n"
     "  watch ID                            follow a job live; exit 0 only if it succeeds\n"
+    "  metrics ID [-o text|json|csv]       a job's train and eval history so far\n"
     "  cancel ID [--reason R]              cancel a job (a finished job is left unchanged)\n"
     "  checkpoints ID                      a job's committed checkpoints\n"
     "  download ID [--checkpoint C] --output DIR\n"
@@ -33,8 +34,9 @@ constexpr char kUsage[] =
     "                                      the latest) into a new directory, verified\n"
     "  workers                             the fleet\n"
     "\n"
-    "Every command but validate takes -o text|json (proto JSON). The coordinator address may\n"
-    "also come from LORATRF_COORDINATOR; connection flags may also follow the command.\n"
+    "Every command but validate takes -o text|json (proto JSON; for metrics, metrics.jsonl\n"
+    "rows; metrics also takes -o csv). The coordinator address may also come from\n"
+    "LORATRF_COORDINATOR; connection flags may also follow the command.\n"
     "Exit status: 0 done, 1 the coordinator failed or said no, 2 bad input.\n";
 
 int UsageError(const std::string& message) {
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
       {"get", loratrf::client::RunGet},
       {"list", loratrf::client::RunList},
       {"watch", loratrf::client::RunWatch},
+      {"metrics", loratrf::client::RunMetrics},
       {"cancel", loratrf::client::RunCancel},
       {"checkpoints", loratrf::client::RunCheckpoints},
       {"download", loratrf::client::RunDownload},

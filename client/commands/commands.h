@@ -31,6 +31,7 @@ int RunGet(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunList(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunCancel(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunWatch(const GlobalOptions& global, const std::vector<std::string>& args);
+int RunMetrics(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunCheckpoints(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunDownload(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunWorkers(const GlobalOptions& global, const std::vector<std::string>& args);

@@ -1,11 +1,13 @@
 // watch: follows a job's events until it is final. On a terminal, one progress line redrawn in
 // place (state changes, checkpoints and logs scroll above it); on a pipe, one line per event;
-// with -o json, one JobEvent per line. Reconnects from the last seq + 1 when the coordinator
+// with -o json, one JobEvent per line. The progress line carries a sparkline of the recent
+// losses when the locale says the terminal shows UTF-8; otherwise it stays plain ASCII. Reconnects from the last seq + 1 when the coordinator
 // goes away, for up to kGiveUpSeconds.
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -33,8 +35,8 @@ double SecondsSince(Clock::time_point start) {
 
 class Watcher {
  public:
-  Watcher(Connection& connection, std::string id, bool json, bool tty)
-      : connection_(connection), id_(std::move(id)), json_(json), tty_(tty) {}
+  Watcher(Connection& connection, std::string id, bool json, bool tty, bool utf8)
+      : connection_(connection), id_(std::move(id)), json_(json), tty_(tty), utf8_(utf8) {}
 
   int Run() {
     v1::Job job;
@@ -141,7 +143,7 @@ class Watcher {
       line_shown_ = false;
     }
     if (changed || !line_shown_) {
-      Print("\r\x1b[K" + FormatProgressLine(view_, TerminalWidth()));
+      Print("\r\x1b[K" + FormatProgressLine(view_, TerminalWidth(), utf8_));
       line_shown_ = true;
     }
   }
@@ -168,6 +170,7 @@ class Watcher {
   const std::string id_;
   const bool json_;
   const bool tty_;
+  const bool utf8_;  // the progress line may use UTF-8 (the loss sparkline)
   ProgressView view_;
   std::optional<v1::JobEvent> first_train_;
   uint64_t last_seq_ = 0;
@@ -186,7 +189,8 @@ int RunWatch(const GlobalOptions& global, const std::vector<std::string>& args) 
   auto connection = Connect(global, command->flags);
   if (!connection.ok()) return Fail(kExitUsage, connection.status().message());
   bool tty = !command->json && ::isatty(STDOUT_FILENO) == 1;
-  return Watcher(**connection, command->id, command->json, tty).Run();
+  bool utf8 = LocaleIsUtf8(std::getenv("LC_ALL"), std::getenv("LC_CTYPE"), std::getenv("LANG"));
+  return Watcher(**connection, command->id, command->json, tty, utf8).Run();
 }
 
 }  // namespace loratrf::client

@@ -1,10 +1,11 @@
 #include "client/lib/format.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-
+#include <variant>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -63,6 +64,66 @@ std::string TrainText(const v1::TrainMetrics& t, uint64_t total_steps) {
 std::string EvalText(const v1::EvalMetrics& e) {
   return absl::StrCat("step ", e.step(), " loss ", FormatMetric(e.loss()), " accuracy ",
                       FormatPercent(e.accuracy()), " examples ", e.examples());
+}
+
+// Characters as a terminal counts them: UTF-8 sequences count once.
+size_t DisplayWidth(absl::string_view text) {
+  size_t width = 0;
+  for (char c : text) width += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return width;
+}
+
+// The first `width` characters of `text`, never cutting a UTF-8 sequence.
+std::string CutToWidth(const std::string& text, size_t width) {
+  size_t seen = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;
+    if (seen == width) return text.substr(0, i);
+    ++seen;
+  }
+  return text;
+}
+
+bool NamesUtf8(absl::string_view locale) {
+  std::string lower = absl::AsciiStrToLower(locale);
+  return absl::StrContains(lower, "utf-8") || absl::StrContains(lower, "utf8");
+}
+
+// The shortest text that reads back as exactly `value`, in %g style ("0.0003", "1e-05",
+// "1234.5", "nan", "-inf"): plotting tools read it, and nothing is rounded away.
+std::string ExactNumber(double value) {
+  if (std::isnan(value)) return "nan";
+  char buffer[64];
+  auto [end, error] =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::general);
+  if (error != std::errc()) return Printf("%.17g", value);
+  return std::string(buffer, end);
+}
+
+contract::TrainRow TrainRowOf(const v1::TrainMetrics& t) {
+  contract::TrainRow row;
+  row.step = t.step();
+  row.epoch = t.epoch();
+  row.loss = t.loss();
+  row.learning_rate = t.learning_rate();
+  row.grad_norm = t.grad_norm();
+  row.tokens_per_second = t.tokens_per_second();
+  row.samples_per_second = t.samples_per_second();
+  row.step_seconds = t.step_seconds();
+  return row;
+}
+
+contract::EvalRow EvalRowOf(const v1::EvalMetrics& e) {
+  contract::EvalRow row;
+  row.step = e.step();
+  row.loss = e.loss();
+  row.accuracy = e.accuracy();
+  row.examples = e.examples();
+  return row;
+}
+
+uint64_t RowStep(const contract::MetricsRow& row) {
+  return std::visit([](const auto& r) { return r.step; }, row);
 }
 
 uint64_t CheckpointBytes(const v1::Checkpoint& checkpoint) {
@@ -172,6 +233,41 @@ std::string FormatPercent(double fraction) {
   return Printf("%.1f", fraction * 100) + "%";
 }
 
+// ---- loss trend -----------------------------------------------------------------------------
+
+std::string FormatSparkline(const std::vector<double>& values) {
+  static const char* const kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  constexpr int kLevels = static_cast<int>(std::size(kBlocks));
+  double low = INFINITY;
+  double high = -INFINITY;
+  for (double v : values) {
+    if (!std::isfinite(v)) continue;
+    low = std::min(low, v);
+    high = std::max(high, v);
+  }
+  std::string out;
+  for (double v : values) {
+    if (!std::isfinite(v)) {
+      out += '!';
+    } else if (!(high > low)) {
+      out += kBlocks[kLevels / 2 - 1];  // flat: the middle, so that it reads as "no change"
+    } else {
+      // Halved first: high - low overflows for huge values of opposite signs.
+      double fraction = (v / 2 - low / 2) / (high / 2 - low / 2);
+      int level = static_cast<int>(std::lround(fraction * (kLevels - 1)));
+      out += kBlocks[std::clamp(level, 0, kLevels - 1)];
+    }
+  }
+  return out;
+}
+
+bool LocaleIsUtf8(const char* lc_all, const char* lc_ctype, const char* lang) {
+  for (const char* value : {lc_all, lc_ctype, lang}) {
+    if (value != nullptr && *value != '\0') return NamesUtf8(value);
+  }
+  return false;
+}
+
 // ---- progress -------------------------------------------------------------------------------
 
 std::optional<double> EstimateEtaSeconds(const ProgressView& view) {
@@ -187,7 +283,7 @@ std::optional<double> EstimateEtaSeconds(const ProgressView& view) {
   return std::nullopt;
 }
 
-std::string FormatProgressLine(const ProgressView& view, size_t width) {
+std::string FormatProgressLine(const ProgressView& view, size_t width, bool utf8) {
   std::vector<std::string> head;  // before the bar
   std::vector<std::string> tail;  // after the bar
   std::string state = JobStateName(view.state);
@@ -206,22 +302,28 @@ std::string FormatProgressLine(const ProgressView& view, size_t width) {
     head.push_back(absl::StrCat("step ", view.step));
   }
   if (view.loss) tail.push_back("loss " + FormatMetric(*view.loss));
+  std::string trend;  // goes right after the loss
+  if (utf8 && view.loss && !view.recent_losses.empty()) {
+    trend = FormatSparkline(view.recent_losses);
+  }
   if (view.eval_accuracy) tail.push_back("eval acc " + FormatPercent(*view.eval_accuracy));
   if (view.tokens_per_second) tail.push_back(FormatMetric(*view.tokens_per_second) + " tok/s");
   if (std::optional<double> eta = EstimateEtaSeconds(view)) {
     tail.push_back("ETA " + FormatDuration(*eta));
   }
-  std::string without_bar = absl::StrJoin(head, "  ");
-  std::string rest = absl::StrJoin(tail, "  ");
-  auto join = [&](bool with_bar) {
-    std::string line = without_bar;
+  auto join = [&](bool with_bar, bool with_trend) {
+    std::string line = absl::StrJoin(head, "  ");
     if (with_bar && !bar.empty()) absl::StrAppend(&line, " ", bar);
-    if (!rest.empty()) absl::StrAppend(&line, "  ", rest);
+    for (size_t i = 0; i < tail.size(); ++i) {
+      absl::StrAppend(&line, "  ", tail[i]);
+      if (i == 0 && view.loss && with_trend && !trend.empty()) absl::StrAppend(&line, " ", trend);
+    }
     return line;
   };
-  std::string line = join(true);
-  if (width > 0 && line.size() > width) line = join(false);
-  if (width > 0 && line.size() > width) line.resize(width);
+  std::string line = join(true, true);
+  if (width > 0 && DisplayWidth(line) > width) line = join(false, true);
+  if (width > 0 && DisplayWidth(line) > width) line = join(false, false);
+  if (width > 0 && DisplayWidth(line) > width) line = CutToWidth(line, width);
   return line;
 }
 
@@ -242,6 +344,11 @@ bool ApplyEvent(const v1::JobEvent& event, ProgressView& view,
       const v1::TrainMetrics& t = event.train();
       view.step = t.step();
       view.loss = t.loss();
+      view.recent_losses.push_back(t.loss());
+      if (view.recent_losses.size() > kTrendValues) {
+        view.recent_losses.erase(view.recent_losses.begin(),
+                                 view.recent_losses.end() - kTrendValues);
+      }
       if (t.tokens_per_second() > 0) view.tokens_per_second = t.tokens_per_second();
       if (t.step_seconds() > 0) view.step_seconds = t.step_seconds();
       view.server_eta_seconds.reset();  // the coordinator's estimate is older than this step
@@ -439,6 +546,102 @@ std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_uni
           DeviceName(worker.device()),
           worker.running_jobs().empty() ? "-" : absl::StrJoin(worker.running_jobs(), ","),
           FormatAge(worker.last_heartbeat_at(), now_unix_seconds)};
+}
+
+// ---- metrics history ------------------------------------------------------------------------
+
+std::vector<contract::MetricsRow> MetricsHistory(const std::vector<v1::JobEvent>& events) {
+  std::vector<contract::MetricsRow> rows;
+  uint32_t attempt = 0;  // of the latest row
+  for (const v1::JobEvent& event : events) {
+    std::optional<contract::MetricsRow> row;
+    if (event.has_train()) row = TrainRowOf(event.train());
+    if (event.has_eval()) row = EvalRowOf(event.eval());
+    if (!row) continue;
+    if (event.attempt() > attempt) {
+      if (attempt != 0) {
+        const uint64_t resumed_at = RowStep(*row);
+        rows.erase(std::remove_if(rows.begin(), rows.end(),
+                                  [&](const contract::MetricsRow& r) {
+                                    return RowStep(r) >= resumed_at;
+                                  }),
+                   rows.end());
+      }
+      attempt = event.attempt();
+    }
+    rows.push_back(*std::move(row));
+  }
+  return rows;
+}
+
+std::vector<std::string> MetricsTableHeaders() {
+  return {"TYPE", "STEP", "EPOCH", "LOSS", "LR", "GRAD_NORM", "TOK/S", "EVAL_LOSS", "EVAL_ACC"};
+}
+
+std::vector<std::string> MetricsTableRow(const contract::MetricsRow& row) {
+  auto measured = [](double v) { return v != 0 ? FormatMetric(v) : std::string("-"); };
+  if (const auto* t = std::get_if<contract::TrainRow>(&row)) {
+    return {contract::metrics_keys::kTrainType,
+            absl::StrCat(t->step),
+            FormatMetric(t->epoch),
+            FormatMetric(t->loss),
+            FormatMetric(t->learning_rate),
+            measured(t->grad_norm),
+            measured(t->tokens_per_second),
+            "-",
+            "-"};
+  }
+  const auto& e = std::get<contract::EvalRow>(row);
+  return {contract::metrics_keys::kEvalType,
+          absl::StrCat(e.step),
+          "-",
+          "-",
+          "-",
+          "-",
+          "-",
+          FormatMetric(e.loss),
+          FormatPercent(e.accuracy)};
+}
+
+std::string FormatMetricsJson(const std::vector<contract::MetricsRow>& rows) {
+  std::vector<std::string> objects;
+  objects.reserve(rows.size());
+  for (const contract::MetricsRow& row : rows) {
+    objects.push_back(std::visit([](const auto& r) { return contract::ToJsonLine(r); }, row));
+  }
+  return absl::StrCat("[", absl::StrJoin(objects, ","), "]\n");
+}
+
+std::string FormatMetricsCsv(const std::vector<contract::MetricsRow>& rows) {
+  namespace keys = contract::metrics_keys;
+  const std::vector<std::string> columns = {
+      keys::kType,         keys::kStep,         keys::kEpoch,           keys::kLoss,
+      keys::kLearningRate, keys::kGradNorm,     keys::kTokensPerSecond, keys::kSamplesPerSecond,
+      keys::kStepSeconds,  keys::kEvalLoss,     keys::kEvalAccuracy,    keys::kEvalExamples};
+  std::string out = absl::StrCat(absl::StrJoin(columns, ","), "\n");
+  for (const contract::MetricsRow& row : rows) {
+    std::vector<std::string> cells(columns.size());
+    if (const auto* t = std::get_if<contract::TrainRow>(&row)) {
+      cells = {keys::kTrainType,
+               absl::StrCat(t->step),
+               ExactNumber(t->epoch),
+               ExactNumber(t->loss),
+               ExactNumber(t->learning_rate),
+               ExactNumber(t->grad_norm),
+               ExactNumber(t->tokens_per_second),
+               ExactNumber(t->samples_per_second),
+               ExactNumber(t->step_seconds),
+               "",
+               "",
+               ""};
+    } else {
+      const auto& e = std::get<contract::EvalRow>(row);
+      cells = {keys::kEvalType, absl::StrCat(e.step), "", "", "", "", "", "", "",
+               ExactNumber(e.loss), ExactNumber(e.accuracy), absl::StrCat(e.examples)};
+    }
+    absl::StrAppend(&out, absl::StrJoin(cells, ","), "\n");
+  }
+  return out;
 }
 
 }  // namespace loratrf::client

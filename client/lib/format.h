@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "proto/contract/metrics_jsonl.h"
 #include "proto/loratrf/v1/job.pb.h"
 #include "proto/loratrf/v1/worker.pb.h"
 
@@ -46,6 +47,22 @@ std::string FormatMetric(double value);
 // "91.2%": a fraction as a percentage with one decimal.
 std::string FormatPercent(double fraction);
 
+// ---- loss trend -----------------------------------------------------------------------------
+
+// How many recent training losses the live line's sparkline shows.
+inline constexpr size_t kTrendValues = 20;
+
+// One character per value, in order: the blocks ▁▂▃▄▅▆▇█ scaled to the min..max of the finite
+// values, so that the shape shows however small the changes are; '!' for NaN or an infinity
+// (a diverged step must stand out, not vanish into the scale); a flat series is all ▄. UTF-8;
+// "" for no values.
+std::string FormatSparkline(const std::vector<double>& values);
+
+// Whether a terminal under this locale environment shows UTF-8: the first of LC_ALL, LC_CTYPE
+// and LANG that is set and not empty names the UTF-8 codeset ("en_US.UTF-8", "C.utf8"). Null
+// or empty arguments count as unset; no locale at all is plain ASCII.
+bool LocaleIsUtf8(const char* lc_all, const char* lc_ctype, const char* lang);
+
 // ---- progress -------------------------------------------------------------------------------
 
 // What the live progress line shows; `watch` folds events into it.
@@ -63,6 +80,9 @@ struct ProgressView {
   // and the seconds between them (event times).
   uint64_t observed_steps = 0;
   double observed_seconds = 0;
+  // The last kTrendValues training losses, oldest first (kept across restarts: a resumed
+  // attempt continues the same curve).
+  std::vector<double> recent_losses;
 };
 
 // Seconds left: the coordinator's ETA when it gave one; else the remaining steps times the
@@ -72,9 +92,11 @@ std::optional<double> EstimateEtaSeconds(const ProgressView& view);
 
 // One line, at most `width` characters (0: no limit), e.g.
 //   running  step 120/300 [#######.........] 40%  loss 0.4123  eval acc 91.2%  312 tok/s  ETA 2m05s
-// Fields that are unknown are left out; the bar is dropped first when the line is too wide,
-// then the line is cut.
-std::string FormatProgressLine(const ProgressView& view, size_t width);
+// With `utf8` (the terminal shows UTF-8), the loss is followed by the sparkline of
+// view.recent_losses: `loss 0.4123 █▆▅▄▃▃▂▁`; without it the line is plain ASCII. Fields that
+// are unknown are left out; when the line is too wide the bar is dropped first, then the
+// sparkline, then the line is cut (never inside a character).
+std::string FormatProgressLine(const ProgressView& view, size_t width, bool utf8 = false);
 
 // Updates `view` with one event (train, eval, state change); `first_train` keeps the first train
 // event of the current attempt for the observed rate. Returns true when the view changed.
@@ -109,5 +131,25 @@ std::vector<std::string> CheckpointTableHeaders();
 std::vector<std::string> CheckpointTableRow(const v1::Checkpoint& checkpoint);
 std::vector<std::string> WorkerTableHeaders();
 std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_unix_seconds);
+
+// ---- metrics history (`loratrf metrics`) ----------------------------------------------------
+
+// The train and eval reports of a job, as rows of metrics.jsonl (proto/contract/ owns the
+// schema), from its events in seq order; other events are skipped. When a later attempt
+// resumes from a checkpoint, the rows of earlier attempts from its first reported step on are
+// dropped: they were trained again, and the history then reads like the metrics.jsonl of an
+// uninterrupted run (one row per step and type).
+std::vector<contract::MetricsRow> MetricsHistory(const std::vector<v1::JobEvent>& events);
+
+// The table: TYPE STEP EPOCH LOSS LR GRAD_NORM TOK/S EVAL_LOSS EVAL_ACC, "-" where a row has no
+// value (eval columns of a train row, and the reverse; grad_norm and tok/s when not measured).
+std::vector<std::string> MetricsTableHeaders();
+std::vector<std::string> MetricsTableRow(const contract::MetricsRow& row);
+// `-o json`: one JSON array on one line, each row an object with the metrics.jsonl keys (what
+// the contract's ToJsonLine writes; NaN and infinities are null, as JSON has no such numbers).
+std::string FormatMetricsJson(const std::vector<contract::MetricsRow>& rows);
+// `-o csv`: a header of every metrics.jsonl key, type first, then one line per row; a cell is
+// empty where the row has no such key; numbers in their shortest exact form ("0.0003", "nan").
+std::string FormatMetricsCsv(const std::vector<contract::MetricsRow>& rows);
 
 }  // namespace loratrf::client

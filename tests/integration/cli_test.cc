@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
+#include "proto/loratrf/v1/worker_service.grpc.pb.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -164,6 +166,10 @@ TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
       {{"list", "--page-size", "0"}, "--page-size: must be an integer in [1, 1000]"},
       {{"watch"}, "watch takes one job id"},
       {{"watch", "j1", "--follow"}, "unknown flag --follow"},
+      {{"metrics"}, "metrics takes one job id: loratrf metrics ID [-o text|json|csv]"},
+      {{"metrics", "a", "b"}, "metrics takes one job id"},
+      {{"metrics", "j1", "-o", "xml"}, "-o: must be one of text | json | csv, got 'xml'"},
+      {{"metrics", "j1", "--follow"}, "unknown flag --follow"},
       {{"cancel"}, "cancel takes one job id"},
       {{"cancel", "j1", "--reason"}, "--reason: needs a value"},
       {{"checkpoints"}, "checkpoints takes one job id"},
@@ -198,7 +204,8 @@ TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
 TEST(LoratrfCli, ServerCommandsNeedACoordinatorAddress) {
   for (std::vector<std::string> args :
        {std::vector<std::string>{"get", "j1"}, {"list"}, {"watch", "j1"}, {"workers"},
-        {"cancel", "j1"}, {"checkpoints", "j1"}, {"submit", kSpecDir + "sst2-loratrf.yaml"}}) {
+        {"cancel", "j1"}, {"checkpoints", "j1"}, {"metrics", "j1"},
+        {"submit", kSpecDir + "sst2-loratrf.yaml"}}) {
     args.insert(args.begin(), {"/usr/bin/env", "-u", "LORATRF_COORDINATOR", BinaryPath("loratrf")});
     ExpectOneLineUsageError(RunProcess(args),
                             "no coordinator address: pass --coordinator HOST:PORT or set "
@@ -232,7 +239,7 @@ TEST(LoratrfCli, AnUnreachableCoordinatorExitsOneWithAClearMessage) {
   TempDir dir;
   for (std::vector<std::string> args :
        {std::vector<std::string>{"get", "j1"}, {"list", "--all"}, {"watch", "j1"}, {"workers"},
-        {"cancel", "j1"}, {"checkpoints", "j1", "-o", "json"},
+        {"cancel", "j1"}, {"checkpoints", "j1", "-o", "json"}, {"metrics", "j1", "-o", "csv"},
         {"download", "j1", "--output", dir / "out"},
         {"submit", kSpecDir + "sst2-loratrf.yaml", "--idempotency-key", "k1"}}) {
     SCOPED_TRACE(::testing::PrintToString(args));
@@ -263,7 +270,7 @@ TEST(LoratrfCli, TheEnvironmentNamesTheCoordinatorAndTheFlagWins) {
 TEST(LoratrfCli, HelpListsEveryCommand) {
   ProcessResult r = Cli({"--help"});
   ASSERT_EQ(r.exit_code, 0);
-  for (const char* command : {"validate", "submit", "get", "list", "watch", "cancel",
+  for (const char* command : {"validate", "submit", "get", "list", "watch", "metrics", "cancel",
                               "checkpoints", "download", "workers", "LORATRF_COORDINATOR"}) {
     EXPECT_THAT(r.out, HasSubstr(command));
   }
@@ -316,6 +323,13 @@ class FakeJobService final : public v1::JobService::Service {
   }
   grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest* request,
                         grpc::ServerWriter<v1::JobEvent>* writer) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      watch_requests.push_back(*request);
+    }
+    if (request->id() == "missing") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job missing: not found");
+    }
     auto state = [&](uint64_t seq, v1::JobState from, v1::JobState to, std::string reason) {
       v1::JobEvent e;
       e.set_seq(seq);
@@ -371,6 +385,7 @@ class FakeJobService final : public v1::JobService::Service {
   std::mutex mu;
   std::vector<v1::SubmitJobRequest> submitted;
   std::vector<v1::ListJobsRequest> list_requests;
+  std::vector<v1::WatchJobRequest> watch_requests;
   std::string authorization;
 };
 
@@ -472,6 +487,22 @@ TEST_F(LoratrfCliFake, WatchPrintsALineAnEventAndExitsByTheFinalState) {
   EXPECT_EQ(nlohmann::json::parse(r.out.substr(0, r.out.find('\n')))["seq"], "1");
 }
 
+TEST_F(LoratrfCliFake, MetricsReadsTheStoredHistoryWithoutFollowing) {
+  ProcessResult r = Run({"metrics", "job-1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "TYPE   STEP  EPOCH  LOSS  LR  GRAD_NORM  TOK/S  EVAL_LOSS  EVAL_ACC\n"
+            "train  2     0      1     0   -          -      -          -\n"
+            "train  4     0      0.5   0   -          -      -          -\n");
+  ASSERT_EQ(service_.watch_requests.size(), 1u);
+  EXPECT_TRUE(service_.watch_requests[0].no_follow());
+  EXPECT_LE(service_.watch_requests[0].from_seq(), 1u);
+  r = Run({"metrics", "missing", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "loratrf: job missing: not found\n");
+}
+
 TEST_F(LoratrfCliFake, DownloadVerifiesEveryFileAndTrustsNoPath) {
   TempDir dir;
   ProcessResult r = Run({"download", "job-1", "--output", dir / "adapter"});
@@ -498,6 +529,160 @@ TEST_F(LoratrfCliFake, UnimplementedCallsFailWithOneLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, StartsWith("loratrf: coordinator at 127.0.0.1:"));
   EXPECT_THAT(r.err, HasSubstr("UNIMPLEMENTED"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+}
+
+// ---- against a real coordinator --------------------------------------------------------------
+// `metrics` reads what the coordinator stored: a real loratrf-coordinator on loopback, with this
+// test in the agent's place (it reports train and eval rows through WorkerService exactly as an
+// agent relays them from metrics.jsonl), so no training has to run.
+
+class LoratrfCliCoordinator : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_ / "data");
+    coordinator_ = std::make_unique<testing::BackgroundProcess>(
+        std::vector<std::string>{BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0",
+                                 "--data-dir", dir_ / "data"},
+        dir_ / "coordinator.log");
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          address_ = testing::Slurp(dir_ / "data/coordinator.address");
+          return !address_.empty() && address_.back() == '\n';
+        },
+        30))
+        << testing::Slurp(dir_ / "coordinator.log");
+    address_.pop_back();
+    workers_ = v1::WorkerService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    return context;
+  }
+
+  ProcessResult Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--coordinator", address_});
+    return Cli(args);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<testing::BackgroundProcess> coordinator_;
+  std::string address_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+TEST_F(LoratrfCliCoordinator, MetricsPrintsTheStoredRowsOfARunningAndAFinishedJob) {
+  // A worker that takes the job.
+  v1::RegisterRequest reg;
+  reg.set_name("node-1");
+  reg.set_slots(2);
+  reg.set_device(v1::DEVICE_CPU);
+  reg.set_address("127.0.0.1");
+  reg.set_version("test");
+  v1::RegisterResponse lease;
+  grpc::Status status = workers_->Register(Context().get(), reg, &lease);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::StreamCommandsRequest open;
+  open.set_name("node-1");
+  open.set_lease_id(lease.lease_id());
+  auto stream_context = Context();
+  auto commands = workers_->StreamCommands(stream_context.get(), open);
+
+  ProcessResult submitted = Run({"submit", kSpecDir + "sst2-loratrf.yaml"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  std::string id = submitted.out.substr(0, submitted.out.size() - 1);
+  id = id.substr(id.rfind('\n') == std::string::npos ? 0 : id.rfind('\n') + 1);
+  v1::WorkerCommand command;
+  ASSERT_TRUE(commands->Read(&command)) << commands->Finish().error_message();
+  ASSERT_TRUE(command.has_assign());
+  ASSERT_EQ(command.assign().job_id(), id);
+
+  // What the agent relays: the ranks are up, four steps, an eval after steps 2 and 4, a log.
+  v1::ReportEventsRequest report;
+  report.set_worker("node-1");
+  report.set_lease_id(lease.lease_id());
+  report.set_job_id(id);
+  report.set_attempt(command.assign().attempt());
+  report.add_events()->mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  for (uint64_t step = 1; step <= 4; ++step) {
+    v1::TrainMetrics* train = report.add_events()->mutable_train();
+    train->set_step(step);
+    train->set_epoch(0.25 * static_cast<double>(step));
+    train->set_loss(1.0 / static_cast<double>(step));
+    train->set_learning_rate(3e-4);
+    train->set_grad_norm(1.5);
+    train->set_tokens_per_second(1000);
+    if (step % 2 == 0) {
+      v1::EvalMetrics* eval = report.add_events()->mutable_eval();
+      eval->set_step(step);
+      eval->set_loss(0.5 / static_cast<double>(step));
+      eval->set_accuracy(0.25 * static_cast<double>(step));
+      eval->set_examples(64);
+    }
+  }
+  report.add_events()->mutable_log()->set_text("not a metric");
+  v1::ReportEventsResponse reported;
+  status = workers_->ReportEvents(Context().get(), report, &reported);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  const std::string kCsv =
+      "type,step,epoch,loss,lr,grad_norm,tokens_per_second,samples_per_second,step_seconds,"
+      "eval_loss,eval_accuracy,eval_examples\n"
+      "train,1,0.25,1,0.0003,1.5,1000,0,0,,,\n"
+      "train,2,0.5,0.5,0.0003,1.5,1000,0,0,,,\n"
+      "eval,2,,,,,,,,0.25,0.5,64\n"
+      "train,3,0.75,0.3333333333333333,0.0003,1.5,1000,0,0,,,\n"
+      "train,4,1,0.25,0.0003,1.5,1000,0,0,,,\n"
+      "eval,4,,,,,,,,0.125,1,64\n";
+  // The job is still running: metrics prints what is stored and ends, it does not follow.
+  auto started = std::chrono::steady_clock::now();
+  ProcessResult r = Run({"metrics", id, "-o", "csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+  EXPECT_EQ(r.out, kCsv);
+  EXPECT_EQ(r.err, "");
+
+  ProcessResult cancelled = Run({"cancel", id});
+  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  stream_context->TryCancel();
+
+  r = Run({"metrics", id, "-o", "csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, kCsv);
+  r = Run({"metrics", id, "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json rows = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0]["type"], "train");
+  EXPECT_EQ(rows[0]["step"], 1);
+  EXPECT_EQ(rows[0]["lr"], 3e-4);
+  EXPECT_EQ(rows[0]["grad_norm"], 1.5);
+  EXPECT_EQ(rows[0]["tokens_per_second"], 1000);
+  EXPECT_EQ(rows[5]["type"], "eval");
+  EXPECT_EQ(rows[5]["step"], 4);
+  EXPECT_EQ(rows[5]["eval_loss"], 0.125);
+  EXPECT_EQ(rows[5]["eval_accuracy"], 1);
+  EXPECT_EQ(rows[5]["eval_examples"], 64);
+  EXPECT_FALSE(rows[5].contains("loss"));
+  r = Run({"metrics", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("TYPE   STEP  EPOCH  LOSS    LR      GRAD_NORM  TOK/S  EVAL_LOSS"));
+  EXPECT_THAT(r.out, HasSubstr("\neval   4     -      -       -       -          -      0.125"
+                               "      100.0%\n"));
+
+  // An unknown job: the same one line and exit status as `get`.
+  ProcessResult got = Run({"get", "no-such-job"});
+  r = Run({"metrics", "no-such-job", "-o", "csv"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, got.exit_code);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, got.err);
+  EXPECT_THAT(r.err, StartsWith("loratrf: "));
+  EXPECT_THAT(r.err, HasSubstr("no-such-job"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
 }
 

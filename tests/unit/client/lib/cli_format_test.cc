@@ -185,6 +185,77 @@ TEST(CliProgressLine, EventsFoldIntoTheViewWithAnObservedRate) {
   EXPECT_FALSE(ApplyEvent(log, view, first));
 }
 
+// ---- loss trend -----------------------------------------------------------------------------
+
+TEST(CliSparkline, ScalesToTheMinAndMaxOfTheValues) {
+  EXPECT_EQ(FormatSparkline({}), "");
+  EXPECT_EQ(FormatSparkline({8, 7, 6, 5, 4, 3, 2, 1}), "█▇▆▅▄▃▂▁");
+  // Small changes still show their shape: the scale is the values' own range.
+  EXPECT_EQ(FormatSparkline({0.5003, 0.5, 0.5007}), "▄▁█");
+  EXPECT_EQ(FormatSparkline({-3, 0, 3}), "▁▅█");  // 3.5 rounds up
+  // A flat series reads as "no change", one value likewise.
+  EXPECT_EQ(FormatSparkline({0.7, 0.7, 0.7}), "▄▄▄");
+  EXPECT_EQ(FormatSparkline({2}), "▄");
+}
+
+TEST(CliSparkline, NonFiniteValuesAreMarkedAndLeftOutOfTheScale) {
+  EXPECT_EQ(FormatSparkline({1, NAN, 0, INFINITY, -INFINITY}), "█!▁!!");
+  EXPECT_EQ(FormatSparkline({NAN, NAN}), "!!");
+  // Huge values of both signs: their range would overflow a double; the scale still holds.
+  EXPECT_EQ(FormatSparkline({-1e308, 1e308, 0}), "▁█▅");
+}
+
+TEST(CliSparkline, TheLocaleDecidesWhetherTheTerminalShowsUtf8) {
+  EXPECT_TRUE(LocaleIsUtf8(nullptr, nullptr, "en_US.UTF-8"));
+  EXPECT_TRUE(LocaleIsUtf8(nullptr, nullptr, "C.utf8"));
+  EXPECT_TRUE(LocaleIsUtf8("", "de_DE.utf-8", "C"));
+  EXPECT_FALSE(LocaleIsUtf8("C", nullptr, "en_US.UTF-8"));  // LC_ALL wins
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, "POSIX", "en_US.UTF-8"));
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, nullptr, "en_US.ISO-8859-1"));
+  EXPECT_FALSE(LocaleIsUtf8(nullptr, nullptr, nullptr));
+  EXPECT_FALSE(LocaleIsUtf8("", "", ""));
+}
+
+TEST(CliProgressLine, ShowsTheLossTrendOnlyOnAUtf8Terminal) {
+  ProgressView view = Running(120, 300);
+  view.loss = 0.4;
+  view.eval_accuracy = 0.9123;
+  view.recent_losses = {0.9, 0.7, NAN, 0.4};
+  EXPECT_EQ(FormatProgressLine(view, 0, /*utf8=*/true),
+            "running  step 120/300 [########............] 40%  loss 0.4 █▅!▁  eval acc 91.2%");
+  // ASCII: no sparkline at all, not a degraded one.
+  EXPECT_EQ(FormatProgressLine(view, 0, /*utf8=*/false),
+            "running  step 120/300 [########............] 40%  loss 0.4  eval acc 91.2%");
+  EXPECT_EQ(FormatProgressLine(view, 0), FormatProgressLine(view, 0, false));
+}
+
+TEST(CliProgressLine, TheTrendGoesAfterTheBarAndTheCutCountsCharactersNotBytes) {
+  ProgressView view = Running(300, 300);
+  view.loss = 0.1;
+  view.recent_losses = {0.3, 0.2, 0.1};
+  EXPECT_EQ(FormatProgressLine(view, 0, true),
+            "running  step 300/300 [####################] 100%  loss 0.1 █▅▁  ETA 0s");
+  // 43 characters (49 bytes): fits without the bar. Then the trend goes, then the line is cut.
+  EXPECT_EQ(FormatProgressLine(view, 43, true), "running  step 300/300  loss 0.1 █▅▁  ETA 0s");
+  EXPECT_EQ(FormatProgressLine(view, 42, true), "running  step 300/300  loss 0.1  ETA 0s");
+  EXPECT_EQ(FormatProgressLine(view, 12, true), "running  ste");
+}
+
+TEST(CliProgressLine, KeepsTheLastTwentyLossesAcrossAttempts) {
+  ProgressView view;
+  std::optional<v1::JobEvent> first;
+  for (uint64_t step = 1; step <= 25; ++step) {
+    ApplyEvent(Train(step, 1, step, 1000, static_cast<double>(step)), view, first);
+  }
+  ASSERT_EQ(view.recent_losses.size(), kTrendValues);
+  EXPECT_DOUBLE_EQ(view.recent_losses.front(), 6);
+  EXPECT_DOUBLE_EQ(view.recent_losses.back(), 25);
+  ApplyEvent(Train(26, 2, 21, 2000, NAN), view, first);  // a restart continues the curve
+  ASSERT_EQ(view.recent_losses.size(), kTrendValues);
+  EXPECT_DOUBLE_EQ(view.recent_losses.front(), 7);
+  EXPECT_TRUE(std::isnan(view.recent_losses.back()));
+}
+
 TEST(CliEventLine, OneLinePerKind) {
   v1::JobEvent e;
   e.set_seq(4);
@@ -320,6 +391,119 @@ v1::CheckpointFile File(const std::string& path, const std::string& content) {
   f.set_size_bytes(content.size());
   f.set_sha256(Sha256Hex(content));
   return f;
+}
+
+// ---- metrics history ------------------------------------------------------------------------
+
+v1::JobEvent Eval(uint64_t seq, uint32_t attempt, uint64_t step, double loss, double accuracy) {
+  v1::JobEvent e;
+  e.set_seq(seq);
+  e.set_attempt(attempt);
+  e.mutable_eval()->set_step(step);
+  e.mutable_eval()->set_loss(loss);
+  e.mutable_eval()->set_accuracy(accuracy);
+  e.mutable_eval()->set_examples(64);
+  return e;
+}
+
+uint64_t StepOf(const contract::MetricsRow& row) {
+  return std::visit([](const auto& r) { return r.step; }, row);
+}
+
+TEST(CliMetricsHistory, TrainAndEvalRowsInOrderOthersSkipped) {
+  v1::JobEvent running;
+  running.set_attempt(1);
+  running.mutable_state_change()->set_to(v1::JOB_STATE_RUNNING);
+  v1::JobEvent checkpoint;
+  checkpoint.set_attempt(1);
+  checkpoint.mutable_checkpoint()->set_step(2);
+  std::vector<contract::MetricsRow> rows = MetricsHistory(
+      {running, Train(2, 1, 1, 0, 0.9), Train(3, 1, 2, 0, 0.8), Eval(4, 1, 2, 0.7, 0.5), checkpoint});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[0]).loss, 0.9);
+  EXPECT_EQ(std::get<contract::TrainRow>(rows[1]).step, 2u);
+  EXPECT_DOUBLE_EQ(std::get<contract::EvalRow>(rows[2]).accuracy, 0.5);
+  EXPECT_TRUE(MetricsHistory({}).empty());
+}
+
+TEST(CliMetricsHistory, AResumedAttemptReplacesTheStepsItTrainedAgain) {
+  // Attempt 1 reached step 4 (eval at 2 and 4) and died; attempt 2 resumed from the
+  // checkpoint at step 2.
+  std::vector<contract::MetricsRow> rows = MetricsHistory(
+      {Train(1, 1, 1, 0, 0.9), Train(2, 1, 2, 0, 0.8), Eval(3, 1, 2, 0.7, 0.5),
+       Train(4, 1, 3, 0, 0.7), Train(5, 1, 4, 0, 0.6), Eval(6, 1, 4, 0.6, 0.6),
+       Train(7, 2, 3, 0, 0.75), Train(8, 2, 4, 0, 0.65), Eval(9, 2, 4, 0.62, 0.58)});
+  std::vector<uint64_t> steps;
+  for (const auto& row : rows) steps.push_back(StepOf(row));
+  EXPECT_EQ(steps, (std::vector<uint64_t>{1, 2, 2, 3, 4, 4}));
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[3]).loss, 0.75);
+  EXPECT_DOUBLE_EQ(std::get<contract::EvalRow>(rows[5]).accuracy, 0.58);
+  // A restart from scratch (no checkpoint) replaces everything.
+  rows = MetricsHistory({Train(1, 1, 1, 0, 0.9), Train(2, 1, 2, 0, 0.8), Train(3, 3, 1, 0, 0.95)});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(rows[0]).loss, 0.95);
+}
+
+std::vector<contract::MetricsRow> SampleRows() {
+  contract::TrainRow train;
+  train.step = 10;
+  train.epoch = 0.25;
+  train.loss = 0.693147;
+  train.learning_rate = 3e-4;
+  train.grad_norm = 1.25;
+  train.tokens_per_second = 1234.5;
+  train.samples_per_second = 40;
+  train.step_seconds = 0.5;
+  contract::TrainRow unmeasured;  // no grad_norm, no throughput; a diverged loss
+  unmeasured.step = 11;
+  unmeasured.loss = NAN;
+  contract::EvalRow eval;
+  eval.step = 10;
+  eval.loss = 0.51;
+  eval.accuracy = 0.8125;
+  eval.examples = 64;
+  return {train, unmeasured, eval};
+}
+
+TEST(CliMetricsFormats, TableWithADashWhereARowHasNoValue) {
+  std::vector<std::vector<std::string>> table;
+  for (const auto& row : SampleRows()) table.push_back(MetricsTableRow(row));
+  EXPECT_EQ(FormatTable(MetricsTableHeaders(), table),
+            "TYPE   STEP  EPOCH  LOSS    LR      GRAD_NORM  TOK/S  EVAL_LOSS  EVAL_ACC\n"
+            "train  10    0.25   0.6931  0.0003  1.25       1234   -          -\n"
+            "train  11    0      nan     0       -          -      -          -\n"
+            "eval   10    -      -       -       -          -      0.51       81.2%\n");
+}
+
+TEST(CliMetricsFormats, CsvHasEveryKeyAndEmptyCells) {
+  EXPECT_EQ(FormatMetricsCsv(SampleRows()),
+            "type,step,epoch,loss,lr,grad_norm,tokens_per_second,samples_per_second,"
+            "step_seconds,eval_loss,eval_accuracy,eval_examples\n"
+            "train,10,0.25,0.693147,0.0003,1.25,1234.5,40,0.5,,,\n"
+            "train,11,0,nan,0,0,0,0,0,,,\n"
+            "eval,10,,,,,,,,0.51,0.8125,64\n");
+  EXPECT_EQ(FormatMetricsCsv({}),
+            "type,step,epoch,loss,lr,grad_norm,tokens_per_second,samples_per_second,"
+            "step_seconds,eval_loss,eval_accuracy,eval_examples\n");
+}
+
+TEST(CliMetricsFormats, JsonIsOneArrayOfMetricsJsonlRows) {
+  std::string json = FormatMetricsJson(SampleRows());
+  ASSERT_EQ(json.back(), '\n');
+  EXPECT_EQ(std::count(json.begin(), json.end(), '\n'), 1);
+  EXPECT_EQ(json.front(), '[');
+  // Each element is exactly the contract's metrics.jsonl line, so the keys cannot drift, and
+  // it reads back as the same row.
+  std::vector<contract::MetricsRow> rows = SampleRows();
+  EXPECT_EQ(json, "[" + contract::ToJsonLine(std::get<contract::TrainRow>(rows[0])) + "," +
+                      contract::ToJsonLine(std::get<contract::TrainRow>(rows[1])) + "," +
+                      contract::ToJsonLine(std::get<contract::EvalRow>(rows[2])) + "]\n");
+  EXPECT_THAT(json, HasSubstr("\"loss\":null"));  // NaN: JSON has no such number
+  std::string first = contract::ToJsonLine(std::get<contract::TrainRow>(rows[0]));
+  auto parsed = contract::ParseMetricsLine(first);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_DOUBLE_EQ(std::get<contract::TrainRow>(*parsed).tokens_per_second, 1234.5);
+  EXPECT_EQ(FormatMetricsJson({}), "[]\n");
 }
 
 // ---- the download writer --------------------------------------------------------------------
