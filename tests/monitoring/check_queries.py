@@ -469,8 +469,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*", help="rule files (.yml) and dashboards (.json)")
-    ap.add_argument("--repo", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                   "..", ".."))
+    ap.add_argument("--repo", default=os.path.normpath(os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..")))
     ap.add_argument("--exported", action="append", default=[], metavar="FILE",
                     help="a file of exported metric names, one a line (# comments)")
     ap.add_argument("--metrics-url", action="append", default=[], metavar="URL",
