@@ -305,6 +305,7 @@ int Run(const Config& config) {
   }
 
   CoordinatorMetrics metrics;
+  metrics.WatchDataDir(config.data_dir);
   if (config.metrics_listen) {
     absl::Status serving = metrics.Serve(*config.metrics_listen);
     if (!serving.ok()) return Failure(serving.message());

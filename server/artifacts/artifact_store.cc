@@ -24,6 +24,8 @@
 #include <cerrno>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <vector>
@@ -95,17 +97,53 @@ absl::Status MakeDirDurable(const std::string& dir, const std::string& parent) {
 
 std::string FileName(int index) { return absl::StrCat("f", index); }
 
+// The bytes of the regular files under `dir` (a committed checkpoint's directory). What cannot
+// be read counts as nothing: the figure is for a gauge, not for a decision.
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t bytes = 0;
+  std::error_code error;
+  for (fs::recursive_directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    std::error_code size_error;
+    if (it->is_regular_file(size_error)) {
+      uintmax_t size = it->file_size(size_error);
+      if (!size_error) bytes += size;
+    }
+  }
+  return bytes;
+}
+
+// ArtifactStore::usage(), shared by the store and the uploads it hands out (which commit on
+// their own).
+class UsageCounter {
+ public:
+  void Add(int64_t checkpoints, int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    usage_.checkpoints += checkpoints;
+    usage_.bytes = static_cast<uint64_t>(static_cast<int64_t>(usage_.bytes) + bytes);
+  }
+  ArtifactStore::Usage Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return usage_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  ArtifactStore::Usage usage_;  // guarded by mu_
+};
+
 // ---------------------------------------------------------------------------------------------
 
 class FsUpload final : public ArtifactStore::Upload {
  public:
   FsUpload(v1::Checkpoint checkpoint, std::string tmp_dir, std::string job_dir,
-           std::string final_dir, std::string artifacts_dir)
+           std::string final_dir, std::string artifacts_dir, std::shared_ptr<UsageCounter> usage)
       : checkpoint_(std::move(checkpoint)),
         tmp_dir_(std::move(tmp_dir)),
         job_dir_(std::move(job_dir)),
         final_dir_(std::move(final_dir)),
         artifacts_dir_(std::move(artifacts_dir)),
+        usage_(std::move(usage)),
         chunks_(contract::ToFileEntries(checkpoint_.files())) {
     files_.resize(static_cast<size_t>(checkpoint_.files_size()));
   }
@@ -201,6 +239,10 @@ class FsUpload final : public ArtifactStore::Upload {
       }
       return ErrnoError(error, absl::StrCat("cannot rename ", tmp_dir_, " to ", final_dir_));
     }
+    // Counted from the rename on: from then on the files are under the job, held.
+    uint64_t bytes = 0;
+    for (const v1::CheckpointFile& file : checkpoint_.files()) bytes += file.size_bytes();
+    usage_->Add(1, static_cast<int64_t>(bytes));
     // The rename is what commits; its durability needs the new parent (and the old one, so
     // the upload does not reappear in tmp/ after a crash) synced.
     RETURN_IF_ERROR(FsyncDirectory(job_dir_));
@@ -233,6 +275,7 @@ class FsUpload final : public ArtifactStore::Upload {
   const std::string job_dir_;
   const std::string final_dir_;
   const std::string artifacts_dir_;
+  const std::shared_ptr<UsageCounter> usage_;
   contract::ChunkSequence chunks_;  // the order and sizes of the chunks
   std::vector<FileState> files_;
   int current_ = 0;     // the file chunks are arriving for; earlier ones are finished
@@ -340,7 +383,8 @@ class FsReader final : public ArtifactStore::Reader {
 
 class FsArtifactStore final : public ArtifactStore {
  public:
-  explicit FsArtifactStore(std::string root) : root_(std::move(root)), tmp_(root_ + "/tmp") {
+  FsArtifactStore(std::string root, std::shared_ptr<UsageCounter> usage)
+      : root_(std::move(root)), tmp_(root_ + "/tmp"), usage_(std::move(usage)) {
     std::random_device device;
     salt_ = device();
   }
@@ -363,7 +407,8 @@ class FsArtifactStore final : public ArtifactStore {
       return ErrnoError(errno, absl::StrCat("cannot create upload directory ", dir));
     }
     return std::unique_ptr<Upload>(
-        new FsUpload(checkpoint, std::move(dir), std::move(job_dir), std::move(final_dir), root_));
+        new FsUpload(checkpoint, std::move(dir), std::move(job_dir), std::move(final_dir), root_,
+                     usage_));
   }
 
   absl::StatusOr<std::unique_ptr<Reader>> Read(const v1::Checkpoint& checkpoint) override {
@@ -390,6 +435,7 @@ class FsArtifactStore final : public ArtifactStore {
                                               checkpoint.job_id(),
                                               " has no files in the artifact store"));
     }
+    const uint64_t bytes = DirBytes(dir);  // what usage() counted for it
     // Out of the job first, in one step, so that no crash leaves a partly deleted checkpoint
     // under it; what is left in tmp/ is cleared at the next Open.
     std::string trash = absl::StrCat(tmp_, "/r", next_upload_.fetch_add(1), "-", ::getpid(), "-",
@@ -403,15 +449,19 @@ class FsArtifactStore final : public ArtifactStore {
       }
       return ErrnoError(error, absl::StrCat("cannot rename ", dir, " to ", trash));
     }
+    usage_->Add(-1, -static_cast<int64_t>(bytes));
     RETURN_IF_ERROR(FsyncDirectory(job_dir));
     std::error_code ignored;  // the checkpoint is gone from its job; Open clears leftovers
     fs::remove_all(trash, ignored);
     return absl::OkStatus();
   }
 
+  ArtifactStore::Usage usage() const override { return usage_->Get(); }
+
  private:
   const std::string root_;
   const std::string tmp_;
+  const std::shared_ptr<UsageCounter> usage_;
   uint32_t salt_ = 0;  // tells this process's upload dirs from a predecessor's
   std::atomic<uint64_t> next_upload_{0};  // numbers tmp/ names: uploads (uN) and removals (rN)
 };
@@ -431,7 +481,24 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
         absl::StrCat("cannot clear abandoned uploads in ", tmp, ": ", error.message()));
   }
   RETURN_IF_ERROR(MakeDirDurable(tmp, root));
-  return std::unique_ptr<ArtifactStore>(new FsArtifactStore(std::move(root)));
+  // Every committed checkpoint is ROOT/JOB_ID/CHECKPOINT_ID: count what a previous process
+  // left, so that usage() is right from the start.
+  auto usage = std::make_shared<UsageCounter>();
+  for (fs::directory_iterator job(root, error), end; !error && job != end; job.increment(error)) {
+    std::error_code ignored;
+    if (job->path().filename() == "tmp" || !job->is_directory(ignored)) continue;
+    for (fs::directory_iterator checkpoint(job->path(), ignored), none;
+         !ignored && checkpoint != none; checkpoint.increment(ignored)) {
+      std::error_code is_dir_error;
+      if (!checkpoint->is_directory(is_dir_error)) continue;
+      usage->Add(1, static_cast<int64_t>(DirBytes(checkpoint->path().string())));
+    }
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot list the committed checkpoints in ", root, ": ", error.message()));
+  }
+  return std::unique_ptr<ArtifactStore>(new FsArtifactStore(std::move(root), std::move(usage)));
 }
 
 }  // namespace loratrf::server

@@ -67,6 +67,16 @@ class ArtifactStore {
   // next Open. NotFound when there is no such directory. A Reader already open on it fails
   // (NotFound) at its next file.
   virtual absl::Status Remove(const v1::Checkpoint& checkpoint) = 0;
+
+  // What the store holds on disk: committed checkpoint directories and the bytes of their files.
+  struct Usage {
+    int64_t checkpoints = 0;
+    uint64_t bytes = 0;
+  };
+  // Counted by walking the committed directories at Open, then kept by every Commit and Remove,
+  // so it is right after a restart without asking the job store. An orphan (a directory whose
+  // record was never written) counts until it is removed: it takes the disk space all the same.
+  virtual Usage usage() const = 0;
 };
 
 }  // namespace loratrf::server

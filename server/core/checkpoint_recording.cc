@@ -50,7 +50,9 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
     event.set_attempt(checkpoint_.attempt());
     *event.mutable_time() = ToProto(core_->Now());
     ASSIGN_OR_RETURN(std::optional<v1::JobEvent> stored,
-                     StoreWrite(*core_, core_->store->AddCheckpoint(checkpoint_, event)));
+                     StoreWrite(*core_, [&] {
+                       return core_->store->AddCheckpoint(checkpoint_, event);
+                     }));
     if (checkpoint_.final()) entry->final_checkpoint = true;
     uint64_t bytes = 0;
     for (const v1::CheckpointFile& file : checkpoint_.files()) bytes += file.size_bytes();

@@ -14,6 +14,10 @@ google::protobuf::Timestamp ToProto(absl::Time time) {
   return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
 }
 
+absl::Time FromProto(const google::protobuf::Timestamp& timestamp) {
+  return absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(timestamp));
+}
+
 bool IsFinal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
          state == v1::JOB_STATE_CANCELLED;
@@ -23,9 +27,11 @@ bool HoldsSlots(v1::JobState state) {
   return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
 }
 
-void CountStoreWrite(CoreState& core, const absl::Status& status) {
+void CountStoreWrite(CoreState& core, absl::Duration took, const absl::Status& status) {
+  if (core.metrics == nullptr) return;
+  core.metrics->StoreWriteDuration(took);
   if (status.ok() || absl::IsAlreadyExists(status)) return;
-  if (core.metrics != nullptr) core.metrics->StoreWriteFailed();
+  core.metrics->StoreWriteFailed();
 }
 
 }  // namespace core_internal

@@ -19,6 +19,7 @@
 // mu and run after it is released (RunOnExit).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -61,6 +62,7 @@ struct RunOnExit {
 };
 
 google::protobuf::Timestamp ToProto(absl::Time time);
+absl::Time FromProto(const google::protobuf::Timestamp& timestamp);
 bool IsFinal(v1::JobState state);
 // Holds slots on its workers.
 bool HoldsSlots(v1::JobState state);
@@ -143,18 +145,25 @@ struct CoreState {
 
 namespace core_internal {
 
-// Every JobStore write's result passes through StoreWrite: a failed write is counted
-// (CoreMetrics::StoreWriteFailed, loratrf_store_write_failures_total) and handed back as it
-// came, for the caller to return or log. AlreadyExists is the store's answer to a duplicate
-// (a job id, a checkpoint id), not a failed write, and is not counted. Needs mu.
-void CountStoreWrite(CoreState& core, const absl::Status& status);
-inline absl::Status StoreWrite(CoreState& core, absl::Status status) {
-  CountStoreWrite(core, status);
-  return status;
-}
+// Every JobStore write runs through StoreWrite, given as a callable that makes the write:
+// its time is observed (CoreMetrics::StoreWriteDuration, loratrf_store_write_duration_seconds)
+// and a failure is counted (CoreMetrics::StoreWriteFailed, loratrf_store_write_failures_total);
+// the result comes back as it came, for the caller to return or log. AlreadyExists is the
+// store's answer to a duplicate (a job id, a checkpoint id), not a failed write, and is not
+// counted. The time is taken from a monotonic clock, not the core's Clock: a test's fake clock
+// does not move while a write runs. Needs mu.
+void CountStoreWrite(CoreState& core, absl::Duration took, const absl::Status& status);
+inline const absl::Status& StatusOf(const absl::Status& status) { return status; }
 template <typename T>
-absl::StatusOr<T> StoreWrite(CoreState& core, absl::StatusOr<T> result) {
-  CountStoreWrite(core, result.status());
+const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
+  return result.status();
+}
+template <typename Write>
+auto StoreWrite(CoreState& core, Write&& write) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = std::forward<Write>(write)();
+  CountStoreWrite(core, absl::FromChrono(std::chrono::steady_clock::now() - start),
+                  StatusOf(result));
   return result;
 }
 

@@ -143,8 +143,9 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
   *job.mutable_updated_at() = ToProto(now);
   job.set_owner(caller.principal);
   ASSIGN_OR_RETURN(CreateJobResult created,
-                   StoreWrite(core, core.store->CreateJob(job, request.idempotency_key(),
-                                                          caller.principal)));
+                   StoreWrite(core, [&] {
+                     return core.store->CreateJob(job, request.idempotency_key(), caller.principal);
+                   }));
   *response.mutable_job() = created.job;
   response.set_existing(!created.created);
   if (created.created) {
@@ -161,6 +162,8 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
              created.job.id(), created.job.name(), created.job.owner(), resources.workers(),
              resources.slots_per_worker(), DeviceName(resources.device()),
              created.job.spec().priority());
+  } else if (core.metrics != nullptr) {
+    core.metrics->IdempotentReplay();
   }
   return response;
 }
@@ -198,7 +201,9 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
     if (event.attempt() == 0) event.set_attempt(job.attempt());
   }
   ASSIGN_OR_RETURN(AppendResult result,
-                   StoreWrite(core, core.store->UpdateJobAndAppendEvents(job, events)));
+                   StoreWrite(core, [&] {
+                     return core.store->UpdateJobAndAppendEvents(job, events);
+                   }));
   if (auto it = core.active.find(job.id()); it != core.active.end()) {
     it->second.job = result.job;
     if (IsFinal(result.job.state())) core.active.erase(it);
@@ -212,14 +217,20 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
                        const std::string& reason, Wakeups& wakeups) {
   const v1::Job before = entry.job;
   const uint32_t port = entry.rendezvous_port;
+  const absl::Time now = core.Now();
   v1::Job job = before;
   job.set_state(to);
   job.set_state_reason(reason);
-  *job.mutable_finished_at() = ToProto(core.Now());
+  *job.mutable_finished_at() = ToProto(now);
   std::vector<v1::JobEvent> events = {StateEvent(before.state(), to, reason)};
   RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));  // erases `entry`
   LeaveWorkers(core, before, to != v1::JOB_STATE_SUCCEEDED, reason, port, wakeups);
-  if (core.metrics != nullptr) core.metrics->JobFinished(to);
+  if (core.metrics != nullptr) {
+    core.metrics->JobFinished(to);
+    if (before.has_started_at()) {
+      core.metrics->JobRunDuration(to, now - FromProto(before.started_at()));
+    }
+  }
   LOG_INFO("job {} {} (attempt {}): {}", before.id(), StateName(to), before.attempt(), reason);
   return absl::OkStatus();
 }
@@ -356,7 +367,11 @@ absl::Status RecoverJobs(CoreState& core, RecoveredState& recovered, absl::Time 
   for (v1::Job& job : recovered.queued) {
     ActiveJob entry;
     entry.order = core.next_order++;
-    entry.queued_at = now;
+    // A queued job's last write is the one that queued it (submit or restart: nothing else
+    // rewrites a QUEUED job), so updated_at is when it entered the queue. Waiting keeps
+    // counting across a coordinator restart: the oldest-queued gauge and the time-queued
+    // histogram would otherwise start over at every restart.
+    entry.queued_at = job.has_updated_at() ? std::min(now, FromProto(job.updated_at())) : now;
     entry.job = std::move(job);
     std::string id = entry.job.id();
     core.active.emplace(std::move(id), std::move(entry));

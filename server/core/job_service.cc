@@ -4,6 +4,8 @@
 #include "server/core/job_service.h"
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -23,12 +25,20 @@ using core_internal::HoldsSlots;
 using core_internal::RunOnExit;
 using core_internal::Wakeups;
 
-// The gauges of CoreMetrics, from both tables. Needs mu.
+// The gauges of CoreMetrics, from the tables and the artifact store: computed from state, never
+// kept as running counts, so they are right after Recover. Needs mu.
 void UpdateGauges(CoreState& core) {
   if (core.metrics == nullptr) return;
+  const absl::Time now = core.Now();
   int64_t queued = 0, running = 0, ready = 0, slots = 0, free = 0;
+  std::map<int32_t, int64_t> queued_by_priority;
+  absl::Duration oldest = absl::ZeroDuration();
   for (const auto& [id, entry] : core.active) {
-    if (entry.job.state() == v1::JOB_STATE_QUEUED) ++queued;
+    if (entry.job.state() == v1::JOB_STATE_QUEUED) {
+      ++queued;
+      ++queued_by_priority[entry.job.spec().priority()];
+      oldest = std::max(oldest, now - entry.queued_at);
+    }
     if (HoldsSlots(entry.job.state())) ++running;
   }
   for (const auto& [name, entry] : core.workers) {
@@ -38,6 +48,11 @@ void UpdateGauges(CoreState& core) {
     free += entry.worker.free_slots();
   }
   core.metrics->Gauges(queued, running, ready, slots, free);
+  core.metrics->QueueGauges(queued_by_priority, oldest);
+  if (core.artifacts != nullptr) {
+    const ArtifactStore::Usage stored = core.artifacts->usage();
+    core.metrics->StoredCheckpoints(stored.checkpoints, stored.bytes);
+  }
 }
 
 }  // namespace
@@ -67,6 +82,7 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   core_internal::RecoverWorkers(*state, recovered.workers, now);
   LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
            recovered.queued.size(), recovered.active.size(), state->workers.size());
+  UpdateGauges(*state);  // before the first tick: a scrape right after a restart sees the state
   return std::unique_ptr<JobServiceCore>(new JobServiceCore(std::move(state)));
 }
 
@@ -206,7 +222,13 @@ void JobServiceCore::Tick() {
     // can never fit then fail).
     if (state_->schedule_dirty || (!state_->last_pass_settled && state_->FleetSettled())) {
       state_->schedule_dirty = false;
+      // Timed on a monotonic clock: the pass's cost, not the core's (possibly fake) time.
+      const auto start = std::chrono::steady_clock::now();
       core_internal::ScheduleQueued(*state_, wakeups);
+      if (state_->metrics != nullptr) {
+        state_->metrics->SchedulerPass(
+            absl::FromChrono(std::chrono::steady_clock::now() - start));
+      }
     }
     UpdateGauges(*state_);
   }

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -74,6 +75,27 @@ class CoreMetrics {
   // failed. The core keeps serving from memory and retries what it can, but what it could not
   // persist is lost on a restart: an operator alerts on any of these.
   virtual void StoreWriteFailed() = 0;
+  // How long one JobStore write took, failed or not (a slow disk shows here before it fails).
+  virtual void StoreWriteDuration(absl::Duration took) = 0;
+  // A job reached `final_state` after it had run: `ran_for` is from its first RUNNING (the
+  // persisted started_at, so it spans restarts of the job and of the coordinator) to the end.
+  // Jobs that never ran (cancelled or failed while queued) are not observed.
+  virtual void JobRunDuration(v1::JobState final_state, absl::Duration ran_for) = 0;
+  // One scheduling pass over the queue (wall time, whatever the core's Clock says).
+  virtual void SchedulerPass(absl::Duration took) = 0;
+  // A worker's lease lapsed without a heartbeat.
+  virtual void LeaseExpired() = 0;
+  // SubmitJob answered with the job an idempotency key already named (same key, same spec).
+  virtual void IdempotentReplay() = 0;
+  // The queue now: queued jobs per spec.priority value (only values with jobs are present;
+  // the implementation bounds the label set) and how long the longest-waiting one has waited
+  // since it last entered QUEUED (zero when the queue is empty). Recomputed from the core's
+  // tables on every tick and after recovery, so it is right after a restart.
+  virtual void QueueGauges(const std::map<int32_t, int64_t>& queued_by_priority,
+                           absl::Duration oldest_queued) = 0;
+  // Committed checkpoints held in the artifact store and the bytes of their files (the
+  // ArtifactStore's own count, rebuilt from the data dir when it opens).
+  virtual void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) = 0;
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.

@@ -240,7 +240,7 @@ absl::StatusOr<v1::RegisterResponse> RegisterWorker(CoreState& core,
   // Re-attach what it still runs; requeue what it held but lost; stop what is stale.
   std::vector<std::string> lost = ReattachAttempts(core, entry, listed);
   QueueStaleCancellations(core, entry, listed);
-  RETURN_IF_ERROR(StoreWrite(core, core.store->UpsertWorker(entry.worker)));
+  RETURN_IF_ERROR(StoreWrite(core, [&] { return core.store->UpsertWorker(entry.worker); }));
   LOG_INFO("worker {} registered: {} {} slot(s) at {}; {} attempt(s) kept, {} lost",
            request.name(), entry.worker.slots(),
            entry.worker.device() == v1::DEVICE_CUDA ? "cuda" : "cpu", entry.worker.address(),
@@ -313,9 +313,12 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
              absl::FormatDuration(now - entry.lease_expires + core.options.lease_ttl));
     // Best effort: the lease is what counts, and a restarted coordinator gives a listed worker
     // one more lease TTL anyway.
-    LogIfError(StoreWrite(core, core.store->UpsertWorker(entry.worker)),
+    LogIfError(StoreWrite(core, [&] { return core.store->UpsertWorker(entry.worker); }),
                absl::StrCat("persisting that worker ", name, " is lost"));
-    if (core.metrics != nullptr) core.metrics->WorkerLost();
+    if (core.metrics != nullptr) {
+      core.metrics->LeaseExpired();
+      core.metrics->WorkerLost();
+    }
   }
   // Every attempt that holds a lost (or vanished) worker restarts. Swept on every tick, so a
   // Restart that failed (a store error) is tried again.

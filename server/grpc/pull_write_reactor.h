@@ -111,12 +111,14 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
  public:
   // `end_status`: how the RPC finishes when the source ends (OK, or UNAVAILABLE while the
   // coordinator drains, so that clients reconnect instead of believing the stream complete).
+  // `open`: the stream as RpcMetrics counts it; closed in OnDone.
   PullWriteReactor(std::unique_ptr<PullSource<Msg>> source, StreamPump* pump,
-                   std::function<grpc::Status()> end_status, RpcTimer timer)
+                   std::function<grpc::Status()> end_status, RpcTimer timer, OpenStream open)
       : source_(std::move(source)),
         pump_(pump),
         end_status_(std::move(end_status)),
         timer_(timer),
+        open_(std::move(open)),
         link_(std::make_shared<Link>()) {
     link_->reactor = this;
   }
@@ -161,6 +163,9 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
 
   void OnDone() override {
     timer_.Done(final_code_);
+    // Here, not at destruction: a queued pull may keep the object a little longer, but the
+    // call is over.
+    open_.Close();
     {
       std::lock_guard<std::mutex> lock(link_->mu);  // a notify in progress completes first
       link_->reactor = nullptr;
@@ -267,6 +272,7 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
   StreamPump* const pump_;
   const std::function<grpc::Status()> end_status_;
   const RpcTimer timer_;
+  OpenStream open_;  // touched only in OnDone (gRPC calls it once)
   std::shared_ptr<Link> link_;
   std::atomic<int> refs_{1};  // gRPC's, until OnDone; +1 per queued pull
 

@@ -257,7 +257,8 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
   }
   auto* reactor = new PullWriteReactor<v1::JobEvent>(
       std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(std::move(*stream)),
-      deps_.pump, EndStatus(deps_.core, "watch again from the last seq + 1"), timer);
+      deps_.pump, EndStatus(deps_.core, "watch again from the last seq + 1"), timer,
+      OpenStream(deps_.metrics, RpcMetrics::StreamKind::kWatch));
   reactor->Start();
   return reactor;
 }
@@ -345,7 +346,8 @@ grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceHandler::StreamCommand
   }
   auto* reactor = new PullWriteReactor<v1::WorkerCommand>(
       std::make_unique<CorePullSource<v1::WorkerCommand, CommandStream>>(std::move(*stream)),
-      deps_.pump, EndStatus(deps_.core, "register again when it is back"), timer);
+      deps_.pump, EndStatus(deps_.core, "register again when it is back"), timer,
+      OpenStream(deps_.metrics, RpcMetrics::StreamKind::kCommands));
   reactor->Start();
   return reactor;
 }

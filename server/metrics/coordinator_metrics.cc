@@ -1,16 +1,25 @@
 #include "server/metrics/coordinator_metrics.h"
 
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "proto/contract/limits.h"
+#include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
 
@@ -32,6 +41,37 @@ const prometheus::Histogram::BucketBoundaries& SchedulingBuckets() {
   return *buckets;
 }
 
+// One job store write: SQLite with full sync commits in about a millisecond on a good disk;
+// seconds mean a disk in trouble.
+const prometheus::Histogram::BucketBoundaries& StoreWriteBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+      10};
+  return *buckets;
+}
+
+// One scheduling pass: sorting the queue is microseconds; a pass that places jobs also writes
+// each placement to the store.
+const prometheus::Histogram::BucketBoundaries& SchedulerPassBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+  return *buckets;
+}
+
+// A job's run: a smoke test takes seconds, a fine-tuning run hours to days.
+const prometheus::Histogram::BucketBoundaries& RunBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      10, 30, 60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800};
+  return *buckets;
+}
+
+constexpr v1::JobState kFinalStates[] = {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                                         v1::JOB_STATE_CANCELLED};
+
+// The upper ends of the priority ranges of PriorityLabel, below kMaxPriority: small values,
+// the ones people use, keep their own ranges; the rest are lumped.
+constexpr int32_t kPriorityEdges[] = {-101, -11, -1, 0, 10, 100};
+
 // "JOB_STATE_SUCCEEDED" → "succeeded": a fixed set of label values.
 std::string StateLabel(v1::JobState state) {
   std::string name = v1::JobState_Name(state);
@@ -43,7 +83,32 @@ std::string StateLabel(v1::JobState state) {
 
 }  // namespace
 
-CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+// What /metrics and Text() collect: the registry, after reading the data dir's file system, so
+// that its gauges are as fresh as the scrape.
+class CoordinatorMetrics::ScrapeView final : public prometheus::Collectable {
+ public:
+  explicit ScrapeView(const CoordinatorMetrics* metrics) : metrics_(metrics) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    metrics_->RefreshDataDir();
+    return metrics_->registry_->Collect();
+  }
+
+ private:
+  const CoordinatorMetrics* const metrics_;
+};
+
+std::string CoordinatorMetrics::PriorityLabel(int32_t priority) {
+  int32_t low = -limits::kMaxPriority;
+  for (int32_t high : kPriorityEdges) {
+    if (priority <= high) return low == high ? absl::StrCat(high) : absl::StrCat(low, "..", high);
+    low = high + 1;
+  }
+  return absl::StrCat(low, "..", limits::kMaxPriority);
+}
+
+CoordinatorMetrics::CoordinatorMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      scrape_view_(std::make_shared<ScrapeView>(this)) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -57,8 +122,7 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                         .Name("loratrf_jobs_finished_total")
                         .Help("Jobs that reached a final state, by that state")
                         .Register(r);
-  for (v1::JobState state :
-       {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
+  for (v1::JobState state : kFinalStates) {
     jobs_finished_->Add({{"state", StateLabel(state)}});  // present at 0 from the start
   }
   job_restarts_ = &BuildCounter()
@@ -109,6 +173,80 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                        .Name("loratrf_grpc_request_duration_seconds")
                        .Help("RPC latency by method and code (a stream's whole life)")
                        .Register(r);
+  lease_expiries_ = &BuildCounter()
+                         .Name("loratrf_lease_expiries_total")
+                         .Help("Worker leases that lapsed without a heartbeat")
+                         .Register(r)
+                         .Add({});
+  idempotent_replays_ =
+      &BuildCounter()
+           .Name("loratrf_idempotent_replays_total")
+           .Help("Submits answered with the existing job their idempotency key named (same key, "
+                 "same spec): client retries")
+           .Register(r)
+           .Add({});
+  store_write_duration_ = &BuildHistogram()
+                               .Name("loratrf_store_write_duration_seconds")
+                               .Help("Time of one job store write, failed or not")
+                               .Register(r)
+                               .Add({}, StoreWriteBuckets());
+  job_run_duration_ = &BuildHistogram()
+                           .Name("loratrf_job_run_duration_seconds")
+                           .Help("Time from a job's first RUNNING to its final state, by that "
+                                 "state (jobs that never ran are not observed)")
+                           .Register(r);
+  for (v1::JobState state : kFinalStates) {
+    job_run_duration_->Add({{"state", StateLabel(state)}}, RunBuckets());
+  }
+  scheduler_pass_ = &BuildHistogram()
+                         .Name("loratrf_scheduler_pass_duration_seconds")
+                         .Help("Time of one scheduling pass over the queue")
+                         .Register(r)
+                         .Add({}, SchedulerPassBuckets());
+  auto& by_priority = BuildGauge()
+                          .Name("loratrf_jobs_queued_by_priority")
+                          .Help("Queued jobs by spec priority, grouped into fixed ranges")
+                          .Register(r);
+  for (int32_t priority : kPriorityEdges) {
+    std::string label = PriorityLabel(priority);
+    queued_by_priority_[label] = &by_priority.Add({{"priority", label}});
+  }
+  std::string top = PriorityLabel(limits::kMaxPriority);
+  queued_by_priority_[top] = &by_priority.Add({{"priority", top}});
+  oldest_queued_ = &BuildGauge()
+                        .Name("loratrf_oldest_queued_job_age_seconds")
+                        .Help("How long the longest-waiting queued job has been queued (0 when "
+                              "none is)")
+                        .Register(r)
+                        .Add({});
+  checkpoint_stored_bytes_ = &BuildGauge()
+                                  .Name("loratrf_checkpoint_stored_bytes")
+                                  .Help("Bytes of committed checkpoint files in the data dir")
+                                  .Register(r)
+                                  .Add({});
+  artifacts_ = &BuildGauge()
+                    .Name("loratrf_artifacts")
+                    .Help("Committed checkpoints held in the data dir")
+                    .Register(r)
+                    .Add({});
+  data_dir_available_ = &BuildGauge()
+                             .Name("loratrf_data_dir_available_bytes")
+                             .Help("Bytes available to the coordinator on the --data-dir file "
+                                   "system (statvfs, read at scrape time)")
+                             .Register(r)
+                             .Add({});
+  data_dir_capacity_ = &BuildGauge()
+                            .Name("loratrf_data_dir_capacity_bytes")
+                            .Help("Size in bytes of the --data-dir file system (statvfs, read at "
+                                  "scrape time)")
+                            .Register(r)
+                            .Add({});
+  auto& streams = BuildGauge()
+                      .Name("loratrf_open_streams")
+                      .Help("Open server streams: WatchJob (watch) and StreamCommands (commands)")
+                      .Register(r);
+  open_watch_streams_ = &streams.Add({{"kind", "watch"}});
+  open_command_streams_ = &streams.Add({{"kind", "commands"}});
 }
 
 CoordinatorMetrics::~CoordinatorMetrics() = default;
@@ -118,7 +256,7 @@ absl::Status CoordinatorMetrics::Serve(const std::string& listen) {
   try {
     // civetweb throws when it cannot bind; nothing is thrown past this function.
     auto exposer = std::make_unique<prometheus::Exposer>(listen, 2);
-    exposer->RegisterCollectable(registry_);
+    exposer->RegisterCollectable(scrape_view_);
     std::vector<int> ports = exposer->GetListeningPorts();
     port_ = ports.empty() ? 0 : ports.front();
     exposer_ = std::move(exposer);
@@ -130,7 +268,30 @@ absl::Status CoordinatorMetrics::Serve(const std::string& listen) {
 }
 
 std::string CoordinatorMetrics::Text() const {
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  return prometheus::TextSerializer().Serialize(scrape_view_->Collect());
+}
+
+void CoordinatorMetrics::WatchDataDir(const std::string& data_dir) {
+  data_dir_ = data_dir;
+  RefreshDataDir();
+}
+
+void CoordinatorMetrics::RefreshDataDir() const {
+  if (data_dir_.empty()) return;
+  struct statvfs fs;
+  if (::statvfs(data_dir_.c_str(), &fs) != 0) {
+    const int error = errno;
+    if (!data_dir_failing_.exchange(true)) {
+      LOG_WARN("metrics: statvfs of the data dir {} failed: {}; the data dir gauges keep their "
+               "last values",
+               data_dir_, std::strerror(error));
+    }
+    return;
+  }
+  data_dir_failing_.store(false);
+  // f_bavail, not f_bfree: the blocks reserved for root are not the coordinator's to fill.
+  data_dir_available_->Set(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize));
+  data_dir_capacity_->Set(static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
 }
 
 void CoordinatorMetrics::JobSubmitted() { jobs_submitted_->Increment(); }
@@ -161,6 +322,48 @@ void CoordinatorMetrics::CheckpointBytes(uint64_t bytes) {
 }
 
 void CoordinatorMetrics::StoreWriteFailed() { store_write_failures_->Increment(); }
+
+void CoordinatorMetrics::StoreWriteDuration(absl::Duration took) {
+  store_write_duration_->Observe(absl::ToDoubleSeconds(took));
+}
+
+void CoordinatorMetrics::JobRunDuration(v1::JobState final_state, absl::Duration ran_for) {
+  job_run_duration_->Add({{"state", StateLabel(final_state)}}, RunBuckets())
+      .Observe(absl::ToDoubleSeconds(std::max(ran_for, absl::ZeroDuration())));
+}
+
+void CoordinatorMetrics::SchedulerPass(absl::Duration took) {
+  scheduler_pass_->Observe(absl::ToDoubleSeconds(took));
+}
+
+void CoordinatorMetrics::LeaseExpired() { lease_expiries_->Increment(); }
+
+void CoordinatorMetrics::IdempotentReplay() { idempotent_replays_->Increment(); }
+
+void CoordinatorMetrics::QueueGauges(const std::map<int32_t, int64_t>& queued_by_priority,
+                                     absl::Duration oldest_queued) {
+  std::map<std::string, int64_t> by_label;
+  for (const auto& [priority, count] : queued_by_priority) by_label[PriorityLabel(priority)] += count;
+  // Every range is set, so a range that emptied goes back to 0.
+  for (const auto& [label, gauge] : queued_by_priority_) {
+    auto it = by_label.find(label);
+    gauge->Set(it == by_label.end() ? 0.0 : static_cast<double>(it->second));
+  }
+  oldest_queued_->Set(absl::ToDoubleSeconds(std::max(oldest_queued, absl::ZeroDuration())));
+}
+
+void CoordinatorMetrics::StoredCheckpoints(int64_t checkpoints, uint64_t bytes) {
+  artifacts_->Set(static_cast<double>(checkpoints));
+  checkpoint_stored_bytes_->Set(static_cast<double>(bytes));
+}
+
+prometheus::Gauge* CoordinatorMetrics::OpenStreams(StreamKind kind) const {
+  return kind == StreamKind::kWatch ? open_watch_streams_ : open_command_streams_;
+}
+
+void CoordinatorMetrics::StreamOpened(StreamKind kind) { OpenStreams(kind)->Increment(); }
+
+void CoordinatorMetrics::StreamClosed(StreamKind kind) { OpenStreams(kind)->Decrement(); }
 
 void CoordinatorMetrics::RpcFinished(absl::string_view method, absl::string_view code,
                                      absl::Duration latency) {

@@ -40,6 +40,7 @@ using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kUserToken[] = "alice-token-0123456789";
 constexpr char kWorkerToken[] = "node1-token-0123456789";
@@ -720,6 +721,13 @@ TEST_F(CoordinatorTest, MetricsAreServed) {
   EXPECT_THAT(body, HasSubstr("loratrf_grpc_requests_total{code=\"OK\","
                               "method=\"JobService/SubmitJob\"} 1"));
   EXPECT_THAT(body, HasSubstr("loratrf_jobs{state=\"queued\"}"));
+  // The coordinator's own families, present from the start (values move with ticks).
+  EXPECT_THAT(body, HasSubstr("loratrf_jobs_queued_by_priority{priority=\"0\"}"));
+  EXPECT_THAT(body, HasSubstr("loratrf_open_streams{kind=\"watch\"}"));
+  EXPECT_THAT(body, HasSubstr("loratrf_artifacts 0"));
+  // statvfs of --data-dir, read for this scrape: a real file system has a size.
+  EXPECT_THAT(body, HasSubstr("loratrf_data_dir_capacity_bytes "));
+  EXPECT_THAT(body, Not(HasSubstr("loratrf_data_dir_capacity_bytes 0\n")));
 }
 
 TEST_F(CoordinatorTest, ServesTls) {

@@ -396,6 +396,40 @@ TEST_F(ArtifactStoreTest, CommittedCheckpointsSurviveReopen) {
   EXPECT_EQ((*files)["a"], "abcdef");
 }
 
+// usage() feeds loratrf_artifacts and loratrf_checkpoint_stored_bytes: it follows commits and
+// removals, ignores failed uploads, and is counted again from the files after a reopen.
+TEST_F(ArtifactStoreTest, UsageCountsCommittedCheckpointsAcrossReopen) {
+  EXPECT_EQ(store_->usage().checkpoints, 0);
+  EXPECT_EQ(store_->usage().bytes, 0u);
+  std::vector<std::pair<std::string, std::string>> first = {{"a", "abcdef"}, {"d/b", "xy"}};
+  std::vector<std::pair<std::string, std::string>> second = {{"a", "0123456789"}};
+  v1::Checkpoint c1 = MakeCheckpoint(first, "c1");
+  v1::Checkpoint c2 = MakeCheckpoint(second, "c2");
+  ASSERT_TRUE(UploadAll(c1, first).ok());
+  ASSERT_TRUE(UploadAll(c2, second).ok());
+  EXPECT_EQ(store_->usage().checkpoints, 2);
+  EXPECT_EQ(store_->usage().bytes, 18u);
+
+  // A failed upload holds nothing.
+  v1::Checkpoint bad = MakeCheckpoint({{"a", "xyz"}}, "c3");
+  auto upload = store_->BeginUpload(bad);
+  ASSERT_TRUE(upload.ok());
+  ASSERT_TRUE((*upload)->Write(Chunk("a", 0, "abc")).ok());
+  EXPECT_FALSE((*upload)->Commit().ok());
+  EXPECT_EQ(store_->usage().checkpoints, 2);
+
+  ASSERT_TRUE(store_->Remove(c1).ok());
+  EXPECT_EQ(store_->usage().checkpoints, 1);
+  EXPECT_EQ(store_->usage().bytes, 10u);
+
+  store_.reset();
+  auto reopened = ArtifactStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok());
+  store_ = std::move(*reopened);
+  EXPECT_EQ(store_->usage().checkpoints, 1) << "counted from the data dir";
+  EXPECT_EQ(store_->usage().bytes, 10u);
+}
+
 TEST_F(ArtifactStoreTest, ReadingMissingCheckpointIsNotFound) {
   v1::Checkpoint checkpoint = MakeCheckpoint({{"a", "x"}}, "never-uploaded");
   EXPECT_EQ(store_->Read(checkpoint).status().code(), absl::StatusCode::kNotFound);

@@ -2,6 +2,9 @@
 // artifact store in a temp dir, and a fake clock that drives leases. The scheduling policy alone
 // is tested in scheduler_test.cc.
 #include <filesystem>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,6 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Pair;
 
 v1::JobSpec Spec(const std::string& name, uint32_t workers = 1, uint32_t slots = 1,
                  uint32_t max_restarts = 1, int32_t priority = 0) {
@@ -41,6 +45,42 @@ v1::JobSpec Spec(const std::string& name, uint32_t workers = 1, uint32_t slots =
   return spec;
 }
 
+// What the core counts, for the tests that look at it.
+class CountingMetrics final : public CoreMetrics {
+ public:
+  int submitted = 0, restarted = 0, workers_lost = 0, store_write_failures = 0;
+  int store_writes = 0, scheduler_passes = 0, lease_expiries = 0, idempotent_replays = 0;
+  std::vector<std::pair<v1::JobState, absl::Duration>> runs;  // JobRunDuration, in order
+  std::map<int32_t, int64_t> queued_by_priority;              // the last QueueGauges
+  absl::Duration oldest_queued = absl::InfiniteDuration();
+  int64_t stored_checkpoints = -1;
+  uint64_t stored_bytes = 0;
+  void JobSubmitted() override { ++submitted; }
+  void JobFinished(v1::JobState) override {}
+  void JobRestarted() override { ++restarted; }
+  void WorkerLost() override { ++workers_lost; }
+  void SchedulingLatency(absl::Duration) override {}
+  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
+  void CheckpointBytes(uint64_t) override {}
+  void StoreWriteFailed() override { ++store_write_failures; }
+  void StoreWriteDuration(absl::Duration) override { ++store_writes; }
+  void JobRunDuration(v1::JobState state, absl::Duration ran_for) override {
+    runs.emplace_back(state, ran_for);
+  }
+  void SchedulerPass(absl::Duration) override { ++scheduler_passes; }
+  void LeaseExpired() override { ++lease_expiries; }
+  void IdempotentReplay() override { ++idempotent_replays; }
+  void QueueGauges(const std::map<int32_t, int64_t>& by_priority,
+                   absl::Duration oldest) override {
+    queued_by_priority = by_priority;
+    oldest_queued = oldest;
+  }
+  void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) override {
+    stored_checkpoints = checkpoints;
+    stored_bytes = bytes;
+  }
+};
+
 class CoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,7 +99,7 @@ class CoreTest : public ::testing::Test {
   }
   void MakeCore(CoreOptions options = {}) {
     options.lease_ttl = absl::Seconds(10);
-    auto core = JobServiceCore::Create(&store_, artifacts_.get(), &clock_, nullptr, options);
+    auto core = JobServiceCore::Create(&store_, artifacts_.get(), &clock_, &metrics_, options);
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = std::move(*core);
   }
@@ -172,6 +212,7 @@ class CoreTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  CountingMetrics metrics_;
   InMemoryJobStore store_;
   FakeClock clock_;
   std::unique_ptr<ArtifactStore> artifacts_;
@@ -600,6 +641,126 @@ TEST_F(CoreTest, CheckpointsAreTheOwnersAndEachAttemptGetsItsOwnPort) {
   (void)second;
 }
 
+// ---- metrics: each CoreMetrics call happens when its event does ------------------------------
+
+TEST_F(CoreTest, MetricsFollowAJobFromTheQueueToItsEnd) {
+  std::string low = Submit(Spec("low", 1, 1, 1, /*priority=*/0));
+  clock_.Advance(absl::Seconds(10));
+  std::string high = Submit(Spec("high", 1, 1, 1, /*priority=*/5));
+  clock_.Advance(absl::Seconds(20));
+  const int writes_before = metrics_.store_writes;
+  core_->Tick();  // a pass with no fleet: nothing placed
+  EXPECT_EQ(metrics_.scheduler_passes, 1);
+  EXPECT_THAT(metrics_.queued_by_priority, ElementsAre(Pair(0, 1), Pair(5, 1)));
+  EXPECT_EQ(metrics_.oldest_queued, absl::Seconds(30)) << "since `low` was submitted";
+
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  EXPECT_EQ(metrics_.scheduler_passes, 2);
+  EXPECT_GT(metrics_.store_writes, writes_before) << "the worker and the placement";
+  ASSERT_EQ(Get(high).state(), v1::JOB_STATE_SCHEDULED) << "higher priority first";
+  EXPECT_THAT(metrics_.queued_by_priority, ElementsAre(Pair(0, 1)));
+
+  ASSERT_TRUE(Report("w1", lease, high, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  clock_.Advance(absl::Seconds(8));  // within the lease
+  ASSERT_TRUE(Upload("w1", lease, high, 1, 8, true, "final adapter").ok());
+  core_->Tick();
+  EXPECT_EQ(metrics_.stored_checkpoints, 1);
+  EXPECT_EQ(metrics_.stored_bytes, std::string("final adapter").size());
+  EXPECT_TRUE(metrics_.runs.empty());
+  ASSERT_TRUE(Report("w1", lease, high, 1, 1, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  EXPECT_THAT(metrics_.runs,
+              ElementsAre(std::make_pair(v1::JOB_STATE_SUCCEEDED, absl::Seconds(8))));
+
+  // Cancelled after it ran: observed under "cancelled".
+  v1::HeartbeatRequest beat;
+  beat.set_name("w1");
+  beat.set_lease_id(lease);
+  ASSERT_TRUE(core_->Heartbeat(beat).ok());
+  v1::CancelJobRequest cancel;
+  cancel.set_id(low);
+  core_->Tick();  // `low` takes the freed slot
+  ASSERT_TRUE(Report("w1", lease, low, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(core_->CancelJob({"alice"}, cancel).ok());
+  ASSERT_EQ(metrics_.runs.size(), 2u);
+  EXPECT_EQ(metrics_.runs[1], std::make_pair(v1::JOB_STATE_CANCELLED, absl::Seconds(5)));
+  // Cancelled while queued: it never ran, so no run time.
+  std::string never_ran = Submit(Spec("never-ran"));
+  cancel.set_id(never_ran);
+  ASSERT_TRUE(core_->CancelJob({"alice"}, cancel).ok());
+  EXPECT_EQ(metrics_.runs.size(), 2u);
+  core_->Tick();
+  EXPECT_TRUE(metrics_.queued_by_priority.empty());
+  EXPECT_EQ(metrics_.oldest_queued, absl::ZeroDuration()) << "0 when nothing is queued";
+}
+
+TEST_F(CoreTest, ALapsedLeaseIsCountedOnce) {
+  Register("w1", 1);
+  clock_.Advance(absl::Seconds(9));
+  core_->Tick();
+  EXPECT_EQ(metrics_.lease_expiries, 0);
+  clock_.Advance(absl::Seconds(2));
+  core_->Tick();
+  core_->Tick();
+  EXPECT_EQ(metrics_.lease_expiries, 1);
+  EXPECT_EQ(metrics_.workers_lost, 1);
+}
+
+TEST_F(CoreTest, AnIdempotentRepeatIsCountedAsAReplayNotASubmission) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("idem");
+  request.set_idempotency_key("key-1");
+  ASSERT_TRUE(core_->SubmitJob({"alice"}, request).ok());
+  EXPECT_EQ(metrics_.submitted, 1);
+  EXPECT_EQ(metrics_.idempotent_replays, 0);
+  ASSERT_TRUE(core_->SubmitJob({"alice"}, request).ok());
+  ASSERT_TRUE(core_->SubmitJob({"alice"}, request).ok());
+  EXPECT_EQ(metrics_.submitted, 1);
+  EXPECT_EQ(metrics_.idempotent_replays, 2);
+  request.set_idempotency_key("key-2");
+  ASSERT_TRUE(core_->SubmitJob({"alice"}, request).ok());
+  EXPECT_EQ(metrics_.submitted, 2);
+  EXPECT_EQ(metrics_.idempotent_replays, 2);
+}
+
+// The gauges are computed from state, and the times from persisted timestamps: a restarted
+// coordinator reports the same queue, checkpoints and run times, before its first tick.
+TEST_F(CoreTest, GaugesAndRunTimesAreRightAfterACoordinatorRestart) {
+  std::string running = Submit(Spec("running", 1, 1, 1, /*priority=*/0));
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Report("w1", lease, running, 1, 0, {State(v1::JOB_STATE_RUNNING)}).ok());
+  ASSERT_TRUE(Upload("w1", lease, running, 1, 2, false, "step two").ok());
+  std::string queued = Submit(Spec("queued", 1, 1, 1, /*priority=*/200));
+  clock_.Advance(absl::Seconds(40));
+
+  // A new process: a new core on the same store, the artifact store opened again.
+  core_.reset();
+  metrics_ = CountingMetrics();
+  artifacts_.reset();
+  auto artifacts = ArtifactStore::Open(dir_.string());
+  ASSERT_TRUE(artifacts.ok()) << artifacts.status();
+  artifacts_ = std::move(*artifacts);
+  clock_.Advance(absl::Seconds(20));
+  MakeCore();
+  EXPECT_THAT(metrics_.queued_by_priority, ElementsAre(Pair(200, 1)));
+  EXPECT_EQ(metrics_.oldest_queued, absl::Seconds(60)) << "queued before the restart";
+  EXPECT_EQ(metrics_.stored_checkpoints, 1);
+  EXPECT_EQ(metrics_.stored_bytes, std::string("step two").size());
+
+  // The running job's run time counts from its first RUNNING, before the restart.
+  lease = Register("w1", 1, {{running, 1}});
+  ASSERT_TRUE(Upload("w1", lease, running, 1, 8, true, "final").ok());
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(Report("w1", lease, running, 1, 1, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  EXPECT_THAT(metrics_.runs,
+              ElementsAre(std::make_pair(v1::JOB_STATE_SUCCEEDED, absl::Seconds(65))));
+  core_->Tick();
+  EXPECT_EQ(metrics_.stored_checkpoints, 2);
+  (void)queued;
+}
+
 // A store whose next N job updates fail, as a full disk would make them.
 class FailingStore final : public InMemoryJobStore {
  public:
@@ -612,20 +773,6 @@ class FailingStore final : public InMemoryJobStore {
     }
     return InMemoryJobStore::UpdateJobAndAppendEvents(job, events);
   }
-};
-
-// What the core counts, for the tests that look at it.
-class CountingMetrics final : public CoreMetrics {
- public:
-  int submitted = 0, restarted = 0, workers_lost = 0, store_write_failures = 0;
-  void JobSubmitted() override { ++submitted; }
-  void JobFinished(v1::JobState) override {}
-  void JobRestarted() override { ++restarted; }
-  void WorkerLost() override { ++workers_lost; }
-  void SchedulingLatency(absl::Duration) override {}
-  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
-  void CheckpointBytes(uint64_t) override {}
-  void StoreWriteFailed() override { ++store_write_failures; }
 };
 
 // Captures what is logged through common/logging.h while it lives.

@@ -1,6 +1,7 @@
 // The coordinator's gRPC-layer pieces that need no core: token-file parsing and
 // authentication, the absl → gRPC status mapping, listen addresses and request limits, and the
 // pull-stream write reactor over a fake source on an in-process server.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -223,10 +224,23 @@ class GatedSource final : public PullSource<v1::WorkerCommand> {
   std::shared_ptr<GateState> state_;
 };
 
+// Open streams by kind, as RpcMetrics hears of them.
+class StreamCountingMetrics final : public RpcMetrics {
+ public:
+  void RpcFinished(absl::string_view, absl::string_view, absl::Duration) override {}
+  void StreamOpened(StreamKind kind) override { ++open[static_cast<int>(kind)]; }
+  void StreamClosed(StreamKind kind) override { --open[static_cast<int>(kind)]; }
+  int Open(StreamKind kind) const { return open[static_cast<int>(kind)].load(); }
+
+ private:
+  std::atomic<int> open[2] = {0, 0};
+};
+
 class GatedWorkerService final : public v1::WorkerService::CallbackService {
  public:
-  GatedWorkerService(std::shared_ptr<GateState> state, StreamPump* pump)
-      : state_(std::move(state)), pump_(pump) {}
+  GatedWorkerService(std::shared_ptr<GateState> state, StreamPump* pump,
+                     RpcMetrics* metrics = nullptr)
+      : state_(std::move(state)), pump_(pump), metrics_(metrics) {}
   grpc::ServerWriteReactor<v1::WorkerCommand>* StreamCommands(
       grpc::CallbackServerContext* context, const v1::StreamCommandsRequest*) override {
     {
@@ -235,7 +249,8 @@ class GatedWorkerService final : public v1::WorkerService::CallbackService {
     }
     auto* reactor = new PullWriteReactor<v1::WorkerCommand>(
         std::make_unique<GatedSource>(state_), pump_, [] { return grpc::Status::OK; },
-        RpcTimer(nullptr, "WorkerService/StreamCommands"));
+        RpcTimer(nullptr, "WorkerService/StreamCommands"),
+        OpenStream(metrics_, RpcMetrics::StreamKind::kCommands));
     reactor->Start();
     return reactor;
   }
@@ -243,6 +258,7 @@ class GatedWorkerService final : public v1::WorkerService::CallbackService {
  private:
   std::shared_ptr<GateState> state_;
   StreamPump* pump_;
+  RpcMetrics* metrics_;
 };
 
 // A client that cancels while the pump is inside the source's Next: the reactor does not
@@ -251,7 +267,8 @@ class GatedWorkerService final : public v1::WorkerService::CallbackService {
 TEST(PullWriteReactorTest, CancelDuringAPullEndsAfterItWithoutPullingAgain) {
   auto state = std::make_shared<GateState>();
   StreamPump pump;
-  GatedWorkerService service(state, &pump);
+  StreamCountingMetrics metrics;
+  GatedWorkerService service(state, &pump, &metrics);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -266,6 +283,8 @@ TEST(PullWriteReactorTest, CancelDuringAPullEndsAfterItWithoutPullingAgain) {
   v1::StreamCommandsRequest request;
   auto reader = stub->StreamCommands(&context, request);
   ASSERT_TRUE(state->WaitFor([&] { return state->pulls == 1 && state->notify != nullptr; }));
+  EXPECT_EQ(metrics.Open(RpcMetrics::StreamKind::kCommands), 1) << "the open-streams gauge";
+  EXPECT_EQ(metrics.Open(RpcMetrics::StreamKind::kWatch), 0);
 
   // Wake the stream: the pull runs on the pump and blocks in Next.
   std::function<void()> notify;
@@ -295,6 +314,7 @@ TEST(PullWriteReactorTest, CancelDuringAPullEndsAfterItWithoutPullingAgain) {
   while (reader->Read(&command)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(metrics.Open(RpcMetrics::StreamKind::kCommands), 0) << "closed when the call is done";
   server->Shutdown();
 }
 
