@@ -31,6 +31,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
+// The repository: the shipped Prometheus configuration, rules and query checker.
+const std::string kSourceDir = LORATRF_SOURCE_DIR;
+
 // A TCP port nothing listens on right now (the kernel's pick).
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -299,6 +302,106 @@ TEST_F(ControlPlane, TheAgentExportsEachRunningRanksTrainingSeriesAndDropsThemAt
     text = Scrape(agent_metrics);
     return text.find("job_id=\"" + id + "\"") == std::string::npos;
   }, 30)) << "the cancelled attempt's series are still exported:\n" << text;
+}
+
+// The Prometheus HTTP API's answer to an instant query, parsed; null when it did not answer.
+json PromQuery(int port, const std::string& query) {
+  ProcessResult answered = RunProcess(
+      {kPython, "-c",
+       "import sys, urllib.parse, urllib.request; sys.stdout.write(urllib.request.urlopen("
+       "sys.argv[1] + '/api/v1/query?query=' + urllib.parse.quote(sys.argv[2]), timeout=10)"
+       ".read().decode())",
+       "http://127.0.0.1:" + std::to_string(port), query});
+  if (answered.exit_code != 0) return nullptr;
+  return json::parse(answered.out, nullptr, /*allow_exceptions=*/false);
+}
+
+// The number of series an instant query returns (0 when Prometheus did not answer).
+size_t PromSeries(int port, const std::string& query) {
+  json answer = PromQuery(port, query);
+  if (!answer.is_object() || answer.value("status", "") != "success") return 0;
+  return answer["data"]["result"].size();
+}
+
+// A real Prometheus (Debian's) with the shipped scrape configuration and rules, pointed at a
+// real coordinator and agent: it scrapes a running job's series, the recording rules compute
+// from them, the dashboards' and rules' names are all served (and are exactly the documented
+// families), and killing the agent fires LoratrfAgentLost.
+TEST_F(ControlPlane, ARealPrometheusScrapesTheJobRunsTheRulesAndFiresAgentLost) {
+  if (!fs::exists("/usr/bin/prometheus")) {
+    FAIL() << "/usr/bin/prometheus is missing: deploy/install-deps.sh installs the Debian "
+              "package prometheus";
+  }
+  StartCoordinator();
+  const int agent_metrics = FreePort();
+  // A peak for the CPU, so that the MFU series exists here too.
+  ::setenv("LORATRF_DEVICE_PEAK_FLOPS", "1e12", 1);
+  StartAgent("node-a", 1, {"--metrics-listen", "127.0.0.1:" + std::to_string(agent_metrics)});
+  ::unsetenv("LORATRF_DEVICE_PEAK_FLOPS");
+
+  // The shipped configuration, its placeholder targets replaced, scraped and evaluated every
+  // second instead of every 15, its rule files read from the repository.
+  std::string config = Slurp(kSourceDir + "/deploy/prometheus/prometheus.yml");
+  auto replace = [&](const std::string& from, const std::string& to) {
+    size_t at = config.find(from);
+    ASSERT_NE(at, std::string::npos) << "prometheus.yml has no '" << from << "'";
+    config.replace(at, from.size(), to);
+  };
+  replace("coordinator.example:9464", "127.0.0.1:" + std::to_string(metrics_port_));
+  replace("node-1.example:9465", "127.0.0.1:" + std::to_string(agent_metrics));
+  replace("          - \"node-2.example:9465\"\n", "");
+  replace("scrape_interval: 15s", "scrape_interval: 1s");
+  replace("evaluation_interval: 15s", "evaluation_interval: 1s");
+  replace("  - rules/recording.yml", "  - " + kSourceDir + "/deploy/prometheus/rules/recording.yml");
+  replace("  - rules/alerts.yml", "  - " + kSourceDir + "/deploy/prometheus/rules/alerts.yml");
+  std::ofstream(dir_ / "prometheus.yml") << config;
+  const int prometheus_port = FreePort();
+  BackgroundProcess prometheus(
+      {"/usr/bin/prometheus", "--config.file=" + (dir_ / "prometheus.yml"),
+       "--storage.tsdb.path=" + (dir_ / "tsdb"),
+       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+      dir_ / "prometheus.log");
+  auto prometheus_log = [&] { return "--- prometheus\n" + Slurp(dir_ / "prometheus.log"); };
+  ASSERT_TRUE(WaitFor([&] { return PromSeries(prometheus_port, "up") == 2; }, 60))
+      << prometheus_log();
+
+  std::string id = Submit(Spec("long",
+                               "epochs: 40, batch_size: 8, micro_batch_size: 8, "
+                               "learning_rate: 0.001, eval_every_steps: 5, "
+                               "checkpoint_every_steps: 5, max_seq_len: 32",
+                               "workers: 1, slots_per_worker: 1"));
+  ASSERT_FALSE(id.empty());
+  const std::string job = "{job_id=\"" + id + "\"}";
+  // The job's counters and gauges as Prometheus stored them, and the recording rules' outputs.
+  for (const std::string& query : std::vector<std::string>{
+           "loratrf_train_tokens_total" + job + " > 0", "loratrf_train_loss" + job,
+        "loratrf_train_eval_loss" + job, "loratrf_agent_checkpoint_upload_duration_seconds_count" + job,
+        "job_id:loratrf_train_tokens:rate2m" + job + " > 0",
+        "job_id:loratrf_train_step_duration_seconds:p50_rate5m" + job,
+        "fleet:loratrf_slots_utilisation:ratio == 1"}) {
+    EXPECT_TRUE(WaitFor([&] { return PromSeries(prometheus_port, query) > 0; }, 120))
+        << query << " has no series\n" << Logs() << prometheus_log();
+  }
+  // While the job runs: every name the dashboards and rules use is served, and the loratrf_
+  // families served are exactly the documented ones.
+  ProcessResult checked = RunProcess(
+      {kPython, kSourceDir + "/tests/monitoring/check_queries.py", "--repo", kSourceDir,
+       "--documented", kSourceDir + "/docs/metrics.md",
+       "--metrics-url", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics",
+       "--metrics-url", "http://127.0.0.1:" + std::to_string(agent_metrics) + "/metrics"},
+      "", 120);
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+
+  // The agent dies: Prometheus cannot scrape it, and after the rule's minute the alert fires.
+  agents_["node-a"]->Signal(SIGKILL);
+  agents_["node-a"]->Wait(10);
+  EXPECT_TRUE(WaitFor([&] {
+    return PromSeries(prometheus_port,
+                      "ALERTS{alertname=\"LoratrfAgentLost\",alertstate=\"firing\"}") > 0;
+  }, 150)) << prometheus_log();
+  EXPECT_EQ(PromSeries(prometheus_port, "ALERTS{alertname=\"LoratrfCoordinatorDown\"}"), 0u);
+  prometheus.Signal(SIGTERM);
+  prometheus.Wait(10);
 }
 
 TEST_F(ControlPlane, CancelStopsTheRanksWithinFiveSecondsAndFreesTheSlots) {

@@ -4,15 +4,19 @@ dashboards.
 
   (a) each expression parses: they are written, Grafana variables substituted, as recording rules
       into a temporary rule file that `promtool check rules` reads;
-  (b) each metric name an expression uses is exported: given by --exported FILE (one name a line;
-      histograms as their _bucket/_sum/_count series) and/or --metrics-url URL (a running
-      binary's /metrics), plus the names the rule files record and the series Prometheus makes
-      itself (up, scrape_*, ALERTS);
+  (b) each metric name an expression uses is exported: given by --documented FILE (the tables
+      of docs/metrics.md: a row `| `name` | type | ...`, histograms standing for their
+      _bucket/_sum/_count series), --exported FILE (one name a line) and/or --metrics-url URL (a
+      running binary's /metrics), plus the names the rule files record and the series
+      Prometheus makes itself (up, scrape_*, ALERTS);
+  (d) with --documented and --metrics-url together: the loratrf_ families the binaries export
+      are exactly the documented ones (none undocumented, none documented but missing);
   (c) every alert has a severity of page or ticket and the annotations summary, description and
       runbook.
 
 Usage:
-  check_queries.py [--repo DIR] [--exported FILE]... [--metrics-url URL]... [--require-samples]
+  check_queries.py [--repo DIR] [--documented FILE] [--exported FILE]... [--metrics-url URL]...
+                   [--require-samples]
                    [--promtool PATH] [--list] [FILE...]
 FILEs are rule files (.yml/.yaml) and dashboards (.json); by default every file under
 deploy/prometheus/rules/ and deploy/grafana/dashboards/ of the repository. Without --exported or
@@ -409,6 +413,33 @@ PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
                      "ALERTS_FOR_STATE"}
 
 
+def documented_families(path):
+    """{name: type} from the rows of the Markdown tables in docs/metrics.md."""
+    families = {}
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r"\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)`\s*\|\s*(counter|gauge|histogram|summary)\s*\|",
+                     line)
+        if m:
+            families[m.group(1)] = m.group(2)
+    return families
+
+
+def series_names(families):
+    names = set()
+    for name, kind in families.items():
+        names.add(name)
+        if kind == "histogram":
+            names.update(name + s for s in ("_bucket", "_sum", "_count"))
+        elif kind == "summary":
+            names.update(name + s for s in ("_sum", "_count"))
+    return names
+
+
+def exposition_families(text):
+    """{name: type} of the families declared by # TYPE lines."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"(?m)^#\s*TYPE\s+(\S+)\s+(\S+)", text)}
+
+
 def names_from_exposition(text, require_samples):
     """Metric names in the Prometheus text format: every sample's name, and (unless
     require_samples) every family declared by # TYPE, histograms and summaries with their
@@ -471,6 +502,8 @@ def main():
     ap.add_argument("files", nargs="*", help="rule files (.yml) and dashboards (.json)")
     ap.add_argument("--repo", default=os.path.normpath(os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "..")))
+    ap.add_argument("--documented", metavar="FILE",
+                    help="docs/metrics.md: its tables' families count as exported")
     ap.add_argument("--exported", action="append", default=[], metavar="FILE",
                     help="a file of exported metric names, one a line (# comments)")
     ap.add_argument("--metrics-url", action="append", default=[], metavar="URL",
@@ -519,14 +552,32 @@ def main():
             line = line.split("#")[0].strip()
             if line:
                 exported.add(line)
+    documented = documented_families(args.documented) if args.documented else {}
+    if args.documented and not documented:
+        print("check_queries: %s documents no metric family" % args.documented, file=sys.stderr)
+        return 2
+    served = {}
     for url in args.metrics_url:
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
-                exported |= names_from_exposition(r.read().decode("utf-8"), args.require_samples)
+                text = r.read().decode("utf-8")
         except OSError as e:
             print("check_queries: cannot fetch %s: %s" % (url, e), file=sys.stderr)
             return 1
-    check_names = bool(args.exported or args.metrics_url)
+        exported |= names_from_exposition(text, args.require_samples)
+        served.update(exposition_families(text))
+    if documented and args.metrics_url:
+        ours = {n: t for n, t in served.items() if n.startswith("loratrf_")}
+        for name in sorted(set(ours) - set(documented)):
+            problems.append("%s is exported but not documented in %s" % (name, args.documented))
+        for name in sorted(set(documented) - set(ours)):
+            problems.append("%s is documented in %s but not exported" % (name, args.documented))
+        for name in sorted(set(ours) & set(documented)):
+            if ours[name] != documented[name]:
+                problems.append("%s is a %s, documented as a %s" % (name, ours[name], documented[name]))
+    else:
+        exported |= series_names(documented)
+    check_names = bool(args.exported or args.metrics_url or documented)
     known = exported | recorded | PROMETHEUS_SERIES
     used = set()
     for e in exprs:
