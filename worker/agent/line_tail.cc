@@ -27,6 +27,7 @@ std::vector<std::string> LineTail::Poll() {
   if (info.st_ino != inode_ || static_cast<uint64_t>(info.st_size) < offset_) {
     inode_ = info.st_ino;  // replaced or truncated: read it again from the start
     offset_ = 0;
+    skipping_ = false;
   }
   std::string data;
   while (data.size() < kMaxReadPerPoll) {
@@ -40,10 +41,18 @@ std::vector<std::string> LineTail::Poll() {
   while (true) {
     size_t newline = data.find('\n', start);
     if (newline == std::string::npos) {
-      if (data.size() - start > max_line_) start = data.size();
+      // An over-long line is dropped as it comes, not waited for; the rest of it, when it
+      // arrives, is dropped too (it is not a line of its own).
+      if (data.size() - start > max_line_) {
+        start = data.size();
+        skipping_ = true;
+      }
       break;
     }
-    if (newline - start <= max_line_) lines.push_back(data.substr(start, newline - start));
+    if (!skipping_ && newline - start <= max_line_) {
+      lines.push_back(data.substr(start, newline - start));
+    }
+    skipping_ = false;
     start = newline + 1;
   }
   offset_ += start;

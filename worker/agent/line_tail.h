@@ -1,6 +1,6 @@
 // Follows a file that a rank appends lines to, returning each complete line once. A file
 // replaced (a new inode) or truncated is read again from its start; a line longer than
-// `max_line` is skipped rather than waited for. A missing file is not an error: it has no lines
+// `max_line` is skipped, all of it, rather than waited for. A missing file is not an error: it has no lines
 // yet.
 //
 // Threading: single-threaded.
@@ -25,7 +25,8 @@ class LineTail {
   std::string path_;
   size_t max_line_;
   ino_t inode_ = 0;
-  uint64_t offset_ = 0;  // bytes of the current file consumed (complete lines only)
+  uint64_t offset_ = 0;    // bytes of the current file consumed
+  bool skipping_ = false;  // inside an over-long line, until its newline
 };
 
 }  // namespace loratrf::worker::agent
