@@ -67,7 +67,9 @@ cleanup() {
       echo "--- logs of $c (last 40 lines)"; "$engine" logs --tail 40 "$c" 2>&1 || true
     done
   fi
-  for c in "${containers[@]}"; do "$engine" rm -f -t 10 "$c" >/dev/null 2>&1 || true; done
+  # stop first: SIGTERM through tini lets the binaries shut down as they would in production.
+  for c in "${containers[@]}"; do "$engine" stop -t 10 "$c" >/dev/null 2>&1 || true; done
+  for c in "${containers[@]}"; do "$engine" rm -f "$c" >/dev/null 2>&1 || true; done
   "$engine" volume rm -f "$volume" >/dev/null 2>&1 || true
   rm -rf "$work"
   exit "$rc"
@@ -125,12 +127,13 @@ for agent in a b; do
     --metrics-listen "127.0.0.1:${!port_var}" --address 127.0.0.1 >/dev/null
   containers+=("$prefix-worker-$agent")
 done
+ready_agents() { "$cli" workers | awk '$2 == "ready"' | wc -l; }
 for _ in $(seq 300); do
-  [[ $("$cli" workers | grep -c READY || true) -ge 2 ]] && break
+  [[ $(ready_agents) -ge 2 ]] && break
   sleep 0.2
 done
 "$cli" workers
-[[ $("$cli" workers | grep -c READY || true) -ge 2 ]] || fail "two agents did not become READY"
+[[ $(ready_agents) -ge 2 ]] || fail "two agents did not become ready"
 
 step "submit from the host's CLI and watch"
 job=$("$cli" submit "$work/job.yaml" | tail -n 1)
