@@ -8,12 +8,13 @@
 # answers; otherwise a Debian 12 minbase made from the Debian archive with debootstrap and
 # imported once as localhost/loratrf-base:bookworm-debootstrap (reused while that tag exists).
 # Prints each image's size and the build time. Exit status: 0 built, 1 a build step failed,
-# 2 bad usage or a missing tool.
+# 2 bad usage or a missing tool. LORATRF_IMAGE_SOURCE_URL fills the org.opencontainers.image.source
+# label.
 set -euo pipefail
 self=$(readlink -f "$0")
 cd "$(dirname "$self")/../.."
 
-usage() { sed -n '2,11p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$self" | sed 's/^# \{0,1\}//'; }
 die_usage() { echo "build.sh: $*" >&2; usage >&2; exit 2; }
 
 engine="" tag="dev" base="" jobs="$(nproc)" target="all"
@@ -83,6 +84,7 @@ for t in "${targets[@]}"; do
   "$engine" build "${build_flags[@]}" -f deploy/images/Containerfile --target "$t" \
     --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" --build-arg BUILD_JOBS="$jobs" \
+    --build-arg SOURCE_URL="${LORATRF_IMAGE_SOURCE_URL:-}" \
     -t "localhost/loratrf-$t:$tag" . \
     || { echo "build.sh: building the $t image failed" >&2; exit 1; }
   echo "build.sh: loratrf-$t:$tag built in $(($(date +%s) - t0)) s"
