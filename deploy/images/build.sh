@@ -14,7 +14,7 @@ set -euo pipefail
 self=$(readlink -f "$0")
 cd "$(dirname "$self")/../.."
 
-usage() { sed -n '2,13p' "$self" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$self" | sed 's/^# \{0,1\}//'; }
 die_usage() { echo "build.sh: $*" >&2; usage >&2; exit 2; }
 
 engine="" tag="dev" base="" jobs="$(nproc)" target="all"
