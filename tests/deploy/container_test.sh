@@ -158,7 +158,7 @@ step "download the adapter"
 "$cli" download "$job" --output "$work/adapter"
 ls -l "$work/adapter"
 [[ -s "$work/adapter/adapter_config.json" ]] || fail "no adapter_config.json in the download"
-ls "$work/adapter" | grep -q '\.safetensors$' || fail "no safetensors in the download"
+compgen -G "$work/adapter/*.safetensors" >/dev/null || fail "no safetensors in the download"
 
 step "scrape /metrics"
 scrape() {
@@ -169,9 +169,14 @@ PY
 }
 scrape "127.0.0.1:$metrics_port" > "$work/coordinator.metrics"
 grep -q '^loratrf_jobs_submitted_total' "$work/coordinator.metrics" || fail "coordinator /metrics lacks loratrf_jobs_submitted_total"
-scrape "127.0.0.1:$agent_metrics_a" > "$work/agent.metrics"
-grep -q '^loratrf_agent_slots' "$work/agent.metrics" || fail "agent /metrics lacks loratrf_agent_slots"
-echo "coordinator: $(grep -c '^loratrf_' "$work/coordinator.metrics") samples; agent: $(grep -c '^loratrf_' "$work/agent.metrics") samples"
+for port in "$agent_metrics_a" "$agent_metrics_b"; do
+  scrape "127.0.0.1:$port" > "$work/agent-$port.metrics"
+  grep -q '^loratrf_agent_slots' "$work/agent-$port.metrics" \
+    || fail "agent /metrics on $port lacks loratrf_agent_slots"
+done
+echo "coordinator: $(grep -c '^loratrf_' "$work/coordinator.metrics") samples;" \
+  "agents: $(grep -c '^loratrf_' "$work/agent-$agent_metrics_a.metrics")" \
+  "and $(grep -c '^loratrf_' "$work/agent-$agent_metrics_b.metrics") samples"
 
 echo
 echo "container_test.sh: PASS"
