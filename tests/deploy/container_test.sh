@@ -10,7 +10,7 @@
 # coordinator container (its data dir on a named volume) and two worker containers, all with host
 # networking on loopback ports, submits the quickstart job from the host's CLI and watches it
 # succeed, restarts the coordinator container and checks that the job and its checkpoints are
-# still there, downloads the adapter, and scrapes the coordinator's and an agent's /metrics.
+# still there, downloads the adapter, and scrapes the coordinator's and both agents' /metrics.
 # Removes its containers, volume and files on exit. Exit status: 0 passed, 1 failed, 2 bad usage.
 set -euo pipefail
 self=$(readlink -f "$0")
