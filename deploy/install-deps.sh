@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package that loratrf's build, tests and demo need.
 # Idempotent: packages already present are left alone; apt-get update runs first.
-# Usage: deploy/install-deps.sh [--with-fuzz]
+# Usage: deploy/install-deps.sh [--with-fuzz | --build-only]
+#   --build-only: only what compiling the three binaries needs (the image build stage: no test,
+#   reference or demo packages, which would add gigabytes and minutes to every image build).
 set -euo pipefail
+mode="${1:-}"
+case "$mode" in
+  ""|--with-fuzz|--build-only) ;;
+  *) echo "usage: $0 [--with-fuzz | --build-only]" >&2; exit 2 ;;
+esac
 
 packages=(
   # toolchain
@@ -22,11 +29,21 @@ packages=(
   # independent reference implementations and benchmarks (Debian's PyTorch, same 1.13 core)
   python3-torch
 )
-# Node runs the reference tokenizer library in tests (any node >= 18 will do: keep one that is
-# already installed, e.g. from NodeSource, instead of pulling Debian's).
-if ! command -v node >/dev/null; then packages+=(nodejs); fi
-if ! command -v npm >/dev/null; then packages+=(npm); fi
-if [[ "${1:-}" == "--with-fuzz" ]]; then
+if [[ "$mode" == "--build-only" ]]; then
+  # Everything above the "tests" line.
+  build_only=()
+  for p in "${packages[@]}"; do
+    [[ "$p" == libgtest-dev ]] && break
+    build_only+=("$p")
+  done
+  packages=("${build_only[@]}")
+else
+  # Node runs the reference tokenizer library in tests (any node >= 18 will do: keep one that is
+  # already installed, e.g. from NodeSource, instead of pulling Debian's).
+  if ! command -v node >/dev/null; then packages+=(nodejs); fi
+  if ! command -v npm >/dev/null; then packages+=(npm); fi
+fi
+if [[ "$mode" == "--with-fuzz" ]]; then
   packages+=(clang-14 libclang-rt-14-dev)
 fi
 

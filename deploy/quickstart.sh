@@ -49,7 +49,7 @@ for agent in agent-a agent-b; do
   pids+=($!)
 done
 for _ in $(seq 300); do
-  ready=$("$bin/loratrf" workers | grep -c READY || true)
+  ready=$("$bin/loratrf" workers | grep -ci " ready " || true)
   [[ $ready -ge 2 ]] && break
   sleep 0.2
 done
