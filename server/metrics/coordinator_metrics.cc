@@ -1,16 +1,13 @@
 #include "server/metrics/coordinator_metrics.h"
 
-#include <sys/statvfs.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <exception>
 #include <map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/disk_space.h"
 #include "common/logging.h"
 #include "proto/contract/limits.h"
 #include "prometheus/collectable.h"
@@ -278,20 +275,16 @@ void CoordinatorMetrics::WatchDataDir(const std::string& data_dir) {
 
 void CoordinatorMetrics::RefreshDataDir() const {
   if (data_dir_.empty()) return;
-  struct statvfs fs;
-  if (::statvfs(data_dir_.c_str(), &fs) != 0) {
-    const int error = errno;
+  absl::StatusOr<DiskSpace> space = ReadDiskSpace(data_dir_);
+  if (!space.ok()) {
     if (!data_dir_failing_.exchange(true)) {
-      LOG_WARN("metrics: statvfs of the data dir {} failed: {}; the data dir gauges keep their "
-               "last values",
-               data_dir_, std::strerror(error));
+      LOG_WARN("metrics: {}; the data dir gauges keep their last values", space.status().message());
     }
     return;
   }
   data_dir_failing_.store(false);
-  // f_bavail, not f_bfree: the blocks reserved for root are not the coordinator's to fill.
-  data_dir_available_->Set(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize));
-  data_dir_capacity_->Set(static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
+  data_dir_available_->Set(static_cast<double>(space->available_bytes));
+  data_dir_capacity_->Set(static_cast<double>(space->capacity_bytes));
 }
 
 void CoordinatorMetrics::JobSubmitted() { jobs_submitted_->Increment(); }

@@ -3,7 +3,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/disk_space.h"
 
 namespace loratrf::worker::agent {
 namespace {
@@ -351,14 +351,13 @@ class PrometheusAgentMetrics : public AgentMetrics {
     training_ = std::make_unique<TrainingFamilies>(*registry_);
   }
   // Reads the work dir's space now (at each scrape).
+  // A failed read keeps the last values.
   void RefreshWorkDir(const std::string& work_dir) {
-    struct statvfs info {};
-    if (::statvfs(work_dir.c_str(), &info) != 0) return;
-    work_dir_available_->Set(static_cast<double>(info.f_bavail) * static_cast<double>(info.f_frsize));
-    work_dir_capacity_->Set(static_cast<double>(info.f_blocks) * static_cast<double>(info.f_frsize));
+    absl::StatusOr<DiskSpace> space = ReadDiskSpace(work_dir);
+    if (!space.ok()) return;
+    work_dir_available_->Set(static_cast<double>(space->available_bytes));
+    work_dir_capacity_->Set(static_cast<double>(space->capacity_bytes));
   }
-  std::string Text() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
-  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   void Serve(std::unique_ptr<MetricsHttpServer> server) { server_ = std::move(server); }
   void SetSlots(int64_t slots) override { slots_->Set(static_cast<double>(slots)); }
   void Registered() override { registrations_->Increment(); }
@@ -412,11 +411,6 @@ absl::StatusOr<std::unique_ptr<AgentMetrics>> MakePrometheusAgentMetrics(
   if (!server.ok()) return server.status();
   metrics->Serve(*std::move(server));
   return std::unique_ptr<AgentMetrics>(std::move(metrics));
-}
-
-std::string AgentMetricsText(AgentMetrics& metrics) {
-  auto* prometheus = dynamic_cast<PrometheusAgentMetrics*>(&metrics);
-  return prometheus != nullptr ? prometheus->Text() : std::string();
 }
 
 }  // namespace loratrf::worker::agent

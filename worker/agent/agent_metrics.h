@@ -52,7 +52,4 @@ std::unique_ptr<AgentMetrics> MakeNullAgentMetrics();
 absl::StatusOr<std::unique_ptr<AgentMetrics>> MakePrometheusAgentMetrics(
     const std::string& listen, const std::string& work_dir);
 
-// The exposition text the Prometheus implementation serves (for tests).
-std::string AgentMetricsText(AgentMetrics& metrics);
-
 }  // namespace loratrf::worker::agent

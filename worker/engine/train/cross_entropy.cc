@@ -22,7 +22,7 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       const int64_t length = std::min(chunk_rows, rows - start);
       at::Tensor wide = logits.narrow(0, start, length).to(torch::kFloat32);
       at::Tensor target = targets.narrow(0, start, length);
-      at::Tensor valid = target.ne(kIgnoreTarget);
+      at::Tensor valid = target.ne(kIgnoreIndex);
       at::Tensor index = target.masked_fill(valid.logical_not(), 0).unsqueeze(1);
       at::Tensor log_normalizer = torch::logsumexp(wide, 1, /*keepdim=*/true);
       at::Tensor picked = wide.gather(1, index);

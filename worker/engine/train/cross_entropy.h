@@ -9,13 +9,12 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "worker/engine/data/examples.h"
+
 namespace loratrf::engine {
 
-// Rows whose target is this contribute nothing (transformers' ignore index).
-inline constexpr int64_t kIgnoreTarget = -100;
-
-// sum over rows r with targets[r] != kIgnoreTarget of -log softmax(logits[r])[targets[r]], as a
-// float32 scalar. logits: [rows, classes] of any floating dtype; targets: [rows] int64.
+// sum over rows r with targets[r] != kIgnoreIndex (data/examples.h) of
+// -log softmax(logits[r])[targets[r]], as a float32 scalar. logits: [rows, classes] of any floating dtype; targets: [rows] int64.
 // Differentiable with respect to `logits`: the gradient (softmax - one-hot, per chunk, in
 // logits' dtype) is computed in the forward pass when autograd will need it, so the backward
 // pass only scales it. `chunk_elements` bounds the float32 working set of one chunk.

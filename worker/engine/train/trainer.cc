@@ -66,13 +66,13 @@ LossSums ComputeLoss(TransformerModel& model, const Batch& batch, DataTask task,
     // position gets the ignored target, so the logits are used as they are, without a copy.
     logits = out.logits.reshape({-1, out.logits.size(-1)});
     targets = torch::cat({batch.labels.slice(1, 1),
-                          torch::full({batch.labels.size(0), 1}, kIgnoreTarget, batch.labels.options())},
+                          torch::full({batch.labels.size(0), 1}, kIgnoreIndex, batch.labels.options())},
                          1)
                   .reshape({-1});
   }
   sums.loss_sum = CrossEntropySum(logits, targets);
   if (count_correct) {
-    sums.correct = logits.argmax(-1).eq(targets).logical_and(targets.ne(kIgnoreTarget)).sum();
+    sums.correct = logits.argmax(-1).eq(targets).logical_and(targets.ne(kIgnoreIndex)).sum();
   }
   return sums;
 }
@@ -435,7 +435,10 @@ class Trainer {
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     const double allreduce = std::chrono::duration<double>(Clock::now() - reducing).count();
     ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
-    const double loss = totals[0][0].item<double>() / static_cast<double>(global_targets);
+    // One copy to the host for both sums (the norm above has synchronised already).
+    const torch::Tensor summed = totals[0].cpu();
+    const double loss = summed[0].item<double>() / static_cast<double>(global_targets);
+    const double global_tokens = summed[1].item<double>();
     const double lr = schedule_->LearningRate(step_);
 
     contract::RankStepRow telemetry;
@@ -479,14 +482,14 @@ class Trainer {
       row.loss = loss;
       row.learning_rate = lr;
       row.grad_norm = grad_norm;
-      row.tokens_per_second = totals[0][1].item<double>() / seconds;
+      row.tokens_per_second = global_tokens / seconds;
       row.samples_per_second = static_cast<double>(job_.batch_size) / seconds;
       row.step_seconds = seconds;
       RETURN_IF_ERROR(metrics_.Append(contract::ToJsonLine(row)));
       if (progress_) {
         *progress_ << absl::StrFormat(
             "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  grad_norm %.3f  %.0f tok/s  eta %s\n",
-            step_, total_steps_, epoch, loss, lr, grad_norm, totals[0][1].item<double>() / seconds,
+            step_, total_steps_, epoch, loss, lr, grad_norm, global_tokens / seconds,
             FormatSeconds(seconds * static_cast<double>(total_steps_ - step_)));
       }
     }
@@ -514,11 +517,12 @@ class Trainer {
     std::vector<at::Tensor> totals = {
         torch::stack({loss_sum, correct, torch::full({}, static_cast<double>(targets), f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
-    const double count = std::max(1.0, totals[0][2].item<double>());
+    const torch::Tensor summed = totals[0].cpu();
+    const double count = std::max(1.0, summed[2].item<double>());
     contract::EvalRow metrics;
     metrics.step = static_cast<uint64_t>(step_);
-    metrics.loss = totals[0][0].item<double>() / count;
-    metrics.accuracy = totals[0][1].item<double>() / count;
+    metrics.loss = summed[0].item<double>() / count;
+    metrics.accuracy = summed[1].item<double>() / count;
     metrics.examples = eval_->examples.size();
     if (comm_.rank() == 0) {
       RETURN_IF_ERROR(metrics_.Append(contract::ToJsonLine(metrics)));

@@ -19,14 +19,14 @@ struct Reference {
 Reference TorchCrossEntropy(const torch::Tensor& logits, const torch::Tensor& targets) {
   torch::Tensor x = logits.detach().to(torch::kFloat32).requires_grad_(true);
   torch::Tensor loss = F::cross_entropy(
-      x, targets, F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(kIgnoreTarget));
+      x, targets, F::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(kIgnoreIndex));
   loss.backward();
   return {loss.item<double>(), x.grad()};
 }
 
 torch::Tensor Targets(int64_t rows, int64_t classes) {
   torch::Tensor targets = torch::randint(classes, {rows}, torch::kLong);
-  targets.index_put_({torch::arange(0, rows, 3)}, kIgnoreTarget);  // every third row ignored
+  targets.index_put_({torch::arange(0, rows, 3)}, kIgnoreIndex);  // every third row ignored
   return targets;
 }
 
@@ -51,7 +51,7 @@ TEST(CrossEntropySum, MatchesTorchInValueAndGradientForEveryChunking) {
 
 TEST(CrossEntropySum, IgnoredRowsGetNoLossAndNoGradient) {
   torch::Tensor logits = torch::randn({4, 6}).requires_grad_(true);
-  torch::Tensor targets = torch::full({4}, kIgnoreTarget, torch::kLong);
+  torch::Tensor targets = torch::full({4}, kIgnoreIndex, torch::kLong);
   torch::Tensor loss = CrossEntropySum(logits, targets);
   EXPECT_EQ(loss.item<double>(), 0.0);
   loss.backward();
