@@ -121,7 +121,11 @@ struct CoreState {
   absl::Time fleet_changed;                    // guarded by mu: a worker last joined or left
   bool last_pass_settled = false;              // guarded by mu: the last scheduling pass judged
                                                // unschedulable jobs
-  uint64_t next_order = 1;                     // guarded by mu
+  // Queue order (ActiveJob::order): submissions count up from kFirstSubmissionOrder,
+  // preempted jobs count down below it, so they go ahead of their priority's queue.
+  static constexpr uint64_t kFirstSubmissionOrder = uint64_t{1} << 62;
+  uint64_t next_order = kFirstSubmissionOrder;  // guarded by mu
+  uint64_t next_front_order = kFirstSubmissionOrder - 1;  // guarded by mu
   uint64_t next_lease_id = 0;                  // guarded by mu
   std::map<std::string, core_internal::ActiveJob> active;     // guarded by mu
   std::map<std::string, core_internal::WorkerEntry> workers;  // guarded by mu

@@ -236,10 +236,11 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
 }
 
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
-                        Wakeups& wakeups) {
+                        Wakeups& wakeups, AttemptEnd end) {
   const v1::Job before = entry.job;
-  uint32_t restarts_done = before.attempt() - 1;
-  if (restarts_done >= before.spec().max_restarts()) {
+  const bool preempted = end == AttemptEnd::kPreempted;
+  const uint32_t restarts_done = before.attempt() - 1 - before.preemptions();
+  if (!preempted && restarts_done >= before.spec().max_restarts()) {
     return FinishJob(core, entry, v1::JOB_STATE_FAILED,
                      absl::StrCat(reason, "; no restarts left (max_restarts ",
                                   before.spec().max_restarts(), ")"),
@@ -249,7 +250,9 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   std::vector<v1::JobEvent> events;
   events.push_back(StateEvent(before.state(), v1::JOB_STATE_RESTARTING, reason));
   events.back().set_attempt(before.attempt());
+  events.back().mutable_state_change()->set_preempted(preempted);
   job.set_attempt(before.attempt() + 1);
+  if (preempted) job.set_preemptions(before.preemptions() + 1);
   job.clear_workers();
   job.set_state(v1::JOB_STATE_QUEUED);
   job.set_state_reason(absl::StrCat("attempt ", job.attempt(), " after: ", reason));
@@ -257,6 +260,9 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   events.back().set_attempt(job.attempt());
   RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));
   LeaveWorkers(core, before, /*cancel=*/true, reason, entry.rendezvous_port, wakeups);
+  // A preempted job lost its place through no fault of its own: it goes ahead of the jobs
+  // queued at its priority (orders below every submission's).
+  if (preempted) entry.order = core.next_front_order--;
   entry.queued_at = core.Now();
   entry.attach_deadline.reset();
   entry.attached.clear();
@@ -266,9 +272,9 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   entry.resume_checkpoint.clear();
   entry.finished_nodes.clear();
   entry.missing_beats.clear();
-  if (core.metrics != nullptr) core.metrics->JobRestarted();
-  LOG_INFO("job {} restarted: attempt {} queued after: {}", before.id(), before.attempt() + 1,
-           reason);
+  if (core.metrics != nullptr && !preempted) core.metrics->JobRestarted();
+  LOG_INFO("job {} {}: attempt {} queued after: {}", before.id(),
+           preempted ? "preempted" : "restarted", before.attempt() + 1, reason);
   return absl::OkStatus();
 }
 

@@ -57,9 +57,15 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
 // ranks (unless it succeeded). Erases `entry`.
 absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
                        const std::string& reason, Wakeups& wakeups);
-// The attempt is lost: requeue with attempt + 1 while max_restarts allows, else FAILED.
+// How an attempt ended when the job is requeued.
+enum class AttemptEnd {
+  kLost,       // a worker or rank died: counts against max_restarts
+  kPreempted,  // stopped on purpose after a checkpoint (drain, pause, preemption): does not
+               // count, and the job goes ahead of the queued jobs of its priority
+};
+// The attempt ended: requeue with attempt + 1 (kLost: while max_restarts allows, else FAILED).
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
-                        Wakeups& wakeups);
+                        Wakeups& wakeups, AttemptEnd end = AttemptEnd::kLost);
 // RestartJob for the active job `job_id` (nothing if it is no longer active), for callers that
 // cannot act on a failure: it is logged, and the attempt stays as it was until the caller's
 // next sweep (a tick, a heartbeat) tries again.

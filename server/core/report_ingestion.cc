@@ -71,7 +71,12 @@ absl::StatusOr<v1::ReportEventsResponse> IngestReport(CoreState& core,
   v1::Job job = entry->job;
   const bool node0 = !job.workers().empty() && job.workers(0) == request.worker();
   std::vector<v1::JobEvent> accepted;
-  std::optional<std::pair<v1::JobState, std::string>> outcome;  // an end this report asks for
+  struct Outcome {
+    v1::JobState state;
+    std::string reason;
+    AttemptEnd end = AttemptEnd::kLost;
+  };
+  std::optional<Outcome> outcome;  // an end this report asks for
   for (int i = static_cast<int>(skip); i < request.events_size(); ++i) {
     v1::JobEvent event = request.events(i);
     event.set_seq(0);
@@ -124,12 +129,15 @@ absl::StatusOr<v1::ReportEventsResponse> IngestReport(CoreState& core,
             return absl::FailedPreconditionError(
                 "SUCCEEDED before the final checkpoint was uploaded");
           }
-          outcome = {to, "final adapter committed"};
+          outcome = Outcome{to, "final adapter committed"};
         } else if (to == v1::JOB_STATE_FAILED || to == v1::JOB_STATE_RESTARTING) {
           // Once node 0 has committed the final adapter, another node's late failure (ranks
           // torn down at the end) does not undo the result.
           if (entry->final_checkpoint && !node0) continue;
-          outcome = {to, reason.empty() ? "a rank failed" : reason};
+          const bool preempted =
+              to == v1::JOB_STATE_RESTARTING && event.state_change().preempted();
+          outcome = Outcome{to, reason.empty() ? "a rank failed" : reason,
+                            preempted ? AttemptEnd::kPreempted : AttemptEnd::kLost};
         }
         continue;  // end transitions are written by FinishJob/RestartJob below
       }
@@ -147,10 +155,10 @@ absl::StatusOr<v1::ReportEventsResponse> IngestReport(CoreState& core,
   if (outcome.has_value()) {
     auto it = core.active.find(job_id);
     if (it != core.active.end()) {
-      if (outcome->first == v1::JOB_STATE_RESTARTING) {
-        RETURN_IF_ERROR(RestartJob(core, it->second, outcome->second, wakeups));
+      if (outcome->state == v1::JOB_STATE_RESTARTING) {
+        RETURN_IF_ERROR(RestartJob(core, it->second, outcome->reason, wakeups, outcome->end));
       } else {
-        RETURN_IF_ERROR(FinishJob(core, it->second, outcome->first, outcome->second, wakeups));
+        RETURN_IF_ERROR(FinishJob(core, it->second, outcome->state, outcome->reason, wakeups));
       }
     }
   }

@@ -269,6 +269,15 @@ absl::StatusOr<v1::HeartbeatResponse> Heartbeat(CoreState& core,
   for (const v1::RunningAttempt& running : request.running()) {
     entry->reported_running.insert({running.job_id(), running.attempt()});
   }
+  if (request.draining() && entry->worker.state() == v1::WORKER_STATE_READY) {
+    // The agent is stopping: no new work while its ranks checkpoint and exit. Its lease still
+    // holds, so the attempts it reports on are accepted until it goes.
+    entry->worker.set_state(v1::WORKER_STATE_DRAINING);
+    core.fleet_changed = now;
+    LOG_INFO("worker {} is draining: it takes no new jobs", request.name());
+    LogIfError(StoreWrite(core, [&] { return core.store->UpsertWorker(entry->worker); }),
+               absl::StrCat("persisting that worker ", request.name(), " is draining"));
+  }
   CheckListedAttempts(core, *entry, wakeups);
   v1::HeartbeatResponse response;
   *response.mutable_lease_expires_at() = ToProto(entry->lease_expires);
