@@ -28,6 +28,8 @@ constexpr char kUsage[] =
     "  watch ID                            follow a job live; exit 0 only if it succeeds\n"
     "  metrics ID [-o text|json|csv]       a job's train and eval history so far\n"
     "  cancel ID [--reason R]              cancel a job (a finished job is left unchanged)\n"
+    "  delete ID [--purge]                 delete a finished job's checkpoints (--purge: its\n"
+    "                                      record and events too); prints what was freed\n"
     "  checkpoints ID                      a job's committed checkpoints\n"
     "  download ID [--checkpoint C] --output DIR\n"
     "                                      fetch a checkpoint (default: the final one, else\n"
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
       {"watch", loratrf::client::RunWatch},
       {"metrics", loratrf::client::RunMetrics},
       {"cancel", loratrf::client::RunCancel},
+      {"delete", loratrf::client::RunDelete},
       {"checkpoints", loratrf::client::RunCheckpoints},
       {"download", loratrf::client::RunDownload},
       {"workers", loratrf::client::RunWorkers}};

@@ -3,6 +3,8 @@
 //   loratrf-coordinator --listen HOST:PORT --data-dir DIR [--metrics-listen HOST:PORT]
 //       [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]] [--lease-ttl SECONDS]
 //       [--max-running-per-owner N] [--rendezvous-ports LO-HI]
+//       [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]
+//   loratrf-coordinator fsck --data-dir DIR
 //
 // Opens the SQLite job store (DATA_DIR/jobs.db) and the artifact store (DATA_DIR/artifacts),
 // recovers the core from them, serves gRPC and /metrics, and calls the core's Tick() every
@@ -10,6 +12,14 @@
 // on stderr and writes the same address to DATA_DIR/coordinator.address. SIGTERM or SIGINT
 // drains: health NOT_SERVING, the core refuses new work and ends its streams, calls in flight
 // get 5 s, then the stores close and the process exits 0.
+//
+// Garbage collection (server/core/gc.h) runs on the ticker thread every kGcInterval: the
+// TTL flags take a duration (`90s`, `30m`, `24h`, or plain seconds); 0 turns one off.
+//
+// `fsck` checks a data dir while no coordinator runs on it (the store opened read-only): every
+// file under DATA_DIR/artifacts belongs to a committed checkpoint record, and every record's
+// files are there with their size and sha256. Prints one line per problem (exit 1) or a
+// summary (exit 0); bad flags or a missing or unreadable data dir: one line, exit 2.
 //
 // Exit status: 0 after a drain, 2 for bad flags or files (one line on stderr), 1 when the
 // stores or the listening address fail.
@@ -64,12 +74,16 @@ constexpr int kExitFailure = 1;
 constexpr absl::Duration kTickInterval = absl::Milliseconds(200);
 constexpr absl::Duration kMinTickGap = absl::Milliseconds(10);
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+// How often the ticker thread runs a garbage-collection pass (each is bounded).
+constexpr absl::Duration kGcInterval = absl::Seconds(1);
 
 constexpr char kUsage[] =
     "usage: loratrf-coordinator --listen HOST:PORT --data-dir DIR [--metrics-listen HOST:PORT]\n"
     "           [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]]\n"
     "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n"
-    "           [--log-level debug|info|warn|error] [--log-format text|json]\n";
+    "           [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]\n"
+    "           [--log-level debug|info|warn|error] [--log-format text|json]\n"
+    "       loratrf-coordinator fsck --data-dir DIR\n";
 
 int UsageError(absl::string_view message) {
   std::cerr << "loratrf-coordinator: " << message << "\n";
@@ -103,6 +117,22 @@ absl::StatusOr<std::pair<uint32_t, uint32_t>> ParsePortRange(const std::string& 
   return std::make_pair(low, high);
 }
 
+// A TTL flag: `0` (never), plain seconds, or a duration such as `90s`, `30m`, `24h`.
+absl::StatusOr<absl::Duration> ParseTtl(const std::string& flag, const std::string& text) {
+  int64_t seconds = 0;
+  absl::Duration duration;
+  if (absl::SimpleAtoi(text, &seconds)) {
+    duration = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(text, &duration)) {
+    duration = -absl::InfiniteDuration();
+  }
+  if (duration < absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": '", text, "' is not a duration (0 for never, seconds, or like 90s, 30m, 24h)"));
+  }
+  return duration;
+}
+
 // Every flag mistake is an InvalidArgument naming the flag.
 absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   auto flags = loratrf::CommandLine::Parse(
@@ -116,6 +146,9 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
              {"--lease-ttl", true},
              {"--max-running-per-owner", true},
              {"--rendezvous-ports", true},
+             {"--finished-job-ttl", true},
+             {"--lost-worker-ttl", true},
+             {"--idempotency-window", true},
              {"--log-level", true},
              {"--log-format", true}});
   if (!flags.ok()) return flags.status();
@@ -177,6 +210,15 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
     if (!range.ok()) return range.status();
     config.core.rendezvous_port_low = range->first;
     config.core.rendezvous_port_high = range->second;
+  }
+  for (auto [flag, field] : {std::pair{"--finished-job-ttl", &config.core.finished_job_ttl},
+                              std::pair{"--lost-worker-ttl", &config.core.lost_worker_ttl},
+                              std::pair{"--idempotency-window", &config.core.idempotency_window}}) {
+    if (auto text = flags->Get(flag)) {
+      absl::StatusOr<absl::Duration> ttl = ParseTtl(flag, *text);
+      if (!ttl.ok()) return ttl.status();
+      *field = *ttl;
+    }
   }
   config.logging.program = "loratrf-coordinator";
   config.logging.level = flags->GetOr("--log-level", "info");
@@ -256,6 +298,10 @@ class Ticker {
       poked_ = false;
       lock.unlock();
       core_->Tick();
+      if (const auto now = std::chrono::steady_clock::now(); now >= next_gc_) {
+        core_->CollectGarbage();
+        next_gc_ = now + absl::ToChronoMilliseconds(kGcInterval);
+      }
       lock.lock();
       // At most one scheduling pass per kMinTickGap however often it is poked: a pass sorts
       // the whole queue.
@@ -270,6 +316,7 @@ class Ticker {
   std::condition_variable wake_;
   bool stop_ = false;   // guarded by mu_
   bool poked_ = false;  // guarded by mu_
+  std::chrono::steady_clock::time_point next_gc_;  // the ticker thread's own
   std::thread thread_;
 };
 
@@ -356,6 +403,49 @@ int Run(const Config& config) {
   return 0;
 }
 
+// `fsck --data-dir DIR` (see the top of this file).
+int Fsck(const std::vector<std::string>& args) {
+  auto flags = loratrf::CommandLine::Parse(args, {{"--data-dir", true}});
+  if (!flags.ok()) return UsageError(absl::StrCat("fsck: ", flags.status().message()));
+  if (!flags->positional().empty()) {
+    return UsageError(absl::StrCat("fsck: unexpected argument '", flags->positional()[0], "'"));
+  }
+  absl::StatusOr<std::string> data_dir = flags->Require("--data-dir");
+  if (!data_dir.ok()) return UsageError(absl::StrCat("fsck: ", data_dir.status().message()));
+  struct stat st;
+  if (data_dir->empty() || ::stat(data_dir->c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      ::access(data_dir->c_str(), R_OK | X_OK) != 0) {
+    return UsageError(absl::StrCat("fsck: --data-dir: ", *data_dir,
+                                   " is missing, not a directory or not readable"));
+  }
+  std::vector<loratrf::v1::Checkpoint> recorded;
+  const std::string db = *data_dir + "/jobs.db";
+  if (::stat(db.c_str(), &st) == 0) {
+    auto store = SqliteJobStore::OpenReadOnly(db);
+    if (!store.ok()) return UsageError(absl::StrCat("fsck: ", store.status().message()));
+    absl::StatusOr<std::vector<loratrf::v1::Checkpoint>> all = (*store)->ListAllCheckpoints();
+    if (!all.ok()) return UsageError(absl::StrCat("fsck: ", all.status().message()));
+    recorded = std::move(*all);
+  }
+  absl::StatusOr<std::vector<std::string>> problems = ArtifactStore::Check(*data_dir, recorded);
+  if (!problems.ok()) return UsageError(absl::StrCat("fsck: ", problems.status().message()));
+  for (const std::string& problem : *problems) std::cout << problem << "\n";
+  if (!problems->empty()) {
+    std::cout << "fsck: " << problems->size() << " problem(s) in " << *data_dir << "\n";
+    return kExitFailure;
+  }
+  uint64_t files = 0, bytes = 0;
+  for (const loratrf::v1::Checkpoint& checkpoint : recorded) {
+    for (const loratrf::v1::CheckpointFile& file : checkpoint.files()) {
+      ++files;
+      bytes += file.size_bytes();
+    }
+  }
+  std::cout << "fsck: " << *data_dir << " is consistent: " << recorded.size()
+            << " checkpoint(s), " << files << " file(s), " << bytes << " bytes\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -364,6 +454,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return kExitUsage;
   }
+  if (args[0] == "fsck") return Fsck(std::vector<std::string>(args.begin() + 1, args.end()));
   if (args[0] == "-h" || args[0] == "--help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -30,6 +30,7 @@ int RunSubmit(const GlobalOptions& global, const std::vector<std::string>& args)
 int RunGet(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunList(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunCancel(const GlobalOptions& global, const std::vector<std::string>& args);
+int RunDelete(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunWatch(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunMetrics(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunCheckpoints(const GlobalOptions& global, const std::vector<std::string>& args);

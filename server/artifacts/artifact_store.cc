@@ -287,11 +287,41 @@ class FsUpload final : public ArtifactStore::Upload {
 
 // ---------------------------------------------------------------------------------------------
 
+// Opens every file of the checkpoint when it is made (Open), so that a Remove of the checkpoint
+// while a download runs (retention, DeleteJob) cannot break it: the open descriptors keep the
+// bytes until the reader closes them.
 class FsReader final : public ArtifactStore::Reader {
  public:
   FsReader(v1::Checkpoint checkpoint, std::string dir)
       : checkpoint_(std::move(checkpoint)), dir_(std::move(dir)), buffer_(limits::kMaxChunkBytes) {}
-  ~FsReader() override { Close(); }
+  ~FsReader() override {
+    Close();
+    for (int& fd : fds_) {
+      if (fd >= 0) CloseNoIntr(fd);
+      fd = -1;
+    }
+  }
+
+  // Opens every file; NotFound naming the first one missing.
+  absl::Status Open() {
+    fds_.assign(static_cast<size_t>(checkpoint_.files_size()), -1);
+    for (int i = 0; i < checkpoint_.files_size(); ++i) {
+      std::string path = dir_ + "/" + FileName(i);
+      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        int error = errno;
+        if (error == ENOENT) {
+          return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint_.id(), " of job ",
+                                                  checkpoint_.job_id(), ": file '",
+                                                  checkpoint_.files(i).path(),
+                                                  "' is missing from the artifact store"));
+        }
+        return ErrnoError(error, absl::StrCat("cannot open ", path));
+      }
+      fds_[static_cast<size_t>(i)] = fd;
+    }
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<bool> Next(v1::FileChunk& chunk) override {
     if (!error_.ok()) return error_;
@@ -309,16 +339,9 @@ class FsReader final : public ArtifactStore::Reader {
     const v1::CheckpointFile& spec = checkpoint_.files(index_);
     std::string path = dir_ + "/" + FileName(index_);
     if (fd_ < 0) {
-      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd_ < 0) {
-        int error = errno;
-        if (error == ENOENT) {
-          return absl::NotFoundError(absl::StrCat("checkpoint ", checkpoint_.id(), " of job ",
-                                                  checkpoint_.job_id(), ": file '", spec.path(),
-                                                  "' is missing from the artifact store"));
-        }
-        return ErrnoError(error, absl::StrCat("cannot open ", path));
-      }
+      fd_ = fds_[static_cast<size_t>(index_)];  // handed over: Close() closes it
+      fds_[static_cast<size_t>(index_)] = -1;
+      if (fd_ < 0) return absl::InternalError(absl::StrCat("cannot read ", path, " twice"));
       offset_ = 0;
       hasher_ = std::make_unique<Sha256>();
     }
@@ -372,6 +395,7 @@ class FsReader final : public ArtifactStore::Reader {
   const v1::Checkpoint checkpoint_;
   const std::string dir_;
   std::vector<char> buffer_;
+  std::vector<int> fds_;  // per file, open from Open() until its reading starts
   int index_ = 0;        // the file being read
   int fd_ = -1;          // open on file index_, or -1 before its first chunk
   uint64_t offset_ = 0;  // bytes of file index_ sent so far
@@ -421,7 +445,9 @@ class FsArtifactStore final : public ArtifactStore {
                                               checkpoint.job_id(),
                                               " has no files in the artifact store"));
     }
-    return std::unique_ptr<Reader>(new FsReader(checkpoint, std::move(dir)));
+    auto reader = std::make_unique<FsReader>(checkpoint, std::move(dir));
+    RETURN_IF_ERROR(reader->Open());
+    return std::unique_ptr<Reader>(std::move(reader));
   }
 
   absl::Status Remove(const v1::Checkpoint& checkpoint) override {
@@ -458,6 +484,62 @@ class FsArtifactStore final : public ArtifactStore {
 
   ArtifactStore::Usage usage() const override { return usage_->Get(); }
 
+  absl::StatusOr<Usage> RemoveUnrecorded(
+      const std::set<std::pair<std::string, std::string>>& recorded) override {
+    Usage removed;
+    std::error_code error;
+    std::vector<fs::path> doomed;  // collected first: removing while iterating is undefined
+    std::vector<fs::path> job_dirs;
+    for (fs::directory_iterator job(root_, error), end; !error && job != end;
+         job.increment(error)) {
+      const std::string job_id = job->path().filename().string();
+      if (job_id == "tmp") continue;
+      std::error_code ignored;
+      if (!job->is_directory(ignored) || job->is_symlink(ignored)) {
+        doomed.push_back(job->path());
+        continue;
+      }
+      job_dirs.push_back(job->path());
+      for (fs::directory_iterator checkpoint(job->path(), error), none; !error && checkpoint != none;
+           checkpoint.increment(error)) {
+        const std::string checkpoint_id = checkpoint->path().filename().string();
+        if (checkpoint->is_directory(ignored) && !checkpoint->is_symlink(ignored) &&
+            recorded.count({job_id, checkpoint_id}) > 0) {
+          continue;
+        }
+        doomed.push_back(checkpoint->path());
+      }
+    }
+    if (error) {
+      return absl::InternalError(
+          absl::StrCat("cannot list the committed checkpoints in ", root_, ": ", error.message()));
+    }
+    for (const fs::path& path : doomed) {
+      std::error_code ignored;
+      const bool is_dir = fs::is_directory(fs::symlink_status(path, ignored));
+      const uint64_t bytes = is_dir ? DirBytes(path.string()) : 0;
+      // Out of the job in one step first, as Remove does.
+      std::string trash = absl::StrCat(tmp_, "/o", next_upload_.fetch_add(1), "-", ::getpid(),
+                                       "-", salt_);
+      if (::rename(path.c_str(), trash.c_str()) != 0) {
+        return ErrnoError(errno, absl::StrCat("cannot move ", path.string(), " out of the store"));
+      }
+      LOG_WARN("removed {} from the artifact store: no checkpoint record names it",
+               path.string());
+      if (is_dir) {
+        ++removed.checkpoints;
+        removed.bytes += bytes;
+        usage_->Add(-1, -static_cast<int64_t>(bytes));
+      }
+      RETURN_IF_ERROR(FsyncDirectory(path.parent_path().string()));
+      fs::remove_all(trash, ignored);
+    }
+    for (const fs::path& job : job_dirs) {
+      if (::rmdir(job.c_str()) == 0) RETURN_IF_ERROR(FsyncDirectory(root_));
+    }
+    return removed;
+  }
+
  private:
   const std::string root_;
   const std::string tmp_;
@@ -467,6 +549,95 @@ class FsArtifactStore final : public ArtifactStore {
 };
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> ArtifactStore::Check(
+    const std::string& data_dir, const std::vector<v1::Checkpoint>& recorded) {
+  const std::string root = data_dir + "/artifacts";
+  std::vector<std::string> problems;
+  std::set<std::pair<std::string, std::string>> names;
+  struct stat st;
+  const bool have_root = ::stat(root.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (!have_root && !recorded.empty()) {
+    return absl::NotFoundError(absl::StrCat(root, ": missing, but ", recorded.size(),
+                                            " checkpoint record(s) name files there"));
+  }
+  // Every record's files: there, of their size, with their sha256, and nothing else beside.
+  for (const v1::Checkpoint& checkpoint : recorded) {
+    names.insert({checkpoint.job_id(), checkpoint.id()});
+    const std::string what =
+        absl::StrCat("checkpoint ", checkpoint.job_id(), "/", checkpoint.id());
+    const std::string dir = root + "/" + checkpoint.job_id() + "/" + checkpoint.id();
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      problems.push_back(absl::StrCat(what, ": directory ", dir, " is missing"));
+      continue;
+    }
+    std::set<std::string> expected;
+    for (int i = 0; i < checkpoint.files_size(); ++i) {
+      const v1::CheckpointFile& spec = checkpoint.files(i);
+      const std::string path = dir + "/" + FileName(i);
+      expected.insert(FileName(i));
+      uint64_t size = 0;
+      absl::StatusOr<std::string> digest = Sha256File(path, &size);
+      if (!digest.ok()) {
+        problems.push_back(absl::StrCat(what, ": file '", spec.path(), "' (", path,
+                                        ") is missing or unreadable: ",
+                                        digest.status().message()));
+      } else if (size != spec.size_bytes()) {
+        problems.push_back(absl::StrCat(what, ": file '", spec.path(), "' (", path, ") has ",
+                                        size, " bytes, the record says ", spec.size_bytes()));
+      } else if (*digest != spec.sha256()) {
+        problems.push_back(absl::StrCat(what, ": file '", spec.path(), "' (", path,
+                                        ") has sha256 ", *digest, ", the record says ",
+                                        spec.sha256()));
+      }
+    }
+    std::error_code error;
+    for (fs::recursive_directory_iterator it(dir, error), end; !error && it != end;
+         it.increment(error)) {
+      const std::string relative = fs::relative(it->path(), dir, error).string();
+      if (it->is_directory(error) || expected.count(relative) == 0) {
+        problems.push_back(absl::StrCat("unreferenced: ", it->path().string(),
+                                        " (not a file of ", what, ")"));
+        if (it->is_directory(error)) it.disable_recursion_pending();
+      }
+    }
+    if (error) {
+      problems.push_back(absl::StrCat(what, ": cannot list ", dir, ": ", error.message()));
+    }
+  }
+  if (!have_root) return problems;
+  // Everything else under the artifact area is unreferenced.
+  std::error_code error;
+  for (fs::directory_iterator top(root, error), end; !error && top != end; top.increment(error)) {
+    const std::string name = top->path().filename().string();
+    std::error_code ignored;
+    const bool is_dir = top->is_directory(ignored) && !top->is_symlink(ignored);
+    if (name == "tmp" && is_dir) {
+      for (fs::directory_iterator left(top->path(), ignored), none; !ignored && left != none;
+           left.increment(ignored)) {
+        problems.push_back(absl::StrCat("unreferenced: ", left->path().string(),
+                                        " (an interrupted upload or removal)"));
+      }
+      continue;
+    }
+    if (!is_dir) {
+      problems.push_back(absl::StrCat("unreferenced: ", top->path().string(),
+                                      " (not a job directory)"));
+      continue;
+    }
+    for (fs::directory_iterator checkpoint(top->path(), error), none; !error && checkpoint != none;
+         checkpoint.increment(error)) {
+      if (names.count({name, checkpoint->path().filename().string()}) == 0) {
+        problems.push_back(absl::StrCat("unreferenced: ", checkpoint->path().string(),
+                                        " (no checkpoint record names it)"));
+      }
+    }
+  }
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot read ", root, ": ", error.message()));
+  }
+  return problems;
+}
 
 absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::string& data_dir) {
   if (data_dir.empty()) return absl::InvalidArgumentError("artifact store: data dir is empty");

@@ -15,7 +15,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/contract/limits.h"
@@ -64,9 +67,11 @@ class ArtifactStore {
   // Deletes a committed checkpoint's directory (only `id` and `job_id` are used). It is first
   // renamed into tmp/ (and the job directory fsynced), then deleted there: after a crash the
   // checkpoint is either whole under its job or gone, and a leftover in tmp/ is cleared at the
-  // next Open. NotFound when there is no such directory. A Reader already open on it fails
-  // (NotFound) at its next file.
+  // next Open. NotFound when there is no such directory. A Reader already open on it reads on
+  // to the end: it holds every file of the checkpoint open from Read on, and the bytes stay on
+  // disk until it closes them.
   virtual absl::Status Remove(const v1::Checkpoint& checkpoint) = 0;
+
 
   // What the store holds on disk: committed checkpoint directories and the bytes of their files.
   struct Usage {
@@ -77,6 +82,23 @@ class ArtifactStore {
   // so it is right after a restart without asking the job store. An orphan (a directory whose
   // record was never written) counts until it is removed: it takes the disk space all the same.
   virtual Usage usage() const = 0;
+
+  // The orphan sweep at a coordinator's start: removes every committed directory that names no
+  // checkpoint in `recorded` (pairs of job id and checkpoint id), anything else that does not
+  // belong under DATA_DIR/artifacts, and job directories left empty. Only while no upload runs:
+  // an upload between its commit and its record would look like an orphan. Returns what it
+  // removed (directories and their bytes).
+  virtual absl::StatusOr<Usage> RemoveUnrecorded(
+      const std::set<std::pair<std::string, std::string>>& recorded) = 0;
+
+  // fsck: checks DATA_DIR/artifacts against the committed checkpoint records `recorded`
+  // without opening the store (nothing is created, moved or removed). Returns one line per
+  // problem, empty when every recorded checkpoint's files are there with their size and sha256
+  // and every stored file belongs to a recorded checkpoint (leftovers in tmp/ count as
+  // unreferenced). NotFound when DATA_DIR/artifacts is missing while records name files,
+  // another error when the directory cannot be read.
+  static absl::StatusOr<std::vector<std::string>> Check(
+      const std::string& data_dir, const std::vector<v1::Checkpoint>& recorded);
 };
 
 }  // namespace loratrf::server

@@ -8,6 +8,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/core/event_log.h"
+#include "server/core/gc.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/worker_registry.h"
 
@@ -27,8 +28,10 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
   absl::StatusOr<v1::Checkpoint> Finish() override {
     RETURN_IF_ERROR(upload_->Commit());
     Wakeups wakeups;
-    absl::StatusOr<v1::Checkpoint> result = Record(wakeups);
+    std::vector<v1::Checkpoint> retired;  // records retention deleted; their files go below
+    absl::StatusOr<v1::Checkpoint> result = Record(wakeups, retired);
     RunWakeups(wakeups);
+    RemoveCheckpointFiles(*core_, retired);
     // Files without a record would block a retried upload and never be listed: remove them.
     if (!result.ok()) {
       LogIfError(core_->artifacts->Remove(checkpoint_),
@@ -40,7 +43,7 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
   }
 
  private:
-  absl::StatusOr<v1::Checkpoint> Record(Wakeups& wakeups) {
+  absl::StatusOr<v1::Checkpoint> Record(Wakeups& wakeups, std::vector<v1::Checkpoint>& retired) {
     std::lock_guard<std::mutex> lock(core_->mu);
     ASSIGN_OR_RETURN(ActiveJob * entry,
                      CurrentAttempt(*core_, checkpoint_.job_id(), checkpoint_.attempt(), worker_));
@@ -60,6 +63,15 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
     if (stored.has_value()) {
       entry->job.set_last_event_seq(stored->seq());
       Publish(*core_, checkpoint_.job_id(), {*stored}, false, wakeups);
+    }
+    // Retention, now that a newer checkpoint is safe. A failure keeps the old ones until the
+    // next commit tries again: nothing is lost, some space is held longer.
+    absl::StatusOr<std::vector<v1::Checkpoint>> retention = ApplyRetention(*core_, *entry);
+    if (retention.ok()) {
+      retired = std::move(*retention);
+    } else {
+      LOG_WARN("job {}: checkpoint retention failed: {}", checkpoint_.job_id(),
+               retention.status().ToString());
     }
     return checkpoint_;
   }

@@ -146,6 +146,19 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
                    StoreWrite(core, [&] {
                      return core.store->CreateJob(job, request.idempotency_key(), caller.principal);
                    }));
+  // A key older than the idempotency window names nothing any more (the periodic pass may not
+  // have forgotten it yet): forget it now and make the new job.
+  if (!created.created && core.options.idempotency_window > absl::ZeroDuration() &&
+      FromProto(created.job.created_at()) < now - core.options.idempotency_window) {
+    RETURN_IF_ERROR(StoreWrite(core, [&] {
+                      return core.store->ExpireIdempotencyKeys(now -
+                                                               core.options.idempotency_window);
+                    }).status());
+    ASSIGN_OR_RETURN(created, StoreWrite(core, [&] {
+                       return core.store->CreateJob(job, request.idempotency_key(),
+                                                    caller.principal);
+                     }));
+  }
   *response.mutable_job() = created.job;
   response.set_existing(!created.created);
   if (created.created) {

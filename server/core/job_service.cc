@@ -14,6 +14,7 @@
 #include "server/core/checkpoint_recording.h"
 #include "server/core/core_state.h"
 #include "server/core/event_log.h"
+#include "server/core/gc.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/report_ingestion.h"
 #include "server/core/worker_registry.h"
@@ -80,6 +81,8 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   absl::Time now = clock->Now();
   RETURN_IF_ERROR(core_internal::RecoverJobs(*state, recovered, now));
   core_internal::RecoverWorkers(*state, recovered.workers, now);
+  // Before anything can upload: files no record names are leftovers of a crash.
+  core_internal::SweepOrphans(*state);
   LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
            recovered.queued.size(), recovered.active.size(), state->workers.size());
   UpdateGauges(*state);  // before the first tick: a scrape right after a restart sees the state
@@ -155,6 +158,22 @@ JobServiceCore::OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpoin
   ASSIGN_OR_RETURN(v1::Job job, GetJob(request.job_id()));
   return core_internal::OpenCheckpoint(*state_, job, caller, request);
 }
+
+absl::StatusOr<v1::DeleteJobResponse> JobServiceCore::DeleteJob(
+    const Caller& caller, const v1::DeleteJobRequest& request) {
+  std::vector<v1::Checkpoint> deleted;
+  absl::StatusOr<v1::DeleteJobResponse> response;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    RETURN_IF_ERROR(state_->CheckServing());
+    response = core_internal::DeleteJobRecords(*state_, caller, request, deleted);
+  }
+  // The records are gone: the files follow, without the lock.
+  core_internal::RemoveCheckpointFiles(*state_, deleted);
+  return response;
+}
+
+void JobServiceCore::CollectGarbage() { core_internal::CollectGarbage(*state_); }
 
 v1::ListWorkersResponse JobServiceCore::ListWorkers() {
   std::lock_guard<std::mutex> lock(state_->mu);

@@ -56,6 +56,14 @@ struct CoreOptions {
   uint32_t rendezvous_port_low = 29500;
   uint32_t rendezvous_port_high = 29999;
   int event_ring_size = 1024;     // recent events kept in memory per active job
+  // Garbage collection (CollectGarbage; zero: never). Final jobs older than this are purged
+  // (record, events, checkpoints).
+  absl::Duration finished_job_ttl = absl::ZeroDuration();
+  // LOST workers are forgotten (table and store) this long after their lease lapsed.
+  absl::Duration lost_worker_ttl = absl::Hours(24);
+  // An idempotency key names its job for this long after the job's creation; then the same key
+  // makes a new job.
+  absl::Duration idempotency_window = absl::Hours(24);
 };
 
 // What the core counts for /metrics (server/metrics implements it with prometheus-cpp; tests
@@ -96,6 +104,12 @@ class CoreMetrics {
   // Committed checkpoints held in the artifact store and the bytes of their files (the
   // ArtifactStore's own count, rebuilt from the data dir when it opens).
   virtual void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) = 0;
+  // Garbage collection deleted `checkpoints` checkpoints (retention, DeleteJob, the finished
+  // job TTL) whose files held `bytes`. Not pure, so that fakes need not care.
+  virtual void GcDeleted(int64_t checkpoints, uint64_t bytes) {
+    (void)checkpoints;
+    (void)bytes;
+  }
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.
@@ -139,6 +153,10 @@ class JobServiceCore {
   absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
   OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpointRequest& request);
   v1::ListWorkersResponse ListWorkers();
+  // A final job's checkpoints (records, then files) go; with request.purge its record, events
+  // and idempotency key too. FailedPrecondition for a job that is not final; only its owner.
+  absl::StatusOr<v1::DeleteJobResponse> DeleteJob(const Caller& caller,
+                                                  const v1::DeleteJobRequest& request);
 
   // ---- WorkerService ----------------------------------------------------------------------
   // `caller.principal` must equal request.name when auth is on (the gRPC layer checks).
@@ -161,6 +179,10 @@ class JobServiceCore {
   // ---- lifecycle --------------------------------------------------------------------------
   // Expires leases and schedules queued jobs. Cheap when nothing changed.
   void Tick();
+  // One garbage-collection pass (the TTLs of CoreOptions), bounded; called by the coordinator's
+  // background thread every few seconds, or by tests. Holds the core's lock only for store
+  // writes, never while files are removed.
+  void CollectGarbage();
   // Called (outside the core's lock, from whatever thread made the change) when there is new
   // scheduling work — a job queued, slots freed, a worker joined — so that the caller can Tick
   // now instead of at its next period. Set once, before the core is shared.

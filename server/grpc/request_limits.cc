@@ -61,6 +61,10 @@ absl::Status CheckRequest(const v1::CancelJobRequest& request) {
   return MaxBytes("reason", request.reason(), limits::kMaxReasonBytes);
 }
 
+absl::Status CheckRequest(const v1::DeleteJobRequest& request) {
+  return CheckId("id", request.id());
+}
+
 absl::Status CheckRequest(const v1::WatchJobRequest& request) {
   return CheckId("id", request.id());
 }

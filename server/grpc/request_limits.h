@@ -18,6 +18,7 @@ absl::Status CheckRequest(const v1::GetJobRequest& request);
 // Also caps page_size at the store's maximum (the proto says the server caps it).
 absl::Status CheckRequest(v1::ListJobsRequest& request);
 absl::Status CheckRequest(const v1::CancelJobRequest& request);
+absl::Status CheckRequest(const v1::DeleteJobRequest& request);
 absl::Status CheckRequest(const v1::WatchJobRequest& request);
 absl::Status CheckRequest(const v1::ListCheckpointsRequest& request);
 absl::Status CheckRequest(const v1::DownloadCheckpointRequest& request);

@@ -243,6 +243,17 @@ grpc::ServerUnaryReactor* JobServiceHandler::CancelJob(grpc::CallbackServerConte
                });
 }
 
+grpc::ServerUnaryReactor* JobServiceHandler::DeleteJob(grpc::CallbackServerContext* context,
+                                                       const v1::DeleteJobRequest* request,
+                                                       v1::DeleteJobResponse* response) {
+  return Unary(deps_, context, "JobService/DeleteJob", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->DeleteJob(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
     grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
   RpcTimer timer(deps_.metrics, "JobService/WatchJob");

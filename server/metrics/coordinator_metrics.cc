@@ -143,6 +143,17 @@ CoordinatorMetrics::CoordinatorMetrics()
                                     "not persisted is lost on a restart; alert on any increase")
                               .Register(r)
                               .Add({});
+  gc_checkpoints_deleted_ = &BuildCounter()
+                                .Name("loratrf_gc_checkpoints_deleted_total")
+                                .Help("Checkpoints deleted by garbage collection: retention as "
+                                      "newer ones commit, loratrf delete, the finished-job TTL")
+                                .Register(r)
+                                .Add({});
+  gc_bytes_freed_ = &BuildCounter()
+                        .Name("loratrf_gc_bytes_freed_total")
+                        .Help("Bytes of the checkpoint files garbage collection deleted")
+                        .Register(r)
+                        .Add({});
   scheduling_latency_ = &BuildHistogram()
                              .Name("loratrf_scheduling_latency_seconds")
                              .Help("Time from QUEUED to SCHEDULED")
@@ -315,6 +326,11 @@ void CoordinatorMetrics::CheckpointBytes(uint64_t bytes) {
 }
 
 void CoordinatorMetrics::StoreWriteFailed() { store_write_failures_->Increment(); }
+
+void CoordinatorMetrics::GcDeleted(int64_t checkpoints, uint64_t bytes) {
+  gc_checkpoints_deleted_->Increment(static_cast<double>(checkpoints));
+  gc_bytes_freed_->Increment(static_cast<double>(bytes));
+}
 
 void CoordinatorMetrics::StoreWriteDuration(absl::Duration took) {
   store_write_duration_->Observe(absl::ToDoubleSeconds(took));

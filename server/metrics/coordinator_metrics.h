@@ -23,6 +23,9 @@
 //   loratrf_oldest_queued_job_age_seconds                 gauge    0 when nothing is queued
 //   loratrf_workers_ready                                 gauge
 //   loratrf_slots / loratrf_slots_free                    gauge    over READY workers
+//   loratrf_gc_checkpoints_deleted_total                  counter  checkpoints garbage collection
+//                                                                  deleted (retention, delete, TTL)
+//   loratrf_gc_bytes_freed_total                          counter  their files' bytes
 //   loratrf_checkpoint_stored_bytes                       gauge    committed checkpoint files held
 //   loratrf_artifacts                                     gauge    committed checkpoints held
 //   loratrf_data_dir_available_bytes                      gauge    statvfs of --data-dir, read at
@@ -102,6 +105,7 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   void QueueGauges(const std::map<int32_t, int64_t>& queued_by_priority,
                    absl::Duration oldest_queued) override;
   void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) override;
+  void GcDeleted(int64_t checkpoints, uint64_t bytes) override;
 
   // RpcMetrics
   void RpcFinished(absl::string_view method, absl::string_view code,
@@ -132,6 +136,8 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   prometheus::Counter* workers_lost_;
   prometheus::Counter* checkpoint_bytes_;
   prometheus::Counter* store_write_failures_;
+  prometheus::Counter* gc_checkpoints_deleted_;
+  prometheus::Counter* gc_bytes_freed_;
   prometheus::Histogram* scheduling_latency_;
   prometheus::Gauge* jobs_queued_;
   prometheus::Gauge* jobs_running_;

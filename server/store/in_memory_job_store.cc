@@ -220,4 +220,94 @@ absl::StatusOr<RecoveredState> InMemoryJobStore::Recover() {
   return state;
 }
 
+absl::StatusOr<std::vector<v1::Checkpoint>> InMemoryJobStore::DeleteCheckpoints(
+    const std::string& job_id, const std::vector<std::string>& checkpoint_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
+  ASSIGN_OR_RETURN(JobEntry * entry, FindJob(job_id));
+  std::vector<v1::Checkpoint> deleted;
+  for (const std::string& id : checkpoint_ids) {
+    auto it = std::find_if(entry->checkpoints.begin(), entry->checkpoints.end(),
+                           [&](const v1::Checkpoint& c) { return c.id() == id; });
+    if (it == entry->checkpoints.end()) continue;
+    deleted.push_back(std::move(*it));
+    entry->checkpoints.erase(it);
+  }
+  return deleted;
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> InMemoryJobStore::DeleteJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
+  ASSIGN_OR_RETURN(JobEntry * entry, FindJob(job_id));
+  if (!job_store_internal::IsFinalState(entry->job.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", job_id, "' is ", v1::JobState_Name(entry->job.state()), ", not final"));
+  }
+  std::vector<v1::Checkpoint> deleted = entry->checkpoints;
+  std::stable_sort(deleted.begin(), deleted.end(),
+                   [](const v1::Checkpoint& a, const v1::Checkpoint& b) {
+                     return a.step() < b.step();
+                   });
+  for (auto it = idempotency_keys_.begin(); it != idempotency_keys_.end();) {
+    it = it->second == job_id ? idempotency_keys_.erase(it) : std::next(it);
+  }
+  ids_by_order_.erase(entry->order);
+  jobs_.erase(job_id);
+  return deleted;
+}
+
+absl::StatusOr<std::vector<v1::Job>> InMemoryJobStore::ListJobsFinishedBefore(absl::Time cutoff,
+                                                                              int limit) {
+  if (limit <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: must be positive (got ", limit, ")"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t before = absl::ToUnixMillis(cutoff);
+  std::vector<std::pair<std::pair<int64_t, int64_t>, const v1::Job*>> finished;
+  for (const auto& [order, id] : ids_by_order_) {
+    const v1::Job& job = jobs_.at(id).job;
+    std::optional<int64_t> at = job_store_internal::FinishedMillis(job);
+    if (at.has_value() && *at < before) finished.push_back({{*at, order}, &job});
+  }
+  std::sort(finished.begin(), finished.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<v1::Job> jobs;
+  for (const auto& [key, job] : finished) {
+    if (jobs.size() == static_cast<size_t>(limit)) break;
+    jobs.push_back(*job);
+  }
+  return jobs;
+}
+
+absl::StatusOr<int64_t> InMemoryJobStore::ExpireIdempotencyKeys(absl::Time cutoff) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!write_failure_.ok()) return write_failure_;
+  const int64_t before = absl::ToUnixMillis(cutoff);
+  int64_t expired = 0;
+  for (auto it = idempotency_keys_.begin(); it != idempotency_keys_.end();) {
+    if (job_store_internal::ToMillis(jobs_.at(it->second).job.created_at()) < before) {
+      it = idempotency_keys_.erase(it);
+      ++expired;
+    } else {
+      ++it;
+    }
+  }
+  return expired;
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> InMemoryJobStore::ListAllCheckpoints() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Checkpoint> all;
+  for (const auto& [id, entry] : jobs_) {
+    std::vector<v1::Checkpoint> checkpoints = entry.checkpoints;
+    std::stable_sort(checkpoints.begin(), checkpoints.end(),
+                     [](const v1::Checkpoint& a, const v1::Checkpoint& b) {
+                       return a.step() < b.step();
+                     });
+    all.insert(all.end(), checkpoints.begin(), checkpoints.end());
+  }
+  return all;
+}
+
 }  // namespace loratrf::server

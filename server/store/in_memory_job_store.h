@@ -40,10 +40,17 @@ class InMemoryJobStore : public JobStore {
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers() override;
   absl::Status DeleteWorker(const std::string& name) override;
   absl::StatusOr<RecoveredState> Recover() override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> DeleteCheckpoints(
+      const std::string& job_id, const std::vector<std::string>& checkpoint_ids) override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> DeleteJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<v1::Job>> ListJobsFinishedBefore(absl::Time cutoff,
+                                                              int limit) override;
+  absl::StatusOr<int64_t> ExpireIdempotencyKeys(absl::Time cutoff) override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> ListAllCheckpoints() override;
 
   // Fault injection for the tests of the layers above (this fake only): while `status` is not
   // OK, every write — CreateJob, UpdateJobAndAppendEvents, AddCheckpoint, UpsertWorker,
-  // DeleteWorker — fails with it and changes nothing, as a full disk would; reads still work.
+  // DeleteWorker, DeleteCheckpoints, DeleteJob, ExpireIdempotencyKeys — fails with it and changes nothing, as a full disk would; reads still work.
   // FailWrites(absl::OkStatus()) heals the store.
   void FailWrites(absl::Status status);
 

@@ -11,7 +11,8 @@
 //   - a job's events are numbered 1, 2, 3, ... without gaps, and Job.last_event_seq is the
 //     number of its last event; a job and the events written with it change in one atomic step;
 //   - a job exists only with its first event (seq 1: a state change to QUEUED);
-//   - (owner, idempotency key) names at most one job, forever;
+//   - (owner, idempotency key) names at most one job, until ExpireIdempotencyKeys forgets the
+//     key (the job stays; the key may then name a new job);
 //   - jobs keep their creation order (a counter, not a timestamp, so equal timestamps are no
 //     ambiguity): listings are newest first, the queue is priority then first come first served.
 //
@@ -33,6 +34,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "proto/contract/limits.h"
 #include "proto/loratrf/v1/job.pb.h"
 #include "proto/loratrf/v1/worker.pb.h"
@@ -131,6 +133,29 @@ class JobStore {
 
   // Every job not in a final state, and every worker (see RecoveredState).
   virtual absl::StatusOr<RecoveredState> Recover() = 0;
+
+  // ---- garbage collection (docs/operations.md, "Retention and garbage collection") ----------
+  // A record goes before its files: the caller deletes the records here, then the files, so
+  // that a crash in between leaves files without a record (swept at the next start), never a
+  // record without its files.
+
+  // Removes the records of the job's checkpoints named in `checkpoint_ids`, atomically; ids the
+  // job does not have are skipped. Returns the records removed. NotFound for an unknown job.
+  virtual absl::StatusOr<std::vector<v1::Checkpoint>> DeleteCheckpoints(
+      const std::string& job_id, const std::vector<std::string>& checkpoint_ids) = 0;
+  // Removes a final job with its events, its checkpoint records and its idempotency key,
+  // atomically, and returns the checkpoint records removed. NotFound for an unknown job,
+  // FailedPrecondition for one that is not final (an active job's record is the core's truth).
+  virtual absl::StatusOr<std::vector<v1::Checkpoint>> DeleteJob(const std::string& job_id) = 0;
+  // Final jobs that finished (Job.finished_at, else updated_at) before `cutoff`, the oldest
+  // first, at most `limit` (> 0).
+  virtual absl::StatusOr<std::vector<v1::Job>> ListJobsFinishedBefore(absl::Time cutoff,
+                                                                      int limit) = 0;
+  // Forgets the idempotency keys of the jobs created before `cutoff` (the jobs stay); returns
+  // how many keys it forgot.
+  virtual absl::StatusOr<int64_t> ExpireIdempotencyKeys(absl::Time cutoff) = 0;
+  // Every checkpoint record of every job, by job id, then as ListCheckpoints orders them.
+  virtual absl::StatusOr<std::vector<v1::Checkpoint>> ListAllCheckpoints() = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -225,6 +250,22 @@ inline absl::Status CheckCheckpoint(const v1::Checkpoint& checkpoint) {
     return absl::InvalidArgumentError("checkpoint.job_id: required");
   }
   return absl::OkStatus();
+}
+
+inline bool IsFinalState(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+inline int64_t ToMillis(const google::protobuf::Timestamp& time) {
+  return time.seconds() * 1000 + time.nanos() / 1000000;
+}
+
+// When a final job finished, in Unix milliseconds (finished_at, else its last update); null for
+// a job that is not final.
+inline std::optional<int64_t> FinishedMillis(const v1::Job& job) {
+  if (!IsFinalState(job.state())) return std::nullopt;
+  return ToMillis(job.has_finished_at() ? job.finished_at() : job.updated_at());
 }
 
 inline bool IsActive(v1::JobState state) {

@@ -64,6 +64,16 @@ constexpr const char* kMigrations[] = {
         worker BLOB NOT NULL
       ) STRICT;
     )sql",
+    // 1 → 2: the times garbage collection asks about (Unix ms): when a job was created (for the
+    // idempotency window) and when it finished (null while it is not final; for the finished
+    // job TTL). BackfillTimes fills them for the rows already there.
+    R"sql(
+      ALTER TABLE jobs ADD COLUMN created_ms INTEGER;
+      ALTER TABLE jobs ADD COLUMN finished_ms INTEGER;
+      CREATE INDEX jobs_by_finished ON jobs (finished_ms) WHERE finished_ms IS NOT NULL;
+      CREATE INDEX jobs_keyed_by_created ON jobs (created_ms)
+        WHERE idempotency_key IS NOT NULL;
+    )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -187,6 +197,13 @@ struct SqliteJobStore::Statements {
   StmtPtr upsert_worker;
   StmtPtr list_workers;
   StmtPtr delete_worker;
+  StmtPtr delete_checkpoint;
+  StmtPtr delete_job_events;
+  StmtPtr delete_job_checkpoints;
+  StmtPtr delete_job;
+  StmtPtr jobs_finished_before;
+  StmtPtr expire_keys;
+  StmtPtr all_checkpoints;
 };
 
 struct SqliteJobStore::JobRow {
@@ -210,12 +227,22 @@ SqliteJobStore::~SqliteJobStore() {
 }
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
+  return OpenWith(path, /*read_only=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::OpenReadOnly(
+    const std::string& path) {
+  return OpenWith(path, /*read_only=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::OpenWith(const std::string& path,
+                                                                         bool read_only) {
   if (path.empty()) return absl::InvalidArgumentError("job store: empty database path");
   sqlite3* db = nullptr;
   // NOMUTEX: mu_ already serializes every use of the connection.
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  const int flags = read_only ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status(CodeFor(rc), absl::StrCat("job store: cannot open ", path, ": ",
                                                   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
@@ -224,7 +251,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   }
   std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(path, db));
   std::lock_guard<std::mutex> lock(store->mu_);
-  RETURN_IF_ERROR(store->Init());
+  RETURN_IF_ERROR(store->Init(read_only));
   return store;
 }
 
@@ -262,8 +289,9 @@ absl::Status SqliteJobStore::InReadTransaction(const char* operation, Body body)
   return status;
 }
 
-absl::Status SqliteJobStore::Init() {
+absl::Status SqliteJobStore::Init(bool read_only) {
   sqlite3_extended_result_codes(db_, 1);  // tells a UNIQUE violation from the other constraints
+  if (read_only) return InitReadOnly();
   sqlite3_busy_timeout(db_, kBusyTimeoutMs);
 
   // The first statement that reads the file: a file that is not a database fails here.
@@ -317,12 +345,67 @@ absl::Status SqliteJobStore::Init() {
         RETURN_IF_ERROR(Exec(absl::StrCat("migrate schema to version ", step + 1).c_str(),
                              kMigrations[step]));
       }
+      if (current < 2) RETURN_IF_ERROR(BackfillTimes());
       // user_version lives in the file header, which this transaction writes atomically.
       return Exec("set schema version",
                   absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str());
     }));
   }
 
+  return PrepareStatements();
+}
+
+absl::Status SqliteJobStore::InitReadOnly() {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &raw, nullptr);
+  StmtPtr stmt(raw);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
+  if (rc != SQLITE_ROW) return Error("read schema version", rc);
+  int version = sqlite3_column_int(stmt.get(), 0);
+  if (version != kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job store: ", path_, " has schema version ", version, ", this program reads version ",
+        kSchemaVersion, " (start the coordinator of this version on it once to migrate it)"));
+  }
+  return PrepareStatements();
+}
+
+// Fills jobs.created_ms and finished_ms for the rows written before those columns existed.
+// Runs inside the migration's transaction.
+absl::Status SqliteJobStore::BackfillTimes() {
+  static constexpr char kOp[] = "migrate schema: fill in job times";
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT id, job FROM jobs WHERE created_ms IS NULL", -1, &raw,
+                              nullptr);
+  StmtPtr select(raw);
+  if (rc != SQLITE_OK) return Error(kOp, rc);
+  rc = sqlite3_prepare_v2(db_, "UPDATE jobs SET created_ms = ?2, finished_ms = ?3 WHERE id = ?1",
+                          -1, &raw, nullptr);
+  StmtPtr update(raw);
+  if (rc != SQLITE_OK) return Error(kOp, rc);
+  std::vector<std::pair<std::string, v1::Job>> rows;
+  while ((rc = sqlite3_step(select.get())) == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(v1::Job job, ParseColumn<v1::Job>(select.get(), 1, "job"));
+    rows.emplace_back(ColumnBytes(select.get(), 0), std::move(job));
+  }
+  if (rc != SQLITE_DONE) return Error(kOp, rc);
+  for (const auto& [id, job] : rows) {
+    ScopedReset reset(update.get());
+    Binder binder(update.get());
+    binder.Text(id).Int(job_store_internal::ToMillis(job.created_at()));
+    if (std::optional<int64_t> finished = job_store_internal::FinishedMillis(job)) {
+      binder.Int(*finished);
+    } else {
+      binder.Null();
+    }
+    rc = binder.rc();
+    if (rc == SQLITE_OK) rc = sqlite3_step(update.get());
+    if (rc != SQLITE_DONE) return Error(kOp, rc);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::PrepareStatements() {
   struct {
     StmtPtr* stmt;
     const char* sql;
@@ -331,11 +414,11 @@ absl::Status SqliteJobStore::Init() {
       {&stmts_->job_by_idempotency_key,
        "SELECT " LORATRF_JOB_COLUMNS " FROM jobs WHERE owner = ?1 AND idempotency_key = ?2"},
       {&stmts_->insert_job,
-       "INSERT INTO jobs (id, owner, idempotency_key, name, state, priority, last_event_seq, job)"
-       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+       "INSERT INTO jobs (id, owner, idempotency_key, name, state, priority, last_event_seq, job,"
+       " created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
       {&stmts_->update_job,
-       "UPDATE jobs SET name = ?2, state = ?3, priority = ?4, last_event_seq = ?5, job = ?6"
-       " WHERE id = ?1"},
+       "UPDATE jobs SET name = ?2, state = ?3, priority = ?4, last_event_seq = ?5, job = ?6,"
+       " finished_ms = ?7 WHERE id = ?1"},
       {&stmts_->set_last_event_seq, "UPDATE jobs SET last_event_seq = ?2 WHERE id = ?1"},
       {&stmts_->insert_event, "INSERT INTO job_events (job_id, seq, event) VALUES (?1, ?2, ?3)"},
       {&stmts_->list_events,
@@ -363,6 +446,18 @@ absl::Status SqliteJobStore::Init() {
        " ON CONFLICT (name) DO UPDATE SET worker = excluded.worker"},
       {&stmts_->list_workers, "SELECT worker FROM workers ORDER BY name"},
       {&stmts_->delete_worker, "DELETE FROM workers WHERE name = ?1"},
+      {&stmts_->delete_checkpoint, "DELETE FROM checkpoints WHERE job_id = ?1 AND id = ?2"},
+      {&stmts_->delete_job_events, "DELETE FROM job_events WHERE job_id = ?1"},
+      {&stmts_->delete_job_checkpoints, "DELETE FROM checkpoints WHERE job_id = ?1"},
+      {&stmts_->delete_job, "DELETE FROM jobs WHERE id = ?1"},
+      {&stmts_->jobs_finished_before,
+       "SELECT " LORATRF_JOB_COLUMNS " FROM jobs WHERE finished_ms IS NOT NULL"
+       " AND finished_ms < ?1 ORDER BY finished_ms, seq LIMIT ?2"},
+      {&stmts_->expire_keys,
+       "UPDATE jobs SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL"
+       " AND created_ms < ?1"},
+      {&stmts_->all_checkpoints,
+       "SELECT checkpoint FROM checkpoints ORDER BY job_id, step, rowid"},
   };
   for (const auto& s : statements) {
     sqlite3_stmt* raw = nullptr;
@@ -474,6 +569,7 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const v1::Job& job,
                    .Int(stored.spec().priority())
                    .Int(1)
                    .Blob(Serialize(stored))
+                   .Int(job_store_internal::ToMillis(stored.created_at()))
                    .rc();
       if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
       if (rc != SQLITE_DONE) return Error(kOp, rc);
@@ -505,14 +601,19 @@ absl::StatusOr<AppendResult> SqliteJobStore::UpdateJobAndAppendEvents(
     result.job.set_last_event_seq(row.last_event_seq + events.size());
     sqlite3_stmt* stmt = stmts_->update_job.get();
     ScopedReset reset(stmt);
-    int rc = Binder(stmt)
-                 .Text(job.id())
-                 .Text(result.job.name())
-                 .Int(result.job.state())
-                 .Int(result.job.spec().priority())
-                 .Int(static_cast<int64_t>(result.job.last_event_seq()))
-                 .Blob(Serialize(result.job))
-                 .rc();
+    Binder binder(stmt);
+    binder.Text(job.id())
+        .Text(result.job.name())
+        .Int(result.job.state())
+        .Int(result.job.spec().priority())
+        .Int(static_cast<int64_t>(result.job.last_event_seq()))
+        .Blob(Serialize(result.job));
+    if (std::optional<int64_t> finished = job_store_internal::FinishedMillis(result.job)) {
+      binder.Int(*finished);
+    } else {
+      binder.Null();
+    }
+    int rc = binder.rc();
     if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
     return rc == SQLITE_DONE ? absl::OkStatus() : Error(kOp, rc);
   }));
@@ -711,6 +812,113 @@ absl::Status SqliteJobStore::DeleteWorker(const std::string& name) {
     return absl::NotFoundError(absl::StrCat("worker '", name, "' not found"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::DeleteCheckpoints(
+    const std::string& job_id, const std::vector<std::string>& checkpoint_ids) {
+  static constexpr char kOp[] = "delete checkpoints";
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Checkpoint> deleted;
+  RETURN_IF_ERROR(InTransaction(kOp, [&]() -> absl::Status {
+    deleted.clear();
+    RETURN_IF_ERROR(LoadJob(kOp, job_id).status());
+    for (const std::string& id : checkpoint_ids) {
+      v1::Checkpoint checkpoint;
+      {
+        sqlite3_stmt* stmt = stmts_->checkpoint_by_id.get();
+        ScopedReset reset(stmt);
+        int rc = Binder(stmt).Text(job_id).Text(id).rc();
+        if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE) continue;
+        if (rc != SQLITE_ROW) return Error(kOp, rc);
+        ASSIGN_OR_RETURN(checkpoint, ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
+      }
+      sqlite3_stmt* stmt = stmts_->delete_checkpoint.get();
+      ScopedReset reset(stmt);
+      int rc = Binder(stmt).Text(job_id).Text(id).rc();
+      if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+      if (rc != SQLITE_DONE) return Error(kOp, rc);
+      deleted.push_back(std::move(checkpoint));
+    }
+    return absl::OkStatus();
+  }));
+  return deleted;
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::DeleteJob(const std::string& job_id) {
+  static constexpr char kOp[] = "delete job";
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Checkpoint> deleted;
+  RETURN_IF_ERROR(InTransaction(kOp, [&]() -> absl::Status {
+    deleted.clear();
+    ASSIGN_OR_RETURN(JobRow row, LoadJob(kOp, job_id));
+    if (!job_store_internal::IsFinalState(row.job.state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job '", job_id, "' is ", v1::JobState_Name(row.job.state()), ", not final"));
+    }
+    {
+      sqlite3_stmt* stmt = stmts_->list_checkpoints.get();
+      ScopedReset reset(stmt);
+      int rc = Binder(stmt).Text(job_id).rc();
+      if (rc != SQLITE_OK) return Error(kOp, rc);
+      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        ASSIGN_OR_RETURN(v1::Checkpoint checkpoint,
+                         ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
+        deleted.push_back(std::move(checkpoint));
+      }
+      if (rc != SQLITE_DONE) return Error(kOp, rc);
+    }
+    // The rows that reference the job first (foreign keys are on).
+    for (sqlite3_stmt* stmt : {stmts_->delete_job_checkpoints.get(),
+                               stmts_->delete_job_events.get(), stmts_->delete_job.get()}) {
+      ScopedReset reset(stmt);
+      int rc = Binder(stmt).Text(job_id).rc();
+      if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+      if (rc != SQLITE_DONE) return Error(kOp, rc);
+    }
+    return absl::OkStatus();
+  }));
+  return deleted;
+}
+
+absl::StatusOr<std::vector<v1::Job>> SqliteJobStore::ListJobsFinishedBefore(absl::Time cutoff,
+                                                                            int limit) {
+  static constexpr char kOp[] = "list finished jobs";
+  if (limit <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: must be positive (got ", limit, ")"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = stmts_->jobs_finished_before.get();
+  ScopedReset reset(stmt);
+  int rc = Binder(stmt).Int(absl::ToUnixMillis(cutoff)).Int(limit).rc();
+  if (rc != SQLITE_OK) return Error(kOp, rc);
+  return QueryJobs(kOp, stmt);
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::ExpireIdempotencyKeys(absl::Time cutoff) {
+  static constexpr char kOp[] = "expire idempotency keys";
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = stmts_->expire_keys.get();
+  ScopedReset reset(stmt);
+  int rc = Binder(stmt).Int(absl::ToUnixMillis(cutoff)).rc();
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  if (rc != SQLITE_DONE) return Error(kOp, rc);
+  return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::ListAllCheckpoints() {
+  static constexpr char kOp[] = "list all checkpoints";
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_stmt* stmt = stmts_->all_checkpoints.get();
+  ScopedReset reset(stmt);
+  std::vector<v1::Checkpoint> checkpoints;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(v1::Checkpoint checkpoint, ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
+    checkpoints.push_back(std::move(checkpoint));
+  }
+  if (rc != SQLITE_DONE) return Error(kOp, rc);
+  return checkpoints;
 }
 
 absl::StatusOr<RecoveredState> SqliteJobStore::Recover() {

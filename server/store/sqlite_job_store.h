@@ -39,6 +39,9 @@ class SqliteJobStore final : public JobStore {
   // Opens (creating if needed) the database file at `path` and brings its schema up to date.
   // The directory must exist.
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+  // Opens an existing database for reading only (fsck): nothing is created, migrated or
+  // written; a file of another schema version is FailedPrecondition. Every write fails.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenReadOnly(const std::string& path);
 
   SqliteJobStore(const SqliteJobStore&) = delete;
   SqliteJobStore& operator=(const SqliteJobStore&) = delete;
@@ -62,6 +65,13 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<std::vector<v1::Worker>> ListWorkers() override;
   absl::Status DeleteWorker(const std::string& name) override;
   absl::StatusOr<RecoveredState> Recover() override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> DeleteCheckpoints(
+      const std::string& job_id, const std::vector<std::string>& checkpoint_ids) override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> DeleteJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<v1::Job>> ListJobsFinishedBefore(absl::Time cutoff,
+                                                              int limit) override;
+  absl::StatusOr<int64_t> ExpireIdempotencyKeys(absl::Time cutoff) override;
+  absl::StatusOr<std::vector<v1::Checkpoint>> ListAllCheckpoints() override;
 
  private:
   struct Statements;  // the prepared statements, one per query; defined in the .cc
@@ -69,8 +79,14 @@ class SqliteJobStore final : public JobStore {
 
   SqliteJobStore(std::string path, sqlite3* db);
 
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenWith(const std::string& path,
+                                                                  bool read_only);
+
   // Statement helpers; all need mu_ held (they use the connection).
-  absl::Status Init();
+  absl::Status Init(bool read_only);
+  absl::Status InitReadOnly();
+  absl::Status BackfillTimes();
+  absl::Status PrepareStatements();
   absl::Status Exec(const char* operation, const char* sql);
   absl::Status Error(const char* operation, int rc);
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back when it fails.

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -450,6 +451,111 @@ TEST_F(ArtifactStoreTest, CorruptedFileIsDataLossOnRead) {
   EXPECT_EQ(ReadAll(checkpoint).status().code(), absl::StatusCode::kDataLoss);
   std::ofstream(dir_ + "/artifacts/j1/c1/f0", std::ios::trunc) << "abc";
   EXPECT_EQ(ReadAll(checkpoint).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(ArtifactStoreTest, AReaderOpenedBeforeRemoveReadsToTheEnd) {
+  std::vector<std::pair<std::string, std::string>> contents = {
+      {"a", std::string(3 * limits::kMaxChunkBytes / 2, 'a')}, {"b", "second file"}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  auto reader = store_->Read(checkpoint);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  v1::FileChunk chunk;
+  ASSERT_TRUE(*(*reader)->Next(chunk));  // part of the first file sent
+  ASSERT_TRUE(store_->Remove(checkpoint).ok());
+  EXPECT_FALSE(Committed("c1"));
+  std::map<std::string, std::string> files;
+  files[chunk.path()] += chunk.data();
+  while (true) {
+    absl::StatusOr<bool> more = (*reader)->Next(chunk);
+    ASSERT_TRUE(more.ok()) << more.status();
+    if (!*more) break;
+    files[chunk.path()] += chunk.data();
+  }
+  EXPECT_EQ(files["a"], contents[0].second);
+  EXPECT_EQ(files["b"], "second file");
+}
+
+TEST_F(ArtifactStoreTest, RemoveUnrecordedKeepsOnlyRecordedCheckpoints) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abc"}};
+  ASSERT_TRUE(UploadAll(MakeCheckpoint(contents, "kept"), contents).ok());
+  ASSERT_TRUE(UploadAll(MakeCheckpoint(contents, "orphan"), contents).ok());
+  fs::create_directories(dir_ + "/artifacts/j2/x");
+  std::ofstream(dir_ + "/artifacts/j2/x/f0") << "12345";
+  std::ofstream(dir_ + "/artifacts/loose") << "1";
+  // As at a coordinator's start: the store opened on what is there, then the sweep.
+  auto reopened = ArtifactStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  store_ = std::move(*reopened);
+  ASSERT_EQ(store_->usage().checkpoints, 3);
+  auto removed = store_->RemoveUnrecorded({{"j1", "kept"}});
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->checkpoints, 2);
+  EXPECT_EQ(removed->bytes, 3u + 5u);
+  EXPECT_TRUE(Committed("kept"));
+  EXPECT_FALSE(Committed("orphan"));
+  EXPECT_FALSE(fs::exists(dir_ + "/artifacts/j2"));  // emptied job directory goes too
+  EXPECT_FALSE(fs::exists(dir_ + "/artifacts/loose"));
+  EXPECT_TRUE(TmpEntries().empty());
+  EXPECT_EQ(store_->usage().checkpoints, 1);
+}
+
+// ---- Check (fsck) ---------------------------------------------------------------------------
+
+TEST_F(ArtifactStoreTest, CheckFindsNothingWrongInACleanStore) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abc"}, {"d/e", ""}};
+  v1::Checkpoint checkpoint = MakeCheckpoint(contents);
+  ASSERT_TRUE(UploadAll(checkpoint, contents).ok());
+  auto problems = ArtifactStore::Check(dir_, {checkpoint});
+  ASSERT_TRUE(problems.ok()) << problems.status();
+  EXPECT_TRUE(problems->empty()) << (*problems)[0];
+  // An empty data dir with no records is clean too.
+  std::string empty = dir_ + "/empty";
+  fs::create_directories(empty);
+  problems = ArtifactStore::Check(empty, {});
+  ASSERT_TRUE(problems.ok());
+  EXPECT_TRUE(problems->empty());
+}
+
+TEST_F(ArtifactStoreTest, CheckNamesEveryProblemOnItsOwnLine) {
+  std::vector<std::pair<std::string, std::string>> contents = {{"a", "abc"}, {"b", "xyz"}};
+  v1::Checkpoint missing = MakeCheckpoint(contents, "missing-file");
+  v1::Checkpoint corrupt = MakeCheckpoint(contents, "wrong-sha");
+  v1::Checkpoint short_file = MakeCheckpoint(contents, "wrong-size");
+  v1::Checkpoint gone = MakeCheckpoint(contents, "no-dir");
+  for (const v1::Checkpoint& c : {missing, corrupt, short_file}) {
+    ASSERT_TRUE(UploadAll(c, contents).ok());
+  }
+  ASSERT_TRUE(UploadAll(MakeCheckpoint(contents, "orphan"), contents).ok());
+  fs::remove(dir_ + "/artifacts/j1/missing-file/f1");
+  std::ofstream(dir_ + "/artifacts/j1/wrong-sha/f0", std::ios::trunc) << "abX";
+  std::ofstream(dir_ + "/artifacts/j1/wrong-size/f0", std::ios::trunc) << "ab";
+  std::ofstream(dir_ + "/artifacts/j1/wrong-sha/extra") << "?";
+  fs::create_directories(dir_ + "/artifacts/tmp/u7-1-2");
+
+  auto problems = ArtifactStore::Check(dir_, {missing, corrupt, short_file, gone});
+  ASSERT_TRUE(problems.ok()) << problems.status();
+  auto mentions = [&](const std::string& a, const std::string& b) {
+    return std::count_if(problems->begin(), problems->end(), [&](const std::string& line) {
+      return line.find(a) != std::string::npos && line.find(b) != std::string::npos;
+    });
+  };
+  EXPECT_EQ(mentions("j1/missing-file", "'b'"), 1);
+  EXPECT_EQ(mentions("j1/wrong-sha", "sha256"), 1);
+  EXPECT_EQ(mentions("j1/wrong-size", "2 bytes"), 1);
+  EXPECT_EQ(mentions("j1/no-dir", "missing"), 1);
+  EXPECT_EQ(mentions("unreferenced", "j1/orphan"), 1);
+  EXPECT_EQ(mentions("unreferenced", "wrong-sha/extra"), 1);
+  EXPECT_EQ(mentions("unreferenced", "tmp/u7-1-2"), 1);
+  EXPECT_EQ(problems->size(), 7u);
+  for (const std::string& line : *problems) EXPECT_EQ(line.find('\n'), std::string::npos);
+}
+
+TEST_F(ArtifactStoreTest, CheckWithRecordsButNoArtifactAreaIsNotFound) {
+  std::string empty = dir_ + "/empty";
+  fs::create_directories(empty);
+  EXPECT_EQ(ArtifactStore::Check(empty, {MakeCheckpoint({{"a", "x"}})}).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

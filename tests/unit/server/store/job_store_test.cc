@@ -686,6 +686,143 @@ class SqliteJobStoreTest : public ::testing::Test {
 
 // Runs one statement on the file with the plain SQLite API; returns the first column of the
 // first row as text ("" when there is none).
+// ---- garbage collection ----------------------------------------------------------------------
+
+TYPED_TEST(JobStoreTest, DeleteCheckpointsRemovesOnlyTheNamedRecords) {
+  JobStore& store = *this->store_;
+  this->Create("j1");
+  this->Create("j2");
+  for (uint64_t step : {10, 20, 30}) {
+    ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j1", absl::StrCat("s", step), step),
+                                    std::nullopt).ok());
+  }
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j2", "s10", 10), std::nullopt).ok());
+
+  auto deleted = store.DeleteCheckpoints("j1", {"s10", "s30", "no-such"});
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  ASSERT_EQ(deleted->size(), 2u);
+  EXPECT_EQ((*deleted)[0].id(), "s10");
+  EXPECT_EQ((*deleted)[1].id(), "s30");
+  EXPECT_EQ((*deleted)[0].files(0).size_bytes(), 1234u);  // the record, for the caller's files
+  auto left = store.ListCheckpoints("j1");
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().id(), "s20");
+  EXPECT_TRUE(absl::IsNotFound(store.GetCheckpoint("j1", "s10").status()));
+  EXPECT_TRUE(store.GetCheckpoint("j2", "s10").ok());  // another job's same id stays
+  // Deleting again is a no-op; an unknown job is NotFound.
+  auto again = store.DeleteCheckpoints("j1", {"s10"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  EXPECT_TRUE(absl::IsNotFound(store.DeleteCheckpoints("nope", {"s10"}).status()));
+  // A deleted id may be recorded again (a retried upload after a crash).
+  EXPECT_TRUE(store.AddCheckpoint(NewCheckpoint("j1", "s10", 10), std::nullopt).ok());
+}
+
+TYPED_TEST(JobStoreTest, DeleteJobPurgesRecordEventsCheckpointsAndKey) {
+  JobStore& store = *this->store_;
+  auto first = store.CreateJob(NewJob("j1"), "key-1", "alice");
+  ASSERT_TRUE(first.ok() && first->created);
+  this->Create("j2");
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j1", "s10", 10), std::nullopt).ok());
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j1", "s20", 20), LogEvent("ckpt")).ok());
+
+  // Not final: refused, nothing removed.
+  EXPECT_EQ(store.DeleteJob("j1").status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store.GetJob("j1").ok());
+  EXPECT_TRUE(absl::IsNotFound(store.DeleteJob("nope").status()));
+
+  this->SetState("j1", v1::JOB_STATE_SUCCEEDED);
+  auto deleted = store.DeleteJob("j1");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  ASSERT_EQ(deleted->size(), 2u);
+  EXPECT_EQ((*deleted)[0].id(), "s10");
+  EXPECT_EQ((*deleted)[1].id(), "s20");
+  EXPECT_TRUE(absl::IsNotFound(store.GetJob("j1").status()));
+  EXPECT_TRUE(absl::IsNotFound(store.ListEvents("j1", 0, 10).status()));
+  EXPECT_TRUE(absl::IsNotFound(store.ListCheckpoints("j1").status()));
+  EXPECT_EQ(this->ListAll(JobFilter{}, 0), std::vector<std::string>{"j2"});
+  auto all = store.ListAllCheckpoints();
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->empty());
+  // The key went with the job: it makes a new one now.
+  auto second = store.CreateJob(NewJob("j3"), "key-1", "alice");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->created);
+  EXPECT_EQ(second->job.id(), "j3");
+  // So does the id.
+  EXPECT_TRUE(store.CreateJob(NewJob("j1"), "", "alice").ok());
+}
+
+TYPED_TEST(JobStoreTest, ListJobsFinishedBeforeIsOldestFirstAndBounded) {
+  JobStore& store = *this->store_;
+  // j1 finished at t=300, j2 at t=100, j3 at t=200, j4 still running, j5 finished at t=900.
+  const std::map<std::string, int64_t> finished = {
+      {"j1", 300}, {"j2", 100}, {"j3", 200}, {"j5", 900}};
+  for (const char* id : {"j1", "j2", "j3", "j4", "j5"}) this->Create(id);
+  for (const auto& [id, at] : finished) {
+    auto job = store.GetJob(id);
+    ASSERT_TRUE(job.ok());
+    job->set_state(v1::JOB_STATE_FAILED);
+    job->mutable_finished_at()->set_seconds(at);
+    ASSERT_TRUE(store.UpdateJobAndAppendEvents(*job, {}).ok());
+  }
+  this->SetState("j4", v1::JOB_STATE_RUNNING);
+
+  auto jobs = store.ListJobsFinishedBefore(absl::FromUnixSeconds(500), 10);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_THAT(Ids(*jobs), ElementsAre("j2", "j3", "j1"));
+  jobs = store.ListJobsFinishedBefore(absl::FromUnixSeconds(500), 2);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_THAT(Ids(*jobs), ElementsAre("j2", "j3"));
+  jobs = store.ListJobsFinishedBefore(absl::FromUnixSeconds(100), 10);  // strictly before
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_THAT(*jobs, IsEmpty());
+  EXPECT_EQ(store.ListJobsFinishedBefore(absl::FromUnixSeconds(500), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(JobStoreTest, ExpiredIdempotencyKeysNameNewJobs) {
+  JobStore& store = *this->store_;
+  v1::Job old_job = NewJob("j-old");
+  old_job.mutable_created_at()->set_seconds(1000);
+  v1::Job new_job = NewJob("j-new");
+  new_job.mutable_created_at()->set_seconds(5000);
+  ASSERT_TRUE(store.CreateJob(old_job, "old-key", "alice").ok());
+  ASSERT_TRUE(store.CreateJob(new_job, "new-key", "alice").ok());
+
+  auto expired = store.ExpireIdempotencyKeys(absl::FromUnixSeconds(2000));
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1);
+  EXPECT_TRUE(store.GetJob("j-old").ok());  // the job stays
+  auto again = store.CreateJob(NewJob("j-again"), "old-key", "alice");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->created);
+  auto replay = store.CreateJob(NewJob("j-other"), "new-key", "alice");
+  ASSERT_TRUE(replay.ok());
+  EXPECT_FALSE(replay->created);
+  EXPECT_EQ(replay->job.id(), "j-new");
+  expired = store.ExpireIdempotencyKeys(absl::FromUnixSeconds(2000));
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(*expired, 0);
+}
+
+TYPED_TEST(JobStoreTest, ListAllCheckpointsNamesEveryRecord) {
+  JobStore& store = *this->store_;
+  this->Create("j2");
+  this->Create("j1");
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j2", "b", 20), std::nullopt).ok());
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j2", "a", 10), std::nullopt).ok());
+  ASSERT_TRUE(store.AddCheckpoint(NewCheckpoint("j1", "c", 5), std::nullopt).ok());
+  auto all = store.ListAllCheckpoints();
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::string> names;
+  for (const v1::Checkpoint& c : *all) names.push_back(c.job_id() + "/" + c.id());
+  EXPECT_THAT(names, ElementsAre("j1/c", "j2/a", "j2/b"));
+}
+
+// ---------------------------------------------------------------------------------------------
+
 std::string RawQuery(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
@@ -958,6 +1095,23 @@ TEST_F(SqliteJobStoreTest, SigkillMidWriteLeavesEveryJobConsistent) {
     } while (!token.empty());
     EXPECT_GT(jobs, 0);
   }
+}
+
+TEST_F(SqliteJobStoreTest, ReadOnlyOpenReadsAndNeverWrites) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateJob(NewJob("j1"), "", "alice").ok());
+    ASSERT_TRUE(store->AddCheckpoint(NewCheckpoint("j1", "s1", 1), std::nullopt).ok());
+  }
+  auto reader = SqliteJobStore::OpenReadOnly(DbPath());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto all = (*reader)->ListAllCheckpoints();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_FALSE((*reader)->CreateJob(NewJob("j2"), "", "alice").ok());
+  EXPECT_FALSE(SqliteJobStore::OpenReadOnly(DbPath() + ".missing").ok());
+  EXPECT_FALSE(fs::exists(DbPath() + ".missing"));
 }
 
 }  // namespace
