@@ -77,8 +77,11 @@ class Coordinator {
   bool ok() const { return !address_.empty(); }
   const std::string& address() const { return address_; }
   void Kill() { process_->Signal(SIGKILL); }
-  // SIGTERM, then its exit code.
+  // SIGTERM, then its exit code. The channel closes first: the drain gives open connections
+  // its whole grace period.
   int Stop() {
+    jobs.reset();
+    workers.reset();
     process_->Signal(SIGTERM);
     return process_->Wait(30);
   }
@@ -276,8 +279,9 @@ void RunSeed(uint64_t seed) {
     seen[ids[3]].finished = true;
     ASSERT_TRUE(agent.Report(ids[3], v1::JOB_STATE_SUCCEEDED));
 
-    // The crash window: a SIGKILL at a seeded moment while GC works.
-    const auto kill_after = std::chrono::milliseconds(random() % 600);
+    // The crash window: a SIGKILL at a seeded moment while GC works. It spans the GC pass that
+    // purges job 3 (the TTL is 1 s, passes run every second).
+    const auto kill_after = std::chrono::milliseconds(random() % 1800);
     std::thread killer([&] {
       std::this_thread::sleep_for(kill_after);
       coordinator.Kill();
@@ -305,8 +309,7 @@ void RunSeed(uint64_t seed) {
         seen[ids[j]].delete_sent = true;
         if (!coordinator.jobs->DeleteJob(Context().get(), request, &response).ok()) return;
       }
-      // Then wait for the kill while the TTL pass purges what finished.
-      std::this_thread::sleep_for(std::chrono::seconds(2));
+      // Then the TTL passes purge what finished, until the kill.
     }();
     killer.join();
     coordinator.Reap();
