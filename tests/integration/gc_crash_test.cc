@@ -430,6 +430,18 @@ TEST_F(FsckCommandTest, BadFlagsOrAMissingDataDirIsExitTwoWithOneLine) {
   }
 }
 
+TEST(GcFlagsTest, ABadTtlIsExitTwoNamingTheFlag) {
+  TempDir dir;
+  for (std::string flag : {"--finished-job-ttl", "--lost-worker-ttl", "--idempotency-window"}) {
+    for (std::string value : {"-5", "soon", "3x", "-1h"}) {
+      auto result = RunProcess({BinaryPath("loratrf-coordinator"), "--listen", "127.0.0.1:0",
+                                "--data-dir", dir / "data", flag, value});
+      EXPECT_EQ(result.exit_code, 2) << flag << " " << value << ": " << result.err;
+      EXPECT_THAT(result.err, HasSubstr(flag)) << value;
+    }
+  }
+}
+
 // ---- loratrf delete ---------------------------------------------------------------------------
 
 TEST(DeleteCommandTest, DeletesAFinishedJobsCheckpointsThenPurgesIt) {

@@ -1114,5 +1114,66 @@ TEST_F(SqliteJobStoreTest, ReadOnlyOpenReadsAndNeverWrites) {
   EXPECT_FALSE(fs::exists(DbPath() + ".missing"));
 }
 
+TEST_F(SqliteJobStoreTest, MigratingFromVersionOneFillsInTheGcTimes) {
+  // A file as version 1 wrote it: no created_ms or finished_ms columns.
+  v1::Job keyed = NewJob("j-keyed");
+  keyed.mutable_created_at()->set_seconds(1000);
+  v1::Job done = NewJob("j-done");
+  done.set_state(v1::JOB_STATE_SUCCEEDED);
+  done.mutable_finished_at()->set_seconds(3000);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(DbPath().c_str(), &db), SQLITE_OK);
+    const char* schema = R"sql(
+      CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL, idempotency_key TEXT, name TEXT NOT NULL, state INTEGER NOT NULL,
+        priority INTEGER NOT NULL, last_event_seq INTEGER NOT NULL, job BLOB NOT NULL) STRICT;
+      CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (owner, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX jobs_by_state ON jobs (state, priority DESC, seq);
+      CREATE TABLE job_events (job_id TEXT NOT NULL REFERENCES jobs (id), seq INTEGER NOT NULL,
+        event BLOB NOT NULL, PRIMARY KEY (job_id, seq)) STRICT, WITHOUT ROWID;
+      CREATE TABLE checkpoints (job_id TEXT NOT NULL REFERENCES jobs (id), id TEXT NOT NULL,
+        step INTEGER NOT NULL, checkpoint BLOB NOT NULL, UNIQUE (job_id, id)) STRICT;
+      CREATE INDEX checkpoints_by_step ON checkpoints (job_id, step);
+      CREATE TABLE workers (name TEXT PRIMARY KEY, worker BLOB NOT NULL) STRICT;
+      PRAGMA user_version = 1;
+    )sql";
+    ASSERT_EQ(sqlite3_exec(db, schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO jobs (id, owner, idempotency_key, name, state,"
+                                 " priority, last_event_seq, job) VALUES (?1, 'alice', ?2, 'job',"
+                                 " ?3, 0, 0, ?4)",
+                                 -1, &stmt, nullptr),
+              SQLITE_OK);
+    for (const v1::Job* job : {&keyed, &done}) {
+      std::string blob = job->SerializeAsString();
+      std::string key = job == &keyed ? "k1" : "";
+      sqlite3_bind_text(stmt, 1, job->id().c_str(), -1, SQLITE_TRANSIENT);
+      if (key.empty()) {
+        sqlite3_bind_null(stmt, 2);
+      } else {
+        sqlite3_bind_text(stmt, 2, key.c_str(), -1, SQLITE_TRANSIENT);
+      }
+      sqlite3_bind_int(stmt, 3, job->state());
+      sqlite3_bind_blob(stmt, 4, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+      ASSERT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+      sqlite3_reset(stmt);
+      sqlite3_clear_bindings(stmt);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto finished = store->ListJobsFinishedBefore(absl::FromUnixSeconds(4000), 10);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_THAT(Ids(*finished), ElementsAre("j-done"));
+  auto expired = store->ExpireIdempotencyKeys(absl::FromUnixSeconds(2000));
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1);
+}
+
 }  // namespace
 }  // namespace loratrf::server
