@@ -102,6 +102,11 @@ absl::StatusOr<v1::Checkpoint> PrepareUpload(CoreState& core,
   checkpoint.set_final(header.final());
   *checkpoint.mutable_files() = header.files();
   if (header.has_eval()) *checkpoint.mutable_eval() = header.eval();
+  if (core.checkpoints_being_removed.count({header.job_id(), checkpoint.id()}) > 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "checkpoint ", checkpoint.id(), " of job ", header.job_id(),
+        " is being deleted by retention; retry the upload in a moment"));
+  }
   // A retried upload of a checkpoint that is already recorded.
   absl::StatusOr<v1::Checkpoint> existing =
       core.store->GetCheckpoint(header.job_id(), checkpoint.id());

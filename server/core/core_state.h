@@ -132,6 +132,9 @@ struct CoreState {
   std::map<std::string, core_internal::JobEventLog> logs;     // guarded by mu
   absl::BitGen random;                         // guarded by mu
   std::set<uint32_t> ports_in_use;             // guarded by mu: rendezvous ports of attempts
+  // guarded by mu: (job id, checkpoint id) whose records gc deleted and whose files it is
+  // removing without mu; an upload of one waits until they are gone (gc.h).
+  std::set<std::pair<std::string, std::string>> checkpoints_being_removed;
   std::function<void()> schedule_hook;         // set once before use (SetScheduleHook)
 
   absl::Time Now() { return clock->Now(); }

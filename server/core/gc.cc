@@ -17,6 +17,13 @@ uint64_t FileBytes(const v1::Checkpoint& checkpoint) {
   return bytes;
 }
 
+// Needs mu: from here until RemoveCheckpointFiles is done, an upload of these is refused.
+void MarkBeingRemoved(CoreState& core, const std::vector<v1::Checkpoint>& checkpoints) {
+  for (const v1::Checkpoint& checkpoint : checkpoints) {
+    core.checkpoints_being_removed.insert({checkpoint.job_id(), checkpoint.id()});
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<v1::Checkpoint>> ApplyRetention(CoreState& core,
@@ -32,6 +39,7 @@ absl::StatusOr<std::vector<v1::Checkpoint>> ApplyRetention(CoreState& core,
                    StoreWrite(core, [&] { return core.store->DeleteCheckpoints(job_id, doomed); }));
   LOG_INFO("job {}: retention deleted {} checkpoint(s) (keeping the last {}, the best, the final)",
            job_id, deleted.size(), entry.job.spec().training().keep_checkpoints());
+  MarkBeingRemoved(core, deleted);
   return deleted;
 }
 
@@ -65,6 +73,7 @@ absl::StatusOr<v1::DeleteJobResponse> DeleteJobRecords(CoreState& core, const Ca
     }
     *response.mutable_job() = std::move(job);
   }
+  MarkBeingRemoved(core, deleted);
   uint64_t bytes = 0;
   for (const v1::Checkpoint& checkpoint : deleted) bytes += FileBytes(checkpoint);
   response.set_checkpoints_deleted(static_cast<uint32_t>(deleted.size()));
@@ -88,6 +97,12 @@ void RemoveCheckpointFiles(CoreState& core, const std::vector<v1::Checkpoint>& c
       LOG_WARN("removing the files of checkpoint {} of job {} failed: {}; the next start "
                "removes them",
                checkpoint.id(), checkpoint.job_id(), removed.ToString());
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(core.mu);
+    for (const v1::Checkpoint& checkpoint : checkpoints) {
+      core.checkpoints_being_removed.erase({checkpoint.job_id(), checkpoint.id()});
     }
   }
   if (core.metrics != nullptr) {
@@ -118,6 +133,7 @@ void CollectGarbage(CoreState& core) {
           }
           LOG_INFO("job {} purged: finished more than {} ago ({} checkpoint(s))", job.id(),
                    absl::FormatDuration(options.finished_job_ttl), purged->size());
+          MarkBeingRemoved(core, *purged);
           deleted.insert(deleted.end(), purged->begin(), purged->end());
         }
       }

@@ -8,7 +8,10 @@
 // store transaction), its files after (ArtifactStore::Remove, which moves them out of the job
 // in one rename), so a SIGKILL anywhere leaves at worst files without a record, which
 // SweepOrphans removes at the next start; never a record without its files. A Reader open on
-// deleted files reads on (it holds them open), so a download in flight is never broken.
+// deleted files reads on (it holds them open), so a download in flight is never broken. Between
+// a record's deletion and its files' removal the checkpoint is listed in
+// CoreState::checkpoints_being_removed, and an upload of the same checkpoint is refused
+// (UNAVAILABLE, the agent retries): its new files must not be removed as the old ones.
 //
 // Threading: functions that say "needs mu" are called with CoreState::mu held and do store
 // writes only; RemoveCheckpointFiles does the file I/O without mu; CollectGarbage takes mu
