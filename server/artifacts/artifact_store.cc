@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "common/crash_point.h"
 #include "common/sha256.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -476,6 +477,7 @@ class FsArtifactStore final : public ArtifactStore {
       return ErrnoError(error, absl::StrCat("cannot rename ", dir, " to ", trash));
     }
     usage_->Add(-1, -static_cast<int64_t>(bytes));
+    CrashPoint("artifacts.removal_renamed");  // out of the job, not yet deleted
     RETURN_IF_ERROR(FsyncDirectory(job_dir));
     std::error_code ignored;  // the checkpoint is gone from its job; Open clears leftovers
     fs::remove_all(trash, ignored);

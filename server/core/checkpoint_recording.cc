@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/core/event_log.h"
@@ -27,6 +28,7 @@ class CheckpointUploadImpl final : public JobServiceCore::CheckpointUpload {
 
   absl::StatusOr<v1::Checkpoint> Finish() override {
     RETURN_IF_ERROR(upload_->Commit());
+    CrashPoint("upload.files_committed");  // files in place, no record yet
     Wakeups wakeups;
     std::vector<v1::Checkpoint> retired;  // records retention deleted; their files go below
     absl::StatusOr<v1::Checkpoint> result = Record(wakeups, retired);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/core/retention.h"
@@ -86,10 +87,12 @@ absl::StatusOr<v1::DeleteJobResponse> DeleteJobRecords(CoreState& core, const Ca
 
 void RemoveCheckpointFiles(CoreState& core, const std::vector<v1::Checkpoint>& checkpoints) {
   if (checkpoints.empty()) return;
+  CrashPoint("gc.records_deleted");  // records gone, every file still there
   uint64_t bytes = 0;
   for (const v1::Checkpoint& checkpoint : checkpoints) {
     bytes += FileBytes(checkpoint);
     if (core.artifacts == nullptr) continue;
+    if (&checkpoint != &checkpoints.front()) CrashPoint("gc.some_files_removed");
     absl::Status removed = core.artifacts->Remove(checkpoint);
     // NotFound: already gone (a repeated deletion after a crash). Anything else leaves files
     // without a record, which the sweep at the next start removes.

@@ -51,12 +51,18 @@ constexpr int kKeep = 2;  // keep_checkpoints of every job here
 // A coordinator on `data_dir` and stubs to it.
 class Coordinator {
  public:
+  // `crash_point`: NAME:N armed in the process (common/crash_point.h); empty: none.
   Coordinator(const std::string& data_dir, const std::string& log,
-              std::vector<std::string> extra = {}) {
+              std::vector<std::string> extra = {}, const std::string& crash_point = "") {
     fs::create_directories(data_dir);
     fs::remove(data_dir + "/coordinator.address");
-    std::vector<std::string> argv = {BinaryPath("loratrf-coordinator"), "--listen",
-                                     "127.0.0.1:0", "--data-dir", data_dir, "--lease-ttl", "60"};
+    std::vector<std::string> argv;
+    if (!crash_point.empty()) argv = {"/usr/bin/env", "LORATRF_CRASH_POINT=" + crash_point};
+    for (std::string arg : {BinaryPath("loratrf-coordinator"), std::string("--listen"),
+                            std::string("127.0.0.1:0"), std::string("--data-dir"), data_dir,
+                            std::string("--lease-ttl"), std::string("60")}) {
+      argv.push_back(std::move(arg));
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = std::make_unique<BackgroundProcess>(argv, log);
     std::string address;
@@ -77,6 +83,7 @@ class Coordinator {
   bool ok() const { return !address_.empty(); }
   const std::string& address() const { return address_; }
   void Kill() { process_->Signal(SIGKILL); }
+  bool running() { return process_->running(); }
   // SIGTERM, then its exit code. The channel closes first: the drain gives open connections
   // its whole grace period.
   int Stop() {
@@ -246,17 +253,52 @@ std::string DownloadSha(Coordinator& c, const std::string& id, const std::string
   return Sha256Hex(bytes);
 }
 
+// Where a seed kills the coordinator: at a random moment, or at the Nth time it reaches a crash
+// point of the GC and commit paths (common/crash_point.h), counted from the start of the GC
+// phase. The setup before it is deterministic: `setup_uploads` uploads, of which
+// `setup_removals` made retention remove one checkpoint each.
+struct Kill {
+  std::string point;  // empty: a random moment
+  int nth = 0;
+};
+
+Kill KillFor(uint64_t seed, std::mt19937_64& random, int setup_uploads, int setup_removals) {
+  const int extra = 1 + static_cast<int>(random() % 2);
+  switch (seed % 5) {
+    case 1: return {"upload.files_committed", setup_uploads + extra};
+    case 2: return {"gc.records_deleted", setup_removals + extra};
+    case 3: return {"artifacts.removal_renamed", setup_removals + extra};
+    case 4: return {"gc.some_files_removed", 1};  // removing several at once: not in the setup
+    default: return {};
+  }
+}
+
 void RunSeed(uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (LORATRF_GC_CRASH_SEED=" +
                std::to_string(seed) + " re-runs it)");
-  std::printf("[ gc crash ] seed %llu\n", static_cast<unsigned long long>(seed));
   std::mt19937_64 random(seed);
   TempDir dir;
   const std::string data = dir / "data";
   std::map<std::string, SeenJob> seen;
 
+  // The setup's shape is drawn first, so that the crash point's count can include it.
+  std::vector<int> counts;
+  int setup_uploads = 0, setup_removals = 0;
+  for (int j = 0; j < 4; ++j) {
+    counts.push_back(2 + static_cast<int>(random() % 2));
+    setup_uploads += counts.back();
+    setup_removals += counts.back() > kKeep ? counts.back() - kKeep : 0;
+  }
+  const Kill kill = KillFor(seed, random, setup_uploads, setup_removals);
+  std::printf("[ gc crash ] seed %llu: kill %s\n", static_cast<unsigned long long>(seed),
+              kill.point.empty()
+                  ? "at a random moment"
+                  : (kill.point + " hit " + std::to_string(kill.nth)).c_str());
+
   {
-    Coordinator coordinator(data, dir / "coordinator.log", {"--finished-job-ttl", "1s"});
+    Coordinator coordinator(data, dir / "coordinator.log", {"--finished-job-ttl", "1s"},
+                            kill.point.empty() ? ""
+                                               : kill.point + ":" + std::to_string(kill.nth));
     ASSERT_TRUE(coordinator.ok()) << Slurp(dir / "coordinator.log");
     FakeAgent agent(coordinator);
     ASSERT_TRUE(agent.Register());
@@ -267,7 +309,7 @@ void RunSeed(uint64_t seed) {
       std::string id = agent.Start("gc-job-" + std::to_string(j));
       ASSERT_FALSE(id.empty()) << Slurp(dir / "coordinator.log");
       ids.push_back(id);
-      const int count = 2 + static_cast<int>(random() % 2);
+      const int count = counts[j];
       for (int s = 1; s <= count; ++s) {
         const bool final = j == 3 && s == count;
         std::string bytes = RandomBytes(random, 1000 + random() % 200000);
@@ -281,8 +323,10 @@ void RunSeed(uint64_t seed) {
 
     // The crash window: a SIGKILL at a seeded moment while GC works. It spans the GC pass that
     // purges job 3 (the TTL is 1 s, passes run every second).
+    // A crash point kills it where it is armed; a random moment needs a killer.
     const auto kill_after = std::chrono::milliseconds(random() % 1800);
     std::thread killer([&] {
+      if (!kill.point.empty()) return;
       std::this_thread::sleep_for(kill_after);
       coordinator.Kill();
     });
@@ -312,6 +356,14 @@ void RunSeed(uint64_t seed) {
       // Then the TTL passes purge what finished, until the kill.
     }();
     killer.join();
+    if (!kill.point.empty()) {
+      // The GC phase above reaches the armed point: the process killed itself there. (The
+      // finished-job TTL purges job 3 within two seconds, for the points only a purge or a
+      // delete reaches.)
+      EXPECT_TRUE(WaitFor([&] { return !coordinator.running(); }, 5))
+          << kill.point << " was not reached " << kill.nth << " time(s)";
+      coordinator.Kill();
+    }
     coordinator.Reap();
   }
 
