@@ -795,7 +795,7 @@ TEST_F(AgentTest, SigtermDrainsTheRanksAfterACheckpointAndReportsPreempted) {
   // The step it was at when told, or the one after: nothing done is lost.
   EXPECT_GE(upload.header.step(), reported_before);
   EXPECT_EQ(upload.header.step(), TrainSteps(events).back());
-  EXPECT_LT(upload.order, fake_.state.restarting_order[{"job-t", 1}]);
+  EXPECT_LT(upload.order, fake_.state.restarting_order[std::make_pair(std::string("job-t"), 1u)]);
 }
 
 // A Cancellation with checkpoint_first (pause, priority preemption, an operator's drain) does
@@ -826,7 +826,7 @@ TEST_F(AgentTest, CheckpointFirstCancellationStopsAfterACheckpointAndTheAgentCar
     ASSERT_EQ(fake_.state.uploads.size(), 1u);
     step = fake_.state.uploads[0].header.step();
     EXPECT_EQ(step, TrainSteps(events).back());
-    EXPECT_LT(fake_.state.uploads[0].order, fake_.state.restarting_order[{"job-p", 1}]);
+    EXPECT_LT(fake_.state.uploads[0].order, fake_.state.restarting_order[std::make_pair(std::string("job-p"), 1u)]);
     EXPECT_EQ(fake_.state.draining_heartbeats, 0) << "the agent itself is not draining";
   }
   EXPECT_TRUE(WaitUntil([&] { return RankProcesses(dir_ / "work").empty(); }, 10));
