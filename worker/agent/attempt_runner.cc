@@ -377,7 +377,14 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
   if (failed == nullptr && (drain_timed_out || stopped_ranks > 0)) {
     // Stopped for a drain (or a peer's): what the ranks committed goes up before the report,
     // so that the next attempt resumes from it.
-    if (node0) UploadPendingCheckpoints(env_.drain_upload_timeout);
+    if (node0) {
+      UploadPendingCheckpoints(env_.drain_upload_timeout);
+    } else {
+      // Node 0 uploads the checkpoint and reports; the coordinator then cancels this part.
+      // Reporting first could restart the job before that upload and lose the steps since
+      // the previous checkpoint, so this report only covers a node 0 that never reports.
+      SleepUnlessStopped(env_.drain_upload_timeout);
+    }
     if (stopping()) return {};
     uint64_t latest = resume_step_;
     for (uint64_t step : uploaded_) latest = std::max(latest, step);

@@ -15,7 +15,10 @@
 // then uploads the committed checkpoints not sent yet, and the end is reported RESTARTING with
 // StateChange.preempted set, so that the coordinator requeues the job without using a restart
 // (plain RESTARTING when the ranks did not stop that way; SUCCEEDED as usual if they finished).
-// Ranks that stop that way unasked (a peer on another node was asked) end the same.
+// Ranks that stop that way unasked (a peer on another node was asked) end the same. A node
+// other than 0 holds its report back for drain_upload_timeout (the attempt still listed as
+// running), so that node 0's upload and report come first: they end the attempt and this
+// part is cancelled.
 // A Cancellation stops the ranks (SIGTERM to each process group, SIGKILL after kill_grace) and
 // reports nothing more; a stale attempt (the coordinator refuses its reports) likewise; the
 // agent stopping reports RESTARTING. Local state that the coordinator does not know of
