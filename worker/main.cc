@@ -21,14 +21,16 @@ constexpr char kUsage[] =
     "      prints {\"trainable\": N, \"total\": M, ...} for the job's model and adapter\n"
     "  run --spec JOB.yaml [--nproc N] --output DIR\n"
     "      trains the job on this machine with N rank processes; rerun to resume\n"
+    "      (SIGTERM/SIGINT: checkpoint after the current step, exit 75)\n"
     "  merge --model DIR --adapter DIR --output DIR\n"
     "      folds a LoRA (or LoRATRF output-filter) adapter into a Hugging Face model dir\n"
     "  tokenize --tokenizer PATH --input FILE.txt [--add-special-tokens]\n"
     "      prints one JSON array of token ids per input line (PATH: tokenizer.json or its dir)\n"
     "  agent --coordinator HOST:PORT --slots N --work-dir DIR [--name NAME]\n"
     "        [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F] [--address HOST]\n"
-    "        [--device auto|cpu|cuda]\n"
-    "      serves a coordinator: registers this node's slots, runs the ranks it assigns\n";
+    "        [--device auto|cpu|cuda] [--drain-timeout 25s] [--keep-failed-for 24h]\n"
+    "      serves a coordinator: registers this node's slots, runs the ranks it assigns\n"
+    "      (SIGTERM: drain, the ranks checkpoint and the jobs move; again: stop at once)\n";
 
 }  // namespace
 

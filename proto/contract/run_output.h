@@ -19,6 +19,13 @@ inline constexpr char kFinalDirName[] = "final";
 inline constexpr char kManifestFileName[] = "MANIFEST.json";
 inline constexpr char kPartialCheckpointPrefix[] = ".partial-";
 
+// The exit status of `loratrf-worker run` (a rank, or the local launcher of several) that was
+// asked to stop (SIGTERM or SIGINT) and did: every rank finished its step and the checkpoint at
+// that step is committed (none when no step was done), so rerunning on the same output
+// directory, or resuming from that checkpoint elsewhere, loses nothing. Distinct from 0 (done),
+// 1 (the work failed), 2 (bad input) and 128 + N (killed by signal N); 75 is EX_TEMPFAIL.
+inline constexpr int kRunExitStopped = 75;
+
 // A committed checkpoint's directory name: the step in decimal, nothing else (at most 19
 // digits, so that it fits a uint64).
 inline bool IsCheckpointStepDirName(absl::string_view name) {

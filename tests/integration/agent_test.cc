@@ -6,7 +6,10 @@
 // lost) as uploaded, resumes from a downloaded checkpoint, supersedes a running attempt with a
 // newer one without holding up other commands, kills its ranks on a Cancellation or a
 // stale-attempt refusal, leaves no orphans when SIGKILLed, registers again when its lease is
-// lost, and refuses bad flags. Also unit tests of its pieces.
+// lost, and refuses bad flags. On SIGTERM it drains (heartbeats say so, the ranks commit a
+// checkpoint, node 0 uploads it, RESTARTING preempted is reported, exit 0); a checkpoint_first
+// Cancellation does the same for one attempt while the agent carries on; and it deletes a job's
+// work dir after success or cancellation, or keep_failed_for after a failure.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -72,12 +75,14 @@ struct FakeState {
   std::vector<v1::RegisterRequest> registrations;
   uint64_t lease = 0;
   int heartbeats = 0;
+  int draining_heartbeats = 0;  // heartbeats with draining set
   std::vector<v1::RunningAttempt> last_running;
   std::vector<uint64_t> stream_leases;  // lease of each StreamCommands call
   std::deque<v1::WorkerCommand> commands;
   // (job, attempt) → accepted events, in order
   std::map<std::pair<std::string, uint32_t>, std::vector<v1::JobEvent>> events;
   std::map<std::pair<std::string, uint32_t>, int> succeeded_order;
+  std::map<std::pair<std::string, uint32_t>, int> restarting_order;
   std::vector<Upload> uploads;
   std::map<std::string, Upload> stored;  // checkpoint id → upload, for DownloadCheckpoint
   std::set<std::string> stale_jobs;      // ReportEvents answers FAILED_PRECONDITION
@@ -133,6 +138,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the lease has lapsed");
     }
     ++s_.heartbeats;
+    if (request->draining()) ++s_.draining_heartbeats;
     s_.last_running.assign(request->running().begin(), request->running().end());
     s_.cv.notify_all();
     return grpc::Status::OK;
@@ -177,6 +183,10 @@ class FakeWorkerService final : public v1::WorkerService::Service {
       if (request->events(i).has_state_change() &&
           request->events(i).state_change().to() == v1::JOB_STATE_SUCCEEDED) {
         s_.succeeded_order[{request->job_id(), request->attempt()}] = ++s_.counter;
+      }
+      if (request->events(i).has_state_change() &&
+          request->events(i).state_change().to() == v1::JOB_STATE_RESTARTING) {
+        s_.restarting_order[{request->job_id(), request->attempt()}] = ++s_.counter;
       }
     }
     response->set_next_report_index(accepted.size());
@@ -465,7 +475,7 @@ class AgentTest : public ::testing::Test {
   }
 
   // Starts the agent (stderr to agent.log) and waits for its registration.
-  void StartAgent(const std::string& slots = "2") {
+  void StartAgent(const std::string& slots = "2", const std::vector<std::string>& extra = {}) {
     std::ofstream(dir_ / "token") << kToken << "\n";
     metrics_port_ = FreePort();
     std::vector<std::string> args = {BinaryPath("loratrf-worker"), "agent", "--coordinator",
@@ -473,6 +483,7 @@ class AgentTest : public ::testing::Test {
                                      dir_ / "work", "--name", "node-a", "--token-file",
                                      dir_ / "token", "--device", "cpu", "--metrics-listen",
                                      "127.0.0.1:" + std::to_string(metrics_port_)};
+    args.insert(args.end(), extra.begin(), extra.end());
     const std::string log = dir_ / "agent.log";
     agent_ = fork();
     if (agent_ == 0) {
@@ -732,17 +743,144 @@ TEST_F(AgentTest, SigkillOfTheAgentLeavesNoOrphanRanks) {
       << "rank processes outlived the agent";
 }
 
-TEST_F(AgentTest, SigtermStopsRanksAndReportsRestarting) {
-  StartAgent("1");
-  fake_.Send(Assignment("job-t", 1, Spec(kLongTraining, 1), 1));
-  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-t", 1); }, 120));
+// The end of an attempt's events: its last state change.
+const v1::StateChange* LastStateChange(const std::vector<v1::JobEvent>& events) {
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    if (it->has_state_change()) return &it->state_change();
+  }
+  return nullptr;
+}
+
+// The agent log so far.
+std::string AgentLog(const TempDir& dir) {
+  std::ifstream log(dir / "agent.log");
+  return std::string((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+}
+
+// SIGTERM (a Kubernetes drain or eviction): the agent says it is draining, its ranks finish the
+// step they are in and commit a checkpoint, node 0 uploads it, the attempt ends RESTARTING with
+// preempted set (after the upload), and the agent exits 0.
+TEST_F(AgentTest, SigtermDrainsTheRanksAfterACheckpointAndReportsPreempted) {
+  StartAgent("2");
+  // Two ranks, no periodic checkpoint: the one uploaded is the drain's.
+  fake_.Send(Assignment("job-t", 1, Spec(kLongTraining, 2), 2));
+  ASSERT_TRUE(fake_.WaitFor([&] { return TrainSteps(fake_.state.events[{"job-t", 1}]).size() >= 2; }, 120))
+      << "the job did not start training";
+  uint64_t reported_before = 0;
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    reported_before = TrainSteps(fake_.state.events[{"job-t", 1}]).back();
+  }
   ::kill(agent_, SIGTERM);
   int status = 0;
-  ASSERT_TRUE(WaitUntil([&] { return ::waitpid(agent_, &status, WNOHANG) == agent_; }, 15));
+  ASSERT_TRUE(WaitUntil([&] { return ::waitpid(agent_, &status, WNOHANG) == agent_; }, 60))
+      << "the agent did not exit after SIGTERM";
   agent_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_TRUE(RankProcesses(dir_ / "work").empty());
-  EXPECT_TRUE(HasState(fake_.state.Events("job-t", 1), v1::JOB_STATE_RESTARTING));
+
+  std::vector<v1::JobEvent> events = fake_.state.Events("job-t", 1);
+  const v1::StateChange* last = LastStateChange(events);
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(last->to(), v1::JOB_STATE_RESTARTING) << last->reason();
+  EXPECT_TRUE(last->preempted()) << last->reason();
+  EXPECT_THAT(last->reason(), HasSubstr("draining"));
+  std::lock_guard<std::mutex> lock(fake_.state.mu);
+  EXPECT_GE(fake_.state.draining_heartbeats, 1);
+  ASSERT_EQ(fake_.state.uploads.size(), 1u);
+  const Upload& upload = fake_.state.uploads[0];
+  EXPECT_FALSE(upload.header.final());
+  EXPECT_TRUE(upload.verified);
+  EXPECT_TRUE(upload.files.count("trainer_state.safetensors"));
+  // The step it was at when told, or the one after: nothing done is lost.
+  EXPECT_GE(upload.header.step(), reported_before);
+  EXPECT_EQ(upload.header.step(), TrainSteps(events).back());
+  EXPECT_LT(upload.order, fake_.state.restarting_order[std::make_pair(std::string("job-t"), 1u)]);
+}
+
+// A Cancellation with checkpoint_first (pause, priority preemption, an operator's drain) does
+// the same for that attempt alone; the agent goes on and runs the next assignment, which
+// resumes from that checkpoint.
+TEST_F(AgentTest, CheckpointFirstCancellationStopsAfterACheckpointAndTheAgentCarriesOn) {
+  StartAgent("1");
+  fake_.Send(Assignment("job-p", 1, Spec(kLongTraining, 1), 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return TrainSteps(fake_.state.events[{"job-p", 1}]).size() >= 2; }, 120))
+      << "the job did not start training";
+  v1::WorkerCommand cancel;
+  cancel.mutable_cancel()->set_job_id("job-p");
+  cancel.mutable_cancel()->set_attempt(1);
+  cancel.mutable_cancel()->set_reason("paused by alice");
+  cancel.mutable_cancel()->set_checkpoint_first(true);
+  fake_.Send(cancel);
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.restarting_order.count({"job-p", 1}) > 0; }, 60))
+      << "no RESTARTING after the checkpoint_first Cancellation";
+  std::vector<v1::JobEvent> events = fake_.state.Events("job-p", 1);
+  const v1::StateChange* last = LastStateChange(events);
+  ASSERT_NE(last, nullptr);
+  EXPECT_EQ(last->to(), v1::JOB_STATE_RESTARTING);
+  EXPECT_TRUE(last->preempted());
+  EXPECT_THAT(last->reason(), HasSubstr("paused by alice"));
+  uint64_t step = 0;
+  {
+    std::lock_guard<std::mutex> lock(fake_.state.mu);
+    ASSERT_EQ(fake_.state.uploads.size(), 1u);
+    step = fake_.state.uploads[0].header.step();
+    EXPECT_EQ(step, TrainSteps(events).back());
+    EXPECT_LT(fake_.state.uploads[0].order, fake_.state.restarting_order[std::make_pair(std::string("job-p"), 1u)]);
+    EXPECT_EQ(fake_.state.draining_heartbeats, 0) << "the agent itself is not draining";
+  }
+  EXPECT_TRUE(WaitUntil([&] { return RankProcesses(dir_ / "work").empty(); }, 10));
+
+  // Still serving: the next attempt resumes from that checkpoint and runs to the end.
+  const std::string id = "ckpt-job-p-" + std::to_string(step);
+  const v1::JobSpec spec = Spec("epochs: 10000, max_steps: " + std::to_string(step + 2) +
+                                ", batch_size: 16, micro_batch_size: 8, learning_rate: 1.0e-3, "
+                                "max_seq_len: 16", 1);
+  fake_.Send(Assignment("job-p", 2, spec, 1, id));
+  ASSERT_TRUE(fake_.WaitFor([&] { return fake_.state.succeeded_order.count({"job-p", 2}) > 0; }, 180))
+      << "the resumed attempt did not succeed";
+  EXPECT_THAT(TrainSteps(fake_.state.Events("job-p", 2)), ::testing::ElementsAre(step + 1, step + 2));
+  EXPECT_EQ(::waitpid(agent_, nullptr, WNOHANG), 0) << "the agent exited";
+}
+
+// A job's work dir goes once its attempt succeeded (final checkpoint uploaded, report taken) or
+// was cancelled; after a failure it stays for --keep-failed-for, then goes too.
+TEST_F(AgentTest, WorkDirsGoAfterSuccessOrCancelAndAfterTheirTimeAfterAFailure) {
+  StartAgent("2", {"--keep-failed-for", "3s"});
+  const std::string jobs = dir_ / "work/jobs";
+  fake_.Send(Assignment("job-ok", 1, Spec("epochs: 1, max_steps: 2, batch_size: 8, "
+                                          "micro_batch_size: 8, max_seq_len: 16", 1), 1));
+  v1::JobSpec bad = Spec("epochs: 1, max_steps: 2, batch_size: 8, micro_batch_size: 8, "
+                         "max_seq_len: 16", 1);
+  bad.mutable_data()->set_train(dir_ / "missing.jsonl");
+  fake_.Send(Assignment("job-bad", 1, bad, 1));
+  ASSERT_TRUE(fake_.WaitFor([&] {
+    return fake_.state.succeeded_order.count({"job-ok", 1}) > 0 &&
+           HasState(fake_.state.events[{"job-bad", 1}], v1::JOB_STATE_FAILED);
+  }, 180)) << "the jobs did not end";
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(jobs + "/job-ok"); }, 30))
+      << "the succeeded job's work dir is still there";
+  // The failed one is kept (for debugging), then deleted once its time is up.
+  EXPECT_TRUE(WaitUntil([&] {
+    return AgentLog(dir_).find("keeping the work dir of job job-bad") != std::string::npos;
+  }, 30)) << "the failed job's work dir was not kept";
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(jobs + "/job-bad"); }, 60))
+      << "the failed job's work dir outlived --keep-failed-for";
+  const std::string log = AgentLog(dir_);
+  EXPECT_LT(log.find("keeping the work dir of job job-bad"),
+            log.find("deleted the work dir of job job-bad"));
+  EXPECT_EQ(log.find("keeping the work dir of job job-ok"), std::string::npos);
+
+  // Cancelled: deleted as soon as its ranks are gone.
+  fake_.Send(Assignment("job-c", 1, Spec(kLongTraining, 1), 1));
+  ASSERT_TRUE(fake_.WaitFor([&] { return RunningSeen("job-c", 1); }, 120));
+  ASSERT_TRUE(fs::exists(jobs + "/job-c"));
+  v1::WorkerCommand cancel;
+  cancel.mutable_cancel()->set_job_id("job-c");
+  fake_.Send(cancel);
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(jobs + "/job-c"); }, 30))
+      << "the cancelled job's work dir is still there";
+  EXPECT_TRUE(RankProcesses(dir_ / "work").empty());
 }
 
 TEST_F(AgentTest, RegistersAgainWhenTheLeaseIsLost) {
@@ -793,6 +931,8 @@ TEST(AgentFlags, BadFlagsExit2WithOneLine) {
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--device", "tpu"}, "--device"},
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--bogus"}, "--bogus"},
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", "/proc/none"}, "--work-dir"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--drain-timeout", "soon"}, "--drain-timeout"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--keep-failed-for", "-1h"}, "--keep-failed-for"},
   };
   for (const auto& [args, mention] : cases) {
     std::vector<std::string> argv = {bin};

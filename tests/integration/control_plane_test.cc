@@ -1,7 +1,8 @@
 // The whole service on 127.0.0.1: a real loratrf-coordinator (SQLite under a temp data dir),
 // real `loratrf-worker agent`s starting real rank processes (Gloo over loopback), driven by the
 // real `loratrf` CLI: submit, watch, cancel, download, restarts after SIGKILL of an agent or
-// the coordinator, a job spread over two agents, auth and idempotency.
+// the coordinator, a drained (SIGTERMed) agent's job moving on without using a restart, a job
+// spread over two agents, auth and idempotency.
 #include <signal.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -453,6 +454,67 @@ TEST_F(ControlPlane, AKilledWorkersJobFinishesOnTheOtherFromItsLastCheckpoint) {
   ASSERT_FALSE(steps.empty());
   for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int>(i) + 1);
   EXPECT_EQ(std::to_string(steps.back()), job["latest_train"]["step"].get<std::string>());
+}
+
+// SIGTERM to an agent (a Kubernetes drain, a spot eviction): its ranks finish their step and
+// commit a checkpoint, the agent uploads it, reports the attempt preempted and exits 0; the job
+// resumes on the other agent from that checkpoint without using a restart (max_restarts is 0)
+// and ends with the adapter an uninterrupted run makes.
+TEST_F(ControlPlane, ADrainedAgentsJobResumesElsewhereFromItsStopCheckpointWithoutARestart) {
+  StartCoordinator();
+  StartAgent("node-a", 1);
+  StartAgent("node-b", 1);
+  WaitForWorkers(2);
+  // Long enough to be caught running; no periodic checkpoint, so a resume can only come from
+  // the drain's.
+  const std::string training =
+      "epochs: 30, max_steps: 900, batch_size: 8, micro_batch_size: 8, learning_rate: 0.001, "
+      "eval_every_steps: 0, checkpoint_every_steps: 0, max_seq_len: 32";
+  const std::string spec = Spec("drained", training, "workers: 1, slots_per_worker: 1",
+                                /*max_restarts=*/0);
+  std::string id = Submit(spec);
+  ASSERT_FALSE(id.empty());
+  json job;
+  ASSERT_TRUE(WaitFor([&] {
+    job = Get(id);
+    return job.contains("latest_train") && std::stoll(job["latest_train"]["step"].get<std::string>()) >= 5;
+  }, 120)) << Logs();
+  ASSERT_EQ(job["workers"].size(), 1u);
+  const std::string victim = job["workers"][0];
+  const std::string survivor = victim == "node-a" ? "node-b" : "node-a";
+  const int64_t reported = std::stoll(job["latest_train"]["step"].get<std::string>());
+  agents_[victim]->Signal(SIGTERM);
+  // Bounded by the drain timeout (25 s) and the upload; a tiny adapter takes far less.
+  EXPECT_EQ(agents_[victim]->Wait(90), 0) << Logs();
+  EXPECT_TRUE(ProcessesMentioning(dir_ / ("work-" + victim)).empty());
+
+  ProcessResult watched = Cli({"watch", id}, 400);
+  ASSERT_EQ(watched.exit_code, 0) << watched.out << watched.err << Logs();
+  job = Get(id);
+  EXPECT_EQ(job["state"], "JOB_STATE_SUCCEEDED");
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_EQ(job.value("preemptions", 0), 1);
+  EXPECT_EQ(job["workers"], json::array({survivor}));
+  // The drain's checkpoint: at the step reached when the signal came, or one after; at most one
+  // step is done twice or lost.
+  int64_t stop_step = -1;
+  for (const json& checkpoint : Checkpoints(id)) {
+    if (checkpoint.value("final", false)) continue;
+    const json& step = checkpoint["step"];  // a uint64: a string in proto JSON
+    stop_step = std::max<int64_t>(stop_step, step.is_string() ? std::stoll(step.get<std::string>())
+                                                              : step.get<int64_t>());
+  }
+  ASSERT_GE(stop_step, 0) << "no checkpoint from the drain";
+  EXPECT_GE(stop_step, reported - 1);
+  EXPECT_LT(stop_step, 900);
+
+  // The same job run straight through, locally, ends with the same adapter.
+  ProcessResult straight = RunProcess({BinaryPath("loratrf-worker"), "run", "--spec", spec,
+                                       "--output", dir_ / "straight"}, "", 400);
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  ASSERT_EQ(Cli({"download", id, "--output", dir_ / "moved"}).exit_code, 0);
+  ExpectSameTensors(dir_ / "moved/adapter_model.safetensors",
+                    dir_ / "straight/final/adapter_model.safetensors", 1e-5);
 }
 
 TEST_F(ControlPlane, ATwoWorkerJobMatchesTheSameJobOnOneWorker) {

@@ -1,6 +1,7 @@
 // `loratrf-worker run` end to end on a tiny Llama: it learns, a SIGKILLed run resumes to the
-// same adapter bit for bit, two Gloo ranks and gradient accumulation give the same adapter as
-// one process, and bad data is refused.
+// same adapter bit for bit, a SIGTERMed two-rank run stops at a committed checkpoint of the
+// step it reached and resumes to the uninterrupted adapter, two Gloo ranks and gradient
+// accumulation give the same adapter as one process, and bad data is refused.
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 #include "tests/integration/run_fixture.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/subprocess.h"
+#include "proto/contract/run_output.h"
 
 namespace loratrf {
 namespace {
@@ -85,6 +87,68 @@ TEST_F(Run, SigkilledRunResumesToTheSameAdapterBitForBit) {
   // Rerunning a finished job changes nothing.
   ProcessResult again = Train(spec, "killed");
   EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
+// The train rows of a metrics.jsonl, by step.
+std::multiset<int64_t> TrainStepsLogged(const std::string& path) {
+  std::multiset<int64_t> steps;
+  std::ifstream metrics(path);
+  for (std::string line; std::getline(metrics, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["type"] == "train") steps.insert(row["step"].get<int64_t>());
+  }
+  return steps;
+}
+
+// SIGTERM is what Kubernetes sends on a drain or a spot eviction: both ranks finish the same
+// step, the checkpoint of that step is committed, and the launcher exits with the status that
+// says so; the rerun resumes there and ends where an uninterrupted run ends.
+TEST_F(Run, SigtermedTwoRankRunStopsAtACheckpointAndResumesToTheSameAdapter) {
+  // No dropout: each rank draws its own masks, and a checkpoint keeps rank 0's generator only.
+  // No periodic checkpoint: the one there is, is the stop's.
+  const std::string spec = Spec("epochs: 20, max_steps: 600, batch_size: 16, micro_batch_size: 8, "
+                                "learning_rate: 1.0e-2, max_seq_len: 32, eval_every_steps: 0, "
+                                "checkpoint_every_steps: 0", "dropout: 0.0, ");
+  ProcessResult straight = Train(spec, "straight", "2");
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+
+  const std::string out = dir_ / "stopped";
+  pid_t launcher = StartWorker({"run", "--spec", spec, "--nproc", "2", "--output", out});
+  ASSERT_GE(launcher, 0);
+  ASSERT_TRUE(::loratrf::testing::WaitFor(
+      [&] { return TrainStepsLogged(out + "/metrics.jsonl").size() >= 3; }, 120))
+      << "the run did not start training";
+  ::kill(launcher, SIGTERM);
+  int status = 0;
+  // Bounded: a step and a checkpoint of a tiny model, far below the wait.
+  ASSERT_TRUE(::loratrf::testing::WaitFor(
+      [&] { return ::waitpid(launcher, &status, WNOHANG) == launcher; }, 60))
+      << "the launcher did not exit after SIGTERM";
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), contract::kRunExitStopped)
+      << "the run was not stopped by the signal (it finished first?)";
+  EXPECT_FALSE(fs::exists(out + "/final"));
+  // The committed checkpoint is that of the last step logged: nothing done is lost.
+  const std::multiset<int64_t> logged = TrainStepsLogged(out + "/metrics.jsonl");
+  ASSERT_FALSE(logged.empty());
+  std::vector<int64_t> checkpoints;
+  for (const auto& entry : fs::directory_iterator(out + "/checkpoints")) {
+    if (fs::exists(entry.path() / "MANIFEST.json")) {
+      checkpoints.push_back(std::stoll(entry.path().filename().string()));
+    }
+  }
+  ASSERT_EQ(checkpoints.size(), 1u);
+  EXPECT_EQ(checkpoints[0], *logged.rbegin());
+  EXPECT_LT(checkpoints[0], 600);
+
+  ProcessResult resumed = Train(spec, "stopped", "2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("resumed at step " + std::to_string(checkpoints[0])));
+  ExpectSameTensors(out + "/final/adapter_model.safetensors",
+                    dir_ / "straight/final/adapter_model.safetensors", 1e-5);
+  const std::multiset<int64_t> steps = TrainStepsLogged(out + "/metrics.jsonl");
+  ASSERT_EQ(steps.size(), 600u);
+  for (int64_t s = 1; s <= 600; ++s) EXPECT_EQ(steps.count(s), 1u) << s;
 }
 
 TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {

@@ -8,8 +8,12 @@
 #include <cctype>
 #include <chrono>
 #include <climits>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iterator>
 #include <random>
 
@@ -39,6 +43,14 @@ bool LeaseLost(absl::StatusCode code) {
 constexpr absl::Duration kSlotWait = absl::Seconds(15);
 constexpr absl::Duration kSupersededWait = absl::Seconds(60);
 constexpr auto kSlotPoll = std::chrono::milliseconds(100);
+
+// In WORK_DIR/jobs/JOB_ID: written when an attempt that leaves something to debug ends; its
+// modification time starts the keep_failed_for clock.
+constexpr char kEndedMarker[] = ".ended";
+// WORK_DIR/<this>/: job dirs moved out of the way, being deleted.
+constexpr char kTrashDirName[] = "deleting";
+// After the attempts have stopped: the final reports' time.
+constexpr absl::Duration kDrainReportMargin = absl::Seconds(5);
 
 // Spreads reconnects of many agents over time.
 absl::Duration Jitter(absl::Duration d) {
@@ -79,6 +91,8 @@ Agent::Agent(AgentOptions options, rpc::ClientChannel channel,
 Agent::~Agent() {
   Shutdown();
   TakeAllRunners().clear();  // each stops and joins
+  std::lock_guard<std::mutex> lock(drain_thread_mu_);
+  if (drain_thread_.joinable()) drain_thread_.join();  // it ends once stopping
 }
 
 std::vector<std::unique_ptr<AttemptRunner>> Agent::TakeAllRunners() {
@@ -165,6 +179,7 @@ absl::Status Agent::HeartbeatOnce(uint64_t lease, absl::Duration lease_ttl) {
   request.set_name(options_.name);
   request.set_lease_id(lease);
   for (const v1::RunningAttempt& running : Running()) *request.add_running() = running;
+  request.set_draining(draining_.load());
   v1::HeartbeatResponse response;
   std::unique_ptr<grpc::ClientContext> context =
       NewContext(std::max(lease_ttl / 2, absl::Seconds(1)));
@@ -276,7 +291,14 @@ void Agent::Handle(const v1::WorkerCommand& command) {
   std::lock_guard<std::mutex> lock(runners_mu_);
   auto it = runners_.find(cancel.job_id());
   if (it != runners_.end() && (cancel.attempt() == 0 || cancel.attempt() == it->second->attempt())) {
-    it->second->Cancel(cancel.reason());
+    if (cancel.checkpoint_first()) {
+      // Pause, priority preemption, operator drain: the ranks checkpoint first, and the
+      // attempt reports RESTARTING (preempted) once that checkpoint is uploaded.
+      it->second->Drain(cancel.reason().empty() ? "stopped by the coordinator" : cancel.reason(),
+                        options_.drain_timeout);
+    } else {
+      it->second->Cancel(cancel.reason());
+    }
   }
 }
 
@@ -315,7 +337,13 @@ void Agent::Assign(const v1::Assignment& assignment) {
            assignment.resume_checkpoint_id().empty()
                ? std::string()
                : ", resuming from checkpoint " + assignment.resume_checkpoint_id());
+  env.drain_upload_timeout = options_.drain_upload_timeout;
   auto runner = std::make_unique<AttemptRunner>(std::move(env), assignment);
+  if (draining_.load()) {
+    // Sent before the coordinator saw this worker draining: handed back at once, as preempted.
+    runner->Drain(absl::StrCat("worker ", options_.name, " is draining"), options_.drain_timeout);
+  }
+  disposable_jobs_.erase(job);  // its dir is in use again
   runner->Start();  // its thread begins in Acquire, which waits for runners_mu_
   runners_[job] = std::move(runner);
 }
@@ -400,12 +428,30 @@ absl::StatusOr<std::vector<std::string>> Agent::Acquire(const AttemptRunner& run
 }
 
 void Agent::PruneLocked() {
+  // What the ended attempt leaves in the job's dir: nothing worth keeping, or its debris. A
+  // superseded attempt (retiring_) has no say: the newer attempt of the job decides.
+  auto ended = [&](const AttemptRunner& runner, bool superseded) {
+    if (runner.reported_end()) finished_.Add(runner.job_id(), runner.attempt());
+    if (superseded) return;
+    if (runner.work_dir_disposable()) {
+      disposable_jobs_.insert(runner.job_id());
+      return;
+    }
+    disposable_jobs_.erase(runner.job_id());
+    const std::string dir = JobsDir() + "/" + runner.job_id();
+    std::error_code ec;
+    if (std::filesystem::is_directory(dir, ec)) {
+      std::ofstream(dir + "/" + kEndedMarker, std::ios::trunc) << absl::FormatTime(absl::Now()) << "\n";
+      LOG_INFO("keeping the work dir of job {} for {}: attempt {} did not succeed",
+               runner.job_id(), absl::FormatDuration(options_.keep_failed_for), runner.attempt());
+    }
+  };
   for (auto it = runners_.begin(); it != runners_.end();) {
     if (!it->second->done()) {
       ++it;
       continue;
     }
-    if (it->second->reported_end()) finished_.Add(it->first, it->second->attempt());
+    ended(*it->second, /*superseded=*/false);
     reserved_.erase(it->second.get());
     it = runners_.erase(it);  // its thread has ended: the join is immediate
   }
@@ -414,7 +460,7 @@ void Agent::PruneLocked() {
       ++it;
       continue;
     }
-    if ((*it)->reported_end()) finished_.Add((*it)->job_id(), (*it)->attempt());
+    ended(**it, /*superseded=*/true);
     reserved_.erase(it->get());
     it = retiring_.erase(it);  // likewise
   }
@@ -438,6 +484,7 @@ std::vector<v1::RunningAttempt> Agent::Running() {
 }
 
 int Agent::Run() {
+  SweepWorkDir();  // what an earlier run of the agent left
   absl::Duration backoff = absl::Milliseconds(250);
   int failures = 0;
   while (true) {
@@ -461,12 +508,138 @@ int Agent::Run() {
     backoff = std::min(backoff * 2, absl::Seconds(10));
   }
   std::thread heartbeats([this] { HeartbeatLoop(); });
+  std::thread sweeper([this] { SweepLoop(); });
   CommandLoop();
   // Stopping: every attempt stops its ranks and reports RESTARTING.
   TakeAllRunners().clear();
   heartbeats.join();
+  sweeper.join();
+  {
+    std::lock_guard<std::mutex> lock(drain_thread_mu_);
+    if (drain_thread_.joinable()) drain_thread_.join();
+  }
   LOG_INFO("stopped");
   return 0;
+}
+
+void Agent::Drain() {
+  if (draining_.exchange(true)) return;
+  LOG_INFO("draining: no new work; running attempts stop after a checkpoint (up to {})",
+           absl::FormatDuration(options_.drain_timeout));
+  {
+    std::lock_guard<std::mutex> lock(runners_mu_);
+    for (auto& [job, runner] : runners_) {
+      runner->Drain(absl::StrCat("worker ", options_.name, " is draining"), options_.drain_timeout);
+    }
+  }
+  std::lock_guard<std::mutex> lock(drain_thread_mu_);
+  drain_thread_ = std::thread([this] { DrainThenStop(); });
+}
+
+void Agent::DrainThenStop() {
+  // Said at once, so that the coordinator places nothing more here.
+  uint64_t lease;
+  absl::Duration ttl;
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    lease = lease_id_;
+    ttl = lease_ttl_;
+  }
+  if (lease != 0) LogIfError(HeartbeatOnce(lease, ttl), "draining heartbeat");
+  const absl::Duration budget =
+      options_.drain_timeout + options_.drain_upload_timeout + kDrainReportMargin;
+  const absl::Time deadline = absl::Now() + budget;
+  while (!stopping()) {
+    size_t left = 0;
+    {
+      std::lock_guard<std::mutex> lock(runners_mu_);
+      PruneLocked();
+      left = runners_.size() + retiring_.size();
+    }
+    if (left == 0) {
+      LOG_INFO("drained: every attempt has ended");
+      break;
+    }
+    if (absl::Now() >= deadline) {
+      LOG_WARN("{} attempt(s) still ending {} into the drain; stopping them", left,
+               absl::FormatDuration(budget));
+      break;
+    }
+    WaitUnlessStopping(absl::Milliseconds(100));
+  }
+  Shutdown();
+}
+
+void Agent::SweepLoop() {
+  while (true) {
+    absl::Duration interval;
+    {
+      std::lock_guard<std::mutex> lock(lease_mu_);
+      interval = heartbeat_interval_;
+    }
+    interval = std::max(std::min(interval, options_.keep_failed_for / 2), absl::Milliseconds(100));
+    if (!WaitUnlessStopping(interval)) return;
+    SweepWorkDir();
+  }
+}
+
+void Agent::SweepWorkDir() {
+  namespace fs = std::filesystem;
+  const std::string trash_dir = options_.work_dir + "/" + kTrashDirName;
+  std::vector<std::pair<std::string, std::string>> doomed;  // job, where it was moved
+  std::error_code ec;
+  {
+    std::lock_guard<std::mutex> lock(runners_mu_);
+    if (closed_) return;
+    PruneLocked();
+    std::set<std::string> in_use;
+    for (const auto& [job, runner] : runners_) in_use.insert(job);
+    for (const auto& runner : retiring_) in_use.insert(runner->job_id());
+    const auto now = fs::file_time_type::clock::now();
+    const auto keep = absl::ToChronoNanoseconds(options_.keep_failed_for);
+    for (const auto& entry : fs::directory_iterator(JobsDir(), ec)) {
+      const std::string job = entry.path().filename().string();
+      if (in_use.count(job) || !entry.is_directory(ec)) continue;
+      bool due = disposable_jobs_.count(job) > 0;
+      if (!due) {
+        const std::string marker = entry.path().string() + "/" + kEndedMarker;
+        std::error_code missing;
+        const auto ended = fs::last_write_time(marker, missing);
+        if (missing) {
+          // Left by an earlier run of the agent (killed, or stopped mid-attempt): kept from now.
+          std::ofstream(marker, std::ios::trunc) << absl::FormatTime(absl::Now()) << "\n";
+          continue;
+        }
+        due = now - ended >= keep;
+      }
+      if (!due) continue;
+      fs::create_directories(trash_dir, ec);
+      const std::string moved = absl::StrCat(trash_dir, "/", job, ".", ::getpid(), ".", ++trash_counter_);
+      if (::rename(entry.path().c_str(), moved.c_str()) != 0) {
+        LOG_WARN("work dir {}: cannot move it away for deletion: {}", entry.path().string(),
+                 std::strerror(errno));
+        continue;
+      }
+      disposable_jobs_.erase(job);
+      doomed.emplace_back(job, moved);
+    }
+  }
+  // Outside the lock: a big dir takes a while, and it is out of every attempt's way already.
+  for (const auto& [job, moved] : doomed) {
+    std::error_code removed;
+    fs::remove_all(moved, removed);
+    if (removed) {
+      LOG_WARN("work dir of job {}: {}", job, removed.message());
+    } else {
+      LOG_INFO("deleted the work dir of job {}", job);
+    }
+  }
+  // Whatever else is there was left by an earlier run of the agent, stopped while deleting
+  // (only this thread deletes, so nothing of this run is in progress).
+  for (const auto& entry : fs::directory_iterator(trash_dir, ec)) {
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
 }
 
 }  // namespace loratrf::worker::agent

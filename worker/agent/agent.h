@@ -7,7 +7,19 @@
 //                 │              │ stream ends / fails: back off, reopen (with the new lease)
 //                 └── FAILED_PRECONDITION or NOT_FOUND on a heartbeat, the stream or a report
 //                     whose lease is gone: register again, listing the attempts still running
-//   SIGTERM/SIGINT ─▶ Shutdown(): ranks stopped, RESTARTING reported, exit 0
+//   SIGTERM/SIGINT ─▶ Drain(): heartbeats say draining (no new placements), assignments that
+//                     still come are handed back at once; every attempt's ranks stop after a
+//                     checkpoint (AttemptRunner::Drain, up to drain_timeout), node 0 uploads
+//                     it, RESTARTING preempted is reported; then Shutdown(), exit 0
+//   again ─▶ Shutdown(): ranks stopped at once, RESTARTING reported, exit 0
+//   Cancellation with checkpoint_first ─▶ AttemptRunner::Drain for that attempt alone
+//
+// Work dir: WORK_DIR/jobs/JOB_ID belongs to the job's attempts here. Once no attempt of the job
+// runs, it is deleted if the last one ended SUCCEEDED (the final checkpoint uploaded and the
+// report accepted) or cancelled; else it is kept for keep_failed_for (from the moment that
+// attempt ended, recorded in its .ended file) for debugging. A sweep does this at start and
+// every heartbeat interval, renaming a doomed dir away under runners_mu_ (so that no new
+// attempt can start in it) and deleting it outside the lock.
 //
 // Attempts: a new attempt of a job supersedes the running one, which is cancelled and moved to
 // retiring_ (never joined on the command loop); the new attempt's own thread first waits, in
@@ -20,11 +32,14 @@
 // Threading: Run() runs the command stream on the calling thread and owns a heartbeat thread;
 // each attempt has its own thread. register_mu_ serializes registering and checking the lease
 // (held across those RPCs); lease_mu_ guards the lease fields (held briefly); runners_mu_
-// guards the attempts, the GPU and slot reservations and finished_; stream_mu_ the open
-// stream's context; stop_mu_ the stop flag. Lock order: register_mu_ → runners_mu_ /
-// lease_mu_ / stream_mu_; the last four are never held together.
+// guards the attempts, the GPU and slot reservations, finished_ and disposable_jobs_;
+// stream_mu_ the open stream's context; stop_mu_ the stop flag; drain_thread_mu_ the drain
+// thread. Lock order: register_mu_ → runners_mu_ / lease_mu_ / stream_mu_; the last four are
+// never held together. draining_ is atomic. A drain thread (Drain) waits for the attempts and
+// then calls Shutdown(); a sweeper thread cleans the work dir.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -46,7 +61,8 @@
 
 // RunAgent (run_agent.h): `loratrf-worker agent --coordinator HOST:PORT --slots N
 // --work-dir DIR [--name NAME] [--metrics-listen HOST:PORT] [--token-file F] [--tls-ca F]
-// [--address HOST] [--device auto|cpu|cuda]`. Exit 2 on bad flags or files.
+// [--address HOST] [--device auto|cpu|cuda] [--drain-timeout DURATION]
+// [--keep-failed-for DURATION]`. Exit 2 on bad flags or files.
 namespace loratrf::worker::agent {
 
 // The latest attempt of each job that ended here and was reported, so that a re-sent
@@ -83,6 +99,14 @@ struct AgentOptions {
   v1::Device device = v1::DEVICE_CPU;
   std::vector<std::string> gpus;  // CUDA: the device ids a rank's CUDA_VISIBLE_DEVICES names
   absl::Duration kill_grace = absl::Seconds(3);
+  // On SIGTERM (Drain) or a checkpoint_first Cancellation: how long ranks get to finish their
+  // step, commit a checkpoint and exit. With the upload after it, this must fit Kubernetes'
+  // terminationGracePeriodSeconds (docs/operations.md).
+  absl::Duration drain_timeout = absl::Seconds(25);
+  // After it: how long node 0 retries uploading what the ranks committed.
+  absl::Duration drain_upload_timeout = absl::Seconds(30);
+  // How long the work dir of a job whose last attempt here did not succeed is kept.
+  absl::Duration keep_failed_for = absl::Hours(24);
 };
 
 class Agent : public CoordinatorLink {
@@ -97,6 +121,10 @@ class Agent : public CoordinatorLink {
   int Run();
   // Safe from any thread (the signal thread); Run() returns soon after.
   void Shutdown();
+  // Stop gracefully (see above); returns at once, Run() returns once the attempts have ended
+  // (at most drain_timeout + drain_upload_timeout and a few seconds later). Safe from any
+  // thread; later calls do nothing.
+  void Drain();
 
   // CoordinatorLink
   std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout) override;
@@ -122,6 +150,12 @@ class Agent : public CoordinatorLink {
   std::vector<std::unique_ptr<AttemptRunner>> TakeAllRunners();
   bool WaitUnlessStopping(absl::Duration duration);        // false once stopping
   bool stopping();
+  // The drain thread: one heartbeat saying so, then waits for the attempts, then Shutdown().
+  void DrainThenStop();
+  // Deletes the job dirs no attempt uses whose time has come (see above).
+  void SweepWorkDir();
+  void SweepLoop();
+  std::string JobsDir() const { return options_.work_dir + "/jobs"; }
 
   const AgentOptions options_;
   const std::unique_ptr<AgentMetrics> metrics_;
@@ -150,6 +184,14 @@ class Agent : public CoordinatorLink {
   std::map<const agent::AttemptRunner*, Reservation> reserved_;
   FinishedAttempts finished_;                              // guarded by runners_mu_
   bool closed_ = false;                                    // shutting down; guarded
+  // Jobs whose last attempt here ended SUCCEEDED or cancelled: their dir goes at the next
+  // sweep unless a new attempt of the job arrives first; guarded by runners_mu_.
+  std::set<std::string> disposable_jobs_;
+  uint64_t trash_counter_ = 0;                             // guarded by runners_mu_
+
+  std::atomic<bool> draining_{false};
+  std::mutex drain_thread_mu_;
+  std::thread drain_thread_;                               // guarded by drain_thread_mu_
 
   std::mutex stream_mu_;
   grpc::ClientContext* stream_context_ = nullptr;          // guarded by stream_mu_

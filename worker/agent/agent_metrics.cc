@@ -328,7 +328,7 @@ class PrometheusAgentMetrics : public AgentMetrics {
                          .Help("Attempts that ended on this worker, by outcome")
                          .Register(*registry_);
     for (const char* outcome :
-         {"succeeded", "failed", "restarting", "cancelled", "stale", "stopped"}) {
+         {"succeeded", "failed", "restarting", "preempted", "cancelled", "stale", "stopped"}) {
       attempts_[outcome] = &attempts.Add({{"outcome", outcome}});
     }
     events_ = &BuildCounter().Name("loratrf_agent_events_reported_total")

@@ -32,7 +32,8 @@ class AgentMetrics {
   virtual void SetSlots(int64_t slots) = 0;
   virtual void Registered() = 0;            // each successful Register
   virtual void HeartbeatFailed() = 0;
-  // `outcome`: succeeded | failed | restarting | cancelled | stale | stopped
+  // `outcome`: succeeded | failed | restarting | preempted | cancelled | stale |
+  // stopped (preempted: stopped after a checkpoint, for a drain or a checkpoint_first Cancellation)
   virtual void AttemptFinished(const std::string& outcome) = 0;
   virtual void RanksRunning(int64_t delta) = 0;
   virtual void EventsReported(uint64_t count) = 0;

@@ -31,11 +31,17 @@ namespace fs = std::filesystem;
 
 constexpr size_t kLogTailLines = 20;
 
-v1::JobEvent StateEvent(v1::JobState to, const std::string& reason) {
+v1::JobEvent StateEvent(v1::JobState to, const std::string& reason, bool preempted = false) {
   v1::JobEvent event;
   event.mutable_state_change()->set_to(to);
   event.mutable_state_change()->set_reason(SanitizeText(reason, limits::kMaxReasonBytes));
+  if (preempted) event.mutable_state_change()->set_preempted(true);
   return event;
+}
+
+// A rank that finished its step, committed a checkpoint and exited as asked.
+bool StoppedAfterCheckpoint(const RankProcess& rank) {
+  return !rank.running() && !rank.signaled() && rank.exit_code() == contract::kRunExitStopped;
 }
 
 v1::JobEvent LogEvent(v1::LogLine::Level level, int rank, const std::string& text) {
@@ -113,6 +119,28 @@ void AttemptRunner::Cancel(const std::string& reason) {
 
 void AttemptRunner::Shutdown() { RequestStop(kShutdown); }
 
+void AttemptRunner::Drain(const std::string& reason, absl::Duration timeout) {
+  {
+    std::lock_guard<std::mutex> lock(drain_mu_);
+    if (drain_.load()) return;
+    drain_reason_ = reason;
+    drain_timeout_ = timeout;
+    drain_ = true;
+  }
+  LOG_INFO("job {} attempt {}: stopping after a checkpoint ({}; up to {})", job_id(), attempt(),
+           reason, absl::FormatDuration(timeout));
+}
+
+absl::Duration AttemptRunner::DrainTimeout() const {
+  std::lock_guard<std::mutex> lock(drain_mu_);
+  return drain_timeout_;
+}
+
+std::string AttemptRunner::DrainReason() const {
+  std::lock_guard<std::mutex> lock(drain_mu_);
+  return drain_reason_;
+}
+
 void AttemptRunner::Join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
@@ -183,8 +211,8 @@ void AttemptRunner::Run() {
         break;
     }
   } else {
-    outcome_name = OutcomeName(outcome.state);
-    reporter_->Add(StateEvent(outcome.state, outcome.reason));
+    outcome_name = outcome.preempted ? "preempted" : OutcomeName(outcome.state);
+    reporter_->Add(StateEvent(outcome.state, outcome.reason, outcome.preempted));
   }
   LOG_INFO("job {} attempt {} {}{}{}", job_id(), attempt(), outcome_name,
            outcome.reason.empty() ? "" : ": ", outcome.reason);
@@ -195,19 +223,31 @@ void AttemptRunner::Run() {
     if (left <= absl::ZeroDuration()) break;
     absl::Status flushed = reporter_->Flush(std::min(left, absl::Milliseconds(500)));
     if (flushed.ok()) {
-      if (outcome.state != v1::JOB_STATE_UNSPECIFIED && stop == kNone) reported_end_ = true;
+      if (outcome.state != v1::JOB_STATE_UNSPECIFIED && stop == kNone) {
+        reported_end_ = true;
+        // The final checkpoint is uploaded and the coordinator took the result.
+        if (outcome.state == v1::JOB_STATE_SUCCEEDED) disposable_ = true;
+      }
       break;
     }
     if (flushed.code() != absl::StatusCode::kDeadlineExceeded) break;
     if (static_cast<Stop>(stop_.load()) != stop) break;  // stopped while delivering
   }
   reporter_->Stop();
+  if (stop == kCancelled) disposable_ = true;
   env_.metrics->AttemptFinished(outcome_name);
   done_ = true;
 }
 
 AttemptRunner::Outcome AttemptRunner::Execute() {
   if (!env_.setup_error.empty()) return {v1::JOB_STATE_RESTARTING, env_.setup_error};
+  // Asked to stop after a checkpoint before any rank ran: nothing to save, nothing lost.
+  auto drained_before_start = [&]() -> Outcome {
+    return {v1::JOB_STATE_RESTARTING,
+            absl::StrCat(DrainReason(), " before its ranks started on ", env_.link->worker_name()),
+            /*preempted=*/true};
+  };
+  if (drain_requested()) return drained_before_start();
   rank_env_ = env_.rank_env;
   if (env_.acquire) {
     absl::StatusOr<std::vector<std::string>> acquired = env_.acquire(*this);
@@ -217,6 +257,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
     }
     rank_env_.insert(rank_env_.end(), acquired->begin(), acquired->end());
   }
+  if (drain_requested()) return drained_before_start();
   absl::StatusOr<uint64_t> resume = Prepare();
   if (stopping()) return {};
   if (!resume.ok()) {
@@ -224,6 +265,7 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
     return {user_error ? v1::JOB_STATE_FAILED : v1::JOB_STATE_RESTARTING,
             std::string(resume.status().message())};
   }
+  if (drain_requested()) return drained_before_start();
   resume_step_ = *resume;
   const bool node0 = assignment_.node_rank() == 0;
   series_ = env_.metrics->StartAttempt(job_id(), attempt());
@@ -277,13 +319,23 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
     }
   };
   const RankProcess* failed = nullptr;
+  bool drain_sent = false;        // the ranks were asked (SIGTERM) to stop after a checkpoint
+  bool drain_timed_out = false;   // and did not all exit in time
+  absl::Time drain_deadline = absl::InfiniteFuture();
   while (true) {
     if (stopping()) break;
+    if (!drain_sent && drain_requested()) {
+      drain_sent = true;
+      drain_deadline = absl::Now() + DrainTimeout();
+      for (RankProcess& rank : ranks) {
+        if (!rank.Poll()) rank.Terminate();
+      }
+    }
     int running = 0;
     for (RankProcess& rank : ranks) {
       if (!rank.Poll()) {
         ++running;
-      } else if (rank.exit_code() != 0 && failed == nullptr) {
+      } else if (rank.exit_code() != 0 && !StoppedAfterCheckpoint(rank) && failed == nullptr) {
         failed = &rank;
       }
     }
@@ -293,6 +345,12 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
       UploadNewCheckpoints();
     }
     if (failed != nullptr || running == 0) break;
+    if (absl::Now() >= drain_deadline) {
+      drain_timed_out = true;
+      LOG_WARN("job {} attempt {}: {} rank(s) still running {} after they were asked to stop; "
+               "killing them", job_id(), attempt(), running, absl::FormatDuration(DrainTimeout()));
+      break;
+    }
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(env_.poll_interval));
   }
   if (failed != nullptr) {
@@ -306,12 +364,46 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
-  StopRanks(ranks, env_.kill_grace);
+  StopRanks(ranks, drain_timed_out ? absl::ZeroDuration() : env_.kill_grace);
   env_.metrics->RanksRunning(-local);
   relay_telemetry();
   if (stopping()) return {};
   if (node0) {
     for (v1::JobEvent& event : tail.Poll()) reporter_->Add(std::move(event));
+  }
+
+  size_t stopped_ranks = 0;
+  for (const RankProcess& rank : ranks) stopped_ranks += StoppedAfterCheckpoint(rank) ? 1 : 0;
+  if (failed == nullptr && (drain_timed_out || stopped_ranks > 0)) {
+    // Stopped for a drain (or a peer's): what the ranks committed goes up before the report,
+    // so that the next attempt resumes from it.
+    if (node0) {
+      UploadPendingCheckpoints(env_.drain_upload_timeout);
+    } else {
+      // Node 0 uploads the checkpoint and reports; the coordinator then cancels this part.
+      // Reporting first could restart the job before that upload and lose the steps since
+      // the previous checkpoint, so this report only covers a node 0 that never reports.
+      SleepUnlessStopped(env_.drain_upload_timeout);
+    }
+    if (stopping()) return {};
+    uint64_t latest = resume_step_;
+    for (uint64_t step : uploaded_) latest = std::max(latest, step);
+    const std::string why = drain_sent ? DrainReason() : "a peer rank was asked to stop";
+    if (drain_timed_out || stopped_ranks < ranks.size()) {
+      return {v1::JOB_STATE_RESTARTING,
+              absl::StrCat(why, ": the ranks on ", env_.link->worker_name(),
+                           " did not all stop after a checkpoint within ",
+                           absl::FormatDuration(DrainTimeout()))};
+    }
+    if (node0 && !PendingCheckpoints().empty()) {
+      return {v1::JOB_STATE_RESTARTING,
+              absl::StrCat(why, ": the ranks on ", env_.link->worker_name(),
+                           " stopped after a checkpoint, but it could not be uploaded")};
+    }
+    return {v1::JOB_STATE_RESTARTING,
+            absl::StrCat(why, ": stopped on ", env_.link->worker_name(), " after a checkpoint",
+                         node0 ? absl::StrCat(" (latest step ", latest, ")") : std::string()),
+            /*preempted=*/true};
   }
 
   if (failed == nullptr) {
@@ -465,8 +557,7 @@ absl::Status AttemptRunner::TimedUpload(const LocalCheckpoint& checkpoint) {
   return status;
 }
 
-void AttemptRunner::UploadNewCheckpoints() {
-  if (absl::Now() < next_upload_try_) return;
+std::vector<uint64_t> AttemptRunner::PendingCheckpoints() {
   std::vector<uint64_t> steps;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(CheckpointsDir(), ec)) {
@@ -479,6 +570,24 @@ void AttemptRunner::UploadNewCheckpoints() {
     }
   }
   std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+void AttemptRunner::UploadPendingCheckpoints(absl::Duration budget) {
+  const absl::Time until = absl::Now() + budget;
+  while (true) {
+    next_upload_try_ = absl::InfinitePast();
+    UploadNewCheckpoints();
+    if (stopping() || PendingCheckpoints().empty()) return;
+    const absl::Duration left = until - absl::Now();
+    if (left <= absl::ZeroDuration()) return;
+    SleepUnlessStopped(std::min(left, absl::Seconds(1)));
+  }
+}
+
+void AttemptRunner::UploadNewCheckpoints() {
+  if (absl::Now() < next_upload_try_) return;
+  const std::vector<uint64_t> steps = PendingCheckpoints();
   for (uint64_t step : steps) {
     if (stopping()) return;
     const std::string dir = absl::StrCat(CheckpointsDir(), "/", step);

@@ -9,6 +9,16 @@
 //       │               ▼                                 │  other exit: RESTARTING     │
 //       └──── Cancel / stale (FAILED_PRECONDITION) / Shutdown: ranks stopped ◀──────┘ SUCCEEDED
 //
+// A drain (the agent's SIGTERM, or a Cancellation with checkpoint_first) asks the ranks to stop
+// after a checkpoint: SIGTERM to each, up to drain_timeout for them to finish their step,
+// commit a checkpoint and exit with contract::kRunExitStopped (SIGKILL at the deadline); node 0
+// then uploads the committed checkpoints not sent yet, and the end is reported RESTARTING with
+// StateChange.preempted set, so that the coordinator requeues the job without using a restart
+// (plain RESTARTING when the ranks did not stop that way; SUCCEEDED as usual if they finished).
+// Ranks that stop that way unasked (a peer on another node was asked) end the same. A node
+// other than 0 holds its report back for drain_upload_timeout (the attempt still listed as
+// running), so that node 0's upload and report come first: they end the attempt and this
+// part is cancelled.
 // A Cancellation stops the ranks (SIGTERM to each process group, SIGKILL after kill_grace) and
 // reports nothing more; a stale attempt (the coordinator refuses its reports) likewise; the
 // agent stopping reports RESTARTING. Local state that the coordinator does not know of
@@ -19,14 +29,15 @@
 // lost) counts as uploaded.
 //
 // Threading: Start() runs the attempt on its own thread, which starts, watches and stops the
-// ranks (they die with it). Cancel/Shutdown/done/ranks_gone/stop_requested/Join are safe from
-// any thread.
+// ranks (they die with it). Cancel/Shutdown/Drain/done/ranks_gone/stop_requested/Join are safe
+// from any thread; drain_mu_ guards the drain's reason and timeout.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -60,6 +71,9 @@ struct AttemptEnvironment {
   absl::Duration kill_grace = absl::Seconds(3);
   absl::Duration poll_interval = absl::Milliseconds(200);
   absl::Duration final_report_timeout = absl::Minutes(10);
+  // After a drain: how long node 0 keeps retrying the upload of the checkpoints the ranks
+  // committed (the agent's own deadline may cut it shorter).
+  absl::Duration drain_upload_timeout = absl::Seconds(30);
 };
 
 class AttemptRunner {
@@ -74,6 +88,13 @@ class AttemptRunner {
   void Cancel(const std::string& reason);
   // The agent is stopping: stop the ranks, report RESTARTING (briefly).
   void Shutdown();
+  // Stop after a checkpoint (see above): the ranks get `timeout` to commit it and exit. The
+  // first call counts; Cancel/Shutdown still stop at once.
+  void Drain(const std::string& reason, absl::Duration timeout);
+  bool drain_requested() const { return drain_.load(); }
+  // Its end leaves nothing to debug: SUCCEEDED and accepted (the final checkpoint is uploaded),
+  // or cancelled. Valid once done().
+  bool work_dir_disposable() const { return disposable_.load(); }
   // The attempt's thread has finished (its ranks are gone).
   bool done() const { return done_.load(); }
   // Its ranks are gone (or never started): its GPUs and slots are free, though the thread may
@@ -94,6 +115,7 @@ class AttemptRunner {
   struct Outcome {
     v1::JobState state = v1::JOB_STATE_UNSPECIFIED;  // UNSPECIFIED: stopped (see stop_)
     std::string reason;
+    bool preempted = false;  // RESTARTING after the ranks committed a checkpoint as asked
   };
 
   void Run();
@@ -105,6 +127,12 @@ class AttemptRunner {
   // Uploads committed checkpoints not sent yet (node 0); errors other than a stale attempt are
   // retried on a later call.
   void UploadNewCheckpoints();
+  // Committed checkpoints after the resume step that are not uploaded yet, by step.
+  std::vector<uint64_t> PendingCheckpoints();
+  // UploadNewCheckpoints until none is pending, the attempt is stopped, or `budget` is spent.
+  void UploadPendingCheckpoints(absl::Duration budget);
+  absl::Duration DrainTimeout() const;
+  std::string DrainReason() const;
   absl::Status UploadFinal();
   // One upload, its time observed in the attempt's series, a failure counted.
   absl::Status TimedUpload(const LocalCheckpoint& checkpoint);
@@ -122,6 +150,11 @@ class AttemptRunner {
   std::atomic<bool> done_{false};
   std::atomic<bool> ranks_gone_{false};
   std::atomic<bool> reported_end_{false};
+  std::atomic<bool> disposable_{false};
+  std::atomic<bool> drain_{false};  // set once drain_reason_ and drain_timeout_ are
+  mutable std::mutex drain_mu_;
+  std::string drain_reason_;                           // guarded by drain_mu_
+  absl::Duration drain_timeout_ = absl::ZeroDuration();  // guarded by drain_mu_
   CallCanceller transfers_;        // the upload or download in flight
   std::unique_ptr<EventsReporter> reporter_;  // made by the constructor, used by all threads
   // Owned by the attempt's thread:

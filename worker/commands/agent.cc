@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/command_line.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -61,6 +62,20 @@ std::vector<std::string> GpuIds(int count) {
   return ids;
 }
 
+// --NAME DURATION ("25s", "1m30s", "24h"), positive; `fallback` when absent.
+absl::StatusOr<absl::Duration> GetDuration(const CommandLine& flags, const std::string& name,
+                                           absl::Duration fallback) {
+  std::optional<std::string> text = flags.Get(name);
+  if (!text) return fallback;
+  absl::Duration value;
+  if (!absl::ParseDuration(*text, &value) || value <= absl::ZeroDuration() ||
+      value == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " '", *text, "': expected a positive duration such as 25s, 10m or 24h"));
+  }
+  return value;
+}
+
 absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
   agent::AgentOptions options;
   ASSIGN_OR_RETURN(options.coordinator, flags.Require("--coordinator"));
@@ -103,6 +118,10 @@ absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
     options.device = v1::DEVICE_CPU;
     options.slots = static_cast<uint32_t>(slots > 0 ? slots : 1);
   }
+  ASSIGN_OR_RETURN(options.drain_timeout,
+                   GetDuration(flags, "--drain-timeout", options.drain_timeout));
+  ASSIGN_OR_RETURN(options.keep_failed_for,
+                   GetDuration(flags, "--keep-failed-for", options.keep_failed_for));
   char self[PATH_MAX] = {};
   ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");
@@ -128,7 +147,7 @@ int RunAgent(const std::vector<std::string>& args) {
       args, {{"--coordinator", true}, {"--slots", true}, {"--work-dir", true}, {"--name", true},
              {"--metrics-listen", true}, {"--token-file", true}, {"--tls-ca", true},
              {"--address", true}, {"--device", true}, {"--log-level", true},
-             {"--log-format", true}});
+             {"--log-format", true}, {"--drain-timeout", true}, {"--keep-failed-for", true}});
   auto fail = [](const absl::Status& status) {
     std::cerr << "loratrf-worker: " << status.message() << "\n";
     return status.code() == absl::StatusCode::kInternal ? 1 : 2;
@@ -166,10 +185,15 @@ int RunAgent(const std::vector<std::string>& args) {
 
   agent::Agent agent(*std::move(options), *std::move(channel), std::move(metrics));
   g_agent = &agent;
+  // The first signal drains (ranks checkpoint, uploads, reports; what Kubernetes wants within
+  // its grace period); a second one stops at once.
   std::thread signals([stop_signals] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
-    LOG_INFO("{}: stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+    LOG_INFO("{}: draining (send it again to stop at once)", signal == SIGINT ? "SIGINT" : "SIGTERM");
+    g_agent->Drain();
+    sigwait(&stop_signals, &signal);
+    LOG_INFO("{} again: stopping now", signal == SIGINT ? "SIGINT" : "SIGTERM");
     g_agent->Shutdown();
   });
   signals.detach();  // it may still wait when Run() returns on its own; exit ends it

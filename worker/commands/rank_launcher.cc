@@ -13,16 +13,22 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "proto/contract/run_output.h"
 
 namespace loratrf::worker {
 namespace {
 
 volatile sig_atomic_t g_forward_signal = 0;
+volatile sig_atomic_t g_signals_seen = 0;
 
-void RememberSignal(int signal) { g_forward_signal = signal; }
+void RememberSignal(int signal) {
+  g_forward_signal = signal;
+  if (g_signals_seen < 2) g_signals_seen = g_signals_seen + 1;
+}
 
 void StopAll(const std::vector<pid_t>& pids, const std::vector<bool>& running) {
   for (size_t i = 0; i < pids.size(); ++i) {
@@ -82,6 +88,7 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
   sigaction(SIGINT, &forward, &old_int);
   sigaction(SIGTERM, &forward, &old_term);
   g_forward_signal = 0;
+  g_signals_seen = 0;
   const pid_t launcher = ::getpid();
 
   std::vector<pid_t> pids;
@@ -117,13 +124,38 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
 
   std::vector<bool> running(pids.size(), true);
   int remaining = static_cast<int>(pids.size());
-  int result = 0;
+  int result = 0;        // the first failing rank's status
+  bool stopped = false;  // a rank exited after the checkpoint it was asked for
+  // Set once the ranks were asked to stop (forwarded signal, or a rank stopping on its own):
+  // they finish their step and commit a checkpoint, which may take a while, but not forever.
+  std::optional<std::chrono::steady_clock::time_point> stop_deadline;
   while (remaining > 0) {
     if (g_forward_signal != 0) {
-      for (size_t i = 0; i < pids.size(); ++i) {
-        if (running[i]) ::kill(pids[i], g_forward_signal);
-      }
+      const int signal = g_forward_signal;
       g_forward_signal = 0;
+      if (stop_deadline.has_value() && g_signals_seen > 1) {
+        // Asked again: stop at once.
+        std::cerr << "loratrf-worker: asked again; killing the ranks\n";
+        for (size_t i = 0; i < pids.size(); ++i) {
+          if (running[i]) ::kill(pids[i], SIGKILL);
+        }
+        if (result == 0) result = 128 + signal;
+      } else {
+        for (size_t i = 0; i < pids.size(); ++i) {
+          if (running[i]) ::kill(pids[i], signal);
+        }
+        if (!stop_deadline) stop_deadline = std::chrono::steady_clock::now() + options.stop_timeout;
+      }
+    }
+    if (stop_deadline && std::chrono::steady_clock::now() > *stop_deadline) {
+      std::cerr << "loratrf-worker: the ranks did not stop within "
+                << std::chrono::duration_cast<std::chrono::seconds>(options.stop_timeout).count()
+                << " s; killing them\n";
+      for (size_t i = 0; i < pids.size(); ++i) {
+        if (running[i]) ::kill(pids[i], SIGKILL);
+      }
+      if (result == 0) result = 128 + SIGKILL;
+      stop_deadline = std::chrono::steady_clock::time_point::max();
     }
     int status = 0;
     pid_t done = ::waitpid(-1, &status, WNOHANG);
@@ -136,7 +168,11 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
       running[i] = false;
       --remaining;
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (code != 0 && result == 0) {
+      if (code == contract::kRunExitStopped) {
+        // Every rank agreed on the step to stop after: the others follow within moments.
+        stopped = true;
+        if (!stop_deadline) stop_deadline = std::chrono::steady_clock::now() + options.stop_timeout;
+      } else if (code != 0 && result == 0) {
         result = code;
         std::cerr << "loratrf-worker: rank " << i << " exited with status " << code
                   << "; stopping the other ranks\n";
@@ -144,6 +180,10 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
         remaining = 0;
       }
     }
+  }
+  if (result == 0 && stopped) {
+    result = contract::kRunExitStopped;
+    std::cerr << "loratrf-worker: stopped as asked; run the same command again to resume\n";
   }
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);

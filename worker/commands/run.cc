@@ -3,6 +3,9 @@
 // loratrf-worker run --spec JOB.yaml --output DIR --rank R --world-size W
 //                    --master-addr HOST --master-port PORT
 //   one rank of a multi-node job (the worker agent starts these).
+// SIGTERM or SIGINT: every rank finishes its step, commits a checkpoint there and the command
+// exits with contract::kRunExitStopped (rerun it to resume).
+#include <signal.h>
 #include <unistd.h>
 
 #include <climits>
@@ -16,6 +19,7 @@
 #include "worker/commands/rank_launcher.h"
 #include "worker/commands/spec_conversion.h"
 #include "worker/engine/dist/communicator.h"
+#include "proto/contract/run_output.h"
 #include "proto/spec/job_spec.h"
 #include "worker/engine/train/trainer.h"
 
@@ -24,6 +28,31 @@ namespace {
 
 // Exit status of the process; RunCommand maps the error path.
 int g_exit_status = 0;
+
+// Set by SIGTERM/SIGINT, read by the trainer once per step.
+volatile sig_atomic_t g_stop_requested = 0;
+// A second signal ends the process at once: only for a run that is its own single rank. A rank
+// under a launcher or the agent gets the terminal's signal and the forwarded one; whoever
+// started it kills it when asked twice.
+volatile sig_atomic_t g_die_on_second_signal = 0;
+
+void OnStopSignal(int signal) {
+  if (g_stop_requested != 0 && g_die_on_second_signal != 0) {
+    ::signal(signal, SIG_DFL);
+    ::raise(signal);
+    return;
+  }
+  g_stop_requested = 1;
+}
+
+void CatchStopSignals() {
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;  // collectives and file writes carry on; the flag is polled
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+}
 
 // The usable GPUs, when there are enough for `ranks` ranks of one GPU each: two NCCL ranks on
 // one device would deadlock or crawl, so more ranks than devices is refused.
@@ -44,6 +73,7 @@ absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
                      const std::string& output, int rank, int world,
                      const std::string& master_addr, int master_port) {
   ASSIGN_OR_RETURN(engine::TrainJob job, ToTrainJob(spec, spec_path, output));
+  job.stop_requested = [] { return g_stop_requested != 0; };
   if (job.cuda) {
     // One GPU per rank: the ranks of a node take its devices in turn (the agent gives a node's
     // ranks exactly as many devices as it runs ranks; a local run checks so in Run).
@@ -66,6 +96,13 @@ absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
     }
   }
   ASSIGN_OR_RETURN(engine::TrainResult result, engine::Train(job, *communicator, &std::cerr));
+  if (result.stopped) {
+    g_exit_status = contract::kRunExitStopped;
+    if (rank == 0) {
+      std::cout << "stopped after step " << result.steps << "; rerun to resume" << std::endl;
+    }
+    return absl::OkStatus();
+  }
   if (rank == 0) {
     std::cout << "trained " << result.steps << " steps";
     if (result.resumed_from > 0) std::cout << " (resumed at step " << result.resumed_from << ")";
@@ -84,6 +121,7 @@ absl::Status Run(const CommandLine& flags) {
   ASSIGN_OR_RETURN(int64_t nproc, flags.GetInt("--nproc", -1, 1, 256));
   const int64_t expected = int64_t{spec.resources().workers()} * spec.resources().slots_per_worker();
   if (flags.Has("--rank")) {
+    CatchStopSignals();
     ASSIGN_OR_RETURN(int64_t world, flags.GetInt("--world-size", 1, 1, 65536));
     ASSIGN_OR_RETURN(int64_t rank, flags.GetInt("--rank", 0, 0, world - 1));
     ASSIGN_OR_RETURN(int64_t port, flags.GetInt("--master-port", 0, 1, 65535));
@@ -98,7 +136,11 @@ absl::Status Run(const CommandLine& flags) {
         ") must be a multiple of micro_batch_size x nproc (", spec.training().micro_batch_size(),
         " x ", nproc, ")"));
   }
-  if (nproc == 1) return RunRank(spec, spec_path, output, 0, 1, "", 0);
+  if (nproc == 1) {
+    g_die_on_second_signal = 1;
+    CatchStopSignals();
+    return RunRank(spec, spec_path, output, 0, 1, "", 0);
+  }
   LaunchOptions launch;
   char self[PATH_MAX] = {};
   ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);

@@ -224,6 +224,11 @@ class Trainer {
     }
     Cursor cursor{step_ / sampler_->steps_per_epoch(), step_ % sampler_->steps_per_epoch()};
     model_->train();
+    if (step_ < total_steps_) {
+      // Asked to stop while loading: nothing new to save, the run resumes from where it began.
+      ASSIGN_OR_RETURN(const bool stop, AgreeToStop());
+      if (stop) return Stopped(result);
+    }
     while (step_ < total_steps_) {
       ASSIGN_OR_RETURN(result.last_loss, Step(cursor));
       cursor = sampler_->Next(cursor);
@@ -232,9 +237,9 @@ class Trainer {
       if (eval_ && job_.eval_every_steps > 0 && step_ % job_.eval_every_steps == 0) {
         ASSIGN_OR_RETURN(eval, Evaluate());
       }
-      if (job_.checkpoint_every_steps > 0 && step_ % job_.checkpoint_every_steps == 0) {
-        RETURN_IF_ERROR(SaveCheckpoint(/*final=*/false, eval));
-      }
+      const bool scheduled = job_.checkpoint_every_steps > 0 && step_ % job_.checkpoint_every_steps == 0;
+      if (scheduled || stop_agreed_) RETURN_IF_ERROR(SaveCheckpoint(/*final=*/false, eval));
+      if (stop_agreed_) return Stopped(result);
     }
     std::optional<contract::EvalRow> eval;
     if (eval_) {
@@ -430,8 +435,11 @@ class Trainer {
     const auto reducing = Clock::now();
     if (reducer_) RETURN_IF_ERROR(reducer_->FinishStep());
     NamedTensors trainable = optimizer_->parameters();
+    // The stop flag rides along: every rank reads the same sum, so all of them stop after this
+    // step or none does, however far apart their signals came.
     std::vector<at::Tensor> totals = {
-        torch::stack({loss_sum, torch::full({}, static_cast<double>(tokens), f64)})};
+        torch::stack({loss_sum, torch::full({}, static_cast<double>(tokens), f64),
+                      torch::full({}, StopRequestedHere() ? 1.0 : 0.0, f64)})};
     RETURN_IF_ERROR(comm_.AllReduceSum(totals));
     const double allreduce = std::chrono::duration<double>(Clock::now() - reducing).count();
     ASSIGN_OR_RETURN(double grad_norm, ClipGradNorm(trainable, job_.max_grad_norm));
@@ -439,6 +447,7 @@ class Trainer {
     const torch::Tensor summed = totals[0].cpu();
     const double loss = summed[0].item<double>() / static_cast<double>(global_targets);
     const double global_tokens = summed[1].item<double>();
+    const bool stop_agreed = summed[2].item<double>() > 0;
     const double lr = schedule_->LearningRate(step_);
 
     contract::RankStepRow telemetry;
@@ -463,6 +472,7 @@ class Trainer {
     RETURN_IF_ERROR(optimizer_->Step(lr));
     optimizer_->ZeroGrad();
     ++step_;
+    stop_agreed_ = stop_agreed;
 
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     telemetry.step_seconds = seconds;
@@ -533,6 +543,31 @@ class Trainer {
       }
     }
     return metrics;
+  }
+
+  bool StopRequestedHere() const { return job_.stop_requested && job_.stop_requested(); }
+
+  // Whether any rank was asked to stop, agreed by all (one tiny all-reduce).
+  absl::StatusOr<bool> AgreeToStop() {
+    std::vector<at::Tensor> flag = {
+        torch::full({1}, StopRequestedHere() ? 1.0 : 0.0, torch::dtype(torch::kFloat64).device(device_))};
+    RETURN_IF_ERROR(comm_.AllReduceSum(flag));
+    return flag[0].cpu().item<double>() > 0;
+  }
+
+  // The end of a run stopped at step_, whose checkpoint is committed (or, at the step the run
+  // resumed from, was already there).
+  TrainResult Stopped(TrainResult result) {
+    result.steps = step_;
+    result.stopped = true;
+    result.final_dir.clear();
+    if (progress_) {
+      *progress_ << "loratrf: stopped as asked after step " << step_ << " of " << total_steps_
+                 << (step_ > result.resumed_from ? "; its checkpoint is committed"
+                                                 : " (no step done: nothing new to save)")
+                 << "\n";
+    }
+    return result;
   }
 
   std::string CheckpointsDir() const {
@@ -683,6 +718,7 @@ class Trainer {
   std::optional<double> device_peak_flops_;
   int64_t total_steps_ = 0;
   int64_t step_ = 0;
+  bool stop_agreed_ = false;  // the last step's all-reduce said some rank was asked to stop
 };
 
 }  // namespace

@@ -12,10 +12,17 @@
 // Rank 0 writes files; every rank computes. Rerunning on the same output directory resumes from
 // the latest committed checkpoint and ends with the same result as an uninterrupted run.
 //
+// Stopping early (SIGTERM on drain or eviction): TrainJob::stop_requested is polled once per
+// step and folded into the all-reduce every step already runs, so all ranks see the same answer
+// and stop after the same step, whichever of them was asked first and when. They then commit a
+// checkpoint at that step (unless it was just committed) and Train() returns with
+// TrainResult::stopped; asked before the first step, they stop at once without one.
+//
 // Threading: Train() runs on the calling thread and owns everything it creates.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -61,6 +68,9 @@ struct TrainJob {
   int64_t eval_every_steps = 0;        // 0: at the end only
   int64_t checkpoint_every_steps = 0;  // 0: final only
   uint32_t keep_checkpoints = 3;
+  // True once this rank was asked to stop (async-signal-safe flag behind it); unset: never.
+  // Called on the training thread once per step.
+  std::function<bool()> stop_requested;
 };
 
 struct TrainResult {
@@ -69,7 +79,10 @@ struct TrainResult {
   double last_loss = 0;
   std::optional<double> eval_loss;
   std::optional<double> eval_accuracy;
-  std::string final_dir;
+  std::string final_dir;      // "" when stopped
+  // Every rank agreed to stop after `steps`; the checkpoint at that step is committed (none
+  // when no step was done by this run: the run resumes from where it started).
+  bool stopped = false;
 };
 
 // Runs (or resumes) the job on this rank. `progress` (rank 0 only, may be null) gets one line
