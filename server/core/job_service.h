@@ -56,6 +56,20 @@ struct CoreOptions {
   uint32_t rendezvous_port_low = 29500;
   uint32_t rendezvous_port_high = 29999;
   int event_ring_size = 1024;     // recent events kept in memory per active job
+  // A stop with checkpoint (pause, priority preemption, worker drain) that has not ended in a
+  // preempted report after this long is restarted anyway from the latest committed checkpoint.
+  absl::Duration stop_timeout = absl::Seconds(90);
+  // An attempt that has run (since it was placed) for less than this is never chosen as a
+  // victim of priority preemption, so that a job is not preempted again before it progresses.
+  absl::Duration min_run_before_preempt = absl::Minutes(5);
+};
+
+// Why a running attempt is asked to checkpoint and stop (CoreMetrics::JobPreempted, the label
+// of loratrf_preemptions_total).
+enum class StopKind {
+  kPriority,  // a higher-priority queued job needs its slots
+  kPause,     // PauseJob
+  kDrain,     // CordonWorker with ACTION_DRAIN
 };
 
 // What the core counts for /metrics (server/metrics implements it with prometheus-cpp; tests
@@ -96,6 +110,8 @@ class CoreMetrics {
   // Committed checkpoints held in the artifact store and the bytes of their files (the
   // ArtifactStore's own count, rebuilt from the data dir when it opens).
   virtual void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) = 0;
+  // A running attempt was asked to checkpoint and stop (counted when asked, once per stop).
+  virtual void JobPreempted(StopKind why) = 0;
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.
@@ -139,6 +155,19 @@ class JobServiceCore {
   absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
   OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpointRequest& request);
   v1::ListWorkersResponse ListWorkers();
+  // Owner only. A QUEUED job is held (paused, QUEUE_REASON_PAUSED); a SCHEDULED or RUNNING one
+  // is marked paused and stopped with a checkpoint, then held; a paused job is returned as is;
+  // a final one is FAILED_PRECONDITION.
+  absl::StatusOr<v1::Job> PauseJob(const Caller& caller, const v1::PauseJobRequest& request);
+  // Owner only. Lets a paused job be scheduled again (from its latest checkpoint); a job that
+  // is not paused is returned as is; a final one is FAILED_PRECONDITION.
+  absl::StatusOr<v1::Job> ResumeJob(const Caller& caller, const v1::ResumeJobRequest& request);
+  // Cordon (no new jobs), drain (cordon, and every job on it stops with a checkpoint and is
+  // requeued elsewhere) or uncordon a worker. NOT_FOUND for an unknown worker, INVALID_ARGUMENT
+  // for ACTION_UNSPECIFIED. The cordon is persisted: it survives the agent's re-registration
+  // and a coordinator restart.
+  absl::StatusOr<v1::Worker> CordonWorker(const Caller& caller,
+                                          const v1::CordonWorkerRequest& request);
 
   // ---- WorkerService ----------------------------------------------------------------------
   // `caller.principal` must equal request.name when auth is on (the gRPC layer checks).
@@ -159,7 +188,8 @@ class JobServiceCore {
       const v1::UploadCheckpointRequest::Header& header);
 
   // ---- lifecycle --------------------------------------------------------------------------
-  // Expires leases and schedules queued jobs. Cheap when nothing changed.
+  // Expires leases and overdue stops, schedules queued jobs, then lets queued jobs that still
+  // do not fit preempt lower-priority ones. Cheap when nothing changed.
   void Tick();
   // Called (outside the core's lock, from whatever thread made the change) when there is new
   // scheduling work — a job queued, slots freed, a worker joined — so that the caller can Tick
