@@ -239,7 +239,8 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
                         Wakeups& wakeups, AttemptEnd end) {
   const v1::Job before = entry.job;
-  const bool preempted = end == AttemptEnd::kPreempted;
+  // An attempt asked to stop (job_stops) that ends any other way was still stopped on purpose.
+  const bool preempted = end == AttemptEnd::kPreempted || entry.stop.has_value();
   const uint32_t restarts_done = before.attempt() - 1 - before.preemptions();
   if (!preempted && restarts_done >= before.spec().max_restarts()) {
     return FinishJob(core, entry, v1::JOB_STATE_FAILED,

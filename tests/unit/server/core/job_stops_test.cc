@@ -376,6 +376,22 @@ TEST_F(JobStopsTest, AStopThatIsNotReportedInTimeRestartsTheAttemptAnyway) {
   EXPECT_EQ(commands[0].assign().resume_checkpoint_id(), checkpoint->id());
 }
 
+TEST_F(JobStopsTest, AnAttemptThatVanishesWhileStoppingCountsAsStoppedNotAsAFailure) {
+  // An agent without checkpoint-first support just ends the ranks and reports nothing.
+  std::string id = Submit(Spec("vanishes", 1, 0, /*max_restarts=*/0));
+  Register("w1", 1);
+  core_->Tick();
+  Start("w1", id);
+  ASSERT_TRUE(Pause(id).ok());
+  running_["w1"].clear();  // its heartbeats stop listing the attempt
+  Pass(absl::Seconds(9));
+  v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED) << job.state_reason();
+  EXPECT_EQ(job.attempt(), 2u);
+  EXPECT_EQ(job.preemptions(), 1u) << "max_restarts 0, yet it is not failed";
+  EXPECT_TRUE(job.paused());
+}
+
 TEST_F(JobStopsTest, CordonDrainAndUncordon) {
   Register("w1", 1);
   Register("w2", 1);
