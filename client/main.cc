@@ -34,7 +34,12 @@ constexpr char kUsage[] =
     "  download ID [--checkpoint C] --output DIR\n"
     "                                      fetch a checkpoint (default: the final one, else\n"
     "                                      the latest) into a new directory, verified\n"
+    "  pause ID [--reason R]               checkpoint and stop a job, then hold it queued\n"
+    "  resume ID                           let a paused job be scheduled again\n"
     "  workers                             the fleet\n"
+    "  workers cordon|drain|uncordon NAME [--reason R]\n"
+    "                                      no new jobs on a worker; drain also moves its jobs\n"
+    "                                      after a checkpoint; uncordon undoes both\n"
     "\n"
     "Every command but validate takes -o text|json (proto JSON; for metrics, metrics.jsonl\n"
     "rows; metrics also takes -o csv). The coordinator address may also come from\n"
@@ -95,7 +100,9 @@ int main(int argc, char** argv) {
       {"delete", loratrf::client::RunDelete},
       {"checkpoints", loratrf::client::RunCheckpoints},
       {"download", loratrf::client::RunDownload},
-      {"workers", loratrf::client::RunWorkers}};
+      {"workers", loratrf::client::RunWorkers},
+      {"pause", loratrf::client::RunPause},
+      {"resume", loratrf::client::RunResume}};
   std::string command = args[0];
   args.erase(args.begin());
   auto it = kCommands.find(command);

@@ -4,6 +4,7 @@
 //       [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]] [--lease-ttl SECONDS]
 //       [--max-running-per-owner N] [--rendezvous-ports LO-HI]
 //       [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]
+//       [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]
 //   loratrf-coordinator fsck --data-dir DIR
 //
 // Opens the SQLite job store (DATA_DIR/jobs.db) and the artifact store (DATA_DIR/artifacts),
@@ -82,6 +83,7 @@ constexpr char kUsage[] =
     "           [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]]\n"
     "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n"
     "           [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]\n"
+    "           [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]\n"
     "           [--log-level debug|info|warn|error] [--log-format text|json]\n"
     "       loratrf-coordinator fsck --data-dir DIR\n";
 
@@ -149,6 +151,8 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
              {"--finished-job-ttl", true},
              {"--lost-worker-ttl", true},
              {"--idempotency-window", true},
+             {"--stop-timeout", true},
+             {"--min-run-before-preempt", true},
              {"--log-level", true},
              {"--log-format", true}});
   if (!flags.ok()) return flags.status();
@@ -205,6 +209,14 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   absl::StatusOr<int64_t> per_owner = flags->GetInt("--max-running-per-owner", 0, 0, 1'000'000);
   if (!per_owner.ok()) return per_owner.status();
   config.core.max_running_per_owner = static_cast<int>(*per_owner);
+  // Pause, drain and preemption: how long a stop may take to checkpoint before it is forced,
+  // and how long an attempt runs before a higher-priority job may preempt it.
+  absl::StatusOr<int64_t> stop_timeout = flags->GetInt("--stop-timeout", 90, 1, 86400);
+  if (!stop_timeout.ok()) return stop_timeout.status();
+  config.core.stop_timeout = absl::Seconds(*stop_timeout);
+  absl::StatusOr<int64_t> min_run = flags->GetInt("--min-run-before-preempt", 300, 0, 604800);
+  if (!min_run.ok()) return min_run.status();
+  config.core.min_run_before_preempt = absl::Seconds(*min_run);
   if (auto ports = flags->Get("--rendezvous-ports")) {
     absl::StatusOr<std::pair<uint32_t, uint32_t>> range = ParsePortRange(*ports);
     if (!range.ok()) return range.status();

@@ -87,6 +87,7 @@ int RunDownload(const GlobalOptions& global, const std::vector<std::string>& arg
 }
 
 int RunWorkers(const GlobalOptions& global, const std::vector<std::string>& args) {
+  if (!args.empty() && IsWorkerAction(args[0])) return RunWorkerAction(global, args);
   auto flags = ParseCommandFlags(args, {});
   if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
   if (!flags->positional().empty()) {

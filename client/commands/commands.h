@@ -36,6 +36,11 @@ int RunMetrics(const GlobalOptions& global, const std::vector<std::string>& args
 int RunCheckpoints(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunDownload(const GlobalOptions& global, const std::vector<std::string>& args);
 int RunWorkers(const GlobalOptions& global, const std::vector<std::string>& args);
+int RunPause(const GlobalOptions& global, const std::vector<std::string>& args);
+int RunResume(const GlobalOptions& global, const std::vector<std::string>& args);
+// `workers cordon|drain|uncordon NAME [--reason R]`; args[0] is the action.
+bool IsWorkerAction(const std::string& word);
+int RunWorkerAction(const GlobalOptions& global, const std::vector<std::string>& args);
 
 // ---- shared by the commands -----------------------------------------------------------------
 

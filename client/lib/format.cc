@@ -541,7 +541,8 @@ std::vector<std::string> WorkerTableHeaders() {
 
 std::vector<std::string> WorkerTableRow(const v1::Worker& worker, double now_unix_seconds) {
   return {worker.name(),
-          WorkerStateName(worker.state()),
+          worker.cordoned() ? WorkerStateName(worker.state()) + ",cordoned"
+                            : WorkerStateName(worker.state()),
           absl::StrCat(worker.free_slots(), "/", worker.slots()),
           DeviceName(worker.device()),
           worker.running_jobs().empty() ? "-" : absl::StrJoin(worker.running_jobs(), ","),

@@ -2,13 +2,15 @@
 // the coordinator-wide flags — and the few helpers every part of the core shares (wake-ups,
 // time, store-write accounting: every JobStore write goes through StoreWrite). Private to
 // server/core: the parts (job_lifecycle, worker_registry, event_log, report_ingestion,
-// checkpoint_recording) and job_service.cc include it; nothing outside server/core does.
+// checkpoint_recording, job_stops) and job_service.cc include it; nothing outside server/core does.
 //
 // Who writes what (each part's header says the same from its side):
 //   active   (ActiveJob records)   job_lifecycle; report_ingestion and checkpoint_recording set
 //                                  the per-attempt report and checkpoint fields; worker_registry
-//                                  the re-attach fields
-//   workers  (WorkerEntry records) worker_registry (leases, command queues, slot counts)
+//                                  the re-attach fields; job_stops sets `stop` (RestartJob
+//                                  clears it and sets `held_for`) and Job.paused
+//   workers  (WorkerEntry records) worker_registry (leases, command queues, slot counts);
+//                                  job_stops sets Worker.cordoned
 //   logs     (JobEventLog records) event_log
 //
 // Threading: one mutex, `mu`, guards every field marked so; there is no other lock in the core.
@@ -67,6 +69,17 @@ bool IsFinal(v1::JobState state);
 // Holds slots on its workers.
 bool HoldsSlots(v1::JobState state);
 
+// A stop with checkpoint asked of a job's current attempt (job_stops): its workers got a
+// Cancellation with checkpoint_first; the attempt's preempted report (or the deadline) ends it.
+struct StopRequest {
+  StopKind kind = StopKind::kPriority;
+  std::string requested_by;  // a user, or "scheduler" for priority preemption
+  std::string reason;        // in words, also the event on the job
+  absl::Time deadline;       // then restarted anyway (CoreOptions::stop_timeout)
+  std::string for_job;       // kPriority: the queued job the slots are freed for
+  bool sent = true;          // false: recovered; the cancellation goes out once the workers are back
+};
+
 // A job that is not final, as the coordinator tracks it between store writes.
 struct ActiveJob {
   v1::Job job;
@@ -82,6 +95,10 @@ struct ActiveJob {
   absl::Time assigned_at;
   std::set<std::string> finished_nodes;       // workers that reported their part succeeded
   std::map<std::string, int> missing_beats;   // heartbeats in a row not listing the attempt
+  std::optional<StopRequest> stop;            // a stop with checkpoint is pending (job_stops)
+  // Requeued after priority preemption for this job: held while that job is queued and still
+  // has victims stopping, so that its own freed slots are not handed straight back to it.
+  std::string held_for;
 };
 
 struct WorkerEntry {

@@ -15,6 +15,7 @@
 #include "proto/contract/names.h"
 #include "proto/spec/job_spec.h"
 #include "server/core/event_log.h"
+#include "server/core/job_stops.h"
 #include "server/core/scheduler.h"
 #include "server/core/worker_registry.h"
 
@@ -251,7 +252,8 @@ absl::Status FinishJob(CoreState& core, ActiveJob& entry, v1::JobState to,
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
                         Wakeups& wakeups, AttemptEnd end) {
   const v1::Job before = entry.job;
-  const bool preempted = end == AttemptEnd::kPreempted;
+  // An attempt asked to stop (job_stops) that ends any other way was still stopped on purpose.
+  const bool preempted = end == AttemptEnd::kPreempted || entry.stop.has_value();
   const uint32_t restarts_done = before.attempt() - 1 - before.preemptions();
   if (!preempted && restarts_done >= before.spec().max_restarts()) {
     return FinishJob(core, entry, v1::JOB_STATE_FAILED,
@@ -269,6 +271,10 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   job.clear_workers();
   job.set_state(v1::JOB_STATE_QUEUED);
   job.set_state_reason(absl::StrCat("attempt ", job.attempt(), " after: ", reason));
+  if (job.paused()) {  // a pause that stopped the attempt: it waits for ResumeJob
+    job.mutable_queue()->set_reason(v1::QUEUE_REASON_PAUSED);
+    job.mutable_queue()->set_message("paused: waits for `loratrf resume`");
+  }
   events.push_back(StateEvent(v1::JOB_STATE_RESTARTING, v1::JOB_STATE_QUEUED, job.state_reason()));
   events.back().set_attempt(job.attempt());
   RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));
@@ -285,6 +291,11 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   entry.resume_checkpoint.clear();
   entry.finished_nodes.clear();
   entry.missing_beats.clear();
+  // A job preempted for a waiting one stays out of that job's way until it is placed.
+  entry.held_for = entry.stop.has_value() && entry.stop->kind == StopKind::kPriority
+                       ? entry.stop->for_job
+                       : std::string();
+  entry.stop.reset();
   if (core.metrics != nullptr && !preempted) core.metrics->JobRestarted();
   LOG_INFO("job {} {}: attempt {} queued after: {}", before.id(),
            preempted ? "preempted" : "restarted", before.attempt() + 1, reason);
@@ -309,6 +320,7 @@ void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
   std::map<std::string, int> running_per_owner;
   for (const auto& [id, entry] : core.active) {
     const v1::Job& job = entry.job;
+    if (job.state() == v1::JOB_STATE_QUEUED && IsHeld(core, entry)) continue;  // paused or held
     if (job.state() == v1::JOB_STATE_QUEUED) {
       const v1::ResourceSpec& resources = job.spec().resources();
       queue.push_back({id, job.owner(), job.spec().priority(), entry.order,
@@ -386,10 +398,10 @@ absl::Status RecoverJobs(CoreState& core, RecoveredState& recovered, absl::Time 
   for (v1::Job& job : recovered.queued) {
     ActiveJob entry;
     entry.order = core.next_order++;
-    // A queued job's last write is the one that queued it (submit or restart: nothing else
-    // rewrites a QUEUED job), so updated_at is when it entered the queue. Waiting keeps
-    // counting across a coordinator restart: the oldest-queued gauge and the time-queued
-    // histogram would otherwise start over at every restart.
+    // A queued job's last write is the one that queued it (submit or restart), or a pause or
+    // resume (which leave it queued), so updated_at is about when it entered the queue.
+    // Waiting keeps counting across a coordinator restart: the oldest-queued gauge and the
+    // time-queued histogram would otherwise start over at every restart.
     entry.queued_at = job.has_updated_at() ? std::min(now, FromProto(job.updated_at())) : now;
     entry.job = std::move(job);
     std::string id = entry.job.id();

@@ -64,6 +64,8 @@ enum class AttemptEnd {
                // count, and the job goes ahead of the queued jobs of its priority
 };
 // The attempt ended: requeue with attempt + 1 (kLost: while max_restarts allows, else FAILED).
+// An attempt with a stop pending (ActiveJob::stop) ends as kPreempted whatever `end` says; a
+// paused job is requeued held (QUEUE_REASON_PAUSED).
 absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& reason,
                         Wakeups& wakeups, AttemptEnd end = AttemptEnd::kLost);
 // RestartJob for the active job `job_id` (nothing if it is no longer active), for callers that

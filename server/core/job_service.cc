@@ -16,6 +16,7 @@
 #include "server/core/event_log.h"
 #include "server/core/gc.h"
 #include "server/core/job_lifecycle.h"
+#include "server/core/job_stops.h"
 #include "server/core/report_ingestion.h"
 #include "server/core/worker_registry.h"
 
@@ -83,6 +84,7 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   core_internal::RecoverWorkers(*state, recovered.workers, now);
   // Before anything can upload: files no record names are leftovers of a crash.
   core_internal::SweepOrphans(*state);
+  core_internal::RecoverStops(*state, now);
   LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
            recovered.queued.size(), recovered.active.size(), state->workers.size());
   UpdateGauges(*state);  // before the first tick: a scrape right after a restart sees the state
@@ -180,6 +182,34 @@ v1::ListWorkersResponse JobServiceCore::ListWorkers() {
   return core_internal::ListWorkers(*state_);
 }
 
+absl::StatusOr<v1::Job> JobServiceCore::PauseJob(const Caller& caller,
+                                                const v1::PauseJobRequest& request) {
+  Wakeups wakeups;
+  RunOnExit run_wakeups{wakeups};
+  std::lock_guard<std::mutex> lock(state_->mu);
+  RETURN_IF_ERROR(state_->CheckServing());
+  return core_internal::PauseJob(*state_, caller, request, wakeups);
+}
+
+absl::StatusOr<v1::Job> JobServiceCore::ResumeJob(const Caller& caller,
+                                                 const v1::ResumeJobRequest& request) {
+  Wakeups wakeups;
+  RunOnExit run_wakeups{wakeups};
+  std::lock_guard<std::mutex> lock(state_->mu);
+  RETURN_IF_ERROR(state_->CheckServing());
+  return core_internal::ResumeJob(*state_, caller, request, wakeups);
+}
+
+absl::StatusOr<v1::Worker> JobServiceCore::CordonWorker(const Caller& caller,
+                                                       const v1::CordonWorkerRequest& request) {
+  RETURN_IF_ERROR(core_internal::ValidateCordon(request));
+  Wakeups wakeups;
+  RunOnExit run_wakeups{wakeups};
+  std::lock_guard<std::mutex> lock(state_->mu);
+  RETURN_IF_ERROR(state_->CheckServing());
+  return core_internal::CordonWorker(*state_, caller, request, wakeups);
+}
+
 // ---- WorkerService --------------------------------------------------------------------------
 
 absl::StatusOr<v1::RegisterResponse> JobServiceCore::Register(const v1::RegisterRequest& request) {
@@ -237,6 +267,7 @@ void JobServiceCore::Tick() {
     std::lock_guard<std::mutex> lock(state_->mu);
     if (state_->draining) return;
     core_internal::ExpireLeases(*state_, wakeups);
+    core_internal::ExpireStops(*state_, wakeups);
     // A pass when something changed, and once more when the fleet has just settled (jobs that
     // can never fit then fail).
     if (state_->schedule_dirty || (!state_->last_pass_settled && state_->FleetSettled())) {
@@ -249,6 +280,8 @@ void JobServiceCore::Tick() {
             absl::FromChrono(std::chrono::steady_clock::now() - start));
       }
     }
+    // Every tick, not only when dirty: attempts become preemptible as they run.
+    core_internal::PreemptForWaiting(*state_, wakeups);
     UpdateGauges(*state_);
   }
 }

@@ -64,6 +64,20 @@ struct CoreOptions {
   // An idempotency key names its job for this long after the job's creation; then the same key
   // makes a new job.
   absl::Duration idempotency_window = absl::Hours(24);
+  // A stop with checkpoint (pause, priority preemption, worker drain) that has not ended in a
+  // preempted report after this long is restarted anyway from the latest committed checkpoint.
+  absl::Duration stop_timeout = absl::Seconds(90);
+  // An attempt that has run (since it was placed) for less than this is never chosen as a
+  // victim of priority preemption, so that a job is not preempted again before it progresses.
+  absl::Duration min_run_before_preempt = absl::Minutes(5);
+};
+
+// Why a running attempt is asked to checkpoint and stop (CoreMetrics::JobPreempted, the label
+// of loratrf_preemptions_total).
+enum class StopKind {
+  kPriority,  // a higher-priority queued job needs its slots
+  kPause,     // PauseJob
+  kDrain,     // CordonWorker with ACTION_DRAIN
 };
 
 // What the core counts for /metrics (server/metrics implements it with prometheus-cpp; tests
@@ -110,6 +124,8 @@ class CoreMetrics {
     (void)checkpoints;
     (void)bytes;
   }
+  // A running attempt was asked to checkpoint and stop (counted when asked, once per stop).
+  virtual void JobPreempted(StopKind why) = 0;
 };
 
 // A worker's command stream: assignments and cancellations, pulled by the gRPC layer.
@@ -157,6 +173,19 @@ class JobServiceCore {
   // and idempotency key too. FailedPrecondition for a job that is not final; only its owner.
   absl::StatusOr<v1::DeleteJobResponse> DeleteJob(const Caller& caller,
                                                   const v1::DeleteJobRequest& request);
+  // Owner only. A QUEUED job is held (paused, QUEUE_REASON_PAUSED); a SCHEDULED or RUNNING one
+  // is marked paused and stopped with a checkpoint, then held; a paused job is returned as is;
+  // a final one is FAILED_PRECONDITION.
+  absl::StatusOr<v1::Job> PauseJob(const Caller& caller, const v1::PauseJobRequest& request);
+  // Owner only. Lets a paused job be scheduled again (from its latest checkpoint); a job that
+  // is not paused is returned as is; a final one is FAILED_PRECONDITION.
+  absl::StatusOr<v1::Job> ResumeJob(const Caller& caller, const v1::ResumeJobRequest& request);
+  // Cordon (no new jobs), drain (cordon, and every job on it stops with a checkpoint and is
+  // requeued elsewhere) or uncordon a worker. NOT_FOUND for an unknown worker, INVALID_ARGUMENT
+  // for ACTION_UNSPECIFIED. The cordon is persisted: it survives the agent's re-registration
+  // and a coordinator restart.
+  absl::StatusOr<v1::Worker> CordonWorker(const Caller& caller,
+                                          const v1::CordonWorkerRequest& request);
 
   // ---- WorkerService ----------------------------------------------------------------------
   // `caller.principal` must equal request.name when auth is on (the gRPC layer checks).
@@ -177,7 +206,8 @@ class JobServiceCore {
       const v1::UploadCheckpointRequest::Header& header);
 
   // ---- lifecycle --------------------------------------------------------------------------
-  // Expires leases and schedules queued jobs. Cheap when nothing changed.
+  // Expires leases and overdue stops, schedules queued jobs, then lets queued jobs that still
+  // do not fit preempt lower-priority ones. Cheap when nothing changed.
   void Tick();
   // One garbage-collection pass (the TTLs of CoreOptions), bounded; called by the coordinator's
   // background thread every few seconds, or by tests. Holds the core's lock only for store

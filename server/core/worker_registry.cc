@@ -413,7 +413,7 @@ std::vector<SchedulerWorker> SchedulableFleet(const CoreState& core) {
   for (const auto& [name, entry] : core.workers) {
     if (!entry.schedulable || entry.worker.state() == v1::WORKER_STATE_LOST) continue;
     fleet.push_back({name, entry.worker.device(), entry.worker.slots(), entry.worker.free_slots(),
-                     entry.worker.state() == v1::WORKER_STATE_READY});
+                     entry.worker.state() == v1::WORKER_STATE_READY && !entry.worker.cordoned()});
   }
   return fleet;
 }
@@ -434,7 +434,8 @@ void WakeAllCommandStreams(CoreState& core, Wakeups& wakeups) {
 
 void RecoverWorkers(CoreState& core, std::vector<v1::Worker>& workers, absl::Time now) {
   for (v1::Worker& worker : workers) {
-    if (worker.state() == v1::WORKER_STATE_LOST) continue;
+    // A lost worker is forgotten, unless an operator cordoned it: the cordon outlives restarts.
+    if (worker.state() == v1::WORKER_STATE_LOST && !worker.cordoned()) continue;
     WorkerEntry entry;
     entry.lease_expires = now + core.options.lease_ttl;
     entry.worker = std::move(worker);

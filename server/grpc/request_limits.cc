@@ -69,6 +69,20 @@ absl::Status CheckRequest(const v1::WatchJobRequest& request) {
   return CheckId("id", request.id());
 }
 
+absl::Status CheckRequest(const v1::PauseJobRequest& request) {
+  RETURN_IF_ERROR(CheckId("id", request.id()));
+  return MaxBytes("reason", request.reason(), limits::kMaxReasonBytes);
+}
+
+absl::Status CheckRequest(const v1::ResumeJobRequest& request) {
+  return CheckId("id", request.id());
+}
+
+absl::Status CheckRequest(const v1::CordonWorkerRequest& request) {
+  // The name rule and the action are the core's (ValidateCordon); this caps what it reads.
+  return MaxBytes("reason", request.reason(), limits::kMaxReasonBytes);
+}
+
 absl::Status CheckRequest(const v1::ListCheckpointsRequest& request) {
   return CheckId("job_id", request.job_id());
 }

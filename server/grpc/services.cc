@@ -315,6 +315,39 @@ grpc::ServerUnaryReactor* JobServiceHandler::ListWorkers(grpc::CallbackServerCon
                });
 }
 
+grpc::ServerUnaryReactor* JobServiceHandler::PauseJob(grpc::CallbackServerContext* context,
+                                                      const v1::PauseJobRequest* request,
+                                                      v1::Job* response) {
+  return Unary(deps_, context, "JobService/PauseJob", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->PauseJob(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::ResumeJob(grpc::CallbackServerContext* context,
+                                                       const v1::ResumeJobRequest* request,
+                                                       v1::Job* response) {
+  return Unary(deps_, context, "JobService/ResumeJob", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->ResumeJob(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* JobServiceHandler::CordonWorker(grpc::CallbackServerContext* context,
+                                                          const v1::CordonWorkerRequest* request,
+                                                          v1::Worker* response) {
+  return Unary(deps_, context, "JobService/CordonWorker", kUserOnly,
+               [&](const Caller& caller) -> absl::Status {
+                 RETURN_IF_ERROR(CheckRequest(*request));
+                 ASSIGN_OR_RETURN(*response, deps_.core->CordonWorker(caller, *request));
+                 return absl::OkStatus();
+               });
+}
+
 // ---- WorkerService ----------------------------------------------------------------------------
 
 grpc::ServerUnaryReactor* WorkerServiceHandler::Register(grpc::CallbackServerContext* context,

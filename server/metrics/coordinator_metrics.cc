@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -193,6 +194,16 @@ CoordinatorMetrics::CoordinatorMetrics()
                  "same spec): client retries")
            .Register(r)
            .Add({});
+  auto& preemptions = BuildCounter()
+                          .Name("loratrf_preemptions_total")
+                          .Help("Running attempts asked to checkpoint and stop, by why: a "
+                                "higher-priority job, a pause, a worker drain")
+                          .Register(r);
+  for (auto [kind, label] : {std::pair{StopKind::kPriority, "priority"},
+                             std::pair{StopKind::kPause, "pause"},
+                             std::pair{StopKind::kDrain, "drain"}}) {
+    preemptions_[kind] = &preemptions.Add({{"reason", label}});  // present at 0 from the start
+  }
   store_write_duration_ = &BuildHistogram()
                                .Name("loratrf_store_write_duration_seconds")
                                .Help("Time of one job store write, failed or not")
@@ -348,6 +359,8 @@ void CoordinatorMetrics::SchedulerPass(absl::Duration took) {
 void CoordinatorMetrics::LeaseExpired() { lease_expiries_->Increment(); }
 
 void CoordinatorMetrics::IdempotentReplay() { idempotent_replays_->Increment(); }
+
+void CoordinatorMetrics::JobPreempted(StopKind why) { preemptions_.at(why)->Increment(); }
 
 void CoordinatorMetrics::QueueGauges(const std::map<int32_t, int64_t>& queued_by_priority,
                                      absl::Duration oldest_queued) {

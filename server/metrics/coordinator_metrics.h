@@ -11,6 +11,8 @@
 //   loratrf_idempotent_replays_total                      counter  submits answered with the job
 //                                                                  their idempotency key named
 //   loratrf_checkpoint_bytes_total                        counter  committed checkpoint bytes
+//   loratrf_preemptions_total{reason}                     counter  stops with checkpoint asked,
+//                                                                  priority|pause|drain
 //   loratrf_store_write_failures_total                    counter  failed job store writes
 //   loratrf_store_write_duration_seconds                  histogram  one job store write
 //   loratrf_scheduling_latency_seconds                    histogram  QUEUED → SCHEDULED
@@ -106,6 +108,7 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
                    absl::Duration oldest_queued) override;
   void StoredCheckpoints(int64_t checkpoints, uint64_t bytes) override;
   void GcDeleted(int64_t checkpoints, uint64_t bytes) override;
+  void JobPreempted(StopKind why) override;
 
   // RpcMetrics
   void RpcFinished(absl::string_view method, absl::string_view code,
@@ -148,6 +151,7 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   prometheus::Family<prometheus::Histogram>* rpc_duration_;
   prometheus::Counter* lease_expiries_;
   prometheus::Counter* idempotent_replays_;
+  std::map<StopKind, prometheus::Counter*> preemptions_;  // by reason label
   prometheus::Histogram* store_write_duration_;
   prometheus::Family<prometheus::Histogram>* job_run_duration_;
   prometheus::Histogram* scheduler_pass_;

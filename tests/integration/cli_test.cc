@@ -179,6 +179,15 @@ TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
       {{"download", "j1", "--output", dir / "no/such/new"}, "does not exist"},
       {{"download", "j1", "--checkpoint=", "--output", dir / "new"}, "--checkpoint: must not be empty"},
       {{"workers", "extra"}, "workers takes no arguments"},
+      {{"pause"}, "pause takes one job id: loratrf pause ID [--reason R]"},
+      {{"pause", "a", "b"}, "pause takes one job id"},
+      {{"pause", "j1", "-o", "yaml"}, "-o: must be one of text | json, got 'yaml'"},
+      {{"resume"}, "resume takes one job id: loratrf resume ID"},
+      {{"resume", "j1", "--reason", "x"}, "unknown flag --reason"},
+      {{"workers", "cordon"}, "workers cordon takes one worker name"},
+      {{"workers", "drain", "a", "b"}, "workers drain takes one worker name"},
+      {{"workers", "uncordon", "Bad Name!"}, "NAME"},
+      {{"workers", "drain", "node-a", "--reason"}, "--reason: needs a value"},
       {{"--frobnicate", "get", "j1"}, "unknown flag --frobnicate"},
       {{"--coordinator"}, "--coordinator: needs a value"},
       {{kAddr, "get", "j1", kAddr}, "--coordinator: given more than once"},
@@ -271,7 +280,8 @@ TEST(LoratrfCli, HelpListsEveryCommand) {
   ProcessResult r = Cli({"--help"});
   ASSERT_EQ(r.exit_code, 0);
   for (const char* command : {"validate", "submit", "get", "list", "watch", "metrics", "cancel",
-                              "checkpoints", "download", "workers", "LORATRF_COORDINATOR"}) {
+                              "checkpoints", "download", "workers", "pause", "resume",
+                              "cordon", "drain", "uncordon", "LORATRF_COORDINATOR"}) {
     EXPECT_THAT(r.out, HasSubstr(command));
   }
 }
@@ -530,6 +540,128 @@ TEST_F(LoratrfCliFake, UnimplementedCallsFailWithOneLine) {
   EXPECT_THAT(r.err, StartsWith("loratrf: coordinator at 127.0.0.1:"));
   EXPECT_THAT(r.err, HasSubstr("UNIMPLEMENTED"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+}
+
+// pause, resume and the worker actions against a fake that records what the CLI sent.
+class FakeControlService final : public v1::JobService::Service {
+ public:
+  grpc::Status PauseJob(grpc::ServerContext*, const v1::PauseJobRequest* request,
+                        v1::Job* job) override {
+    std::lock_guard<std::mutex> lock(mu);
+    pauses.push_back(*request);
+    if (request->id() == "done") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "job done is JOB_STATE_SUCCEEDED: only a job that has not finished "
+                          "can be paused");
+    }
+    job->set_id(request->id());
+    job->set_state(request->id() == "queued" ? v1::JOB_STATE_QUEUED : v1::JOB_STATE_RUNNING);
+    job->set_paused(true);
+    return grpc::Status::OK;
+  }
+  grpc::Status ResumeJob(grpc::ServerContext*, const v1::ResumeJobRequest* request,
+                         v1::Job* job) override {
+    job->set_id(request->id());
+    job->set_state(v1::JOB_STATE_QUEUED);
+    return grpc::Status::OK;
+  }
+  grpc::Status CordonWorker(grpc::ServerContext*, const v1::CordonWorkerRequest* request,
+                            v1::Worker* worker) override {
+    std::lock_guard<std::mutex> lock(mu);
+    cordons.push_back(*request);
+    if (request->name() == "ghost") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "worker ghost is not known");
+    }
+    worker->set_name(request->name());
+    worker->set_state(v1::WORKER_STATE_READY);
+    worker->set_cordoned(request->action() != v1::CordonWorkerRequest::ACTION_UNCORDON);
+    worker->add_running_jobs("j-1");
+    return grpc::Status::OK;
+  }
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                           v1::ListWorkersResponse* response) override {
+    v1::Worker* worker = response->add_workers();
+    worker->set_name("node-a");
+    worker->set_state(v1::WORKER_STATE_READY);
+    worker->set_slots(2);
+    worker->set_free_slots(2);
+    worker->set_cordoned(true);
+    return grpc::Status::OK;
+  }
+
+  std::mutex mu;
+  std::vector<v1::PauseJobRequest> pauses;
+  std::vector<v1::CordonWorkerRequest> cordons;
+};
+
+class LoratrfCliControl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+  }
+  void TearDown() override { server_->Shutdown(); }
+  ProcessResult Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--coordinator", "127.0.0.1:" + std::to_string(port_)});
+    return Cli(args);
+  }
+
+  FakeControlService service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+TEST_F(LoratrfCliControl, PauseAndResumeSayWhatHappened) {
+  ProcessResult r = Run({"pause", "running", "--reason", "demo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "running running pausing (its ranks checkpoint and stop, then it is held)\n");
+  r = Run({"pause", "queued"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("queued queued paused (held until `loratrf resume queued`)"));
+  {
+    std::lock_guard<std::mutex> lock(service_.mu);
+    ASSERT_EQ(service_.pauses.size(), 2u);
+    EXPECT_EQ(service_.pauses[0].reason(), "demo");
+  }
+  r = Run({"pause", "queued", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"paused\":true"));
+  r = Run({"pause", "done"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("only a job that has not finished can be paused"));
+  r = Run({"resume", "queued"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "queued queued resumed\n");
+}
+
+TEST_F(LoratrfCliControl, WorkersCordonDrainUncordonAndTheListShowsTheCordon) {
+  ProcessResult r = Run({"workers", "drain", "node-a", "--reason", "kernel upgrade"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "worker node-a cordoned; draining 1 job(s): they checkpoint, stop and are "
+                   "requeued elsewhere\n");
+  r = Run({"workers", "cordon", "node-a", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"cordoned\":true"));
+  r = Run({"workers", "uncordon", "node-a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "worker node-a uncordoned\n");
+  {
+    std::lock_guard<std::mutex> lock(service_.mu);
+    ASSERT_EQ(service_.cordons.size(), 3u);
+    EXPECT_EQ(service_.cordons[0].action(), v1::CordonWorkerRequest::ACTION_DRAIN);
+    EXPECT_EQ(service_.cordons[0].reason(), "kernel upgrade");
+    EXPECT_EQ(service_.cordons[1].action(), v1::CordonWorkerRequest::ACTION_CORDON);
+    EXPECT_EQ(service_.cordons[2].action(), v1::CordonWorkerRequest::ACTION_UNCORDON);
+  }
+  r = Run({"workers", "cordon", "ghost"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("worker ghost is not known"));
+  r = Run({"workers"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ready,cordoned"));
 }
 
 // ---- against a real coordinator --------------------------------------------------------------

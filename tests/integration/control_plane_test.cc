@@ -560,6 +560,58 @@ TEST_F(ControlPlane, AKilledCoordinatorRestartsWithEverythingAndRunningJobsCompl
   EXPECT_EQ(Get(running)["state"], "JOB_STATE_SUCCEEDED");
 }
 
+// Pause and resume across real processes: the pause stops the ranks after they commit a
+// checkpoint (the agent's side of Cancellation.checkpoint_first), frees the slot and holds the
+// job; resume runs it to the end from that checkpoint, every step once.
+TEST_F(ControlPlane, PausedJobResumesFromItsCheckpointAndFreesItsSlotMeanwhile) {
+  // No periodic checkpoint: the only one before the final adapter is the pause's.
+  constexpr char kPausable[] =
+      "max_steps: 300, batch_size: 8, micro_batch_size: 8, learning_rate: 0.001, "
+      "eval_every_steps: 0, checkpoint_every_steps: 100000, max_seq_len: 32";
+  StartCoordinator(0, {"--stop-timeout", "60"});
+  StartAgent("node-a", 1);
+  WaitForWorkers(1);
+  std::string id = Submit(Spec("pausable", kPausable, "workers: 1, slots_per_worker: 1"));
+  auto step = [&](const json& job) -> int {
+    if (!job.contains("latest_train")) return 0;
+    return std::stoi(job["latest_train"].value("step", std::string("0")));
+  };
+  ASSERT_TRUE(WaitFor([&] { return step(Get(id)) >= 3; }, 120)) << Logs();
+  ProcessResult paused = Cli({"pause", id, "--reason", "integration test"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  ASSERT_TRUE(WaitFor([&] {
+    json job = Get(id);
+    return job.value("state", "") == "JOB_STATE_QUEUED" && job.value("paused", false);
+  }, 60)) << Logs();
+  EXPECT_TRUE(WaitFor([&] { return ProcessesMentioning(dir_ / "work-node-a").empty(); }, 10))
+      << "the paused job's ranks are still running";
+  json job = Get(id);
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_EQ(job["preemptions"], 1);
+  EXPECT_EQ(job["queue"]["reason"], "QUEUE_REASON_PAUSED");
+  json checkpoints = Checkpoints(id);
+  ASSERT_EQ(checkpoints.size(), 1u) << "the pause committed exactly one checkpoint";
+  const int checkpointed = std::stoi(checkpoints[0]["step"].get<std::string>());
+  EXPECT_GE(checkpointed + 1, step(job)) << "at most one reported step is not in the checkpoint";
+  ProcessResult workers = Cli({"workers", "-o", "json"});
+  ASSERT_EQ(workers.exit_code, 0);
+  EXPECT_EQ(json::parse(workers.out)["workers"][0]["free_slots"], 1);
+
+  ProcessResult resumed = Cli({"resume", id});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ProcessResult watched = Cli({"watch", id}, 400);
+  ASSERT_EQ(watched.exit_code, 0) << watched.err << Logs();
+  job = Get(id);
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_FALSE(job.value("paused", true));
+  std::vector<int> steps;
+  for (const json& event : Events(id)) {
+    if (event.contains("train")) steps.push_back(std::stoi(event["train"]["step"].get<std::string>()));
+  }
+  ASSERT_EQ(steps.size(), 300u);
+  for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int>(i) + 1);
+}
+
 TEST_F(ControlPlane, RejectionsAreClear) {
   std::ofstream(dir_ / "tokens") << "user alice s3cret-user-token-0123456789\nworker node-a s3cret-worker-token-0123456789\n";
   std::ofstream(dir_ / "alice.token") << "s3cret-user-token-0123456789\n";

@@ -350,6 +350,8 @@ TEST(CliTable, JobsCheckpointsWorkers) {
   EXPECT_THAT(WorkerTableRow(w, 1003),
               ::testing::ElementsAre("node-a", "ready", "1/4", "cpu", "j-1,j-2", "3s ago"));
   EXPECT_EQ(WorkerTableHeaders().size(), WorkerTableRow(w, 0).size());
+  w.set_cordoned(true);  // an operator's cordon shows next to the agent's own state
+  EXPECT_EQ(WorkerTableRow(w, 1003)[1], "ready,cordoned");
 }
 
 TEST(CliJobDetails, KeyValueLines) {

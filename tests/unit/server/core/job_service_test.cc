@@ -79,6 +79,7 @@ class CountingMetrics final : public CoreMetrics {
     stored_checkpoints = checkpoints;
     stored_bytes = bytes;
   }
+  void JobPreempted(StopKind) override {}
 };
 
 class CoreTest : public ::testing::Test {

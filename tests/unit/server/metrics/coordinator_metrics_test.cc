@@ -70,6 +70,19 @@ TEST(CoordinatorMetricsTest, CountsStoreWriteFailuresFromZero) {
   EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_store_write_failures_total 2"));
 }
 
+TEST(CoordinatorMetricsTest, CountsPreemptionsByReasonFromZero) {
+  CoordinatorMetrics metrics;
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"priority\"} 0"));
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"pause\"} 0"));
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"drain\"} 0"));
+  metrics.JobPreempted(StopKind::kDrain);
+  metrics.JobPreempted(StopKind::kDrain);
+  metrics.JobPreempted(StopKind::kPriority);
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"drain\"} 2"));
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"priority\"} 1"));
+  EXPECT_THAT(metrics.Text(), HasSubstr("loratrf_preemptions_total{reason=\"pause\"} 0"));
+}
+
 TEST(CoordinatorMetricsTest, CountsTheCoreEventsOfEachNewFamily) {
   CoordinatorMetrics metrics;
   std::string text = metrics.Text();
