@@ -64,6 +64,7 @@ class GcMetrics final : public CoreMetrics {
   void IdempotentReplay() override {}
   void QueueGauges(const std::map<int32_t, int64_t>&, absl::Duration) override {}
   void StoredCheckpoints(int64_t, uint64_t) override {}
+  void JobPreempted(StopKind) override {}
   void GcDeleted(int64_t checkpoints, uint64_t bytes) override {
     deleted += checkpoints;
     freed += bytes;
