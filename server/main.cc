@@ -5,6 +5,7 @@
 //       [--max-running-per-owner N] [--rendezvous-ports LO-HI]
 //       [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]
 //       [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]
+//       [--max-running-slots-per-owner N] [--max-queued-per-owner N] [--owner-weight NAME=W]...
 //   loratrf-coordinator fsck --data-dir DIR
 //
 // Opens the SQLite job store (DATA_DIR/jobs.db) and the artifact store (DATA_DIR/artifacts),
@@ -41,6 +42,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,6 +50,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -57,6 +60,7 @@
 #include "common/logging.h"
 #include "server/core/clock.h"
 #include "server/core/job_service.h"
+#include "proto/contract/names.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/coordinator_server.h"
 #include "proto/rpc/address.h"
@@ -84,6 +88,8 @@ constexpr char kUsage[] =
     "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n"
     "           [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]\n"
     "           [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]\n"
+    "           [--max-running-slots-per-owner N] [--max-queued-per-owner N]\n"
+    "           [--owner-weight NAME=W]...\n"
     "           [--log-level debug|info|warn|error] [--log-format text|json]\n"
     "       loratrf-coordinator fsck --data-dir DIR\n";
 
@@ -135,8 +141,48 @@ absl::StatusOr<absl::Duration> ParseTtl(const std::string& flag, const std::stri
   return duration;
 }
 
+// `--owner-weight NAME=W`, repeatable: taken out of `args` into `weights` (fair share between
+// owners of equal priority; an owner not named weighs 1).
+absl::Status ExtractOwnerWeights(std::vector<std::string>& args,
+                                 std::map<std::string, double>& weights) {
+  constexpr absl::string_view kFlag = "--owner-weight";
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::optional<std::string> value;
+    if (args[i] == "--") {
+      rest.insert(rest.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+      break;
+    }
+    if (args[i] == kFlag) {
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError("--owner-weight: needs a value");
+      value = args[++i];
+    } else if (absl::StartsWith(args[i], "--owner-weight=")) {
+      value = args[i].substr(kFlag.size() + 1);
+    } else {
+      rest.push_back(args[i]);
+      continue;
+    }
+    const size_t eq = value->find('=');
+    double weight = 0;
+    if (eq == std::string::npos ||
+        !loratrf::contract::CheckUserName("--owner-weight", value->substr(0, eq)).ok() ||
+        !absl::SimpleAtod(value->substr(eq + 1), &weight) || !(weight > 0) || weight > 1e6) {
+      return absl::InvalidArgumentError(
+          "--owner-weight: expected NAME=W, a user name and a weight in (0, 1e6]");
+    }
+    if (!weights.emplace(value->substr(0, eq), weight).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--owner-weight: ", value->substr(0, eq), " given more than once"));
+    }
+  }
+  args = std::move(rest);
+  return absl::OkStatus();
+}
+
 // Every flag mistake is an InvalidArgument naming the flag.
-absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
+absl::StatusOr<Config> ParseFlags(std::vector<std::string> args) {
+  std::map<std::string, double> owner_weights;
+  if (absl::Status s = ExtractOwnerWeights(args, owner_weights); !s.ok()) return s;
   auto flags = loratrf::CommandLine::Parse(
       args, {{"--listen", true},
              {"--data-dir", true},
@@ -147,6 +193,8 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
              {"--tls-ca", true},
              {"--lease-ttl", true},
              {"--max-running-per-owner", true},
+             {"--max-running-slots-per-owner", true},
+             {"--max-queued-per-owner", true},
              {"--rendezvous-ports", true},
              {"--finished-job-ttl", true},
              {"--lost-worker-ttl", true},
@@ -217,6 +265,15 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   absl::StatusOr<int64_t> min_run = flags->GetInt("--min-run-before-preempt", 300, 0, 604800);
   if (!min_run.ok()) return min_run.status();
   config.core.min_run_before_preempt = absl::Seconds(*min_run);
+  absl::StatusOr<int64_t> slots_per_owner =
+      flags->GetInt("--max-running-slots-per-owner", 0, 0, 1'000'000);
+  if (!slots_per_owner.ok()) return slots_per_owner.status();
+  config.core.max_running_slots_per_owner = static_cast<uint64_t>(*slots_per_owner);
+  absl::StatusOr<int64_t> queued_per_owner =
+      flags->GetInt("--max-queued-per-owner", 0, 0, 1'000'000);
+  if (!queued_per_owner.ok()) return queued_per_owner.status();
+  config.core.max_queued_per_owner = static_cast<int>(*queued_per_owner);
+  config.core.owner_weights = std::move(owner_weights);
   if (auto ports = flags->Get("--rendezvous-ports")) {
     absl::StatusOr<std::pair<uint32_t, uint32_t>> range = ParsePortRange(*ports);
     if (!range.ok()) return range.status();

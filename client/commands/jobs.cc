@@ -1,12 +1,15 @@
 // validate, submit, get, list, cancel.
 #include <filesystem>
 #include <iostream>
+#include <algorithm>
+#include <cstdint>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "client/commands/commands.h"
 #include "client/lib/format.h"
 #include "client/lib/input.h"
+#include "proto/contract/limits.h"
 #include "proto/contract/names.h"
 #include "proto/spec/job_spec.h"
 
@@ -25,6 +28,26 @@ absl::StatusOr<v1::JobSpec> LoadSpecForSubmit(const std::string& path) {
   return spec;
 }
 
+// `list --sort` holds every listed job in memory: at most this many.
+constexpr int kMaxSortedJobs = 100000;
+
+// `list --sort`, over the jobs as fetched (newest first): created keeps that order; priority
+// is higher first; queue puts queued jobs first in their queue position, the rest after;
+// name is alphabetical. Ties keep the fetched order.
+void SortJobs(const std::string& by,
+              google::protobuf::RepeatedPtrField<v1::Job>& jobs) {
+  if (by == "created") return;
+  auto queue_key = [](const v1::Job& job) -> uint64_t {
+    if (job.state() != v1::JOB_STATE_QUEUED) return UINT64_MAX;
+    return job.queue().position() > 0 ? job.queue().position() : UINT64_MAX - 1;
+  };
+  std::stable_sort(jobs.begin(), jobs.end(), [&](const v1::Job& a, const v1::Job& b) {
+    if (by == "priority") return a.spec().priority() > b.spec().priority();
+    if (by == "queue") return queue_key(a) < queue_key(b);
+    return a.name() < b.name();
+  });
+}
+
 }  // namespace
 
 int RunValidate(const GlobalOptions& global, const std::vector<std::string>& args) {
@@ -41,7 +64,7 @@ int RunValidate(const GlobalOptions& global, const std::vector<std::string>& arg
 }
 
 int RunSubmit(const GlobalOptions& global, const std::vector<std::string>& args) {
-  auto flags = ParseCommandFlags(args, {{"--idempotency-key", true}});
+  auto flags = ParseCommandFlags(args, {{"--idempotency-key", true}, {"--sweep", true}});
   if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
   if (flags->positional().size() != 1) {
     return Fail(kExitUsage, "submit takes one spec file: loratrf submit JOB.yaml");
@@ -54,6 +77,12 @@ int RunSubmit(const GlobalOptions& global, const std::vector<std::string>& args)
       return Fail(kExitUsage, s.message());
     }
     request.set_idempotency_key(*key);
+  }
+  if (std::optional<std::string> sweep = flags->Get("--sweep")) {
+    if (absl::Status s = contract::CheckId("--sweep", *sweep); !s.ok()) {
+      return Fail(kExitUsage, s.message());
+    }
+    request.set_sweep_id(*sweep);
   }
   auto spec = LoadSpecForSubmit(flags->positional()[0]);
   if (!spec.ok()) return Fail(kExitUsage, spec.status().message());
@@ -93,15 +122,23 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& args_in
   std::vector<std::string> args = args_in;
   auto state_names = ExtractRepeatedFlag(args, "--state");
   if (!state_names.ok()) return Fail(kExitUsage, state_names.status().message());
-  auto flags = ParseCommandFlags(
-      args, {{"--owner", true}, {"--name-prefix", true}, {"--all"}, {"--page-size", true}});
+  auto label_args = ExtractRepeatedFlag(args, "-l");
+  if (!label_args.ok()) return Fail(kExitUsage, label_args.status().message());
+  auto flags = ParseCommandFlags(args, {{"--owner", true},
+                                        {"--name-prefix", true},
+                                        {"--sweep", true},
+                                        {"--sort", true},
+                                        {"--all"},
+                                        {"--page-size", true}});
   if (!flags.ok()) return Fail(kExitUsage, flags.status().message());
   if (!flags->positional().empty()) {
     return Fail(kExitUsage, absl::StrCat("list takes no arguments, got '",
                                          flags->positional()[0], "'"));
   }
-  auto json = WantsJson(*flags);
-  if (!json.ok()) return Fail(kExitUsage, json.status().message());
+  auto format = flags->GetChoice("-o", "text", {"text", "json", "wide"});
+  if (!format.ok()) return Fail(kExitUsage, format.status().message());
+  auto sort = flags->GetChoice("--sort", "created", {"created", "priority", "queue", "name"});
+  if (!sort.ok()) return Fail(kExitUsage, sort.status().message());
   auto page_size = flags->GetInt("--page-size", 0, 1, 1000);
   if (!page_size.ok()) return Fail(kExitUsage, page_size.status().message());
 
@@ -111,6 +148,28 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& args_in
     auto state = ParseJobStateName(name);
     if (!state.ok()) return Fail(kExitUsage, absl::StrCat("--state: ", state.status().message()));
     if (seen_states.insert(*state).second) request.add_states(*state);
+  }
+  for (const std::string& label : *label_args) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos) {
+      return Fail(kExitUsage, "-l: expected KEY=VALUE (several: -l a=b,c=d or -l again)");
+    }
+    const std::string key = label.substr(0, eq), value = label.substr(eq + 1);
+    if (absl::Status s = contract::CheckJobLabel("-l", key, value); !s.ok()) {
+      return Fail(kExitUsage, s.message());
+    }
+    if (!request.mutable_labels()->insert({key, value}).second) {
+      return Fail(kExitUsage, absl::StrCat("-l: ", key, " given more than once"));
+    }
+  }
+  if (request.labels_size() > limits::kMaxJobLabels) {
+    return Fail(kExitUsage, absl::StrCat("-l: at most ", limits::kMaxJobLabels, " labels"));
+  }
+  if (std::optional<std::string> sweep = flags->Get("--sweep")) {
+    if (absl::Status s = contract::CheckId("--sweep", *sweep); !s.ok()) {
+      return Fail(kExitUsage, s.message());
+    }
+    request.set_sweep_id(*sweep);
   }
   request.set_owner(flags->GetOr("--owner", ""));
   request.set_name_prefix(flags->GetOr("--name-prefix", ""));
@@ -132,12 +191,23 @@ int RunList(const GlobalOptions& global, const std::vector<std::string>& args_in
     if (!tokens_seen.insert(page.next_page_token()).second) {
       return Fail(kExitFailure, "the coordinator returned the same page token twice");
     }
+    // Sorting holds every job in memory: bounded.
+    if (*sort != "created" && merged.jobs_size() >= kMaxSortedJobs) {
+      return Fail(kExitFailure,
+                  absl::StrCat("more than ", kMaxSortedJobs,
+                               " jobs match: narrow the filters to sort them, or list them "
+                               "without --sort"));
+    }
     request.set_page_token(page.next_page_token());
   }
-  if (*json) return Print(ToJson(merged) + "\n") ? kExitOk : kExitFailure;
+  SortJobs(*sort, *merged.mutable_jobs());
+  if (*format == "json") return Print(ToJson(merged) + "\n") ? kExitOk : kExitFailure;
+  const bool wide = *format == "wide";
   std::vector<std::vector<std::string>> rows;
-  for (const v1::Job& job : merged.jobs()) rows.push_back(JobTableRow(job));
-  bool ok = Print(FormatTable(JobTableHeaders(), rows));
+  for (const v1::Job& job : merged.jobs()) {
+    rows.push_back(wide ? JobWideTableRow(job) : JobTableRow(job));
+  }
+  bool ok = Print(FormatTable(wide ? JobWideTableHeaders() : JobTableHeaders(), rows));
   if (!merged.next_page_token().empty()) {
     std::cerr << "loratrf: note: more jobs than shown; --all lists every page\n";
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <variant>
 
 #include "absl/strings/ascii.h"
@@ -165,6 +166,10 @@ std::string WorkerStateName(v1::WorkerState state) {
 
 std::string DeviceName(v1::Device device) {
   return EnumSuffix(v1::Device_Name(device), "DEVICE_", static_cast<int>(device));
+}
+
+std::string QueueReasonName(v1::QueueReason reason) {
+  return EnumSuffix(v1::QueueReason_Name(reason), "QUEUE_REASON_", static_cast<int>(reason));
 }
 
 // ---- numbers, sizes, durations, times -------------------------------------------------------
@@ -473,6 +478,21 @@ std::string FormatJobDetails(const v1::Job& job) {
   fields.emplace_back("owner", job.owner().empty() ? "-" : job.owner());
   fields.emplace_back("state", JobStateName(job.state()));
   fields.emplace_back("reason", job.state_reason().empty() ? "-" : job.state_reason());
+  if (job.state() == v1::JOB_STATE_QUEUED) {
+    // The coordinator's live view of the queue (rewritten by its scheduling passes).
+    if (job.has_queue() && job.queue().reason() != v1::QUEUE_REASON_UNSPECIFIED) {
+      const v1::QueueStatus& queue = job.queue();
+      fields.emplace_back(
+          "queue", absl::StrCat("#", queue.position(), " ", QueueReasonName(queue.reason()),
+                                ": ", queue.message(), "; ETA ",
+                                queue.has_eta() ? FormatDuration(static_cast<double>(
+                                                      queue.eta().seconds()))
+                                                : "unknown"));
+    } else {
+      fields.emplace_back("queue", "not yet placed in the queue's order");
+    }
+  }
+  if (job.paused()) fields.emplace_back("paused", "yes (loratrf resume ID)");
   fields.emplace_back("attempt", absl::StrCat(job.attempt()));
   fields.emplace_back("workers",
                       job.workers().empty() ? "-" : absl::StrJoin(job.workers(), ", "));
@@ -491,6 +511,14 @@ std::string FormatJobDetails(const v1::Job& job) {
                                    ? TrainText(job.latest_train(), job.progress().total_steps())
                                    : "-");
   fields.emplace_back("eval", job.has_latest_eval() ? EvalText(job.latest_eval()) : "-");
+  if (!job.sweep_id().empty()) fields.emplace_back("sweep", job.sweep_id());
+  if (job.spec().labels_size() > 0) {
+    std::map<std::string, std::string> sorted(job.spec().labels().begin(),
+                                              job.spec().labels().end());
+    std::vector<std::string> labels;
+    for (const auto& [key, value] : sorted) labels.push_back(absl::StrCat(key, "=", value));
+    fields.emplace_back("labels", absl::StrJoin(labels, ", "));
+  }
   fields.emplace_back("created", FormatTimestamp(job.created_at()));
   fields.emplace_back("started", FormatTimestamp(job.started_at()));
   fields.emplace_back("finished", FormatTimestamp(job.finished_at()));
@@ -519,6 +547,34 @@ std::vector<std::string> JobTableRow(const v1::Job& job) {
           absl::StrCat(job.attempt()),
           step,
           FormatTimestamp(job.created_at())};
+}
+
+std::vector<std::string> JobWideTableHeaders() {
+  return {"ID",     "NAME",  "STATE", "OWNER", "PRIORITY", "ATTEMPT",
+          "WORKERS", "QUEUE", "ETA",   "STEP",  "CREATED"};
+}
+
+std::vector<std::string> JobWideTableRow(const v1::Job& job) {
+  std::vector<std::string> row = JobTableRow(job);  // ID NAME STATE OWNER ATTEMPT STEP CREATED
+  std::string queue = "-", eta = "-";
+  if (job.state() == v1::JOB_STATE_QUEUED && job.has_queue() &&
+      job.queue().reason() != v1::QUEUE_REASON_UNSPECIFIED) {
+    queue = absl::StrCat("#", job.queue().position(), " ", QueueReasonName(job.queue().reason()));
+    if (job.queue().has_eta()) eta = FormatDuration(static_cast<double>(job.queue().eta().seconds()));
+  } else if (std::optional<double> left = EstimateEtaSeconds(ViewOfJob(job))) {
+    eta = FormatDuration(*left);
+  }
+  return {row[0],
+          row[1],
+          row[2],
+          row[3],
+          absl::StrCat(job.spec().priority()),
+          row[4],
+          job.workers().empty() ? "-" : absl::StrJoin(job.workers(), ","),
+          queue,
+          eta,
+          row[5],
+          row[6]};
 }
 
 std::vector<std::string> CheckpointTableHeaders() {

@@ -30,6 +30,8 @@ absl::StatusOr<v1::JobState> ParseJobStateName(absl::string_view name);
 bool IsFinalState(v1::JobState state);
 std::string WorkerStateName(v1::WorkerState state);  // "ready", "draining", "lost"
 std::string DeviceName(v1::Device device);           // "cpu", "cuda"
+// "waiting_for_slots" for QUEUE_REASON_WAITING_FOR_SLOTS.
+std::string QueueReasonName(v1::QueueReason reason);
 
 // ---- numbers, sizes, durations, times -------------------------------------------------------
 
@@ -127,6 +129,10 @@ std::string FormatStepProgress(uint64_t step, uint64_t total_steps);
 
 std::vector<std::string> JobTableHeaders();
 std::vector<std::string> JobTableRow(const v1::Job& job);
+// `list -o wide`: the table above plus PRIORITY, WORKERS, QUEUE ("#3 waiting_for_slots" for a
+// queued job) and ETA (a queued job's wait, a running job's time left).
+std::vector<std::string> JobWideTableHeaders();
+std::vector<std::string> JobWideTableRow(const v1::Job& job);
 std::vector<std::string> CheckpointTableHeaders();
 std::vector<std::string> CheckpointTableRow(const v1::Checkpoint& checkpoint);
 std::vector<std::string> WorkerTableHeaders();

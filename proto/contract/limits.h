@@ -40,6 +40,9 @@ inline constexpr size_t kMaxIdBytes = 128;              // job and checkpoint id
 inline constexpr size_t kMaxWorkerNameBytes = 63;       // [a-z0-9.-]
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;  // printable ASCII, no spaces
 inline constexpr size_t kMaxOwnerBytes = 63;            // owners and name prefixes in filters
+inline constexpr int kMaxJobLabels = 16;                // JobSpec.labels, a ListJobs filter
+inline constexpr size_t kMaxJobLabelKeyBytes = 63;      // [a-z0-9._/-]
+inline constexpr size_t kMaxJobLabelValueBytes = 63;    // printable ASCII
 
 // ---- text that is stored and shown --------------------------------------------------------------
 inline constexpr size_t kMaxReasonBytes = 1024;   // a state reason, a cancel reason

@@ -94,4 +94,25 @@ absl::Status CheckIdempotencyKey(absl::string_view field, absl::string_view key)
   return absl::OkStatus();
 }
 
+absl::Status CheckJobLabel(absl::string_view field, absl::string_view key,
+                           absl::string_view value) {
+  bool key_ok = !key.empty() && key.size() <= limits::kMaxJobLabelKeyBytes;
+  for (char c : key) {
+    key_ok = key_ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                        c == '_' || c == '/' || c == '-');
+  }
+  if (!key_ok) {
+    return Invalid(field, absl::StrCat("a label key must be 1 to ", limits::kMaxJobLabelKeyBytes,
+                                       " of [a-z0-9._/-]"));
+  }
+  bool value_ok = value.size() <= limits::kMaxJobLabelValueBytes;
+  for (char c : value) value_ok = value_ok && c >= 0x20 && c <= 0x7e;
+  if (!value_ok) {
+    return Invalid(absl::StrCat(field, ".", key),
+                   absl::StrCat("a label value must be at most ", limits::kMaxJobLabelValueBytes,
+                                " printable ASCII characters"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace loratrf::contract

@@ -34,4 +34,10 @@ absl::Status CheckId(absl::string_view field, absl::string_view id);
 // An idempotency key: 1-128 printable ASCII characters without spaces (0x21-0x7e).
 absl::Status CheckIdempotencyKey(absl::string_view field, absl::string_view key);
 
+// A job label (JobSpec.labels, `loratrf list -l KEY=VALUE`): the key 1-63 of [a-z0-9._/-], the
+// value 0-63 printable ASCII characters (spaces allowed). `field` names the map, e.g. "labels";
+// the error names the key when the key itself is fine.
+absl::Status CheckJobLabel(absl::string_view field, absl::string_view key,
+                           absl::string_view value);
+
 }  // namespace loratrf::contract

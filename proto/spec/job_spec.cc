@@ -23,6 +23,7 @@
 #include "common/json_depth.h"
 #include "common/text.h"
 #include "common/status_macros.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "nlohmann/json.hpp"
@@ -428,6 +429,31 @@ class SpecReader {
   absl::Status ReadField(const json& value, const pb::FieldDescriptor& field,
                          pb::Message* message, const std::string& path) {
     const pb::Reflection& reflection = *message->GetReflection();
+    if (field.is_map()) {
+      // map<string, string> (labels): a mapping of strings.
+      const pb::Descriptor& entry_type = *field.message_type();
+      const pb::FieldDescriptor* key_field = entry_type.map_key();
+      const pb::FieldDescriptor* value_field = entry_type.map_value();
+      if (key_field->cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING ||
+          value_field->cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING) {
+        return absl::InternalError(absl::StrCat(path, ": map of non-string fields"));
+      }
+      if (!value.is_object()) {
+        return FieldError(path, absl::StrCat("must be a mapping of strings, got ", Describe(value)));
+      }
+      reflection.ClearField(message, &field);
+      for (const auto& [key, item] : value.items()) {
+        if (!item.is_string()) {
+          return FieldError(JoinPath(path, key),
+                            absl::StrCat("must be a string, got ", Describe(item),
+                                         " (quote it)"));
+        }
+        pb::Message* entry = reflection.AddMessage(message, &field);
+        entry->GetReflection()->SetString(entry, key_field, key);
+        entry->GetReflection()->SetString(entry, value_field, item.get<std::string>());
+      }
+      return absl::OkStatus();
+    }
     if (field.is_repeated()) {
       if (field.cpp_type() != pb::FieldDescriptor::CPPTYPE_STRING) {
         return absl::InternalError(absl::StrCat(path, ": repeated non-string field"));
@@ -578,6 +604,17 @@ json MessageToJson(const pb::Message& message) {
   for (int i = 0; i < type.field_count(); ++i) {
     const pb::FieldDescriptor& field = *type.field(i);
     const std::string& key = field.name();
+    if (field.is_map()) {
+      json items = json::object();
+      const pb::Descriptor& entry_type = *field.message_type();
+      for (int j = 0; j < reflection.FieldSize(message, &field); ++j) {
+        const pb::Message& entry = reflection.GetRepeatedMessage(message, &field, j);
+        items[entry.GetReflection()->GetString(entry, entry_type.map_key())] =
+            entry.GetReflection()->GetString(entry, entry_type.map_value());
+      }
+      out[key] = std::move(items);
+      continue;
+    }
     if (field.is_repeated()) {
       json items = json::array();
       for (int j = 0; j < reflection.FieldSize(message, &field); ++j) {
@@ -632,7 +669,15 @@ json SpecToJsonTree(const v1::JobSpec& spec) {
 
 // The field order of job.proto, which reads better than json's sorted keys.
 void EmitYaml(const pb::Descriptor* type, const json& value, YAML::Emitter& out) {
-  if (value.is_object()) {
+  if (value.is_object() && (type == nullptr || type->options().map_entry())) {
+    // A map field (labels): its own keys, sorted.
+    out << YAML::BeginMap;
+    for (const auto& [key, item] : value.items()) {
+      out << YAML::Key << key << YAML::Value;
+      EmitYaml(nullptr, item, out);
+    }
+    out << YAML::EndMap;
+  } else if (value.is_object()) {
     out << YAML::BeginMap;
     for (int i = 0; i < type->field_count(); ++i) {
       const pb::FieldDescriptor& field = *type->field(i);

@@ -215,6 +215,13 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(CheckTraining(spec));
   RETURN_IF_ERROR(CheckRange<int32_t>("priority", spec.priority(), -limits::kMaxPriority, limits::kMaxPriority));
   RETURN_IF_ERROR(CheckRange<uint32_t>("max_restarts", spec.max_restarts(), 0, limits::kMaxRestarts));
+  if (spec.labels_size() > limits::kMaxJobLabels) {
+    return Invalid("labels", absl::StrCat("at most ", limits::kMaxJobLabels, " labels, got ",
+                                          spec.labels_size()));
+  }
+  for (const auto& [key, value] : spec.labels()) {
+    RETURN_IF_ERROR(contract::CheckJobLabel("labels", key, value));
+  }
   return absl::OkStatus();
 }
 

@@ -98,7 +98,9 @@ struct ActiveJob {
   std::optional<StopRequest> stop;            // a stop with checkpoint is pending (job_stops)
   // Requeued after priority preemption for this job: held while that job is queued and still
   // has victims stopping, so that its own freed slots are not handed straight back to it.
-  std::string held_for;
+  std::string held_for;  // listed in CoreState::held while set
+  // Its entry in CoreState::queue while QUEUED (the fields it was added with, to remove it).
+  std::optional<SchedulerJob> queued;
 };
 
 struct WorkerEntry {
@@ -145,6 +147,16 @@ struct CoreState {
   uint64_t next_front_order = kFirstSubmissionOrder - 1;  // guarded by mu
   uint64_t next_lease_id = 0;                  // guarded by mu
   std::map<std::string, core_internal::ActiveJob> active;     // guarded by mu
+  // Indexes of `active`, kept in step with each job's state by job_lifecycle (Reindex): the
+  // QUEUED jobs in scheduling order, and the ids of the jobs holding slots (SCHEDULED,
+  // RUNNING), so that a scheduling pass never walks the whole table.
+  JobQueue queue;                              // guarded by mu
+  std::set<std::string> holding;               // guarded by mu
+  std::set<std::string> held;                  // guarded by mu: queued jobs with a held_for
+  // Queue statuses (Job.queue) are rewritten by a full walk of the queue; with a long queue at
+  // most every kQueueStatusRefresh (job_lifecycle.cc), so they may lag by that much.
+  absl::Time last_full_walk = absl::InfinitePast();  // guarded by mu
+  bool queue_status_stale = false;             // guarded by mu: a pass skipped the full walk
   std::map<std::string, core_internal::WorkerEntry> workers;  // guarded by mu
   std::map<std::string, core_internal::JobEventLog> logs;     // guarded by mu
   absl::BitGen random;                         // guarded by mu

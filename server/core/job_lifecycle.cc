@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "google/protobuf/util/time_util.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -22,6 +23,8 @@
 namespace loratrf::server::core_internal {
 namespace {
 
+using google::protobuf::util::TimeUtil;
+
 
 // "JOB_STATE_SUCCEEDED" → "succeeded", for log lines.
 std::string StateName(v1::JobState state) {
@@ -32,6 +35,68 @@ std::string StateName(v1::JobState state) {
 }
 
 std::string DeviceName(v1::Device device) { return device == v1::DEVICE_CUDA ? "cuda" : "cpu"; }
+
+// A queue this short gets its statuses rewritten on every pass; a longer one at most every
+// kQueueStatusRefresh, so that a pass with nothing to place stays cheap (docs/control-plane.md,
+// "The queue").
+constexpr size_t kFullWalkQueue = 1000;
+constexpr absl::Duration kQueueStatusRefresh = absl::Milliseconds(500);
+
+// The scheduler's view of a queued job.
+SchedulerJob QueueEntry(const CoreState& core, ActiveJob& entry) {
+  const v1::Job& job = entry.job;
+  const v1::ResourceSpec& resources = job.spec().resources();
+  SchedulerJob queued;
+  queued.id = job.id();
+  queued.owner = job.owner();
+  queued.priority = job.spec().priority();
+  queued.order = entry.order;
+  queued.device = resources.device() == v1::DEVICE_CUDA ? v1::DEVICE_CUDA : v1::DEVICE_CPU;
+  queued.workers = resources.workers();
+  queued.slots_per_worker = resources.slots_per_worker();
+  queued.paused = job.paused();
+  queued.held = !queued.paused && IsHeld(core, entry);
+  queued.context = &entry;
+  return queued;
+}
+
+void Reindex(CoreState& core, ActiveJob& entry);
+
+// A hold ends once the job it was preempted for is placed or no longer has victims stopping;
+// the held job then competes again. Holds are few: only CoreState::held is looked at.
+void ReleaseEndedHolds(CoreState& core) {
+  for (auto id = core.held.begin(); id != core.held.end();) {
+    auto it = core.active.find(*id);
+    if (it != core.active.end() && it->second.job.state() == v1::JOB_STATE_QUEUED &&
+        IsHeld(core, it->second)) {
+      ++id;
+      continue;
+    }
+    if (it != core.active.end()) {
+      it->second.held_for.clear();
+      Reindex(core, it->second);
+    }
+    id = core.held.erase(id);
+  }
+}
+
+// Keeps CoreState::queue and CoreState::holding in step with entry.job: called whenever the
+// job (its state, paused flag or order) may have changed, and before the entry is erased.
+void Reindex(CoreState& core, ActiveJob& entry) {
+  if (entry.queued.has_value()) {
+    core.queue.Remove(*entry.queued);
+    entry.queued.reset();
+  }
+  if (entry.job.state() == v1::JOB_STATE_QUEUED) {
+    entry.queued = QueueEntry(core, entry);
+    core.queue.Add(*entry.queued);
+  }
+  if (HoldsSlots(entry.job.state())) {
+    core.holding.insert(entry.job.id());
+  } else {
+    core.holding.erase(entry.job.id());
+  }
+}
 
 // FinishJob for a scheduling decision; a failure is logged and the job stays queued for the
 // next pass.
@@ -120,10 +185,38 @@ absl::Status Place(CoreState& core, ActiveJob& entry, const Placement& placement
 
 // ---- submit, cancel, read -------------------------------------------------------------------
 
+namespace {
+
+// SubmitJob's per-owner limits (CoreOptions): ResourceExhausted naming the limit.
+absl::Status CheckOwnerLimits(const CoreState& core, const std::string& owner,
+                              const v1::JobSpec& spec) {
+  const CoreOptions& options = core.options;
+  if (options.max_queued_per_owner > 0) {
+    const int64_t queued = core.queue.QueuedFor(owner);
+    if (queued >= options.max_queued_per_owner) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "owner ", owner, " has ", queued, " queued job(s), the limit (max queued per owner ",
+          options.max_queued_per_owner, "); wait for some to start or cancel them"));
+    }
+  }
+  const uint64_t slots =
+      uint64_t{spec.resources().workers()} * spec.resources().slots_per_worker();
+  if (options.max_running_slots_per_owner > 0 && slots > options.max_running_slots_per_owner) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "resources: the job needs ", slots, " slot(s), more than an owner may hold (max running "
+        "slots per owner ", options.max_running_slots_per_owner, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateSubmission(const v1::SubmitJobRequest& request) {
   if (!request.idempotency_key().empty()) {
     RETURN_IF_ERROR(contract::CheckIdempotencyKey("idempotency_key", request.idempotency_key()));
   }
+  // A sweep id is made by the coordinator like a job id, and follows the same rule.
+  if (!request.sweep_id().empty()) RETURN_IF_ERROR(contract::CheckId("sweep_id", request.sweep_id()));
   return spec::ValidateJobSpec(request.spec());
 }
 
@@ -143,6 +236,8 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
   *job.mutable_created_at() = ToProto(now);
   *job.mutable_updated_at() = ToProto(now);
   job.set_owner(caller.principal);
+  job.set_sweep_id(request.sweep_id());
+  RETURN_IF_ERROR(CheckOwnerLimits(core, caller.principal, request.spec()));
   ASSIGN_OR_RETURN(CreateJobResult created,
                    StoreWrite(core, [&] {
                      return core.store->CreateJob(job, request.idempotency_key(), caller.principal);
@@ -167,7 +262,8 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
     entry.job = created.job;
     entry.order = core.next_order++;
     entry.queued_at = now;
-    core.active.emplace(created.job.id(), std::move(entry));
+    auto [it, inserted] = core.active.emplace(created.job.id(), std::move(entry));
+    Reindex(core, it->second);
     Publish(core, created.job.id(), {job_store_internal::FirstEvent(created.job)}, false, wakeups);
     core.MarkScheduleDirty(wakeups);
     if (core.metrics != nullptr) core.metrics->JobSubmitted();
@@ -209,6 +305,7 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
                        Wakeups& wakeups) {
   absl::Time now = core.Now();
   *job.mutable_updated_at() = ToProto(now);
+  job.clear_queue();  // a live view, rewritten by scheduling passes: never persisted
   for (v1::JobEvent& event : events) {
     event.set_job_id(job.id());
     if (!event.has_time()) *event.mutable_time() = ToProto(now);
@@ -219,7 +316,14 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
                      return core.store->UpdateJobAndAppendEvents(job, events);
                    }));
   if (auto it = core.active.find(job.id()); it != core.active.end()) {
+    // Still queued (paused, resumed): the last status stands until the next pass rewrites it.
+    v1::QueueStatus status;
+    const bool still_queued = it->second.job.state() == v1::JOB_STATE_QUEUED &&
+                              result.job.state() == v1::JOB_STATE_QUEUED;
+    if (still_queued) status.Swap(it->second.job.mutable_queue());
     it->second.job = result.job;
+    if (still_queued) it->second.job.mutable_queue()->Swap(&status);
+    Reindex(core, it->second);
     if (IsFinal(result.job.state())) core.active.erase(it);
   }
   Publish(core, result.job.id(), result.events, IsFinal(result.job.state()), wakeups);
@@ -277,11 +381,17 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
   }
   events.push_back(StateEvent(v1::JOB_STATE_RESTARTING, v1::JOB_STATE_QUEUED, job.state_reason()));
   events.back().set_attempt(job.attempt());
-  RETURN_IF_ERROR(CommitJob(core, std::move(job), std::move(events), wakeups));
-  LeaveWorkers(core, before, /*cancel=*/true, reason, entry.rendezvous_port, wakeups);
   // A preempted job lost its place through no fault of its own: it goes ahead of the jobs
-  // queued at its priority (orders below every submission's).
+  // queued at its priority (orders below every submission's). Set before the commit, which
+  // puts it in the queue with this order.
+  const uint64_t order_before = entry.order;
   if (preempted) entry.order = core.next_front_order--;
+  if (absl::Status committed = CommitJob(core, std::move(job), std::move(events), wakeups);
+      !committed.ok()) {
+    entry.order = order_before;
+    return committed;
+  }
+  LeaveWorkers(core, before, /*cancel=*/true, reason, entry.rendezvous_port, wakeups);
   entry.queued_at = core.Now();
   entry.attach_deadline.reset();
   entry.attached.clear();
@@ -296,6 +406,10 @@ absl::Status RestartJob(CoreState& core, ActiveJob& entry, const std::string& re
                        ? entry.stop->for_job
                        : std::string();
   entry.stop.reset();
+  if (!entry.held_for.empty()) {
+    core.held.insert(before.id());
+    Reindex(core, entry);  // queued by CommitJob before the hold was known
+  }
   if (core.metrics != nullptr && !preempted) core.metrics->JobRestarted();
   LOG_INFO("job {} {}: attempt {} queued after: {}", before.id(),
            preempted ? "preempted" : "restarted", before.attempt() + 1, reason);
@@ -316,26 +430,60 @@ void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::stri
 // ---- scheduling -----------------------------------------------------------------------------
 
 void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
-  std::vector<SchedulerJob> queue;
-  std::map<std::string, int> running_per_owner;
-  for (const auto& [id, entry] : core.active) {
-    const v1::Job& job = entry.job;
-    if (job.state() == v1::JOB_STATE_QUEUED && IsHeld(core, entry)) continue;  // paused or held
-    if (job.state() == v1::JOB_STATE_QUEUED) {
-      const v1::ResourceSpec& resources = job.spec().resources();
-      queue.push_back({id, job.owner(), job.spec().priority(), entry.order,
-                       resources.device() == v1::DEVICE_CUDA ? v1::DEVICE_CUDA : v1::DEVICE_CPU,
-                       resources.workers(), resources.slots_per_worker()});
-    } else if (HoldsSlots(job.state())) {
-      ++running_per_owner[job.owner()];
+  if (core.queue.empty()) {
+    core.queue_status_stale = false;
+    return;
+  }
+  const absl::Time now = core.Now();
+  // What runs now, from the index of jobs holding slots (never the whole table): per owner,
+  // and when each job expects to give its slots back (its own ETA as of its last report).
+  std::map<std::string, OwnerUsage> running;
+  std::vector<SlotRelease> releases;
+  for (const std::string& id : core.holding) {
+    auto it = core.active.find(id);
+    if (it == core.active.end()) continue;
+    const v1::Job& job = it->second.job;
+    const v1::ResourceSpec& resources = job.spec().resources();
+    const uint64_t slots = uint64_t{resources.workers()} * resources.slots_per_worker();
+    OwnerUsage& usage = running[job.owner()];
+    ++usage.jobs;
+    usage.slots += slots;
+    if (job.progress().has_eta()) {
+      const absl::Duration eta =
+          absl::Nanoseconds(TimeUtil::DurationToNanoseconds(job.progress().eta()));
+      const absl::Duration since = job.has_updated_at() ? now - FromProto(job.updated_at())
+                                                        : absl::ZeroDuration();
+      releases.push_back(
+          {resources.device() == v1::DEVICE_CUDA ? v1::DEVICE_CUDA : v1::DEVICE_CPU,
+           std::max(eta - since, absl::ZeroDuration()), slots});
     }
   }
-  if (queue.empty()) return;
-  std::vector<SchedulerWorker> fleet = SchedulableFleet(core);
-  bool settled = core.FleetSettled();
-  core.last_pass_settled = settled;
-  SchedulingDecision decision = Schedule(std::move(queue), std::move(fleet), running_per_owner,
-                                         core.options.max_running_per_owner, settled);
+  ReleaseEndedHolds(core);
+  const bool settled = core.FleetSettled();
+  SchedulerPolicy policy;
+  policy.max_running_per_owner = core.options.max_running_per_owner;
+  policy.max_running_slots_per_owner = core.options.max_running_slots_per_owner;
+  policy.owner_weights = core.options.owner_weights;
+  policy.fail_unschedulable = settled;
+  // A full walk (every job's status, unschedulable jobs found) when the queue is short, when
+  // the statuses are due, and when the fleet has just settled.
+  policy.full_walk = core.queue.size() <= kFullWalkQueue ||
+                     now - core.last_full_walk >= kQueueStatusRefresh ||
+                     (settled && !core.last_pass_settled);
+  SchedulingDecision decision =
+      Schedule(core.queue, SchedulableFleet(core), running, releases, policy);
+  if (policy.full_walk) {
+    core.last_pass_settled = settled;
+    core.last_full_walk = now;
+    core.queue_status_stale = false;
+  } else {
+    core.queue_status_stale = true;
+  }
+  // Statuses first: the verdicts point into the queue, which placements change.
+  for (QueueVerdict& verdict : decision.waiting) {
+    auto* entry = static_cast<ActiveJob*>(verdict.job->context);
+    entry->job.mutable_queue()->Swap(&verdict.status);
+  }
   for (const Unschedulable& job : decision.unschedulable) {
     auto it = core.active.find(job.job_id);
     if (it != core.active.end()) FinishQueuedOrLog(core, it->second, job.reason, wakeups);
@@ -349,6 +497,10 @@ void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
                         wakeups);
     }
   }
+}
+
+bool QueueStatusRefreshDue(const CoreState& core, absl::Time now) {
+  return core.queue_status_stale && now - core.last_full_walk >= kQueueStatusRefresh;
 }
 
 v1::WorkerCommand MakeAssignment(const CoreState& core, const ActiveJob& entry,
@@ -405,7 +557,8 @@ absl::Status RecoverJobs(CoreState& core, RecoveredState& recovered, absl::Time 
     entry.queued_at = job.has_updated_at() ? std::min(now, FromProto(job.updated_at())) : now;
     entry.job = std::move(job);
     std::string id = entry.job.id();
-    core.active.emplace(std::move(id), std::move(entry));
+    auto [it, inserted] = core.active.emplace(std::move(id), std::move(entry));
+    Reindex(core, it->second);
   }
   for (v1::Job& job : recovered.active) {
     ActiveJob entry;
@@ -420,7 +573,8 @@ absl::Status RecoverJobs(CoreState& core, RecoveredState& recovered, absl::Time 
     }
     entry.job = std::move(job);
     std::string id = entry.job.id();
-    core.active.emplace(std::move(id), std::move(entry));
+    auto [it, inserted] = core.active.emplace(std::move(id), std::move(entry));
+    Reindex(core, it->second);
   }
   return absl::OkStatus();
 }

@@ -76,10 +76,15 @@ void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::stri
 
 // ---- scheduling -----------------------------------------------------------------------------
 
-// One pass of the scheduler (scheduler.h) over the queued jobs and the schedulable workers:
-// places what fits (QUEUED → SCHEDULED, assignments sent), fails what never will once the fleet
-// settled.
+// One pass of the scheduler (scheduler.h) over the queued jobs (CoreState::queue, kept in
+// scheduling order) and the schedulable workers: places what fits (QUEUED → SCHEDULED,
+// assignments sent), fails what never will once the fleet settled.
+// Gives every queued job its QueueStatus (Job.queue, in memory only: CommitJob clears it before
+// a write) in the same ordered walk; with a long queue, the statuses only every so often
+// (QueueStatusRefreshDue), and a pass with nothing to place then ends at once.
 void ScheduleQueued(CoreState& core, Wakeups& wakeups);
+// A pass skipped the statuses and they are due now (Tick runs a pass for them).
+bool QueueStatusRefreshDue(const CoreState& core, absl::Time now);
 // The assignment of `entry`'s current attempt for the worker at `node_rank`.
 v1::WorkerCommand MakeAssignment(const CoreState& core, const ActiveJob& entry,
                                  uint32_t node_rank);

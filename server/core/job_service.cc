@@ -116,6 +116,8 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobs
   for (int state : request.states()) filter.states.push_back(static_cast<v1::JobState>(state));
   filter.owner = request.owner();
   filter.name_prefix = request.name_prefix();
+  filter.sweep_id = request.sweep_id();
+  filter.labels.insert(request.labels().begin(), request.labels().end());
   ASSIGN_OR_RETURN(JobPage page,
                    state_->store->ListJobs(
                        filter, static_cast<int>(std::min<uint32_t>(request.page_size(), 100000)),
@@ -268,9 +270,10 @@ void JobServiceCore::Tick() {
     if (state_->draining) return;
     core_internal::ExpireLeases(*state_, wakeups);
     core_internal::ExpireStops(*state_, wakeups);
-    // A pass when something changed, and once more when the fleet has just settled (jobs that
-    // can never fit then fail).
-    if (state_->schedule_dirty || (!state_->last_pass_settled && state_->FleetSettled())) {
+    // A pass when something changed, once more when the fleet has just settled (jobs that
+    // can never fit then fail), and when a long queue's statuses are due.
+    if (state_->schedule_dirty || (!state_->last_pass_settled && state_->FleetSettled()) ||
+        core_internal::QueueStatusRefreshDue(*state_, state_->Now())) {
       state_->schedule_dirty = false;
       // Timed on a monotonic clock: the pass's cost, not the core's (possibly fake) time.
       const auto start = std::chrono::steady_clock::now();

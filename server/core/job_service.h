@@ -53,6 +53,9 @@ struct Caller {
 struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(10);
   int max_running_per_owner = 0;  // 0: no limit
+  uint64_t max_running_slots_per_owner = 0;  // slots held by an owner's jobs; 0: no limit
+  int max_queued_per_owner = 0;   // QUEUED jobs per owner, beyond which SubmitJob refuses; 0: none
+  std::map<std::string, double> owner_weights;  // fair share within a priority; default 1
   uint32_t rendezvous_port_low = 29500;
   uint32_t rendezvous_port_high = 29999;
   int event_ring_size = 1024;     // recent events kept in memory per active job

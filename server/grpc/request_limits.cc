@@ -50,6 +50,11 @@ absl::Status CheckRequest(v1::ListJobsRequest& request) {
   RETURN_IF_ERROR(MaxBytes("owner", request.owner(), limits::kMaxOwnerBytes));
   RETURN_IF_ERROR(MaxBytes("name_prefix", request.name_prefix(), limits::kMaxOwnerBytes));
   RETURN_IF_ERROR(MaxBytes("page_token", request.page_token(), limits::kMaxPageTokenBytes));
+  if (!request.sweep_id().empty()) RETURN_IF_ERROR(CheckId("sweep_id", request.sweep_id()));
+  RETURN_IF_ERROR(MaxItems("labels", request.labels_size(), limits::kMaxJobLabels));
+  for (const auto& [key, value] : request.labels()) {
+    RETURN_IF_ERROR(contract::CheckJobLabel("labels", key, value));
+  }
   if (request.page_size() > static_cast<uint32_t>(limits::kMaxJobPageSize)) {
     request.set_page_size(limits::kMaxJobPageSize);
   }

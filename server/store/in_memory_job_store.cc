@@ -96,6 +96,13 @@ absl::StatusOr<JobPage> InMemoryJobStore::ListJobs(const JobFilter& filter, int 
     const v1::Job& job = jobs_.at(it->second).job;
     if (!filter.owner.empty() && job.owner() != filter.owner) continue;
     if (!absl::StartsWith(job.name(), filter.name_prefix)) continue;
+    if (!filter.sweep_id.empty() && job.sweep_id() != filter.sweep_id) continue;
+    if (!std::all_of(filter.labels.begin(), filter.labels.end(), [&](const auto& label) {
+          auto found = job.spec().labels().find(label.first);
+          return found != job.spec().labels().end() && found->second == label.second;
+        })) {
+      continue;
+    }
     if (!filter.states.empty() &&
         std::find(filter.states.begin(), filter.states.end(), job.state()) ==
             filter.states.end()) {

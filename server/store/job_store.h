@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,9 @@ struct JobFilter {
   std::vector<v1::JobState> states;  // any of these
   std::string owner;                 // exactly this owner
   std::string name_prefix;           // names starting with this (case-sensitive)
+  // (Default member initializers: callers may brace-initialize only the fields above.)
+  std::string sweep_id = {};                       // exactly this Job.sweep_id
+  std::map<std::string, std::string> labels = {};  // each present in JobSpec.labels, equal
 };
 
 struct JobPage {

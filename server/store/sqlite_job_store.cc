@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace loratrf::server {
@@ -73,6 +75,24 @@ constexpr const char* kMigrations[] = {
       CREATE INDEX jobs_by_finished ON jobs (finished_ms) WHERE finished_ms IS NOT NULL;
       CREATE INDEX jobs_keyed_by_created ON jobs (created_ms)
         WHERE idempotency_key IS NOT NULL;
+    )sql",
+    // 2 → 3: what ListJobs filters on besides owner, name and state: the sweep (Job.sweep_id)
+    // and the labels (JobSpec.labels, one row each). Both are fixed when a job is created, so
+    // only CreateJob writes them; jobs stored before this version had neither field.
+    R"sql(
+      ALTER TABLE jobs ADD COLUMN sweep_id TEXT NOT NULL DEFAULT '';
+      CREATE INDEX jobs_by_sweep ON jobs (sweep_id, seq);
+
+      CREATE TABLE job_labels (
+        job_seq INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (job_seq, key)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX job_labels_by_value ON job_labels (key, value, job_seq);
+      CREATE TRIGGER job_labels_follow_jobs AFTER DELETE ON jobs BEGIN
+        DELETE FROM job_labels WHERE job_seq = old.seq;
+      END;
     )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -171,6 +191,32 @@ absl::StatusOr<Message> ParseColumn(sqlite3_stmt* stmt, int column, absl::string
   return message;
 }
 
+// The labels as a JSON object, for json_each in the list query.
+std::string LabelsJson(const std::map<std::string, std::string>& labels) {
+  std::string out = "{";
+  auto quote = [&out](const std::string& text) {
+    out += '"';
+    for (unsigned char c : text) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20) {
+        out += absl::StrFormat("\\u%04x", c);
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    out += '"';
+  };
+  for (const auto& [key, value] : labels) {
+    if (out.size() > 1) out += ',';
+    quote(key);
+    out += ':';
+    quote(value);
+  }
+  return out + "}";
+}
+
 std::string Serialize(const google::protobuf::MessageLite& message) {
   std::string bytes;
   message.SerializeToString(&bytes);
@@ -189,6 +235,9 @@ struct SqliteJobStore::Statements {
   StmtPtr insert_event;
   StmtPtr list_events;
   StmtPtr list_jobs;
+  StmtPtr list_jobs_in_sweep;
+  StmtPtr set_sweep_id;
+  StmtPtr insert_label;
   StmtPtr queued_jobs;
   StmtPtr active_jobs;
   StmtPtr insert_checkpoint;
@@ -214,6 +263,15 @@ struct SqliteJobStore::JobRow {
 
 // Every job query selects these columns, in this order.
 #define LORATRF_JOB_COLUMNS "seq, owner, last_event_seq, job"
+// ListJobs, with the sweep condition given.
+#define LORATRF_LIST_JOBS_SQL(sweep_condition)                                                  \
+  "SELECT " LORATRF_JOB_COLUMNS " FROM jobs"                                                  \
+  " WHERE (?1 = 0 OR seq < ?1) AND (?2 = '' OR owner = ?2)"                                   \
+  " AND substr(name, 1, length(?3)) = ?3 AND (?4 = 0 OR (?4 >> state) & 1 = 1)"               \
+  " AND " sweep_condition                                                                     \
+  " AND (?7 = 0 OR seq IN (SELECT l.job_seq FROM job_labels l, json_each(?8) f"               \
+  " WHERE l.key = f.key AND l.value = f.value GROUP BY l.job_seq HAVING count(*) = ?7))"      \
+  " ORDER BY seq DESC LIMIT ?5"
 
 int SqliteJobStore::SchemaVersion() { return kSchemaVersion; }
 
@@ -425,12 +483,14 @@ absl::Status SqliteJobStore::PrepareStatements() {
        "SELECT event FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"},
       // ?1: the page token's position (0: from the newest); ?2: owner ('' any); ?3: name
       // prefix (substr, not LIKE: no wildcards, case-sensitive); ?4: a bit mask of states
-      // (0 any).
-      {&stmts_->list_jobs,
-       "SELECT " LORATRF_JOB_COLUMNS " FROM jobs"
-       " WHERE (?1 = 0 OR seq < ?1) AND (?2 = '' OR owner = ?2)"
-       " AND substr(name, 1, length(?3)) = ?3 AND (?4 = 0 OR (?4 >> state) & 1 = 1)"
-       " ORDER BY seq DESC LIMIT ?5"},
+      // (0 any); ?5: the limit; ?6: the sweep (list_jobs_in_sweep only: its own statement,
+      // so that the (sweep_id, seq) index drives it); ?7: how many labels must match (0:
+      // none) and ?8: those labels as a JSON object (matched through job_labels' (key, value)
+      // index, once per query).
+      {&stmts_->list_jobs, LORATRF_LIST_JOBS_SQL("?6 = ?6")},
+      {&stmts_->list_jobs_in_sweep, LORATRF_LIST_JOBS_SQL("sweep_id = ?6")},
+      {&stmts_->set_sweep_id, "UPDATE jobs SET sweep_id = ?2 WHERE seq = ?1"},
+      {&stmts_->insert_label, "INSERT INTO job_labels (job_seq, key, value) VALUES (?1, ?2, ?3)"},
       {&stmts_->queued_jobs,
        "SELECT " LORATRF_JOB_COLUMNS " FROM jobs WHERE state = ?1 ORDER BY priority DESC, seq"},
       {&stmts_->active_jobs,
@@ -526,6 +586,25 @@ absl::Status SqliteJobStore::SetLastEventSeq(const char* operation, const std::s
   return rc == SQLITE_DONE ? absl::OkStatus() : Error(operation, rc);
 }
 
+absl::Status SqliteJobStore::InsertListingKeys(const char* operation, int64_t seq,
+                                              const v1::Job& job) {
+  if (!job.sweep_id().empty()) {
+    sqlite3_stmt* stmt = stmts_->set_sweep_id.get();
+    ScopedReset reset(stmt);
+    int rc = Binder(stmt).Int(seq).Text(job.sweep_id()).rc();
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE) return Error(operation, rc);
+  }
+  for (const auto& [key, value] : job.spec().labels()) {
+    sqlite3_stmt* stmt = stmts_->insert_label.get();
+    ScopedReset reset(stmt);
+    int rc = Binder(stmt).Int(seq).Text(key).Text(value).rc();
+    if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE) return Error(operation, rc);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const v1::Job& job,
                                                           const std::string& idempotency_key,
                                                           const std::string& owner) {
@@ -574,6 +653,7 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const v1::Job& job,
       if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
       if (rc != SQLITE_DONE) return Error(kOp, rc);
     }
+    RETURN_IF_ERROR(InsertListingKeys(kOp, sqlite3_last_insert_rowid(db_), stored));
     v1::JobEvent first = job_store_internal::FirstEvent(stored);
     first.clear_seq();  // InsertEvents numbers it after seq 0
     RETURN_IF_ERROR(InsertEvents(kOp, stored.id(), 0, {std::move(first)}).status());
@@ -636,7 +716,8 @@ absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobFilter& filter, int pa
   for (v1::JobState state : filter.states) state_mask |= int64_t{1} << state;
 
   std::lock_guard<std::mutex> lock(mu_);
-  sqlite3_stmt* stmt = stmts_->list_jobs.get();
+  sqlite3_stmt* stmt =
+      (filter.sweep_id.empty() ? stmts_->list_jobs : stmts_->list_jobs_in_sweep).get();
   ScopedReset reset(stmt);
   // One more than the page: whether it comes back says whether there is a next page.
   int rc = Binder(stmt)
@@ -645,6 +726,9 @@ absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobFilter& filter, int pa
                .Text(filter.name_prefix)
                .Int(state_mask)
                .Int(limit + 1)
+               .Text(filter.sweep_id)
+               .Int(static_cast<int64_t>(filter.labels.size()))
+               .Text(LabelsJson(filter.labels))
                .rc();
   if (rc != SQLITE_OK) return Error(kOp, rc);
   JobPage page;

@@ -97,6 +97,9 @@ class SqliteJobStore final : public JobStore {
   absl::Status InReadTransaction(const char* operation, Body body);
   // The stored job row, or NotFound.
   absl::StatusOr<JobRow> LoadJob(const char* operation, const std::string& job_id);
+  // Writes what ListJobs filters on besides the jobs row itself (the sweep, the labels) for
+  // the job just inserted as row `seq`. Needs mu_, inside CreateJob's transaction.
+  absl::Status InsertListingKeys(const char* operation, int64_t seq, const v1::Job& job);
   // Writes `events` after seq `last_seq` of `job_id` (filling in seq and job_id) and returns
   // them; the caller updates jobs.last_event_seq.
   absl::StatusOr<std::vector<v1::JobEvent>> InsertEvents(const char* operation,

@@ -20,7 +20,8 @@
 // Measures submit latency (SubmitJob round trip), schedule latency (SubmitJob response to the
 // worker receiving the Assignment), end-to-end latency (submit start to the ack of the
 // SUCCEEDED report), watch delivery lag (event.time to receipt, only for events persisted after
-// the watch began: replayed history is not lag), throughput, queue depth (submitted minus
+// the watch began: replayed history is not lag), throughput (and with --queue-first the drain
+// rate, from the fleet's start to the last success), queue depth (submitted minus
 // assigned, as the generator sees it), the coordinator's RSS (/proc/PID/status) and CPU time,
 // and every non-OK RPC. Prints a report on stdout; exits 1 if a job did not complete or any
 // RPC failed.
@@ -998,6 +999,13 @@ int Run(const Config& config) {
   std::printf("%-24s  %.1f jobs/s (%lld completed in %.1f s, first submit to last success)\n",
               "throughput", active_s > 0 ? shared.completed / active_s : 0.0,
               static_cast<long long>(shared.completed.load()), active_s);
+  if (config.queue_first && submit_end) {
+    // The scheduler's part: the whole queue is there when the fleet arrives.
+    const double drain_s = Seconds(last_success - *submit_end);
+    std::printf("%-24s  %.1f jobs/s (%lld completed in %.1f s, fleet start to last success)\n",
+                "drain", drain_s > 0 ? shared.completed / drain_s : 0.0,
+                static_cast<long long>(shared.completed.load()), drain_s);
+  }
   const double submit_s = Seconds(*submit_end - shared.start);
   std::printf("%-24s  %.1f s for %lld submits (%.1f submits/s)\n", "submit phase", submit_s,
               static_cast<long long>(shared.submitted.load()),

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "absl/strings/str_split.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -30,6 +31,7 @@ using ::loratrf::testing::ProcessResult;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 const std::string kSpecDir = std::string(LORATRF_SOURCE_DIR) + "/tests/data/specs/";
@@ -164,6 +166,14 @@ TEST(LoratrfCli, EveryCommandsUsageMistakesExitTwoWithOneLine) {
       {{"list", "--state", "done"}, "--state: must be one of queued | scheduled | running"},
       {{"list", "--state"}, "--state: needs a value"},
       {{"list", "--page-size", "0"}, "--page-size: must be an integer in [1, 1000]"},
+      {{"list", "-o", "yaml"}, "-o: must be one of text | json | wide, got 'yaml'"},
+      {{"list", "--sort", "size"}, "--sort: must be one of created | priority | queue | name"},
+      {{"list", "-l", "novalue"}, "-l: expected KEY=VALUE"},
+      {{"list", "-l", "Team=nlp"}, "-l: a label key must be 1 to 63 of [a-z0-9._/-]"},
+      {{"list", "-l", "team=a,team=b"}, "-l: team given more than once"},
+      {{"list", "-l"}, "-l: needs a value"},
+      {{"list", "--sweep", "a b"}, "--sweep: may contain only A-Z, a-z, 0-9"},
+      {{"submit", spec, "--sweep", "a/b"}, "--sweep: may contain only A-Z, a-z, 0-9"},
       {{"watch"}, "watch takes one job id"},
       {{"watch", "j1", "--follow"}, "unknown flag --follow"},
       {{"metrics"}, "metrics takes one job id: loratrf metrics ID [-o text|json|csv]"},
@@ -816,6 +826,98 @@ TEST_F(LoratrfCliCoordinator, MetricsPrintsTheStoredRowsOfARunningAndAFinishedJo
   EXPECT_THAT(r.err, StartsWith("loratrf: "));
   EXPECT_THAT(r.err, HasSubstr("no-such-job"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+}
+
+// `get` shows a queued job's reason, position and ETA; `list` filters by state, owner, sweep
+// and labels, sorts, and has a wide table with the queue columns.
+TEST_F(LoratrfCliCoordinator, GetAndListShowTheQueueAndFilter) {
+  // One worker with two slots: the first job takes both, the others wait.
+  v1::RegisterRequest reg;
+  reg.set_name("node-1");
+  reg.set_slots(2);
+  reg.set_device(v1::DEVICE_CPU);
+  reg.set_address("127.0.0.1");
+  reg.set_version("test");
+  v1::RegisterResponse lease;
+  grpc::Status status = workers_->Register(Context().get(), reg, &lease);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string base = testing::Slurp(kSpecDir + "sst2-loratrf.yaml");
+  auto write_spec = [&](const std::string& name, const std::string& extra) {
+    std::string text = base;
+    text.replace(text.find("sst2-loratrf"), 12, name);
+    std::ofstream(dir_ / (name + ".yaml")) << text << extra;
+    return std::string(dir_ / (name + ".yaml"));
+  };
+  auto submit = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "submit");
+    ProcessResult r = Run(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string out = r.out.substr(0, r.out.size() - 1);
+    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  };
+  const std::string running = submit({write_spec("first", "")});
+  const std::string nlp = submit({write_spec("nlp-job", "labels: {team: nlp, size: small}\n"),
+                                  "--sweep", "sweep-7"});
+  const std::string vision = submit({write_spec("vision-job", "labels: {team: vision}\n")});
+
+  // The scheduling pass runs right after each submit; wait for the queue's view.
+  ProcessResult got;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        got = Run({"get", vision});
+        return got.out.find("queue:    #2 waiting_for_slots") != std::string::npos;
+      },
+      30))
+      << got.out << got.err;
+  EXPECT_THAT(got.out, HasSubstr("waiting for 2 free cpu slot(s); 0 free now; ETA unknown"));
+  EXPECT_THAT(got.out, HasSubstr("labels:   team=vision"));
+  got = Run({"get", nlp});
+  EXPECT_THAT(got.out, HasSubstr("queue:    #1 waiting_for_slots"));
+  EXPECT_THAT(got.out, HasSubstr("sweep:    sweep-7"));
+  EXPECT_THAT(got.out, HasSubstr("labels:   size=small, team=nlp"));
+  got = Run({"get", running});
+  EXPECT_THAT(got.out, Not(HasSubstr("queue:"))) << "scheduled: no queue status";
+  got = Run({"get", nlp, "-o", "json"});
+  nlohmann::json job = nlohmann::json::parse(got.out);
+  EXPECT_EQ(job["queue"]["reason"], "QUEUE_REASON_WAITING_FOR_SLOTS");
+  EXPECT_EQ(job["queue"]["position"], 1);
+  EXPECT_EQ(job["queue"]["slots_needed"], 2);
+
+  // Filters, each checked by the ids it returns.
+  auto ids = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "list");
+    args.insert(args.end(), {"-o", "json"});
+    ProcessResult r = Run(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> out;
+    nlohmann::json listed = nlohmann::json::parse(r.out);
+    for (const auto& j : listed["jobs"]) out.push_back(j["id"].get<std::string>());
+    return out;
+  };
+  using ::testing::ElementsAre;
+  EXPECT_THAT(ids({}), ElementsAre(vision, nlp, running)) << "newest first";
+  EXPECT_THAT(ids({"-l", "team=nlp"}), ElementsAre(nlp));
+  EXPECT_THAT(ids({"-l", "team=nlp,size=small"}), ElementsAre(nlp));
+  EXPECT_THAT(ids({"-l", "team=nlp", "-l", "size=large"}), ::testing::IsEmpty());
+  EXPECT_THAT(ids({"--sweep", "sweep-7"}), ElementsAre(nlp));
+  EXPECT_THAT(ids({"--state", "queued"}), ElementsAre(vision, nlp));
+  EXPECT_THAT(ids({"--state", "queued,scheduled", "--owner", "nobody"}), ::testing::IsEmpty());
+  EXPECT_THAT(ids({"--sort", "queue"}), ElementsAre(nlp, vision, running));
+  EXPECT_THAT(ids({"--sort", "name"}), ElementsAre(running, nlp, vision));
+
+  // The wide table: the queue and ETA columns, in queue order.
+  ProcessResult wide = Run({"list", "-o", "wide", "--sort", "queue"});
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  std::vector<std::string> lines = absl::StrSplit(wide.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << wide.out;
+  EXPECT_THAT(lines[0], HasSubstr("PRIORITY"));
+  EXPECT_THAT(lines[0], HasSubstr("QUEUE"));
+  EXPECT_THAT(lines[0], HasSubstr("ETA"));
+  EXPECT_THAT(lines[1], StartsWith(nlp));
+  EXPECT_THAT(lines[1], HasSubstr("#1 waiting_for_slots"));
+  EXPECT_THAT(lines[2], HasSubstr("#2 waiting_for_slots"));
+  EXPECT_THAT(lines[3], StartsWith(running));
+  EXPECT_THAT(lines[3], HasSubstr("node-1"));
 }
 
 TEST(LoratrfWorkerInfo, ReportsTheLibtorchItRunsWith) {

@@ -406,6 +406,48 @@ TEST(JobSpecParse, ValidBaseSpecParses) {
   EXPECT_TRUE(MessageDifferencer::Equals(*spec, *design));
 }
 
+// labels (a map of strings) and never_preempt (a bool) read from YAML and JSON, print, and
+// read back; their rules are checked.
+TEST(JobSpecParse, LabelsAndNeverPreemptReadPrintAndReadBack) {
+  auto spec = ParseJobSpecYaml(std::string(kValidYaml) +
+                               "never_preempt: true\nlabels:\n  team: nlp\n  run/seed: \"7\"\n"
+                               "  empty: \"\"\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->never_preempt());
+  ASSERT_EQ(spec->labels_size(), 3);
+  EXPECT_EQ(spec->labels().at("team"), "nlp");
+  EXPECT_EQ(spec->labels().at("run/seed"), "7");
+  EXPECT_EQ(spec->labels().at("empty"), "");
+  auto from_yaml = ParseJobSpecYaml(JobSpecToYaml(*spec));
+  auto from_json = ParseJobSpecJson(JobSpecToJson(*spec));
+  ASSERT_TRUE(from_yaml.ok()) << from_yaml.status() << "\n" << JobSpecToYaml(*spec);
+  ASSERT_TRUE(from_json.ok()) << from_json.status() << "\n" << JobSpecToJson(*spec);
+  EXPECT_TRUE(MessageDifferencer::Equals(*spec, *from_yaml)) << JobSpecToYaml(*spec);
+  EXPECT_TRUE(MessageDifferencer::Equals(*spec, *from_json)) << JobSpecToJson(*spec);
+  // Without labels the printed spec still reads back.
+  auto plain = ParseJobSpecYaml(kValidYaml);
+  ASSERT_TRUE(plain.ok());
+  auto plain_back = ParseJobSpecYaml(JobSpecToYaml(*plain));
+  ASSERT_TRUE(plain_back.ok()) << plain_back.status() << "\n" << JobSpecToYaml(*plain);
+
+  const std::string base = kValidYaml;
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(base + "labels: [a, b]\n")),
+              HasSubstr("labels: must be a mapping of strings, got a list"));
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(base + "labels:\n  n: 3\n")),
+              HasSubstr("labels.n: must be a string"));
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(base + "labels:\n  Team: nlp\n")),
+              HasSubstr("labels: a label key must be 1 to 63 of [a-z0-9._/-]"));
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(base + "labels:\n  team: " + std::string(64, 'x') + "\n")),
+              HasSubstr("labels.team: a label value must be at most 63 printable ASCII"));
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(base + "never_preempt: yes please\n")),
+              HasSubstr("never_preempt: must be true or false"));
+  v1::JobSpec many = *plain;
+  for (int i = 0; i < 17; ++i) (*many.mutable_labels())["k" + std::to_string(i)] = "v";
+  EXPECT_THAT(ValidateJobSpec(many).message(), HasSubstr("labels: at most 16 labels, got 17"));
+  (*spec->mutable_labels())["tab"] = "a\tb";
+  EXPECT_THAT(ValidateJobSpec(*spec).message(), HasSubstr("labels.tab:"));
+}
+
 // ----- JSON --------------------------------------------------------------------------------
 
 TEST(JobSpecJson, DuplicateKeyIsAnError) {

@@ -446,6 +446,81 @@ TEST_F(CoreTest, AJobThatCanNeverFitFailsAsUnschedulable) {
   EXPECT_THAT(failed.state_reason(), HasSubstr("unschedulable"));
 }
 
+// Job.queue is a live view: set on every queued job by the scheduling pass, shown by GetJob
+// and ListJobs, never written to the store, and gone once the job leaves QUEUED.
+TEST_F(CoreTest, QueuedJobsCarryALiveQueueStatusThatIsNeverStored) {
+  uint64_t lease = Register("w1", 2);
+  std::string running = Submit(Spec("running", 1, 2));
+  core_->Tick();
+  ASSERT_EQ(Get(running).state(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_FALSE(Get(running).has_queue());
+  std::string second = Submit(Spec("second", 1, 2));
+  std::string third = Submit(Spec("third", 1, 1), "bob");
+  core_->Tick();
+  v1::Job waiting = Get(second);
+  EXPECT_EQ(waiting.queue().reason(), v1::QUEUE_REASON_FAIR_SHARE) << waiting.queue().message();
+  EXPECT_EQ(waiting.queue().position(), 2u) << "bob holds no slots: fair share puts him first";
+  EXPECT_EQ(waiting.queue().slots_needed(), 2u);
+  EXPECT_EQ(Get(third).queue().position(), 1u);
+  EXPECT_FALSE(store_.GetJob(second)->has_queue()) << "the store never holds the live view";
+  v1::ListJobsRequest list;
+  list.add_states(v1::JOB_STATE_QUEUED);
+  auto listed = core_->ListJobs(list);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->jobs_size(), 2);
+  for (const v1::Job& job : listed->jobs()) EXPECT_TRUE(job.has_queue()) << job.id();
+  // The running job reports progress: 6 steps of 0.5 s left, so its 2 slots free in 3 s.
+  ASSERT_TRUE(Report("w1", lease, running, 1, 0, {State(v1::JOB_STATE_RUNNING), Train(2)}).ok());
+  core_->Tick();
+  EXPECT_EQ(Get(third).queue().eta().seconds(), 3) << Get(third).queue().DebugString();
+  EXPECT_FALSE(Get(second).queue().has_eta()) << "1 + 2 slots needed, 2 known to free";
+  // It finishes: the next job is placed and its status is gone, in memory and in the store.
+  ASSERT_TRUE(Upload("w1", lease, running, 1, 8, true, "adapter").ok());
+  ASSERT_TRUE(Report("w1", lease, running, 1, 2, {State(v1::JOB_STATE_SUCCEEDED)}).ok());
+  core_->Tick();
+  // Nobody holds slots now: equal shares, so submission order decides.
+  EXPECT_EQ(Get(second).state(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_FALSE(Get(second).has_queue());
+  EXPECT_EQ(Get(third).queue().position(), 1u);
+  EXPECT_EQ(Get(third).queue().reason(), v1::QUEUE_REASON_WAITING_FOR_SLOTS);
+  v1::CancelJobRequest cancel;
+  cancel.set_id(third);
+  auto cancelled = core_->CancelJob({"bob"}, cancel);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_FALSE(cancelled->has_queue());
+  EXPECT_FALSE(store_.GetJob(third)->has_queue());
+}
+
+// --max-queued-per-owner and --max-running-slots-per-owner at submit; the sweep id is kept.
+TEST_F(CoreTest, SubmitEnforcesOwnerLimitsAndKeepsTheSweep) {
+  CoreOptions options;
+  options.max_queued_per_owner = 2;
+  options.max_running_slots_per_owner = 4;
+  MakeCore(options);
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("swept");
+  request.set_sweep_id("sweep-1");
+  auto first = core_->SubmitJob({"alice"}, request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->job().sweep_id(), "sweep-1");
+  EXPECT_EQ(store_.GetJob(first->job().id())->sweep_id(), "sweep-1");
+  Submit(Spec("second"));
+  auto third = core_->SubmitJob({"alice"}, request);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("2 queued job(s)"));
+  EXPECT_THAT(third.status().message(), HasSubstr("max queued per owner 2"));
+  EXPECT_TRUE(core_->SubmitJob({"bob"}, request).ok()) << "the limit is per owner";
+  *request.mutable_spec() = Spec("too-wide", 1, 5);
+  auto wide = core_->SubmitJob({"carol"}, request);
+  EXPECT_EQ(wide.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(wide.status().message(), HasSubstr("max running slots per owner 4"));
+  request.set_sweep_id("no spaces allowed");
+  *request.mutable_spec() = Spec("bad-sweep");
+  auto bad = core_->SubmitJob({"carol"}, request);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("sweep_id"));
+}
+
 TEST_F(CoreTest, IdempotentSubmitReturnsTheSameJob) {
   v1::SubmitJobRequest request;
   *request.mutable_spec() = Spec("idem");

@@ -466,6 +466,67 @@ TYPED_TEST(JobStoreTest, ListJobsPagesCoverEveryMatchOnceNewestFirst) {
   EXPECT_THAT(page->next_page_token, IsEmpty());
 }
 
+// ListJobs by sweep and by labels: every given label must be among the job's, with the same
+// value; pagination stays exact with these filters too.
+TYPED_TEST(JobStoreTest, ListJobsFiltersBySweepAndLabels) {
+  struct Made {
+    std::string id, sweep;
+    std::map<std::string, std::string> labels;
+  };
+  std::vector<Made> made;
+  for (int i = 0; i < 17; ++i) {
+    Made m{absl::StrCat("job-", i), i % 3 == 0 ? "sweep-a" : i % 3 == 1 ? "sweep-b" : "", {}};
+    if (i % 2 == 0) m.labels["team"] = "nlp";
+    if (i % 2 == 1) m.labels["team"] = "vision";
+    if (i % 4 == 0) m.labels["size"] = "small";
+    if (i == 5) m.labels["note"] = "a \"quoted\" \\ value";
+    v1::Job job = NewJob(m.id);
+    job.set_sweep_id(m.sweep);
+    job.mutable_spec()->mutable_labels()->insert(m.labels.begin(), m.labels.end());
+    auto created = this->store_->CreateJob(job, "", i % 2 ? "bob" : "alice");
+    ASSERT_TRUE(created.ok()) << created.status();
+    if (i % 5 == 0) this->SetState(m.id, v1::JOB_STATE_RUNNING);  // rewriting keeps both
+    made.push_back(m);
+  }
+  std::vector<JobFilter> filters(7);
+  filters[0].sweep_id = "sweep-a";
+  filters[1].labels = {{"team", "nlp"}};
+  filters[2].labels = {{"team", "nlp"}, {"size", "small"}};
+  filters[3].sweep_id = "sweep-b";
+  filters[3].labels = {{"team", "vision"}};
+  filters[4].labels = {{"team", "nlp"}, {"size", "large"}};  // no job has both
+  filters[5].labels = {{"note", "a \"quoted\" \\ value"}};
+  filters[6].sweep_id = "sweep-a";
+  filters[6].owner = "bob";
+  filters[6].labels = {{"team", "vision"}};
+  for (size_t f = 0; f < filters.size(); ++f) {
+    const JobFilter& filter = filters[f];
+    std::vector<std::string> expected;
+    for (size_t i = made.size(); i-- > 0;) {
+      const Made& m = made[i];
+      bool owner_ok = filter.owner.empty() || filter.owner == (i % 2 ? "bob" : "alice");
+      bool sweep_ok = filter.sweep_id.empty() || filter.sweep_id == m.sweep;
+      bool labels_ok = true;
+      for (const auto& [key, value] : filter.labels) {
+        auto it = m.labels.find(key);
+        labels_ok = labels_ok && it != m.labels.end() && it->second == value;
+      }
+      if (owner_ok && sweep_ok && labels_ok) expected.push_back(m.id);
+    }
+    for (int page_size : {1, 2, 3, 0}) {
+      EXPECT_EQ(this->ListAll(filter, page_size), expected)
+          << "filter " << f << ", page_size " << page_size;
+    }
+  }
+  EXPECT_THAT(this->ListAll(filters[5], 0), ElementsAre("job-5"));
+  EXPECT_THAT(this->ListAll(filters[4], 0), IsEmpty());
+  // The stored job keeps its sweep and labels.
+  auto job = this->store_->GetJob("job-4");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->sweep_id(), "sweep-b");
+  EXPECT_EQ(job->spec().labels().at("size"), "small");
+}
+
 TYPED_TEST(JobStoreTest, PageTokenIsAPositionThatNewJobsDoNotShift) {
   for (int i = 0; i < 6; ++i) this->Create(absl::StrCat("j", i));
   auto first = this->store_->ListJobs({}, 3, "");
@@ -923,6 +984,42 @@ TEST_F(SqliteJobStoreTest, MigratesAnEmptyDatabaseFromVersionZero) {
             std::to_string(SqliteJobStore::SchemaVersion()));
   EXPECT_EQ(RawQuery(DbPath(), "SELECT text FROM notes"), "kept");
   EXPECT_EQ(RawQuery(DbPath(), "SELECT id FROM jobs"), "j1");
+}
+
+// Version 1 → 2 adds the sweep column and the labels table: a file from version 1 keeps its
+// jobs, which match no sweep or label (they had neither), and new jobs are found by both.
+TEST_F(SqliteJobStoreTest, MigratesAVersionTwoFileToSweepsAndLabels) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateJob(NewJob("old"), "", "alice").ok());
+  }
+  // Back to version 2 by hand: what a coordinator of that version left.
+  for (const char* sql : {"DROP TRIGGER job_labels_follow_jobs", "DROP INDEX jobs_by_sweep",
+                          "DROP TABLE job_labels", "ALTER TABLE jobs DROP COLUMN sweep_id",
+                          "PRAGMA user_version = 2"}) {
+    RawQuery(DbPath(), sql);
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawQuery(DbPath(), "PRAGMA user_version"),
+            std::to_string(SqliteJobStore::SchemaVersion()));
+  v1::Job labelled = NewJob("new");
+  labelled.set_sweep_id("s-1");
+  (*labelled.mutable_spec()->mutable_labels())["team"] = "nlp";
+  ASSERT_TRUE(store->CreateJob(labelled, "", "alice").ok());
+  JobFilter by_sweep;
+  by_sweep.sweep_id = "s-1";
+  JobFilter by_label;
+  by_label.labels = {{"team", "nlp"}};
+  for (const JobFilter& filter : {JobFilter{}, by_sweep, by_label}) {
+    auto page = store->ListJobs(filter, 10, "");
+    ASSERT_TRUE(page.ok()) << page.status();
+    const bool any = filter.sweep_id.empty() && filter.labels.empty();
+    const std::vector<std::string> expected =
+        any ? std::vector<std::string>{"new", "old"} : std::vector<std::string>{"new"};
+    EXPECT_EQ(Ids(page->jobs), expected);
+  }
 }
 
 TEST_F(SqliteJobStoreTest, RefusesADatabaseFromANewerVersion) {
