@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -305,7 +306,11 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
                        Wakeups& wakeups) {
   absl::Time now = core.Now();
   *job.mutable_updated_at() = ToProto(now);
-  job.clear_queue();  // a live view, rewritten by scheduling passes: never persisted
+  // The queue status is a live view, rewritten by scheduling passes: never persisted. One the
+  // caller set (a pause) stands until the next pass.
+  std::optional<v1::QueueStatus> given;
+  if (job.has_queue()) given = job.queue();
+  job.clear_queue();
   for (v1::JobEvent& event : events) {
     event.set_job_id(job.id());
     if (!event.has_time()) *event.mutable_time() = ToProto(now);
@@ -316,13 +321,18 @@ absl::Status CommitJob(CoreState& core, v1::Job job, std::vector<v1::JobEvent> e
                      return core.store->UpdateJobAndAppendEvents(job, events);
                    }));
   if (auto it = core.active.find(job.id()); it != core.active.end()) {
-    // Still queued (paused, resumed): the last status stands until the next pass rewrites it.
-    v1::QueueStatus status;
-    const bool still_queued = it->second.job.state() == v1::JOB_STATE_QUEUED &&
-                              result.job.state() == v1::JOB_STATE_QUEUED;
-    if (still_queued) status.Swap(it->second.job.mutable_queue());
+    // Still queued: the last status stands until the next pass rewrites it, unless the caller
+    // gave one or the paused flag changed (then the old one is wrong).
+    std::optional<v1::QueueStatus> status;
+    if (result.job.state() == v1::JOB_STATE_QUEUED) {
+      if (given.has_value() || it->second.job.paused() != result.job.paused()) {
+        status = std::move(given);
+      } else if (it->second.job.has_queue()) {
+        status = it->second.job.queue();
+      }
+    }
     it->second.job = result.job;
-    if (still_queued) it->second.job.mutable_queue()->Swap(&status);
+    if (status.has_value()) *it->second.job.mutable_queue() = std::move(*status);
     Reindex(core, it->second);
     if (IsFinal(result.job.state())) core.active.erase(it);
   }
