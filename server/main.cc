@@ -9,7 +9,9 @@
 // 200 ms. Once listening it prints `listening on HOST:PORT` (the real port, also with port 0)
 // on stderr and writes the same address to DATA_DIR/coordinator.address. SIGTERM or SIGINT
 // drains: health NOT_SERVING, the core refuses new work and ends its streams, calls in flight
-// get 5 s, then the stores close and the process exits 0.
+// get 5 s, then the stores close and the process exits 0. SIGHUP re-reads --auth-token-file
+// (token rotation without a restart): a file that does not parse is logged with its line and
+// the credentials in force stay.
 //
 // Exit status: 0 after a drain, 2 for bad flags or files (one line on stderr), 1 when the
 // stores or the listening address fail.
@@ -279,6 +281,7 @@ int Run(const Config& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Authenticator auth;
@@ -336,7 +339,22 @@ int Run(const Config& config) {
 
   Ticker ticker(core->get());
   int signal = 0;
-  while (sigwait(&signals, &signal) != 0) {
+  while (true) {
+    if (sigwait(&signals, &signal) != 0) continue;
+    if (signal != SIGHUP) break;
+    if (!config.auth_token_file) {
+      LOG_WARN("SIGHUP: no --auth-token-file to reload");
+      continue;
+    }
+    // Swapped atomically: calls in flight finish with the old set, the next ones use the new.
+    absl::Status reloaded = auth.Reload(*config.auth_token_file);
+    metrics.AuthReloaded(reloaded.ok());
+    if (reloaded.ok()) {
+      LOG_INFO("reloaded {} credential(s) from {}", auth.size(), *config.auth_token_file);
+    } else {
+      LOG_ERROR("reloading the token file failed, the previous credentials stay: {}",
+                std::string(reloaded.message()));
+    }
   }
   LOG_INFO("draining ({})", strsignal(signal));
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -48,9 +49,14 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
       return Pop(event);
     }
     if (!stored.ok()) {
-      // The watcher waits (or ends) as if caught up; it reads again on its next wake-up.
+      // Ending as if caught up would tell the watcher it has every event: end with an error
+      // instead. UNAVAILABLE: the read may work again, and clients watch again from here.
       LOG_WARN("reading the events of job {} after seq {} for a watcher failed: {}", job_id_,
                next_seq_ - 1, stored.status().ToString());
+      status_ = absl::UnavailableError(absl::StrCat(
+          "reading the events of job ", job_id_, " after seq ", next_seq_ - 1,
+          " failed: ", stored.status().message(), "; watch again from seq ", next_seq_));
+      return Poll::kEnd;
     }
     if (!follow_) return Poll::kEnd;
     if (core_->active.count(job_id_) == 0) return Poll::kEnd;  // final, all delivered
@@ -69,6 +75,11 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
 
   std::function<void()> notify() const { return notify_; }
 
+  absl::Status status() const override {
+    std::lock_guard<std::mutex> lock(core_->mu);
+    return status_;
+  }
+
  private:
   Poll Pop(v1::JobEvent& event) {
     event = std::move(batch_.front());
@@ -83,6 +94,7 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
   const bool follow_;
   std::deque<v1::JobEvent> batch_;  // guarded by core_->mu
   std::function<void()> notify_;    // guarded by core_->mu
+  absl::Status status_;             // guarded by core_->mu: why Next returned kEnd, if not OK
 };
 
 namespace {
@@ -127,6 +139,7 @@ absl::StatusOr<std::unique_ptr<EventStream>> OpenWatch(const std::shared_ptr<Cor
     std::shared_ptr<WatchStream> stream;
     Poll Next(v1::JobEvent& event) override { return stream->Next(event); }
     void SetNotify(std::function<void()> notify) override { stream->SetNotify(std::move(notify)); }
+    absl::Status status() const override { return stream->status(); }
   };
   auto holder = std::make_unique<Holder>();
   holder->stream = std::move(stream);

@@ -14,6 +14,7 @@
 #include "server/core/checkpoint_recording.h"
 #include "server/core/core_state.h"
 #include "server/core/event_log.h"
+#include "server/core/job_access.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/report_ingestion.h"
 #include "server/core/worker_registry.h"
@@ -98,12 +99,25 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceCore::SubmitJob(const Caller& ca
   return core_internal::SubmitJob(*state_, caller, request, wakeups);
 }
 
+absl::StatusOr<v1::Job> JobServiceCore::GetJob(const Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+  RETURN_IF_ERROR(CheckJobAccess(caller, job));
+  return job;
+}
+
 absl::StatusOr<v1::Job> JobServiceCore::GetJob(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     if (const v1::Job* job = core_internal::CachedJob(*state_, id)) return *job;
   }
   return state_->store->GetJob(id);
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const Caller& caller,
+                                                              const v1::ListJobsRequest& request) {
+  v1::ListJobsRequest scoped = request;
+  ASSIGN_OR_RETURN(*scoped.mutable_owner(), ListingOwner(caller, request.owner()));
+  return ListJobs(scoped);
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobsRequest& request) {
@@ -138,12 +152,24 @@ absl::StatusOr<v1::Job> JobServiceCore::CancelJob(const Caller& caller,
 }
 
 absl::StatusOr<std::unique_ptr<EventStream>> JobServiceCore::WatchJob(
+    const Caller& caller, const v1::WatchJobRequest& request) {
+  RETURN_IF_ERROR(GetJob(caller, request.id()).status());
+  return WatchJob(request);
+}
+
+absl::StatusOr<std::unique_ptr<EventStream>> JobServiceCore::WatchJob(
     const v1::WatchJobRequest& request) {
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     RETURN_IF_ERROR(state_->CheckServing());
   }
   return core_internal::OpenWatch(state_, request);
+}
+
+absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(
+    const Caller& caller, const std::string& job_id) {
+  RETURN_IF_ERROR(GetJob(caller, job_id).status());
+  return ListCheckpoints(job_id);
 }
 
 absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(const std::string& job_id) {
