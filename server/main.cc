@@ -300,7 +300,10 @@ int Run(const Config& config) {
                : Failure(lock.status().message());
   }
 
-  auto store = SqliteJobStore::Open(config.data_dir + "/jobs.db");
+  // Group commit: the core fsyncs once for all the writes that wait at the same time, outside
+  // its lock, and answers nothing that depends on a write before it is durable.
+  auto store = SqliteJobStore::Open(config.data_dir + "/jobs.db",
+                                    SqliteJobStore::SyncMode::kGroupCommit);
   if (!store.ok()) return Failure(absl::StrCat("job store: ", store.status().message()));
   auto artifacts = ArtifactStore::Open(config.data_dir);
   if (!artifacts.ok()) {

@@ -4,11 +4,30 @@
 
 namespace loratrf::server {
 namespace core_internal {
+namespace {
+
+// The StoreSync of the core this thread last wrote through, until RunWakeups has waited for
+// it. Per thread, because every entry point runs on its caller's thread from the lock to the
+// reply; a pointer, not a count, because the wait covers everything written so far.
+thread_local StoreSync* pending_sync = nullptr;
+
+}  // namespace
+
+void NoteStoreWrite(CoreState& core) {
+  core.sync->Wrote();
+  pending_sync = core.sync.get();
+}
 
 void RunWakeups(Wakeups& wakeups) {
+  if (StoreSync* sync = pending_sync) {
+    pending_sync = nullptr;
+    sync->WaitFor(sync->written());
+  }
   for (auto& wake : wakeups) wake();
   wakeups.clear();
 }
+
+void AwaitDurable(CoreState& core) { core.sync->WaitFor(core.sync->written()); }
 
 google::protobuf::Timestamp ToProto(absl::Time time) {
   return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));

@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   state->clock = clock;
   state->metrics = metrics;
   state->options = options;
+  state->sync = std::make_unique<StoreSync>(store);
   state->next_lease_id = absl::Uniform<uint64_t>(state->random, 1, uint64_t{1} << 40);
   state->fleet_changed = clock->Now();
 
@@ -84,6 +85,8 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
            recovered.queued.size(), recovered.active.size(), state->workers.size());
   UpdateGauges(*state);  // before the first tick: a scrape right after a restart sees the state
+  Wakeups none;
+  core_internal::RunWakeups(none);  // what recovery wrote is durable before anyone sees it
   return std::unique_ptr<JobServiceCore>(new JobServiceCore(std::move(state)));
 }
 
@@ -106,11 +109,15 @@ absl::StatusOr<v1::Job> JobServiceCore::GetJob(const Caller& caller, const std::
 }
 
 absl::StatusOr<v1::Job> JobServiceCore::GetJob(const std::string& id) {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (const v1::Job* job = core_internal::CachedJob(*state_, id)) return *job;
-  }
-  return state_->store->GetJob(id);
+  absl::StatusOr<v1::Job> job = [&]() -> absl::StatusOr<v1::Job> {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (const v1::Job* cached = core_internal::CachedJob(*state_, id)) return *cached;
+    }
+    return state_->store->GetJob(id);
+  }();
+  core_internal::AwaitDurable(*state_);  // never show a state that is not durable yet
+  return job;
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const Caller& caller,
@@ -139,6 +146,7 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobs
     }
   }
   response.set_next_page_token(page.next_page_token);
+  core_internal::AwaitDurable(*state_);
   return response;
 }
 
@@ -173,7 +181,9 @@ absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(
 }
 
 absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(const std::string& job_id) {
-  return core_internal::ListCheckpoints(*state_, job_id);
+  absl::StatusOr<v1::ListCheckpointsResponse> listed = core_internal::ListCheckpoints(*state_, job_id);
+  core_internal::AwaitDurable(*state_);
+  return listed;
 }
 
 absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
@@ -183,8 +193,13 @@ JobServiceCore::OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpoin
 }
 
 v1::ListWorkersResponse JobServiceCore::ListWorkers() {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return core_internal::ListWorkers(*state_);
+  v1::ListWorkersResponse workers;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    workers = core_internal::ListWorkers(*state_);
+  }
+  core_internal::AwaitDurable(*state_);
+  return workers;
 }
 
 // ---- WorkerService --------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 // JobServiceCore, called directly: an in-memory store (the fake of the layer below), a real
 // artifact store in a temp dir, and a fake clock that drives leases. The scheduling policy alone
 // is tested in scheduler_test.cc.
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1061,6 +1065,111 @@ TEST(CoreStoreFailures, AStoreReadErrorDuringAWatchReplayEndsTheStreamWithAnErro
     EXPECT_THAT(seqs, ElementsAre(1u, 2u));
     EXPECT_TRUE((*again)->status().ok());
   }
+  core->reset();
+  fs::remove_all(dir);
+}
+
+// ---- group commit: nothing leaves the core before its write is durable -----------------------
+
+// A store whose Sync (the fsync of group commit) blocks while the test holds it closed.
+class HeldSyncStore final : public InMemoryJobStore {
+ public:
+  absl::Status Sync() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++calls_;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return !held_; });
+    return absl::OkStatus();
+  }
+  void Hold(bool held) {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = held;
+    changed_.notify_all();
+  }
+  void WaitForCall(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return calls_ >= n; });
+  }
+  int calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  int calls_ = 0;
+  bool held_ = false;
+};
+
+TEST(CoreGroupCommit, ASubmitIsAnsweredAndItsEventWatchedOnlyOnceItsWriteIsDurable) {
+  HeldSyncStore store;
+  FakeClock clock;
+  fs::path dir = fs::temp_directory_path() / ("core_group_commit_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, nullptr, {});
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("first");
+  auto first = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(first.ok());
+  const std::string id = first->job().id();
+  v1::WatchJobRequest watch;
+  watch.set_id(id);
+  auto stream = (*core)->WatchJob(watch);
+  ASSERT_TRUE(stream.ok());
+  std::atomic<int> notified{0};
+  (*stream)->SetNotify([&notified] { notified.fetch_add(1); });
+  v1::JobEvent event;
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);  // QUEUED, durable
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+
+  // The disk is slow. A scheduling pass commits SCHEDULED (into the ring) but its Sync does
+  // not return yet: the watcher waits for it.
+  v1::RegisterRequest registration;
+  registration.set_name("w1");
+  registration.set_slots(1);
+  registration.set_address("w1.local");
+  ASSERT_TRUE((*core)->Register(registration).ok());
+  const int syncs_registered = store.calls();
+  store.Hold(true);
+  std::thread ticker([&] { (*core)->Tick(); });
+  store.WaitForCall(syncs_registered + 1);
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+  const int woken = notified.load();
+  store.Hold(false);
+  ticker.join();
+  EXPECT_GT(notified.load(), woken) << "woken once durable";
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.state_change().to(), v1::JOB_STATE_SCHEDULED);
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+
+  // A cancel (the job's final event, which watchers read from the store) is committed but its
+  // Sync does not return yet: neither answered nor watched.
+  const int syncs_before = store.calls();
+  store.Hold(true);
+  std::atomic<bool> answered{false};
+  std::thread canceller([&] {
+    v1::CancelJobRequest cancel;
+    cancel.set_id(id);
+    EXPECT_TRUE((*core)->CancelJob({"alice"}, cancel).ok());
+    answered.store(true);
+  });
+  store.WaitForCall(syncs_before + 1);
+  // Committed, published to the ring, but not durable: neither answered nor watched.
+  EXPECT_FALSE(answered.load());
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+  EXPECT_FALSE(answered.load());
+
+  store.Hold(false);
+  canceller.join();
+  EXPECT_TRUE(answered.load());
+  EXPECT_GE(notified.load(), 1) << "woken once durable";
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.state_change().to(), v1::JOB_STATE_CANCELLED);
   core->reset();
   fs::remove_all(dir);
 }
