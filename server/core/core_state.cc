@@ -8,19 +8,20 @@ namespace {
 
 // The StoreSync of the core this thread last wrote through, until RunWakeups has waited for
 // it. Per thread, because every entry point runs on its caller's thread from the lock to the
-// reply; a pointer, not a count, because the wait covers everything written so far.
-thread_local StoreSync* pending_sync = nullptr;
+// reply; weak, because a write outside any entry point (a failed recovery) may leave it set
+// after its core is gone; not a count, because the wait covers everything written so far.
+thread_local std::weak_ptr<StoreSync> pending_sync;
 
 }  // namespace
 
 void NoteStoreWrite(CoreState& core) {
   core.sync->Wrote();
-  pending_sync = core.sync.get();
+  pending_sync = core.sync;
 }
 
 void RunWakeups(Wakeups& wakeups) {
-  if (StoreSync* sync = pending_sync) {
-    pending_sync = nullptr;
+  if (std::shared_ptr<StoreSync> sync = pending_sync.lock()) {
+    pending_sync.reset();
     sync->WaitFor(sync->written());
   }
   for (auto& wake : wakeups) wake();

@@ -11,12 +11,15 @@
 //   workers  (WorkerEntry records) worker_registry (leases, command queues, slot counts)
 //   logs     (JobEventLog records) event_log
 //
-// Threading: one mutex, `mu`, guards every field marked so; there is no other lock in the core.
-// Every part's function is called with mu held unless its header says otherwise. Store writes
-// happen under mu so that events are persisted in the order they are published, always in the
-// order persist → update the tables / publish → reply. Wake-ups (a stream's notify callback,
-// the schedule hook) may call back into the core, so they are collected in a Wakeups list under
-// mu and run after it is released (RunOnExit).
+// Threading: one mutex, `mu`, guards every field marked so. The only other lock in the core is
+// StoreSync's (`sync`): it may be taken under mu (OnDurable), never mu under it, and nobody
+// waits for durability with mu held. Every part's function is called with mu held unless its
+// header says otherwise. Store writes happen under mu so that events are persisted in the order
+// they are published, always in the order persist → update the tables / publish → reply; the
+// fsync that makes a write durable runs after mu is released (StoreSync, group commit), before
+// the reply and the wake-ups. Wake-ups (a stream's notify callback, the schedule hook) may call
+// back into the core, so they are collected in a Wakeups list under mu and run after it is
+// released (RunOnExit).
 #pragma once
 
 #include <chrono>
@@ -124,7 +127,7 @@ struct CoreState {
   Clock* clock = nullptr;
   CoreMetrics* metrics = nullptr;  // may be null
   CoreOptions options;
-  std::unique_ptr<StoreSync> sync;  // group commit of `store`'s writes (thread-safe itself)
+  std::shared_ptr<StoreSync> sync;  // group commit of `store`'s writes (thread-safe itself)
 
   mutable std::mutex mu;
   bool draining = false;                       // guarded by mu

@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   state->clock = clock;
   state->metrics = metrics;
   state->options = options;
-  state->sync = std::make_unique<StoreSync>(store);
+  state->sync = std::make_shared<StoreSync>(store);
   state->next_lease_id = absl::Uniform<uint64_t>(state->random, 1, uint64_t{1} << 40);
   state->fleet_changed = clock->Now();
 
