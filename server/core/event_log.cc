@@ -36,8 +36,6 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
     }
   }
 
-  // Next under mu. Sets `wait_for` (and the poll is ignored) when Next must wait for that
-  // store write to be durable and then look again.
   // What is next is not durable until write `written` is: a follower waits and is woken then
   // (StoreSync::OnDurable); a one-off replay, which nobody wakes, has Next wait for it.
   Poll UntilDurable(uint64_t written, uint64_t& wait_for) {
@@ -49,6 +47,8 @@ class WatchStream final : public EventStream, public std::enable_shared_from_thi
     return Poll::kWait;
   }
 
+  // Next under mu. Sets `wait_for` (and the poll is ignored) when Next must wait for that
+  // store write to be durable and then look again.
   Poll NextLocked(v1::JobEvent& event, uint64_t& wait_for) {
     if (core_->draining) return Poll::kEnd;
     if (!batch_.empty()) {
