@@ -13,7 +13,9 @@
 // 200 ms. Once listening it prints `listening on HOST:PORT` (the real port, also with port 0)
 // on stderr and writes the same address to DATA_DIR/coordinator.address. SIGTERM or SIGINT
 // drains: health NOT_SERVING, the core refuses new work and ends its streams, calls in flight
-// get 5 s, then the stores close and the process exits 0.
+// get 5 s, then the stores close and the process exits 0. SIGHUP re-reads --auth-token-file
+// (token rotation without a restart): a file that does not parse is logged with its line and
+// the credentials in force stay.
 //
 // Garbage collection (server/core/gc.h) runs on the ticker thread every kGcInterval: the
 // TTL flags take a duration (`90s`, `30m`, `24h`, or plain seconds); 0 turns one off.
@@ -395,6 +397,7 @@ int Run(const Config& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Authenticator auth;
@@ -413,7 +416,10 @@ int Run(const Config& config) {
                : Failure(lock.status().message());
   }
 
-  auto store = SqliteJobStore::Open(config.data_dir + "/jobs.db");
+  // Group commit: the core fsyncs once for all the writes that wait at the same time, outside
+  // its lock, and answers nothing that depends on a write before it is durable.
+  auto store = SqliteJobStore::Open(config.data_dir + "/jobs.db",
+                                    SqliteJobStore::SyncMode::kGroupCommit);
   if (!store.ok()) return Failure(absl::StrCat("job store: ", store.status().message()));
   auto artifacts = ArtifactStore::Open(config.data_dir);
   if (!artifacts.ok()) {
@@ -452,7 +458,22 @@ int Run(const Config& config) {
 
   Ticker ticker(core->get());
   int signal = 0;
-  while (sigwait(&signals, &signal) != 0) {
+  while (true) {
+    if (sigwait(&signals, &signal) != 0) continue;
+    if (signal != SIGHUP) break;
+    if (!config.auth_token_file) {
+      LOG_WARN("SIGHUP: no --auth-token-file to reload");
+      continue;
+    }
+    // Swapped atomically: calls in flight finish with the old set, the next ones use the new.
+    absl::Status reloaded = auth.Reload(*config.auth_token_file);
+    metrics.AuthReloaded(reloaded.ok());
+    if (reloaded.ok()) {
+      LOG_INFO("reloaded {} credential(s) from {}", auth.size(), *config.auth_token_file);
+    } else {
+      LOG_ERROR("reloading the token file failed, the previous credentials stay: {}",
+                std::string(reloaded.message()));
+    }
   }
   LOG_INFO("draining ({})", strsignal(signal));
 

@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "server/core/event_log.h"
 #include "server/core/gc.h"
+#include "server/core/job_access.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/worker_registry.h"
 
@@ -153,10 +154,7 @@ absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>
     const v1::DownloadCheckpointRequest& request) {
   // Adapters are their owner's (and the workers' that resume them): a user may not download
   // another user's.
-  if (!caller.may_work && job.owner() != caller.principal) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("job ", request.job_id(), " belongs to ", job.owner()));
-  }
+  RETURN_IF_ERROR(CheckJobAccess(caller, job, JobAccess::kResume));
   v1::Checkpoint checkpoint;
   if (!request.checkpoint_id().empty()) {
     ASSIGN_OR_RETURN(checkpoint, core.store->GetCheckpoint(request.job_id(), request.checkpoint_id()));

@@ -4,11 +4,31 @@
 
 namespace loratrf::server {
 namespace core_internal {
+namespace {
+
+// The StoreSync of the core this thread last wrote through, until RunWakeups has waited for
+// it. Per thread, because every entry point runs on its caller's thread from the lock to the
+// reply; weak, because a write outside any entry point (a failed recovery) may leave it set
+// after its core is gone; not a count, because the wait covers everything written so far.
+thread_local std::weak_ptr<StoreSync> pending_sync;
+
+}  // namespace
+
+void NoteStoreWrite(CoreState& core) {
+  core.sync->Wrote();
+  pending_sync = core.sync;
+}
 
 void RunWakeups(Wakeups& wakeups) {
+  if (std::shared_ptr<StoreSync> sync = pending_sync.lock()) {
+    pending_sync.reset();
+    sync->WaitFor(sync->written());
+  }
   for (auto& wake : wakeups) wake();
   wakeups.clear();
 }
+
+void AwaitDurable(CoreState& core) { core.sync->WaitFor(core.sync->written()); }
 
 google::protobuf::Timestamp ToProto(absl::Time time) {
   return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));

@@ -13,12 +13,15 @@
 //                                  job_stops sets Worker.cordoned
 //   logs     (JobEventLog records) event_log
 //
-// Threading: one mutex, `mu`, guards every field marked so; there is no other lock in the core.
-// Every part's function is called with mu held unless its header says otherwise. Store writes
-// happen under mu so that events are persisted in the order they are published, always in the
-// order persist → update the tables / publish → reply. Wake-ups (a stream's notify callback,
-// the schedule hook) may call back into the core, so they are collected in a Wakeups list under
-// mu and run after it is released (RunOnExit).
+// Threading: one mutex, `mu`, guards every field marked so. The only other lock in the core is
+// StoreSync's (`sync`): it may be taken under mu (OnDurable), never mu under it, and nobody
+// waits for durability with mu held. Every part's function is called with mu held unless its
+// header says otherwise. Store writes happen under mu so that events are persisted in the order
+// they are published, always in the order persist → update the tables / publish → reply; the
+// fsync that makes a write durable runs after mu is released (StoreSync, group commit), before
+// the reply and the wake-ups. Wake-ups (a stream's notify callback, the schedule hook) may call
+// back into the core, so they are collected in a Wakeups list under mu and run after it is
+// released (RunOnExit).
 #pragma once
 
 #include <chrono>
@@ -46,6 +49,7 @@
 #include "server/artifacts/artifact_store.h"
 #include "server/core/clock.h"
 #include "server/core/job_service.h"
+#include "server/core/store_sync.h"
 #include "server/store/job_store.h"
 
 namespace loratrf::server {
@@ -54,6 +58,11 @@ namespace core_internal {
 // Wake-ups collected under CoreState::mu and run after it is released.
 using Wakeups = std::vector<std::function<void()>>;
 
+// Waits until the store writes this thread made (and everything written before them) are
+// durable (StoreSync), then runs the wake-ups. Replies go out after it too: RunOnExit runs it
+// before the entry point returns. So nothing that depends on a write leaves the core before
+// the write is durable, while the fsync itself runs outside mu, shared by every caller that
+// waits at the same time (group commit).
 void RunWakeups(Wakeups& wakeups);
 
 // Declared before the lock in every entry point, so that the wake-ups run after the lock is
@@ -109,6 +118,8 @@ struct WorkerEntry {
   absl::Time lease_expires;
   bool schedulable = false;  // registered in this process (recovered records are not)
   std::deque<v1::WorkerCommand> commands;
+  uint64_t commands_written = 0;   // StoreSync::written() when a command was last queued: the
+                                   // stream hands them out once that is durable
   uint64_t stream_generation = 0;  // a new stream ends the older ones
   std::function<void()> notify;    // the current stream's wake-up
   std::set<std::pair<std::string, uint32_t>> reported_running;
@@ -119,6 +130,8 @@ class WatchStream;  // event_log.cc: one WatchJob stream
 // Recent events of a job and who watches them.
 struct JobEventLog {
   std::deque<v1::JobEvent> recent;  // the last ring-size events, ascending seq
+  std::deque<uint64_t> recent_written;  // per event of `recent`: StoreSync::written() when it
+                                        // was published; watchers get it once that is durable
   std::vector<std::weak_ptr<WatchStream>> watchers;
 };
 
@@ -133,6 +146,7 @@ struct CoreState {
   Clock* clock = nullptr;
   CoreMetrics* metrics = nullptr;  // may be null
   CoreOptions options;
+  std::shared_ptr<StoreSync> sync;  // group commit of `store`'s writes (thread-safe itself)
 
   mutable std::mutex mu;
   bool draining = false;                       // guarded by mu
@@ -194,14 +208,21 @@ template <typename T>
 const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
   return result.status();
 }
+// Each write is also counted by core.sync and noted for this thread: RunWakeups waits until it
+// is durable before anything that depends on it leaves the core.
+void NoteStoreWrite(CoreState& core);
 template <typename Write>
 auto StoreWrite(CoreState& core, Write&& write) {
   const auto start = std::chrono::steady_clock::now();
   auto result = std::forward<Write>(write)();
+  NoteStoreWrite(core);
   CountStoreWrite(core, absl::FromChrono(std::chrono::steady_clock::now() - start),
                   StatusOf(result));
   return result;
 }
+// Waits (without mu) until every write counted so far is durable: for entry points that read
+// state other callers may have just written, so that they never show what is not durable yet.
+void AwaitDurable(CoreState& core);
 
 }  // namespace core_internal
 

@@ -9,7 +9,8 @@
 // Threading: Publish and WakeAllWatchers are called with CoreState::mu held and queue wake-ups
 // in `wakeups` (run after mu is released). OpenWatch is called without mu (it reads the store).
 // A stream's Next and SetNotify take mu themselves; its notify callback is run by whoever
-// released mu, never under it.
+// released mu, or by the thread whose fsync made the stream's next event durable
+// (StoreSync::OnDurable, which may run it at once, under mu): it must not block.
 #pragma once
 
 #include <memory>

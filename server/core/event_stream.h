@@ -9,6 +9,7 @@
 
 #include <functional>
 
+#include "absl/status/status.h"
 #include "proto/loratrf/v1/job.pb.h"
 
 namespace loratrf::server {
@@ -23,6 +24,10 @@ class EventStream {
              // done, or the coordinator is draining)
   };
   virtual Poll Next(v1::JobEvent& event) = 0;
+  // After kEnd: OK when the stream ended for one of the reasons above; otherwise why it was
+  // cut short (a store read failed during the replay). The watcher must get this error, not a
+  // normal end: it has not seen every event. Called by the thread that called Next.
+  virtual absl::Status status() const { return absl::OkStatus(); }
   // Set once, before the first Next.
   virtual void SetNotify(std::function<void()> notify) = 0;
 };

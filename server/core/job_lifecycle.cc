@@ -18,6 +18,7 @@
 #include "proto/spec/job_spec.h"
 #include "server/core/event_log.h"
 #include "server/core/job_stops.h"
+#include "server/core/job_access.h"
 #include "server/core/scheduler.h"
 #include "server/core/worker_registry.h"
 
@@ -287,11 +288,12 @@ const v1::Job* CachedJob(const CoreState& core, const std::string& id) {
 absl::StatusOr<v1::Job> CancelJob(CoreState& core, const Caller& caller,
                                   const v1::CancelJobRequest& request, Wakeups& wakeups) {
   auto it = core.active.find(request.id());
-  if (it == core.active.end()) return core.store->GetJob(request.id());  // final: as is
-  if (it->second.job.owner() != caller.principal) {
-    return absl::PermissionDeniedError(absl::StrCat("job ", request.id(), " belongs to ",
-                                                    it->second.job.owner()));
+  if (it == core.active.end()) {  // final: as is, to those who may act on it
+    ASSIGN_OR_RETURN(v1::Job job, core.store->GetJob(request.id()));
+    RETURN_IF_ERROR(CheckJobAccess(caller, job));
+    return job;
   }
+  RETURN_IF_ERROR(CheckJobAccess(caller, it->second.job));
   std::string reason = request.reason().empty()
                            ? absl::StrCat("cancelled by ", caller.principal)
                            : SanitizeText(request.reason(), limits::kMaxReasonBytes);

@@ -43,7 +43,8 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
                                                 Wakeups& wakeups);
 // The live view of an active job, or null (final or unknown: ask the store).
 const v1::Job* CachedJob(const CoreState& core, const std::string& id);
-// Idempotent: a final job comes back as stored. Only the owner may cancel.
+// Idempotent: a final job comes back as stored. Only the owner or an admin may cancel
+// (CheckJobAccess), a final job included.
 absl::StatusOr<v1::Job> CancelJob(CoreState& core, const Caller& caller,
                                   const v1::CancelJobRequest& request, Wakeups& wakeups);
 

@@ -15,6 +15,7 @@
 #include "server/core/core_state.h"
 #include "server/core/event_log.h"
 #include "server/core/gc.h"
+#include "server/core/job_access.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/job_stops.h"
 #include "server/core/report_ingestion.h"
@@ -75,6 +76,7 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   state->clock = clock;
   state->metrics = metrics;
   state->options = options;
+  state->sync = std::make_shared<StoreSync>(store);
   state->next_lease_id = absl::Uniform<uint64_t>(state->random, 1, uint64_t{1} << 40);
   state->fleet_changed = clock->Now();
 
@@ -88,6 +90,8 @@ absl::StatusOr<std::unique_ptr<JobServiceCore>> JobServiceCore::Create(
   LOG_INFO("recovered {} queued job(s), {} active job(s) and {} worker(s) from the store",
            recovered.queued.size(), recovered.active.size(), state->workers.size());
   UpdateGauges(*state);  // before the first tick: a scrape right after a restart sees the state
+  Wakeups none;
+  core_internal::RunWakeups(none);  // what recovery wrote is durable before anyone sees it
   return std::unique_ptr<JobServiceCore>(new JobServiceCore(std::move(state)));
 }
 
@@ -103,12 +107,29 @@ absl::StatusOr<v1::SubmitJobResponse> JobServiceCore::SubmitJob(const Caller& ca
   return core_internal::SubmitJob(*state_, caller, request, wakeups);
 }
 
+absl::StatusOr<v1::Job> JobServiceCore::GetJob(const Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(v1::Job job, GetJob(id));
+  RETURN_IF_ERROR(CheckJobAccess(caller, job));
+  return job;
+}
+
 absl::StatusOr<v1::Job> JobServiceCore::GetJob(const std::string& id) {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (const v1::Job* job = core_internal::CachedJob(*state_, id)) return *job;
-  }
-  return state_->store->GetJob(id);
+  absl::StatusOr<v1::Job> job = [&]() -> absl::StatusOr<v1::Job> {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (const v1::Job* cached = core_internal::CachedJob(*state_, id)) return *cached;
+    }
+    return state_->store->GetJob(id);
+  }();
+  core_internal::AwaitDurable(*state_);  // never show a state that is not durable yet
+  return job;
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const Caller& caller,
+                                                              const v1::ListJobsRequest& request) {
+  v1::ListJobsRequest scoped = request;
+  ASSIGN_OR_RETURN(*scoped.mutable_owner(), ListingOwner(caller, request.owner()));
+  return ListJobs(scoped);
 }
 
 absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobsRequest& request) {
@@ -132,6 +153,7 @@ absl::StatusOr<v1::ListJobsResponse> JobServiceCore::ListJobs(const v1::ListJobs
     }
   }
   response.set_next_page_token(page.next_page_token);
+  core_internal::AwaitDurable(*state_);
   return response;
 }
 
@@ -145,6 +167,12 @@ absl::StatusOr<v1::Job> JobServiceCore::CancelJob(const Caller& caller,
 }
 
 absl::StatusOr<std::unique_ptr<EventStream>> JobServiceCore::WatchJob(
+    const Caller& caller, const v1::WatchJobRequest& request) {
+  RETURN_IF_ERROR(GetJob(caller, request.id()).status());
+  return WatchJob(request);
+}
+
+absl::StatusOr<std::unique_ptr<EventStream>> JobServiceCore::WatchJob(
     const v1::WatchJobRequest& request) {
   {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -153,8 +181,16 @@ absl::StatusOr<std::unique_ptr<EventStream>> JobServiceCore::WatchJob(
   return core_internal::OpenWatch(state_, request);
 }
 
+absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(
+    const Caller& caller, const std::string& job_id) {
+  RETURN_IF_ERROR(GetJob(caller, job_id).status());
+  return ListCheckpoints(job_id);
+}
+
 absl::StatusOr<v1::ListCheckpointsResponse> JobServiceCore::ListCheckpoints(const std::string& job_id) {
-  return core_internal::ListCheckpoints(*state_, job_id);
+  absl::StatusOr<v1::ListCheckpointsResponse> listed = core_internal::ListCheckpoints(*state_, job_id);
+  core_internal::AwaitDurable(*state_);
+  return listed;
 }
 
 absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
@@ -180,8 +216,13 @@ absl::StatusOr<v1::DeleteJobResponse> JobServiceCore::DeleteJob(
 void JobServiceCore::CollectGarbage() { core_internal::CollectGarbage(*state_); }
 
 v1::ListWorkersResponse JobServiceCore::ListWorkers() {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return core_internal::ListWorkers(*state_);
+  v1::ListWorkersResponse workers;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    workers = core_internal::ListWorkers(*state_);
+  }
+  core_internal::AwaitDurable(*state_);
+  return workers;
 }
 
 absl::StatusOr<v1::Job> JobServiceCore::PauseJob(const Caller& caller,

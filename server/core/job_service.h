@@ -43,11 +43,13 @@ namespace loratrf::server {
 // The core's state and lock (server/core/core_state.h, private to server/core).
 struct CoreState;
 
-// Who is calling, as the gRPC layer established it (docs/control-plane.md, "Identity").
+// Who is calling, as the gRPC layer established it (docs/control-plane.md, "Identity and
+// auth"). Which jobs a caller may see and act on: CheckJobAccess (server/core/job_access.h).
 struct Caller {
   std::string principal;  // a user's name (a job's owner) or a worker's name
   bool may_submit = true;     // the `user` role
   bool may_work = true;       // the `worker` role
+  bool admin = false;         // the `admin` role: every owner's jobs, and the operator RPCs
 };
 
 struct CoreOptions {
@@ -160,15 +162,29 @@ class JobServiceCore {
   // with `existing` true.
   absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const Caller& caller,
                                                   const v1::SubmitJobRequest& request);
+  // The RPCs' reads take the Caller and answer only what CheckJobAccess allows it (a user's
+  // own jobs; an admin's, every job); PermissionDenied otherwise. The overloads without a
+  // Caller read unscoped, for the coordinator's own use and tests.
+  absl::StatusOr<v1::Job> GetJob(const Caller& caller, const std::string& id);
   absl::StatusOr<v1::Job> GetJob(const std::string& id);
+  // A user's listing is their own jobs (request.owner empty or their name; another owner is
+  // PermissionDenied); an admin lists anyone's.
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const Caller& caller,
+                                                const v1::ListJobsRequest& request);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
-  // Idempotent; a final job comes back unchanged. Its workers get a Cancellation.
+  // Idempotent; a final job comes back unchanged. Its workers get a Cancellation. Owner or
+  // admin only, final jobs included.
   absl::StatusOr<v1::Job> CancelJob(const Caller& caller, const v1::CancelJobRequest& request);
+  // The stream ends with an error (EventStream::status) when a store read fails mid-replay.
+  absl::StatusOr<std::unique_ptr<EventStream>> WatchJob(const Caller& caller,
+                                                        const v1::WatchJobRequest& request);
   absl::StatusOr<std::unique_ptr<EventStream>> WatchJob(const v1::WatchJobRequest& request);
+  absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(const Caller& caller,
+                                                              const std::string& job_id);
   absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(const std::string& job_id);
   // The checkpoint to send (`checkpoint_id` empty: the final one, else the latest) and a reader
   // of its files.
-  // Only the job's owner, or a worker (to resume), may read its checkpoints.
+  // Only the job's owner, an admin, or a worker (to resume) may read its checkpoints.
   absl::StatusOr<std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>>
   OpenCheckpoint(const Caller& caller, const v1::DownloadCheckpointRequest& request);
   v1::ListWorkersResponse ListWorkers();

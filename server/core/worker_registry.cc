@@ -38,6 +38,11 @@ class CommandStreamImpl final : public CommandStream {
       return Poll::kEnd;
     }
     if (it->second.commands.empty()) return Poll::kWait;
+    // Queued by a change that is not durable yet: woken once it is.
+    if (!core_->sync->Durable(it->second.commands_written)) {
+      if (it->second.notify) core_->sync->OnDurable(it->second.commands_written, it->second.notify);
+      return Poll::kWait;
+    }
     command = std::move(it->second.commands.front());
     it->second.commands.pop_front();
     return Poll::kCommand;
@@ -130,6 +135,7 @@ void QueueStaleCancellations(const CoreState& core, WorkerEntry& entry, const At
       command.mutable_cancel()->set_attempt(attempt);
       command.mutable_cancel()->set_reason("this attempt is no longer current");
       entry.commands.push_back(std::move(command));
+      entry.commands_written = core.sync->written();
     }
   }
 }
@@ -155,6 +161,7 @@ void ResendAssignments(CoreState& core, WorkerEntry& entry, const AttemptSet& li
     if (pos == names.end() || listed.count({id, job.job.attempt()}) > 0) continue;
     entry.commands.push_back(
         MakeAssignment(core, job, static_cast<uint32_t>(pos - names.begin())));
+    entry.commands_written = core.sync->written();
     job.assigned_at = now;
   }
 }
@@ -367,6 +374,7 @@ void Send(CoreState& core, const std::string& worker_name, v1::WorkerCommand com
   // A lost worker's ranks are gone or fenced; it gets a fresh queue when it registers again.
   if (it == core.workers.end() || it->second.worker.state() == v1::WORKER_STATE_LOST) return;
   it->second.commands.push_back(std::move(command));
+  it->second.commands_written = core.sync->written();
   if (it->second.notify) wakeups.push_back(it->second.notify);
 }
 

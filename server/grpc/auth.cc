@@ -31,8 +31,7 @@ bool IsTokenChar(char c) { return c > 0x20 && c < 0x7f; }
 
 absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
                                                    absl::string_view source) {
-  Authenticator auth;
-  auth.enabled_ = true;
+  Entries entries;
   std::map<std::string, size_t> by_digest;  // token digest → entry index
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -45,11 +44,11 @@ absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (fields.empty()) continue;
     if (fields.size() != 3) return error("expected ROLE NAME TOKEN");
-    bool user = fields[0] == "user", worker = fields[0] == "worker";
-    if (!user && !worker) return error("ROLE must be 'user' or 'worker'");
+    bool user = fields[0] == "user", worker = fields[0] == "worker", admin = fields[0] == "admin";
+    if (!user && !worker && !admin) return error("ROLE must be 'user', 'admin' or 'worker'");
     absl::string_view name = fields[1];
     if (absl::Status s = worker ? contract::CheckWorkerName("worker NAME", name)
-                                : contract::CheckUserName("user NAME", name);
+                                : contract::CheckUserName(admin ? "admin NAME" : "user NAME", name);
         !s.ok()) {
       return error(s.message());
     }
@@ -62,21 +61,27 @@ absl::StatusOr<Authenticator> Authenticator::Parse(absl::string_view text,
       if (!IsTokenChar(c)) return error("TOKEN must be printable ASCII");
     }
     std::string digest = Sha256Hex(token);
-    auto [it, inserted] = by_digest.emplace(digest, auth.entries_.size());
+    auto [it, inserted] = by_digest.emplace(digest, entries.size());
     if (!inserted) {
-      // One token may carry both roles of one name (two lines); never two names.
-      Entry& entry = auth.entries_[it->second];
+      // One token may carry several roles of one name (a line each); never two names.
+      Entry& entry = entries[it->second];
       if (entry.name != name) return error("this TOKEN is already given to another NAME");
-      if ((user && entry.user) || (worker && entry.worker)) return error("repeated credential");
+      if ((user && entry.user) || (worker && entry.worker) || (admin && entry.admin)) {
+        return error("repeated credential");
+      }
       entry.user |= user;
       entry.worker |= worker;
+      entry.admin |= admin;
       continue;
     }
-    auth.entries_.push_back(Entry{std::string(name), std::move(digest), user, worker});
+    entries.push_back(Entry{std::string(name), std::move(digest), user, worker, admin});
   }
-  if (auth.entries_.empty()) {
+  if (entries.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": no credentials"));
   }
+  Authenticator auth;
+  auth.enabled_ = true;
+  auth.entries_ = std::make_shared<const Entries>(std::move(entries));
   return auth;
 }
 
@@ -86,9 +91,26 @@ absl::StatusOr<Authenticator> Authenticator::FromFile(const std::string& path) {
   return Parse(*text, path);
 }
 
+std::shared_ptr<const Authenticator::Entries> Authenticator::Current() const {
+  return std::atomic_load(&entries_);
+}
+
+size_t Authenticator::size() const { return Current()->size(); }
+
+absl::Status Authenticator::Reload(const std::string& path) {
+  if (!enabled_) {
+    return absl::FailedPreconditionError(
+        "no token file was given at start: auth cannot be switched on while running");
+  }
+  absl::StatusOr<Authenticator> loaded = FromFile(path);
+  if (!loaded.ok()) return loaded.status();
+  std::atomic_store(&entries_, loaded->Current());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Caller> Authenticator::Authenticate(std::optional<absl::string_view> authorization,
                                                    Roles allowed) const {
-  if (!enabled_) return Caller{kLocalPrincipal, true, true};
+  if (!enabled_) return Caller{kLocalPrincipal, true, true, true};
   if (!authorization) {
     return absl::UnauthenticatedError("missing 'authorization: Bearer TOKEN' metadata");
   }
@@ -100,20 +122,24 @@ absl::StatusOr<Caller> Authenticator::Authenticate(std::optional<absl::string_vi
   }
   absl::string_view token = absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size()));
   std::string digest = Sha256Hex(token);
+  const std::shared_ptr<const Entries> entries = Current();  // one set for the whole call
   const Entry* match = nullptr;
-  for (const Entry& entry : entries_) {  // every entry, whatever matched: constant time
+  for (const Entry& entry : *entries) {  // every entry, whatever matched: constant time
     if (ConstantTimeEquals(entry.token_sha256, digest)) match = &entry;
   }
   if (match == nullptr) return absl::UnauthenticatedError("unknown token");
-  if (!((allowed.user && match->user) || (allowed.worker && match->worker))) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("'", match->name, "' may not call this: it needs the ",
-                     allowed.user && allowed.worker ? "user or worker"
-                     : allowed.user                 ? "user"
-                                                    : "worker",
-                     " role"));
+  const bool user = match->user || match->admin;  // an admin may do what a user may
+  if (!((allowed.user && user) || (allowed.worker && match->worker) ||
+        (allowed.admin && match->admin))) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "'", match->name, "' may not call this: it needs the ",
+        allowed.admin                  ? "admin"
+        : allowed.user && allowed.worker ? "user or worker"
+        : allowed.user                 ? "user"
+                                       : "worker",
+        " role"));
   }
-  return Caller{match->name, match->user, match->worker};
+  return Caller{match->name, user, match->worker, match->admin};
 }
 
 absl::Status Authenticator::CheckWorkerName(const Caller& caller, absl::string_view name) const {

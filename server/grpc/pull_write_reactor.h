@@ -30,8 +30,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/grpc/rpc_metrics.h"
@@ -49,7 +51,16 @@ class PullSource {
   enum class Poll { kItem, kWait, kEnd };
   virtual Poll Next(Msg& message) = 0;
   virtual void SetNotify(std::function<void()> notify) = 0;
+  // After kEnd: not OK when the source ended on an error (the RPC then finishes with it).
+  virtual absl::Status Failure() const { return absl::OkStatus(); }
 };
+
+// Whether a core stream says why it ended (EventStream::status).
+template <typename Stream, typename = void>
+struct HasEndStatus : std::false_type {};
+template <typename Stream>
+struct HasEndStatus<Stream, std::void_t<decltype(std::declval<const Stream&>().status())>>
+    : std::true_type {};
 
 // Adapts a core stream whose Next returns (kEvent|kCommand, kWait, kEnd).
 template <typename Msg, typename Stream>
@@ -67,6 +78,13 @@ class CorePullSource final : public PullSource<Msg> {
     }
   }
   void SetNotify(std::function<void()> notify) override { stream_->SetNotify(std::move(notify)); }
+  absl::Status Failure() const override {
+    if constexpr (HasEndStatus<Stream>::value) {
+      return stream_->status();
+    } else {
+      return absl::OkStatus();
+    }
+  }
 
  private:
   std::unique_ptr<Stream> stream_;
@@ -223,7 +241,10 @@ class PullWriteReactor final : public grpc::ServerWriteReactor<Msg> {
       typename PullSource<Msg>::Poll poll = source_->Next(message_);  // mu_ not held
       // Asks the core (its lock): also with mu_ not held.
       grpc::Status end;
-      if (poll == PullSource<Msg>::Poll::kEnd) end = end_status_();
+      if (poll == PullSource<Msg>::Poll::kEnd) {
+        const absl::Status failure = source_->Failure();
+        end = failure.ok() ? end_status_() : rpc::ToGrpcStatus(failure);
+      }
       lock.lock();
       // Only this thread finishes while pumping_ is set (OnCancel defers, OnWriteDone needs a
       // write, which needs this thread).

@@ -213,9 +213,9 @@ grpc::ServerUnaryReactor* JobServiceHandler::GetJob(grpc::CallbackServerContext*
                                                     const v1::GetJobRequest* request,
                                                     v1::Job* response) {
   return Unary(deps_, context, "JobService/GetJob", kUserOnly,
-               [&](const Caller&) -> absl::Status {
+               [&](const Caller& caller) -> absl::Status {
                  RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->GetJob(request->id()));
+                 ASSIGN_OR_RETURN(*response, deps_.core->GetJob(caller, request->id()));
                  return absl::OkStatus();
                });
 }
@@ -224,10 +224,10 @@ grpc::ServerUnaryReactor* JobServiceHandler::ListJobs(grpc::CallbackServerContex
                                                       const v1::ListJobsRequest* request,
                                                       v1::ListJobsResponse* response) {
   return Unary(deps_, context, "JobService/ListJobs", kUserOnly,
-               [&](const Caller&) -> absl::Status {
+               [&](const Caller& caller) -> absl::Status {
                  v1::ListJobsRequest capped = *request;
                  RETURN_IF_ERROR(CheckRequest(capped));
-                 ASSIGN_OR_RETURN(*response, deps_.core->ListJobs(capped));
+                 ASSIGN_OR_RETURN(*response, deps_.core->ListJobs(caller, capped));
                  return absl::OkStatus();
                });
 }
@@ -259,9 +259,9 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
   RpcTimer timer(deps_.metrics, "JobService/WatchJob");
   absl::StatusOr<std::unique_ptr<EventStream>> stream = [&]()
       -> absl::StatusOr<std::unique_ptr<EventStream>> {
-    RETURN_IF_ERROR(deps_.auth->Authenticate(AuthorizationOf(context), kUserOnly).status());
+    ASSIGN_OR_RETURN(Caller caller, deps_.auth->Authenticate(AuthorizationOf(context), kUserOnly));
     RETURN_IF_ERROR(CheckRequest(*request));
-    return deps_.core->WatchJob(*request);
+    return deps_.core->WatchJob(caller, *request);
   }();
   if (!stream.ok()) {
     return new FailedWriteReactor<v1::JobEvent>(timer, rpc::ToGrpcStatus(stream.status()));
@@ -278,9 +278,10 @@ grpc::ServerUnaryReactor* JobServiceHandler::ListCheckpoints(
     grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
   return Unary(deps_, context, "JobService/ListCheckpoints", kUserOnly,
-               [&](const Caller&) -> absl::Status {
+               [&](const Caller& caller) -> absl::Status {
                  RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->ListCheckpoints(request->job_id()));
+                 ASSIGN_OR_RETURN(*response,
+                                  deps_.core->ListCheckpoints(caller, request->job_id()));
                  return absl::OkStatus();
                });
 }

@@ -204,6 +204,17 @@ CoordinatorMetrics::CoordinatorMetrics()
                              std::pair{StopKind::kDrain, "drain"}}) {
     preemptions_[kind] = &preemptions.Add({{"reason", label}});  // present at 0 from the start
   }
+  auth_reloads_ = &BuildCounter()
+                       .Name("loratrf_auth_reloads_total")
+                       .Help("Token file reloads (SIGHUP) that replaced the credentials")
+                       .Register(r)
+                       .Add({});
+  auth_reload_failures_ =
+      &BuildCounter()
+           .Name("loratrf_auth_reload_failures_total")
+           .Help("Token file reloads that failed: the previous credentials stay in force")
+           .Register(r)
+           .Add({});
   store_write_duration_ = &BuildHistogram()
                                .Name("loratrf_store_write_duration_seconds")
                                .Help("Time of one job store write, failed or not")
@@ -361,6 +372,9 @@ void CoordinatorMetrics::LeaseExpired() { lease_expiries_->Increment(); }
 void CoordinatorMetrics::IdempotentReplay() { idempotent_replays_->Increment(); }
 
 void CoordinatorMetrics::JobPreempted(StopKind why) { preemptions_.at(why)->Increment(); }
+void CoordinatorMetrics::AuthReloaded(bool ok) {
+  (ok ? auth_reloads_ : auth_reload_failures_)->Increment();
+}
 
 void CoordinatorMetrics::QueueGauges(const std::map<int32_t, int64_t>& queued_by_priority,
                                      absl::Duration oldest_queued) {

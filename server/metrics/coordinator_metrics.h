@@ -110,6 +110,10 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   void GcDeleted(int64_t checkpoints, uint64_t bytes) override;
   void JobPreempted(StopKind why) override;
 
+  // The token file was re-read (SIGHUP): `ok` false when it did not parse and the previous
+  // credentials stayed (loratrf_auth_reloads_total, loratrf_auth_reload_failures_total).
+  void AuthReloaded(bool ok);
+
   // RpcMetrics
   void RpcFinished(absl::string_view method, absl::string_view code,
                    absl::Duration latency) override;
@@ -152,6 +156,8 @@ class CoordinatorMetrics final : public CoreMetrics, public RpcMetrics {
   prometheus::Counter* lease_expiries_;
   prometheus::Counter* idempotent_replays_;
   std::map<StopKind, prometheus::Counter*> preemptions_;  // by reason label
+  prometheus::Counter* auth_reloads_;
+  prometheus::Counter* auth_reload_failures_;
   prometheus::Histogram* store_write_duration_;
   prometheus::Family<prometheus::Histogram>* job_run_duration_;
   prometheus::Histogram* scheduler_pass_;

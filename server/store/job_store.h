@@ -160,6 +160,12 @@ class JobStore {
   virtual absl::StatusOr<int64_t> ExpireIdempotencyKeys(absl::Time cutoff) = 0;
   // Every checkpoint record of every job, by job id, then as ListCheckpoints orders them.
   virtual absl::StatusOr<std::vector<v1::Checkpoint>> ListAllCheckpoints() = 0;
+  // Makes every write that has returned so far durable (it survives a power cut), for a store
+  // whose writes return once committed but before they reach the disk (SqliteJobStore with
+  // SyncMode::kGroupCommit): one Sync covers the writes of many callers, which is how the core
+  // batches them (server/core/store_sync.h). Stores whose writes are durable when they return
+  // answer OK at once. May run concurrently with writes and reads, from any thread.
+  virtual absl::Status Sync() { return absl::OkStatus(); }
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -36,9 +36,22 @@ class SqliteJobStore final : public JobStore {
   // The schema version this code writes; Open() migrates older files up to it.
   static int SchemaVersion();
 
+  // When a write is on the disk.
+  enum class SyncMode {
+    // synchronous=FULL: every COMMIT waits for its fsync, so a write is durable when it returns
+    // (one fsync per write).
+    kEveryCommit,
+    // synchronous=NORMAL: a COMMIT returns once its WAL frames are written (a process crash
+    // loses nothing; a power cut may lose what was not synced yet), and Sync() fsyncs the WAL,
+    // making every write that returned before it durable. The caller syncs before it lets
+    // anything depend on a write (server/core/store_sync.h), and one Sync serves many writes.
+    kGroupCommit,
+  };
+
   // Opens (creating if needed) the database file at `path` and brings its schema up to date.
   // The directory must exist.
-  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(
+      const std::string& path, SyncMode sync = SyncMode::kEveryCommit);
   // Opens an existing database for reading only (fsck): nothing is created, migrated or
   // written; a file of another schema version is FailedPrecondition. Every write fails.
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenReadOnly(const std::string& path);
@@ -72,6 +85,10 @@ class SqliteJobStore final : public JobStore {
                                                               int limit) override;
   absl::StatusOr<int64_t> ExpireIdempotencyKeys(absl::Time cutoff) override;
   absl::StatusOr<std::vector<v1::Checkpoint>> ListAllCheckpoints() override;
+  // kGroupCommit: fdatasync of the WAL file (not under mu_: writes go on meanwhile). Internal
+  // when the fsync fails: what was written may be lost, and the caller must not go on as if it
+  // were durable.
+  absl::Status Sync() override;
 
  private:
   struct Statements;  // the prepared statements, one per query; defined in the .cc
@@ -80,7 +97,7 @@ class SqliteJobStore final : public JobStore {
   SqliteJobStore(std::string path, sqlite3* db);
 
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenWith(const std::string& path,
-                                                                  bool read_only);
+                                                                  bool read_only, SyncMode sync);
 
   // Statement helpers; all need mu_ held (they use the connection).
   absl::Status Init(bool read_only);
@@ -119,6 +136,14 @@ class SqliteJobStore final : public JobStore {
   std::mutex mu_;
   sqlite3* db_;                        // owned; closed by the destructor
   std::unique_ptr<Statements> stmts_;  // prepared on db_; finalized before it closes
+  SyncMode sync_mode_ = SyncMode::kEveryCommit;  // set by Open, then read-only
+
+  // Sync's own lock and state (never mu_): the WAL file, opened at the first Sync and again if
+  // SQLite ever replaced it (a different inode).
+  std::mutex sync_mu_;
+  int wal_fd_ = -1;      // guarded by sync_mu_
+  uint64_t wal_dev_ = 0;  // guarded by sync_mu_
+  uint64_t wal_ino_ = 0;  // guarded by sync_mu_
 };
 
 }  // namespace loratrf::server

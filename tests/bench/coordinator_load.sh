@@ -47,7 +47,7 @@ for ((i = 0; i < 300; i++)); do
 done
 [[ -s $TMP/data/coordinator.address ]] || { echo "the coordinator wrote no address in 30 s" >&2; exit 1; }
 ADDRESS=$(head -n1 "$TMP/data/coordinator.address")
-echo "coordinator: pid $COORD_PID on $ADDRESS (--lease-ttl $LEASE_TTL, SQLite synchronous=FULL)"
+echo "coordinator: pid $COORD_PID on $ADDRESS (--lease-ttl $LEASE_TTL, SQLite WAL, durable before every answer)"
 
 # The sizes, unless the arguments name them (the generator refuses a flag given twice).
 args=()

@@ -215,7 +215,7 @@ class CoordinatorTest : public ::testing::Test {
 
 TEST(CoordinatorFlagsTest, BadFlagsExitTwoWithOneLine) {
   TempDir dir;
-  std::ofstream(dir / "bad-tokens") << "admin root root-token-0123456789\n";
+  std::ofstream(dir / "bad-tokens") << "root alice root-token-0123456789\n";
   std::ofstream(dir / "cert.pem") << "not a certificate\n";
   const std::string data = dir / "data";
   struct Case {
@@ -377,6 +377,105 @@ TEST_F(CoordinatorTest, TokensAreRequiredAndRolesEnforced) {
   v1::JobEvent event;
   EXPECT_FALSE(reader->Read(&event));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// Users see and act on their own jobs; an admin on everyone's (the rule itself: the core's
+// CheckJobAccess, tested in job_access_test.cc; here over real RPCs).
+TEST_F(CoordinatorTest, UsersSeeOnlyTheirOwnJobsAndAdminsSeeAll) {
+  const std::string bob_token = "bob-token-0123456789ab", root_token = "root-token-0123456789";
+  std::ofstream(dir_ / "tokens") << "user alice " << kUserToken << "\nuser bob " << bob_token
+                                 << "\nadmin root " << root_token << "\n";
+  ASSERT_NO_FATAL_FAILURE(Start({"--auth-token-file", dir_ / "tokens"}));
+  v1::SubmitJobResponse alices, bobs;
+  ASSERT_TRUE(Submit("alices", &alices, "", kUserToken).ok());
+  ASSERT_TRUE(Submit("bobs", &bobs, "", bob_token).ok());
+
+  v1::GetJobRequest get;
+  get.set_id(bobs.job().id());
+  v1::Job job;
+  EXPECT_EQ(jobs_->GetJob(Context(kUserToken).get(), get, &job).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(jobs_->GetJob(Context(root_token).get(), get, &job).ok());
+
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &listed).ok());
+  ASSERT_EQ(listed.jobs_size(), 1);
+  EXPECT_EQ(listed.jobs(0).id(), alices.job().id());
+  list.set_owner("bob");
+  EXPECT_EQ(jobs_->ListJobs(Context(kUserToken).get(), list, &listed).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  list.clear_owner();
+  ASSERT_TRUE(jobs_->ListJobs(Context(root_token).get(), list, &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 2);
+
+  v1::WatchJobRequest watch;
+  watch.set_id(bobs.job().id());
+  auto context = Context(kUserToken);
+  auto reader = jobs_->WatchJob(context.get(), watch);
+  v1::JobEvent event;
+  EXPECT_FALSE(reader->Read(&event));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  v1::CancelJobRequest cancel;
+  cancel.set_id(bobs.job().id());
+  v1::Job cancelled;
+  EXPECT_EQ(jobs_->CancelJob(Context(kUserToken).get(), cancel, &cancelled).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(jobs_->CancelJob(Context(root_token).get(), cancel, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(jobs_->CancelJob(Context(kUserToken).get(), cancel, &cancelled).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED)
+      << "another user's finished job is refused too";
+}
+
+// Token rotation: edit the file, SIGHUP; no restart, and a broken file changes nothing.
+TEST_F(CoordinatorTest, SighupReloadsTheTokenFileAndABrokenFileKeepsTheOldOne) {
+  const std::string carol_token = "carol-token-0123456789";
+  const std::filesystem::path tokens = dir_ / "tokens";
+  std::ofstream(tokens) << "user alice " << kUserToken << "\n";
+  ASSERT_NO_FATAL_FAILURE(Start({"--auth-token-file", tokens, "--log-level", "info"}));
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), {}, &listed).ok());
+  EXPECT_EQ(jobs_->ListJobs(Context(carol_token).get(), {}, &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  // Waits (bounded) until the coordinator logged `what` `count` times: the reload is done.
+  auto wait_for_log = [&](const std::string& what, int count) {
+    for (int i = 0; i < 400; ++i) {
+      const std::string log = coordinator_->Log();
+      int seen = 0;
+      for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) {
+        ++seen;
+      }
+      if (seen >= count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+
+  {
+    std::ofstream rewrite(tokens, std::ios::trunc);
+    rewrite << "user carol " << carol_token << "\n";
+  }
+  coordinator_->Signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log("reloaded 1 credential(s)", 1)) << coordinator_->Log();
+  EXPECT_EQ(jobs_->ListJobs(Context(kUserToken).get(), {}, &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status carol = jobs_->ListJobs(Context(carol_token).get(), {}, &listed);
+  EXPECT_TRUE(carol.ok()) << carol.error_message();
+
+  {
+    std::ofstream broken(tokens, std::ios::trunc);
+    broken << "user alice " << kUserToken << "\nuser dave too-short\n";
+  }
+  coordinator_->Signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log("reloading the token file failed", 1)) << coordinator_->Log();
+  EXPECT_THAT(coordinator_->Log(), HasSubstr(tokens.string() + ":2:"));
+  EXPECT_TRUE(jobs_->ListJobs(Context(carol_token).get(), {}, &listed).ok());
+  EXPECT_EQ(jobs_->ListJobs(Context(kUserToken).get(), {}, &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Health(), 1) << "still serving";
 }
 
 // ---- workers, watch, checkpoints ---------------------------------------------------------------

@@ -1,8 +1,12 @@
 // JobServiceCore, called directly: an in-memory store (the fake of the layer below), a real
 // artifact store in a temp dir, and a fake clock that drives leases. The scheduling policy alone
 // is tested in scheduler_test.cc.
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -717,6 +721,86 @@ TEST_F(CoreTest, CheckpointsAreTheOwnersAndEachAttemptGetsItsOwnPort) {
   (void)second;
 }
 
+// ---- visibility: users see and act on their own jobs, admins on all ---------------------------
+
+TEST_F(CoreTest, AUserSeesAndActsOnlyOnTheirOwnJobsAndAnAdminOnAll) {
+  const Caller alice{"alice", true, false, false};
+  const Caller bob{"bob", true, false, false};
+  const Caller root{"root", true, false, true};
+  const std::string mine = Submit(Spec("mine"), "alice");
+  const std::string theirs = Submit(Spec("theirs"), "bob");
+  const auto denied = absl::StatusCode::kPermissionDenied;
+
+  EXPECT_TRUE(core_->GetJob(alice, mine).ok());
+  EXPECT_EQ(core_->GetJob(alice, theirs).status().code(), denied);
+  EXPECT_TRUE(core_->GetJob(root, theirs).ok());
+  EXPECT_EQ(core_->GetJob(alice, "no-such-job").status().code(), absl::StatusCode::kNotFound);
+
+  EXPECT_TRUE(core_->ListCheckpoints(alice, mine).ok());
+  EXPECT_EQ(core_->ListCheckpoints(alice, theirs).status().code(), denied);
+  EXPECT_TRUE(core_->ListCheckpoints(root, theirs).ok());
+
+  v1::WatchJobRequest watch;
+  watch.set_id(theirs);
+  EXPECT_EQ(core_->WatchJob(alice, watch).status().code(), denied);
+  EXPECT_TRUE(core_->WatchJob(bob, watch).ok());
+  EXPECT_TRUE(core_->WatchJob(root, watch).ok());
+
+  v1::CancelJobRequest cancel;
+  cancel.set_id(theirs);
+  EXPECT_EQ(core_->CancelJob(alice, cancel).status().code(), denied);
+  EXPECT_EQ(Get(theirs).state(), v1::JOB_STATE_QUEUED);
+  auto cancelled = core_->CancelJob(root, cancel);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  // A finished job is refused like an active one, not answered as it is.
+  EXPECT_EQ(core_->CancelJob(alice, cancel).status().code(), denied);
+  EXPECT_TRUE(core_->CancelJob(bob, cancel).ok());
+}
+
+TEST_F(CoreTest, AUsersListingIsTheirOwnJobsAndOnlyAnAdminListsAnotherOwner) {
+  const Caller alice{"alice", true, false, false};
+  const Caller root{"root", true, false, true};
+  const std::string mine = Submit(Spec("mine"), "alice");
+  const std::string theirs = Submit(Spec("theirs"), "bob");
+  auto ids = [](const v1::ListJobsResponse& response) {
+    std::vector<std::string> out;
+    for (const v1::Job& job : response.jobs()) out.push_back(job.id());
+    return out;
+  };
+
+  v1::ListJobsRequest request;
+  auto own = core_->ListJobs(alice, request);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_THAT(ids(*own), ElementsAre(mine)) << "no owner given: forced to the caller";
+  request.set_owner("alice");
+  EXPECT_THAT(ids(*core_->ListJobs(alice, request)), ElementsAre(mine));
+  request.set_owner("bob");
+  auto other = core_->ListJobs(alice, request);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(other.status().message(), HasSubstr("admin"));
+
+  auto bobs = core_->ListJobs(root, request);
+  ASSERT_TRUE(bobs.ok());
+  EXPECT_THAT(ids(*bobs), ElementsAre(theirs));
+  request.clear_owner();
+  auto everyone = core_->ListJobs(root, request);
+  ASSERT_TRUE(everyone.ok());
+  EXPECT_EQ(everyone->jobs_size(), 2);
+}
+
+TEST_F(CoreTest, AnAdminMayDownloadAnyJobsCheckpoints) {
+  const std::string id = Submit(Spec("adapter"), "alice");
+  uint64_t lease = Register("w1", 1);
+  core_->Tick();
+  ASSERT_TRUE(Upload("w1", lease, id, 1, 2, false, "adapter").ok());
+  v1::DownloadCheckpointRequest download;
+  download.set_job_id(id);
+  EXPECT_TRUE(core_->OpenCheckpoint({"root", true, false, true}, download).ok());
+  EXPECT_EQ(core_->OpenCheckpoint({"bob", true, false, false}, download).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 // ---- metrics: each CoreMetrics call happens when its event does ------------------------------
 
 TEST_F(CoreTest, MetricsFollowAJobFromTheQueueToItsEnd) {
@@ -997,6 +1081,171 @@ TEST(CoreStoreFailures, AReportThatFailedToPersistIsAcceptedWhenRetried) {
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(stored->latest_train().step(), 1u);
+  core->reset();
+  fs::remove_all(dir);
+}
+
+// A store whose event reads fail (a corrupt page, an I/O error), for the watch replay.
+class EventReadFailingStore final : public InMemoryJobStore {
+ public:
+  absl::Status list_events_error;  // OK: reads work
+  absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
+                                                       uint64_t after_seq, int limit) override {
+    if (!list_events_error.ok()) return list_events_error;
+    return InMemoryJobStore::ListEvents(job_id, after_seq, limit);
+  }
+};
+
+TEST(CoreStoreFailures, AStoreReadErrorDuringAWatchReplayEndsTheStreamWithAnError) {
+  EventReadFailingStore store;
+  FakeClock clock;
+  fs::path dir = fs::temp_directory_path() / ("core_watch_failure_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, nullptr, {});
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("watched");
+  auto job = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(job.ok());
+  const std::string id = job->job().id();
+  v1::CancelJobRequest cancel;
+  cancel.set_id(id);
+  ASSERT_TRUE((*core)->CancelJob({"alice"}, cancel).ok());  // final: the replay reads the store
+
+  for (bool follow : {true, false}) {
+    SCOPED_TRACE(follow ? "follow" : "no_follow");
+    store.list_events_error = absl::InternalError("database disk image is malformed");
+    v1::WatchJobRequest request;
+    request.set_id(id);
+    request.set_no_follow(!follow);
+    auto stream = (*core)->WatchJob(request);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    (*stream)->SetNotify([] {});
+    v1::JobEvent event;
+    ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEnd);
+    const absl::Status ended = (*stream)->status();
+    EXPECT_EQ(ended.code(), absl::StatusCode::kUnavailable) << ended;
+    EXPECT_THAT(ended.message(), HasSubstr("database disk image is malformed"));
+    EXPECT_THAT(ended.message(), HasSubstr("from seq 1"));
+
+    // Healed: the same replay delivers every event and ends normally.
+    store.list_events_error = absl::OkStatus();
+    auto again = (*core)->WatchJob(request);
+    ASSERT_TRUE(again.ok());
+    (*again)->SetNotify([] {});
+    std::vector<uint64_t> seqs;
+    while ((*again)->Next(event) == EventStream::Poll::kEvent) seqs.push_back(event.seq());
+    EXPECT_THAT(seqs, ElementsAre(1u, 2u));
+    EXPECT_TRUE((*again)->status().ok());
+  }
+  core->reset();
+  fs::remove_all(dir);
+}
+
+// ---- group commit: nothing leaves the core before its write is durable -----------------------
+
+// A store whose Sync (the fsync of group commit) blocks while the test holds it closed.
+class HeldSyncStore final : public InMemoryJobStore {
+ public:
+  absl::Status Sync() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++calls_;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return !held_; });
+    return absl::OkStatus();
+  }
+  void Hold(bool held) {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = held;
+    changed_.notify_all();
+  }
+  void WaitForCall(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return calls_ >= n; });
+  }
+  int calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  int calls_ = 0;
+  bool held_ = false;
+};
+
+TEST(CoreGroupCommit, ASubmitIsAnsweredAndItsEventWatchedOnlyOnceItsWriteIsDurable) {
+  HeldSyncStore store;
+  FakeClock clock;
+  fs::path dir = fs::temp_directory_path() / ("core_group_commit_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto artifacts = ArtifactStore::Open(dir.string());
+  ASSERT_TRUE(artifacts.ok());
+  auto core = JobServiceCore::Create(&store, artifacts->get(), &clock, nullptr, {});
+  ASSERT_TRUE(core.ok());
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec("first");
+  auto first = (*core)->SubmitJob({"alice"}, submit);
+  ASSERT_TRUE(first.ok());
+  const std::string id = first->job().id();
+  v1::WatchJobRequest watch;
+  watch.set_id(id);
+  auto stream = (*core)->WatchJob(watch);
+  ASSERT_TRUE(stream.ok());
+  std::atomic<int> notified{0};
+  (*stream)->SetNotify([&notified] { notified.fetch_add(1); });
+  v1::JobEvent event;
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);  // QUEUED, durable
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+
+  // The disk is slow. A scheduling pass commits SCHEDULED (into the ring) but its Sync does
+  // not return yet: the watcher waits for it.
+  v1::RegisterRequest registration;
+  registration.set_name("w1");
+  registration.set_slots(1);
+  registration.set_address("w1.local");
+  ASSERT_TRUE((*core)->Register(registration).ok());
+  const int syncs_registered = store.calls();
+  store.Hold(true);
+  std::thread ticker([&] { (*core)->Tick(); });
+  store.WaitForCall(syncs_registered + 1);
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+  const int woken = notified.load();
+  store.Hold(false);
+  ticker.join();
+  EXPECT_GT(notified.load(), woken) << "woken once durable";
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.state_change().to(), v1::JOB_STATE_SCHEDULED);
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+
+  // A cancel (the job's final event, which watchers read from the store) is committed but its
+  // Sync does not return yet: neither answered nor watched.
+  const int syncs_before = store.calls();
+  store.Hold(true);
+  std::atomic<bool> answered{false};
+  std::thread canceller([&] {
+    v1::CancelJobRequest cancel;
+    cancel.set_id(id);
+    EXPECT_TRUE((*core)->CancelJob({"alice"}, cancel).ok());
+    answered.store(true);
+  });
+  store.WaitForCall(syncs_before + 1);
+  // Committed, published to the ring, but not durable: neither answered nor watched.
+  EXPECT_FALSE(answered.load());
+  EXPECT_EQ((*stream)->Next(event), EventStream::Poll::kWait);
+  EXPECT_FALSE(answered.load());
+
+  store.Hold(false);
+  canceller.join();
+  EXPECT_TRUE(answered.load());
+  EXPECT_GE(notified.load(), 1) << "woken once durable";
+  ASSERT_EQ((*stream)->Next(event), EventStream::Poll::kEvent);
+  EXPECT_EQ(event.state_change().to(), v1::JOB_STATE_CANCELLED);
   core->reset();
   fs::remove_all(dir);
 }

@@ -19,7 +19,9 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "proto/loratrf/v1/job_service.grpc.pb.h"
 #include "proto/loratrf/v1/worker_service.grpc.pb.h"
+#include "server/core/event_stream.h"
 
 namespace loratrf::server {
 namespace {
@@ -50,7 +52,7 @@ TEST(AuthTest, BadTokenFilesNameTheLine) {
   };
   for (const Case& c : std::vector<Case>{
            {"user alice\n", "tokens.txt:1: expected ROLE NAME TOKEN"},
-           {"\nadmin bob bob-token-0123456789\n", "tokens.txt:2: ROLE must be"},
+           {"\nroot bob bob-token-0123456789\n", "tokens.txt:2: ROLE must be"},
            {"user alice short\n", "TOKEN must be 16 to 512"},
            {"worker Node1 node1-token-0123456789\n", "worker NAME: may contain only"},
            {"user al/ice alice-token-0123456789\n", "user NAME: may contain only"},
@@ -130,6 +132,7 @@ TEST(AuthTest, WithoutTokenFileEveryoneIsLocal) {
   ASSERT_TRUE(caller.ok());
   EXPECT_EQ(caller->principal, kLocalPrincipal);
   EXPECT_TRUE(caller->may_submit && caller->may_work);
+  EXPECT_TRUE(caller->admin) << "a single-user machine: local may do everything";
   EXPECT_TRUE(open.CheckWorkerName(*caller, "any-name").ok());
 }
 
@@ -315,6 +318,69 @@ TEST(PullWriteReactorTest, CancelDuringAPullEndsAfterItWithoutPullingAgain) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_EQ(metrics.Open(RpcMetrics::StreamKind::kCommands), 0) << "closed when the call is done";
+  server->Shutdown();
+}
+
+// A watch stream that replays one event, then fails as a store read would.
+class FailingEventStream final : public EventStream {
+ public:
+  Poll Next(v1::JobEvent& event) override {
+    if (pulls_++ == 0) {
+      event.set_seq(1);
+      return Poll::kEvent;
+    }
+    return Poll::kEnd;
+  }
+  void SetNotify(std::function<void()>) override {}
+  absl::Status status() const override {
+    return pulls_ > 1 ? absl::UnavailableError("reading the events failed: disk I/O error")
+                      : absl::OkStatus();
+  }
+
+ private:
+  int pulls_ = 0;
+};
+
+class FailingWatchService final : public v1::JobService::CallbackService {
+ public:
+  explicit FailingWatchService(StreamPump* pump) : pump_(pump) {}
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
+                                                   const v1::WatchJobRequest*) override {
+    auto* reactor = new PullWriteReactor<v1::JobEvent>(
+        std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(
+            std::make_unique<FailingEventStream>()),
+        pump_, [] { return grpc::Status::OK; }, RpcTimer(nullptr, "JobService/WatchJob"),
+        OpenStream(nullptr, RpcMetrics::StreamKind::kWatch));
+    reactor->Start();
+    return reactor;
+  }
+
+ private:
+  StreamPump* pump_;
+};
+
+// A stream the core ends on an error reaches the client as that error, after what it sent:
+// never as a normal end (which would tell a watcher it has every event).
+TEST(PullWriteReactorTest, AStreamThatEndsOnAnErrorFinishesWithIt) {
+  StreamPump pump;
+  FailingWatchService service(&pump);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::JobService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  auto reader = stub->WatchJob(&context, v1::WatchJobRequest());
+  v1::JobEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  EXPECT_EQ(event.seq(), 1u);
+  EXPECT_FALSE(reader->Read(&event));
+  grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(ended.error_message(), HasSubstr("disk I/O error"));
   server->Shutdown();
 }
 
