@@ -7,6 +7,7 @@
 #include "common/crash_point.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "server/core/job_access.h"
 #include "server/core/retention.h"
 
 namespace loratrf::server::core_internal {
@@ -47,14 +48,11 @@ absl::StatusOr<std::vector<v1::Checkpoint>> ApplyRetention(CoreState& core,
 absl::StatusOr<v1::DeleteJobResponse> DeleteJobRecords(CoreState& core, const Caller& caller,
                                                        const v1::DeleteJobRequest& request,
                                                        std::vector<v1::Checkpoint>& deleted) {
+  ASSIGN_OR_RETURN(v1::Job job, core.store->GetJob(request.id()));
+  RETURN_IF_ERROR(CheckJobAccess(caller, job));
   if (core.active.count(request.id()) > 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", request.id(), " is not final; cancel it first, then delete it"));
-  }
-  ASSIGN_OR_RETURN(v1::Job job, core.store->GetJob(request.id()));
-  if (job.owner() != caller.principal) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("job ", request.id(), " belongs to ", job.owner()));
   }
   if (!IsFinal(job.state())) {
     return absl::FailedPreconditionError(

@@ -16,6 +16,7 @@
 #include "common/text.h"
 #include "proto/contract/limits.h"
 #include "proto/contract/names.h"
+#include "server/core/job_access.h"
 #include "server/core/job_lifecycle.h"
 #include "server/core/preemption.h"
 #include "server/core/worker_registry.h"
@@ -79,17 +80,13 @@ bool WorkersBack(const CoreState& core, const v1::Job& job) {
 absl::StatusOr<ActiveJob*> OwnedActiveJob(CoreState& core, const Caller& caller,
                                           const std::string& id, const char* what) {
   auto it = core.active.find(id);
-  std::string owner;
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   if (it != core.active.end()) {
-    owner = it->second.job.owner();
+    RETURN_IF_ERROR(CheckJobAccess(caller, it->second.job));
   } else {
     ASSIGN_OR_RETURN(v1::Job stored, core.store->GetJob(id));
-    owner = stored.owner();
+    RETURN_IF_ERROR(CheckJobAccess(caller, stored));
     state = stored.state();
-  }
-  if (owner != caller.principal) {
-    return absl::PermissionDeniedError(absl::StrCat("job ", id, " belongs to ", owner));
   }
   if (it == core.active.end()) {
     return absl::FailedPreconditionError(absl::StrCat(

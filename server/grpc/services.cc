@@ -341,7 +341,7 @@ grpc::ServerUnaryReactor* JobServiceHandler::ResumeJob(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* JobServiceHandler::CordonWorker(grpc::CallbackServerContext* context,
                                                           const v1::CordonWorkerRequest* request,
                                                           v1::Worker* response) {
-  return Unary(deps_, context, "JobService/CordonWorker", kUserOnly,
+  return Unary(deps_, context, "JobService/CordonWorker", kAdminOnly,
                [&](const Caller& caller) -> absl::Status {
                  RETURN_IF_ERROR(CheckRequest(*request));
                  ASSIGN_OR_RETURN(*response, deps_.core->CordonWorker(caller, *request));
