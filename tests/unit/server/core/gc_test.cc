@@ -18,6 +18,7 @@
 #include "proto/spec/job_spec.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/core/job_service.h"
+#include "tests/unit/server/core/core_test_support.h"
 #include "server/store/in_memory_job_store.h"
 
 namespace loratrf::server {
@@ -28,43 +29,16 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 v1::JobSpec Spec(const std::string& name, uint32_t keep) {
-  v1::JobSpec spec = spec::DefaultJobSpec();
-  spec.set_name(name);
-  spec.mutable_model()->set_path("/models/tiny");
-  spec.set_task(v1::TASK_CLASSIFICATION);
-  spec.mutable_data()->set_train("/data/train.jsonl");
-  spec.mutable_adapter()->set_method(v1::ADAPTER_METHOD_LORATRF);
-  spec.mutable_adapter()->add_target_modules("q_proj");
-  spec.mutable_training()->set_batch_size(8);
-  spec.mutable_training()->set_micro_batch_size(8);
+  v1::JobSpec spec = core_testing::TestJobSpec(name);
   spec.mutable_training()->set_keep_checkpoints(keep);
-  spec.mutable_resources()->set_workers(1);
-  spec.mutable_resources()->set_slots_per_worker(1);
-  spec.mutable_resources()->set_device(v1::DEVICE_CPU);
   spec.set_max_restarts(3);
   return spec;
 }
 
-class GcMetrics final : public CoreMetrics {
+class GcMetrics final : public core_testing::NullCoreMetrics {
  public:
   int64_t deleted = 0;
   uint64_t freed = 0;
-  void JobSubmitted() override {}
-  void JobFinished(v1::JobState) override {}
-  void JobRestarted() override {}
-  void WorkerLost() override {}
-  void SchedulingLatency(absl::Duration) override {}
-  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
-  void CheckpointBytes(uint64_t) override {}
-  void StoreWriteFailed() override {}
-  void StoreWriteDuration(absl::Duration) override {}
-  void JobRunDuration(v1::JobState, absl::Duration) override {}
-  void SchedulerPass(absl::Duration) override {}
-  void LeaseExpired() override {}
-  void IdempotentReplay() override {}
-  void QueueGauges(const std::map<int32_t, int64_t>&, absl::Duration) override {}
-  void StoredCheckpoints(int64_t, uint64_t) override {}
-  void JobPreempted(StopKind) override {}
   void GcDeleted(int64_t checkpoints, uint64_t bytes) override {
     deleted += checkpoints;
     freed += bytes;

@@ -18,6 +18,7 @@
 #include "server/artifacts/artifact_store.h"
 #include "common/sha256.h"
 #include "server/core/job_service.h"
+#include "tests/unit/server/core/core_test_support.h"
 #include "proto/spec/job_spec.h"
 #include "server/store/in_memory_job_store.h"
 
@@ -31,26 +32,15 @@ using ::testing::Pair;
 
 v1::JobSpec Spec(const std::string& name, uint32_t workers = 1, uint32_t slots = 1,
                  uint32_t max_restarts = 1, int32_t priority = 0) {
-  v1::JobSpec spec = spec::DefaultJobSpec();
-  spec.set_name(name);
-  spec.mutable_model()->set_path("/models/tiny");
-  spec.set_task(v1::TASK_CLASSIFICATION);
-  spec.mutable_data()->set_train("/data/train.jsonl");
-  spec.mutable_adapter()->set_method(v1::ADAPTER_METHOD_LORATRF);
-  spec.mutable_adapter()->add_target_modules("q_proj");
-  spec.mutable_training()->set_batch_size(8 * workers * slots);
-  spec.mutable_training()->set_micro_batch_size(8);
+  v1::JobSpec spec = core_testing::TestJobSpec(name, workers, slots);
   spec.mutable_training()->set_epochs(2);
-  spec.mutable_resources()->set_workers(workers);
-  spec.mutable_resources()->set_slots_per_worker(slots);
-  spec.mutable_resources()->set_device(v1::DEVICE_CPU);
   spec.set_max_restarts(max_restarts);
   spec.set_priority(priority);
   return spec;
 }
 
 // What the core counts, for the tests that look at it.
-class CountingMetrics final : public CoreMetrics {
+class CountingMetrics final : public core_testing::NullCoreMetrics {
  public:
   int submitted = 0, restarted = 0, workers_lost = 0, store_write_failures = 0;
   int store_writes = 0, scheduler_passes = 0, lease_expiries = 0, idempotent_replays = 0;
@@ -60,12 +50,8 @@ class CountingMetrics final : public CoreMetrics {
   int64_t stored_checkpoints = -1;
   uint64_t stored_bytes = 0;
   void JobSubmitted() override { ++submitted; }
-  void JobFinished(v1::JobState) override {}
   void JobRestarted() override { ++restarted; }
   void WorkerLost() override { ++workers_lost; }
-  void SchedulingLatency(absl::Duration) override {}
-  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
-  void CheckpointBytes(uint64_t) override {}
   void StoreWriteFailed() override { ++store_write_failures; }
   void StoreWriteDuration(absl::Duration) override { ++store_writes; }
   void JobRunDuration(v1::JobState state, absl::Duration ran_for) override {
@@ -83,7 +69,6 @@ class CountingMetrics final : public CoreMetrics {
     stored_checkpoints = checkpoints;
     stored_bytes = bytes;
   }
-  void JobPreempted(StopKind) override {}
 };
 
 class CoreTest : public ::testing::Test {

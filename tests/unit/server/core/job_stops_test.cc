@@ -16,6 +16,7 @@
 #include "proto/spec/job_spec.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/core/job_service.h"
+#include "tests/unit/server/core/core_test_support.h"
 #include "server/store/in_memory_job_store.h"
 
 namespace loratrf::server {
@@ -27,42 +28,16 @@ using ::testing::HasSubstr;
 
 v1::JobSpec Spec(const std::string& name, uint32_t slots = 1, int32_t priority = 0,
                  uint32_t max_restarts = 1) {
-  v1::JobSpec spec = spec::DefaultJobSpec();
-  spec.set_name(name);
-  spec.mutable_model()->set_path("/models/tiny");
-  spec.set_task(v1::TASK_CLASSIFICATION);
-  spec.mutable_data()->set_train("/data/train.jsonl");
-  spec.mutable_adapter()->set_method(v1::ADAPTER_METHOD_LORATRF);
-  spec.mutable_adapter()->add_target_modules("q_proj");
-  spec.mutable_training()->set_batch_size(8 * slots);
-  spec.mutable_training()->set_micro_batch_size(8);
-  spec.mutable_resources()->set_workers(1);
-  spec.mutable_resources()->set_slots_per_worker(slots);
-  spec.mutable_resources()->set_device(v1::DEVICE_CPU);
+  v1::JobSpec spec = core_testing::TestJobSpec(name, 1, slots);
   spec.set_max_restarts(max_restarts);
   spec.set_priority(priority);
   return spec;
 }
 
 // Counts the preemptions by kind; the rest is not looked at here.
-class PreemptionCounter final : public CoreMetrics {
+class PreemptionCounter final : public core_testing::NullCoreMetrics {
  public:
   std::map<StopKind, int> preempted;
-  void JobSubmitted() override {}
-  void JobFinished(v1::JobState) override {}
-  void JobRestarted() override {}
-  void WorkerLost() override {}
-  void SchedulingLatency(absl::Duration) override {}
-  void Gauges(int64_t, int64_t, int64_t, int64_t, int64_t) override {}
-  void CheckpointBytes(uint64_t) override {}
-  void StoreWriteFailed() override {}
-  void StoreWriteDuration(absl::Duration) override {}
-  void JobRunDuration(v1::JobState, absl::Duration) override {}
-  void SchedulerPass(absl::Duration) override {}
-  void LeaseExpired() override {}
-  void IdempotentReplay() override {}
-  void QueueGauges(const std::map<int32_t, int64_t>&, absl::Duration) override {}
-  void StoredCheckpoints(int64_t, uint64_t) override {}
   void JobPreempted(StopKind why) override { ++preempted[why]; }
 };
 
