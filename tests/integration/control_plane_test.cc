@@ -616,6 +616,50 @@ TEST_F(ControlPlane, PausedJobResumesFromItsCheckpointAndFreesItsSlotMeanwhile) 
   for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int>(i) + 1);
 }
 
+// Priority preemption across real processes: a higher-priority job that cannot be placed stops
+// a running lower-priority one after it commits a checkpoint, runs, and the victim then resumes
+// from that checkpoint, without using a restart (max_restarts 0), every step once.
+TEST_F(ControlPlane, AHigherPriorityJobPreemptsALowerOneWhichResumesFromItsCheckpoint) {
+  constexpr char kLong[] =
+      "epochs: 20, batch_size: 8, micro_batch_size: 8, learning_rate: 0.001, "
+      "eval_every_steps: 0, checkpoint_every_steps: 100000, max_seq_len: 32";
+  StartCoordinator(0, {"--min-run-before-preempt", "0", "--stop-timeout", "60"});
+  StartAgent("node-a", 1);
+  WaitForWorkers(1);
+  std::string low = Submit(Spec("low", kLong, "workers: 1, slots_per_worker: 1", 0));
+  auto step = [&](const json& job) -> int {
+    if (!job.contains("latest_train")) return 0;
+    return std::stoi(job["latest_train"].value("step", std::string("0")));
+  };
+  ASSERT_TRUE(WaitFor([&] { return step(Get(low)) >= 3; }, 120)) << Logs();
+  const std::string urgent_spec = Spec("urgent", kShortTraining, "workers: 1, slots_per_worker: 1");
+  std::ofstream(urgent_spec, std::ios::app) << "priority: 10\n";
+  std::string urgent = Submit(urgent_spec);
+  ProcessResult watched = Cli({"watch", urgent}, 300);
+  ASSERT_EQ(watched.exit_code, 0) << watched.err << Logs();
+  // The victim was stopped after a checkpoint, requeued without a restart, and finishes.
+  ProcessResult resumed = Cli({"watch", low}, 400);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err << Logs();
+  json job = Get(low);
+  EXPECT_EQ(job["attempt"], 2);
+  EXPECT_EQ(job["preemptions"], 1);
+  bool preempted_event = false;
+  std::vector<int> steps;
+  for (const json& event : Events(low)) {
+    if (event.contains("train")) steps.push_back(std::stoi(event["train"]["step"].get<std::string>()));
+    if (event.contains("state_change") && event["state_change"].value("preempted", false)) {
+      preempted_event = true;
+      EXPECT_THAT(event["state_change"].value("reason", ""), HasSubstr(urgent));
+    }
+  }
+  EXPECT_TRUE(preempted_event) << "the preemption is an event with its reason";
+  const size_t total = std::stoul(job["progress"]["total_steps"].get<std::string>());
+  ASSERT_EQ(steps.size(), total);
+  for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int>(i) + 1);
+  // The urgent job ran while the victim waited: it finished first.
+  EXPECT_LT(Get(urgent)["finished_at"].get<std::string>(), job["finished_at"].get<std::string>());
+}
+
 TEST_F(ControlPlane, RejectionsAreClear) {
   std::ofstream(dir_ / "tokens") << "user alice s3cret-user-token-0123456789\nworker node-a s3cret-worker-token-0123456789\n";
   std::ofstream(dir_ / "alice.token") << "s3cret-user-token-0123456789\n";
