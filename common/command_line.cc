@@ -83,6 +83,26 @@ absl::StatusOr<int64_t> CommandLine::GetInt(const std::string& name, int64_t fal
   return value;
 }
 
+absl::StatusOr<absl::Duration> CommandLine::GetDuration(const std::string& name,
+                                                        absl::Duration fallback,
+                                                        absl::Duration lo,
+                                                        absl::Duration hi) const {
+  std::optional<std::string> text = Get(name);
+  if (!text) return fallback;
+  int64_t seconds = 0;
+  absl::Duration value;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), seconds);
+  const bool plain = ec == std::errc() && end == text->data() + text->size();
+  if (plain) value = absl::Seconds(seconds);
+  if ((!plain && !absl::ParseDuration(*text, &value)) || value < lo || value > hi ||
+      value == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": '", *text, "' is not a duration in [", absl::FormatDuration(lo), ", ",
+        absl::FormatDuration(hi), "] (seconds, or like 90s, 30m, 24h)"));
+  }
+  return value;
+}
+
 absl::StatusOr<std::string> CommandLine::GetChoice(const std::string& name,
                                                    const std::string& fallback,
                                                    const std::vector<std::string>& choices) const {

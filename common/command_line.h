@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace loratrf {
 
@@ -35,6 +36,11 @@ class CommandLine {
   // The flag's value as an integer in [lo, hi], or `fallback` when absent.
   absl::StatusOr<int64_t> GetInt(const std::string& name, int64_t fallback, int64_t lo,
                                  int64_t hi) const;
+  // The flag's value as a duration in [lo, hi] — plain seconds ("90") or a duration ("90s",
+  // "1m30s", "24h") — or `fallback` when absent.
+  absl::StatusOr<absl::Duration> GetDuration(const std::string& name, absl::Duration fallback,
+                                             absl::Duration lo,
+                                             absl::Duration hi = absl::InfiniteDuration()) const;
   // The flag's value when it is one of `choices`, or `fallback` when absent.
   absl::StatusOr<std::string> GetChoice(const std::string& name, const std::string& fallback,
                                         const std::vector<std::string>& choices) const;

@@ -4,7 +4,7 @@
 //       [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]] [--lease-ttl SECONDS]
 //       [--max-running-per-owner N] [--rendezvous-ports LO-HI]
 //       [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]
-//       [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]
+//       [--stop-timeout D] [--min-run-before-preempt D]
 //       [--max-running-slots-per-owner N] [--max-queued-per-owner N] [--owner-weight NAME=W]...
 //   loratrf-coordinator fsck --data-dir DIR
 //
@@ -89,7 +89,7 @@ constexpr char kUsage[] =
     "           [--auth-token-file F] [--tls-cert F --tls-key F [--tls-ca F]]\n"
     "           [--lease-ttl SECONDS] [--max-running-per-owner N] [--rendezvous-ports LO-HI]\n"
     "           [--finished-job-ttl D] [--lost-worker-ttl D] [--idempotency-window D]\n"
-    "           [--stop-timeout SECONDS] [--min-run-before-preempt SECONDS]\n"
+    "           [--stop-timeout D] [--min-run-before-preempt D]\n"
     "           [--max-running-slots-per-owner N] [--max-queued-per-owner N]\n"
     "           [--owner-weight NAME=W]...\n"
     "           [--log-level debug|info|warn|error] [--log-format text|json]\n"
@@ -125,22 +125,6 @@ absl::StatusOr<std::pair<uint32_t, uint32_t>> ParsePortRange(const std::string& 
         "--rendezvous-ports: '", text, "' is not LO-HI with 1 <= LO <= HI <= 65535"));
   }
   return std::make_pair(low, high);
-}
-
-// A TTL flag: `0` (never), plain seconds, or a duration such as `90s`, `30m`, `24h`.
-absl::StatusOr<absl::Duration> ParseTtl(const std::string& flag, const std::string& text) {
-  int64_t seconds = 0;
-  absl::Duration duration;
-  if (absl::SimpleAtoi(text, &seconds)) {
-    duration = absl::Seconds(seconds);
-  } else if (!absl::ParseDuration(text, &duration)) {
-    duration = -absl::InfiniteDuration();
-  }
-  if (duration < absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": '", text, "' is not a duration (0 for never, seconds, or like 90s, 30m, 24h)"));
-  }
-  return duration;
 }
 
 // `--owner-weight NAME=W`, repeatable: taken out of `args` into `weights` (fair share between
@@ -261,12 +245,15 @@ absl::StatusOr<Config> ParseFlags(std::vector<std::string> args) {
   config.core.max_running_per_owner = static_cast<int>(*per_owner);
   // Pause, drain and preemption: how long a stop may take to checkpoint before it is forced,
   // and how long an attempt runs before a higher-priority job may preempt it.
-  absl::StatusOr<int64_t> stop_timeout = flags->GetInt("--stop-timeout", 90, 1, 86400);
+  absl::StatusOr<absl::Duration> stop_timeout = flags->GetDuration(
+      "--stop-timeout", config.core.stop_timeout, absl::Seconds(1), absl::Hours(24));
   if (!stop_timeout.ok()) return stop_timeout.status();
-  config.core.stop_timeout = absl::Seconds(*stop_timeout);
-  absl::StatusOr<int64_t> min_run = flags->GetInt("--min-run-before-preempt", 300, 0, 604800);
+  config.core.stop_timeout = *stop_timeout;
+  absl::StatusOr<absl::Duration> min_run =
+      flags->GetDuration("--min-run-before-preempt", config.core.min_run_before_preempt,
+                         absl::ZeroDuration(), absl::Hours(7 * 24));
   if (!min_run.ok()) return min_run.status();
-  config.core.min_run_before_preempt = absl::Seconds(*min_run);
+  config.core.min_run_before_preempt = *min_run;
   absl::StatusOr<int64_t> slots_per_owner =
       flags->GetInt("--max-running-slots-per-owner", 0, 0, 1'000'000);
   if (!slots_per_owner.ok()) return slots_per_owner.status();
@@ -285,11 +272,10 @@ absl::StatusOr<Config> ParseFlags(std::vector<std::string> args) {
   for (auto [flag, field] : {std::pair{"--finished-job-ttl", &config.core.finished_job_ttl},
                               std::pair{"--lost-worker-ttl", &config.core.lost_worker_ttl},
                               std::pair{"--idempotency-window", &config.core.idempotency_window}}) {
-    if (auto text = flags->Get(flag)) {
-      absl::StatusOr<absl::Duration> ttl = ParseTtl(flag, *text);
-      if (!ttl.ok()) return ttl.status();
-      *field = *ttl;
-    }
+    // 0: never.
+    absl::StatusOr<absl::Duration> ttl = flags->GetDuration(flag, *field, absl::ZeroDuration());
+    if (!ttl.ok()) return ttl.status();
+    *field = *ttl;
   }
   config.logging.program = "loratrf-coordinator";
   config.logging.level = flags->GetOr("--log-level", "info");

@@ -881,18 +881,33 @@ absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::ListCheckpoints(
   std::vector<v1::Checkpoint> checkpoints;
   RETURN_IF_ERROR(InReadTransaction(kOp, [&]() -> absl::Status {
     RETURN_IF_ERROR(LoadJob(kOp, job_id).status());
-    sqlite3_stmt* stmt = stmts_->list_checkpoints.get();
-    ScopedReset reset(stmt);
-    int rc = Binder(stmt).Text(job_id).rc();
-    if (rc != SQLITE_OK) return Error(kOp, rc);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-      ASSIGN_OR_RETURN(v1::Checkpoint checkpoint,
-                       ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
-      checkpoints.push_back(std::move(checkpoint));
-    }
-    return rc == SQLITE_DONE ? absl::OkStatus() : Error(kOp, rc);
+    ASSIGN_OR_RETURN(checkpoints, QueryCheckpoints(kOp, job_id));
+    return absl::OkStatus();
   }));
   return checkpoints;
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::QueryCheckpoints(
+    const char* operation, const std::string& job_id) {
+  sqlite3_stmt* stmt = stmts_->list_checkpoints.get();
+  ScopedReset reset(stmt);
+  int rc = Binder(stmt).Text(job_id).rc();
+  if (rc != SQLITE_OK) return Error(operation, rc);
+  return ReadMessages<v1::Checkpoint>(operation, stmt, "checkpoint");
+}
+
+template <typename Message>
+absl::StatusOr<std::vector<Message>> SqliteJobStore::ReadMessages(const char* operation,
+                                                                  sqlite3_stmt* stmt,
+                                                                  const char* what) {
+  std::vector<Message> messages;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(Message message, ParseColumn<Message>(stmt, 0, what));
+    messages.push_back(std::move(message));
+  }
+  if (rc != SQLITE_DONE) return Error(operation, rc);
+  return messages;
 }
 
 absl::StatusOr<v1::Checkpoint> SqliteJobStore::GetCheckpoint(const std::string& job_id,
@@ -930,14 +945,7 @@ absl::StatusOr<std::vector<v1::Worker>> SqliteJobStore::ListWorkers() {
 absl::StatusOr<std::vector<v1::Worker>> SqliteJobStore::QueryWorkers(const char* operation) {
   sqlite3_stmt* stmt = stmts_->list_workers.get();
   ScopedReset reset(stmt);
-  std::vector<v1::Worker> workers;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    ASSIGN_OR_RETURN(v1::Worker worker, ParseColumn<v1::Worker>(stmt, 0, "worker"));
-    workers.push_back(std::move(worker));
-  }
-  if (rc != SQLITE_DONE) return Error(operation, rc);
-  return workers;
+  return ReadMessages<v1::Worker>(operation, stmt, "worker");
 }
 
 absl::Status SqliteJobStore::DeleteWorker(const std::string& name) {
@@ -996,18 +1004,7 @@ absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::DeleteJob(const std:
       return absl::FailedPreconditionError(absl::StrCat(
           "job '", job_id, "' is ", v1::JobState_Name(row.job.state()), ", not final"));
     }
-    {
-      sqlite3_stmt* stmt = stmts_->list_checkpoints.get();
-      ScopedReset reset(stmt);
-      int rc = Binder(stmt).Text(job_id).rc();
-      if (rc != SQLITE_OK) return Error(kOp, rc);
-      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        ASSIGN_OR_RETURN(v1::Checkpoint checkpoint,
-                         ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
-        deleted.push_back(std::move(checkpoint));
-      }
-      if (rc != SQLITE_DONE) return Error(kOp, rc);
-    }
+    ASSIGN_OR_RETURN(deleted, QueryCheckpoints(kOp, job_id));
     // The rows that reference the job first (foreign keys are on).
     for (sqlite3_stmt* stmt : {stmts_->delete_job_checkpoints.get(),
                                stmts_->delete_job_events.get(), stmts_->delete_job.get()}) {
@@ -1051,14 +1048,7 @@ absl::StatusOr<std::vector<v1::Checkpoint>> SqliteJobStore::ListAllCheckpoints()
   std::lock_guard<std::mutex> lock(mu_);
   sqlite3_stmt* stmt = stmts_->all_checkpoints.get();
   ScopedReset reset(stmt);
-  std::vector<v1::Checkpoint> checkpoints;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    ASSIGN_OR_RETURN(v1::Checkpoint checkpoint, ParseColumn<v1::Checkpoint>(stmt, 0, "checkpoint"));
-    checkpoints.push_back(std::move(checkpoint));
-  }
-  if (rc != SQLITE_DONE) return Error(kOp, rc);
-  return checkpoints;
+  return ReadMessages<v1::Checkpoint>(kOp, stmt, "checkpoint");
 }
 
 absl::StatusOr<RecoveredState> SqliteJobStore::Recover() {

@@ -127,6 +127,13 @@ class SqliteJobStore final : public JobStore {
   // Steps `stmt` (bound, selecting the job columns) to the end.
   absl::StatusOr<std::vector<v1::Job>> QueryJobs(const char* operation, sqlite3_stmt* stmt);
   absl::StatusOr<std::vector<v1::Worker>> QueryWorkers(const char* operation);
+  // The checkpoint records of `job_id` by step (the job must exist). Needs mu_.
+  absl::StatusOr<std::vector<v1::Checkpoint>> QueryCheckpoints(const char* operation,
+                                                               const std::string& job_id);
+  // Steps `stmt` (bound) to the end, parsing its column 0 as a `Message` blob named `what`.
+  template <typename Message>
+  absl::StatusOr<std::vector<Message>> ReadMessages(const char* operation, sqlite3_stmt* stmt,
+                                                    const char* what);
 
   const std::string path_;  // for error messages
   // Guards db_ and stmts_. One connection, so one caller at a time: SQLite serializes writers

@@ -62,20 +62,6 @@ std::vector<std::string> GpuIds(int count) {
   return ids;
 }
 
-// --NAME DURATION ("25s", "1m30s", "24h"), positive; `fallback` when absent.
-absl::StatusOr<absl::Duration> GetDuration(const CommandLine& flags, const std::string& name,
-                                           absl::Duration fallback) {
-  std::optional<std::string> text = flags.Get(name);
-  if (!text) return fallback;
-  absl::Duration value;
-  if (!absl::ParseDuration(*text, &value) || value <= absl::ZeroDuration() ||
-      value == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " '", *text, "': expected a positive duration such as 25s, 10m or 24h"));
-  }
-  return value;
-}
-
 absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
   agent::AgentOptions options;
   ASSIGN_OR_RETURN(options.coordinator, flags.Require("--coordinator"));
@@ -119,9 +105,10 @@ absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
     options.slots = static_cast<uint32_t>(slots > 0 ? slots : 1);
   }
   ASSIGN_OR_RETURN(options.drain_timeout,
-                   GetDuration(flags, "--drain-timeout", options.drain_timeout));
+                   flags.GetDuration("--drain-timeout", options.drain_timeout, absl::Nanoseconds(1)));
   ASSIGN_OR_RETURN(options.keep_failed_for,
-                   GetDuration(flags, "--keep-failed-for", options.keep_failed_for));
+                   flags.GetDuration("--keep-failed-for", options.keep_failed_for,
+                                     absl::Nanoseconds(1)));
   char self[PATH_MAX] = {};
   ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
   if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");

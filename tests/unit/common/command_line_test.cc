@@ -54,5 +54,27 @@ TEST(CommandLine, OutOfRangeIntegerIsRefused) {
   EXPECT_FALSE(args->GetInt("--nproc", 1, 1, 64).ok());
 }
 
+TEST(CommandLine, DurationsAreSecondsOrDurationsWithinTheirRange) {
+  const std::vector<CommandLine::Flag> flags = {{"--ttl", true}};
+  auto value = [&](const std::string& text) {
+    auto args = CommandLine::Parse({"--ttl", text}, flags);
+    EXPECT_TRUE(args.ok());
+    return args->GetDuration("--ttl", absl::Minutes(1), absl::ZeroDuration(), absl::Hours(24));
+  };
+  EXPECT_EQ(*value("90"), absl::Seconds(90));
+  EXPECT_EQ(*value("1m30s"), absl::Seconds(90));
+  EXPECT_EQ(*value("0"), absl::ZeroDuration());
+  EXPECT_EQ(*value("24h"), absl::Hours(24));
+  for (const char* bad : {"-5", "soon", "3x", "-1h", "25h", "inf", ""}) {
+    absl::StatusOr<absl::Duration> parsed = value(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.status().message().rfind("--ttl: '", 0), 0u) << parsed.status();
+  }
+  auto absent = CommandLine::Parse({}, flags);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_EQ(*absent->GetDuration("--ttl", absl::Minutes(1), absl::ZeroDuration()),
+            absl::Minutes(1));
+}
+
 }  // namespace
 }  // namespace loratrf
