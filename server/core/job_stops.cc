@@ -278,21 +278,18 @@ void PreemptForWaiting(CoreState& core, Wakeups& wakeups) {
   // Agents may still be joining (after a coordinator start): what they bring may be enough.
   if (!core.FleetSettled()) return;
   const absl::Time now = core.Now();
-  std::vector<const ActiveJob*> waiters;
+  // From the core's indexes, never the whole table: this runs on every tick. Candidates are
+  // the slot holders; waiters come from the queue, already in scheduling order (priority
+  // first), so the walk stops at the first priority no candidate is below.
   std::vector<PreemptionCandidate> candidates;
   std::set<std::string> stopping_for;  // waiting jobs whose victims are still stopping
   std::map<std::string, int> running_per_owner;
   int32_t lowest_candidate = std::numeric_limits<int32_t>::max();
-  int32_t highest_waiter = std::numeric_limits<int32_t>::min();
-  for (const auto& [id, entry] : core.active) {
+  for (const std::string& id : core.holding) {
+    auto it = core.active.find(id);
+    if (it == core.active.end()) continue;
+    const ActiveJob& entry = it->second;
     const v1::Job& job = entry.job;
-    if (job.state() == v1::JOB_STATE_QUEUED) {
-      if (IsHeld(core, entry)) continue;
-      waiters.push_back(&entry);
-      highest_waiter = std::max(highest_waiter, job.spec().priority());
-      continue;
-    }
-    if (!HoldsSlots(job.state())) continue;
     ++running_per_owner[job.owner()];
     if (entry.stop.has_value()) {
       if (entry.stop->kind == StopKind::kPriority) stopping_for.insert(entry.stop->for_job);
@@ -313,11 +310,19 @@ void PreemptForWaiting(CoreState& core, Wakeups& wakeups) {
     lowest_candidate = std::min(lowest_candidate, candidate.priority);
     candidates.push_back(std::move(candidate));
   }
-  if (waiters.empty() || candidates.empty() || highest_waiter <= lowest_candidate) return;
-  std::sort(waiters.begin(), waiters.end(), [](const ActiveJob* a, const ActiveJob* b) {
-    int32_t pa = a->job.spec().priority(), pb = b->job.spec().priority();
-    return pa != pb ? pa > pb : a->order < b->order;
-  });
+  if (candidates.empty()) return;
+  std::vector<const ActiveJob*> waiters;
+  for (const auto& [priority, owners] : core.queue.groups()) {
+    if (priority <= lowest_candidate) break;
+    for (const auto& [owner, run] : owners) {
+      for (const auto& [key, queued] : run) {
+        if (!queued.paused && !queued.held) {
+          waiters.push_back(static_cast<const ActiveJob*>(queued.context));
+        }
+      }
+    }
+  }
+  if (waiters.empty()) return;
   std::vector<SchedulerWorker> fleet = SchedulableFleet(core);
   // Shapes (priority, device, workers, slots) that found no victims in this pass: the fleet and
   // the candidates only shrink within it, so a long queue of alike jobs costs one search.
