@@ -79,7 +79,7 @@ namespace rpc = loratrf::rpc;
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 constexpr absl::Duration kTickInterval = absl::Milliseconds(200);
-constexpr absl::Duration kMinTickGap = absl::Milliseconds(10);
+constexpr absl::Duration kMinTickGap = absl::Milliseconds(1);
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 // How often the ticker thread runs a garbage-collection pass (each is bounded).
 constexpr absl::Duration kGcInterval = absl::Seconds(1);
@@ -321,8 +321,9 @@ absl::StatusOr<int> LockDataDir(const std::string& dir) {
   return fd;  // held until the process exits
 }
 
-// Calls core->Tick() every kTickInterval, and soon after the core says there is scheduling work
-// (a finished job's slots are refilled at once, not at the next period), until Stop().
+// Calls core->Tick() every kTickInterval, and a scheduling pass alone (ScheduleIfChanged) soon
+// after the core says there is scheduling work (a finished job's slots are refilled at once,
+// not at the next period), until Stop().
 class Ticker {
  public:
   explicit Ticker(JobServiceCore* core) : core_(core), thread_([this] { Run(); }) {
@@ -351,20 +352,27 @@ class Ticker {
  private:
   void Run() {
     std::unique_lock<std::mutex> lock(mu_);
+    auto next_tick = std::chrono::steady_clock::now();
     while (!stop_) {
       poked_ = false;
       lock.unlock();
-      core_->Tick();
+      if (const auto now = std::chrono::steady_clock::now(); now >= next_tick) {
+        core_->Tick();
+        next_tick = now + absl::ToChronoMilliseconds(kTickInterval);
+      } else {
+        core_->ScheduleIfChanged();
+      }
       if (const auto now = std::chrono::steady_clock::now(); now >= next_gc_) {
         core_->CollectGarbage();
         next_gc_ = now + absl::ToChronoMilliseconds(kGcInterval);
       }
       lock.lock();
-      // At most one scheduling pass per kMinTickGap however often it is poked: a pass sorts
-      // the whole queue.
+      // At most one scheduling pass per kMinTickGap however often it is poked. A pass is cheap
+      // (the queue stays ordered and a pass stops once nothing more fits), so the gap is short:
+      // a freed slot or a new job waits about that long, not a whole tick. Pokes that arrive
+      // during a pass or the gap are served by one pass.
       wake_.wait_for(lock, absl::ToChronoMilliseconds(kMinTickGap), [this] { return stop_; });
-      wake_.wait_for(lock, absl::ToChronoMilliseconds(kTickInterval - kMinTickGap),
-                     [this] { return stop_ || poked_; });
+      wake_.wait_until(lock, next_tick, [this] { return stop_ || poked_; });
     }
   }
 

@@ -110,6 +110,8 @@ struct ActiveJob {
   std::string held_for;  // listed in CoreState::held while set
   // Its entry in CoreState::queue while QUEUED (the fields it was added with, to remove it).
   std::optional<SchedulerJob> queued;
+  // The workers it is listed under in CoreState::holding_on (the ones it was added with).
+  std::vector<std::string> holding_on;
 };
 
 struct WorkerEntry {
@@ -166,11 +168,16 @@ struct CoreState {
   // RUNNING), so that a scheduling pass never walks the whole table.
   JobQueue queue;                              // guarded by mu
   std::set<std::string> holding;               // guarded by mu
+  // The same jobs by worker (a job under each worker of its attempt), for the per-worker calls.
+  std::map<std::string, std::set<std::string>> holding_on;  // guarded by mu
   std::set<std::string> held;                  // guarded by mu: queued jobs with a held_for
   // Queue statuses (Job.queue) are rewritten by a full walk of the queue; with a long queue at
   // most every kQueueStatusRefresh (job_lifecycle.cc), so they may lag by that much.
   absl::Time last_full_walk = absl::InfinitePast();  // guarded by mu
   bool queue_status_stale = false;             // guarded by mu: a pass skipped the full walk
+  // The earliest queued_at in the queue as of oldest_queued_checked (LongestQueuedWait).
+  absl::Time oldest_queued_at = absl::InfiniteFuture();       // guarded by mu
+  absl::Time oldest_queued_checked = absl::InfinitePast();    // guarded by mu
   std::map<std::string, core_internal::WorkerEntry> workers;  // guarded by mu
   std::map<std::string, core_internal::JobEventLog> logs;     // guarded by mu
   absl::BitGen random;                         // guarded by mu

@@ -42,6 +42,10 @@ std::string DeviceName(v1::Device device) { return device == v1::DEVICE_CUDA ? "
 // kQueueStatusRefresh, so that a pass with nothing to place stays cheap (docs/control-plane.md,
 // "The queue").
 constexpr size_t kFullWalkQueue = 1000;
+// Placements per scheduling pass: each is persisted under the core's mutex, so a pass that
+// hands out thousands of jobs at once would stall every RPC for its whole length; the rest go
+// in the passes right after (each pass that stops here asks for the next one).
+constexpr size_t kMaxPlacementsPerPass = 256;
 constexpr absl::Duration kQueueStatusRefresh = absl::Milliseconds(500);
 
 // The scheduler's view of a queued job.
@@ -93,8 +97,21 @@ void Reindex(CoreState& core, ActiveJob& entry) {
     entry.queued = QueueEntry(core, entry);
     core.queue.Add(*entry.queued);
   }
+  for (const std::string& worker : entry.holding_on) {
+    auto on = core.holding_on.find(worker);
+    if (on == core.holding_on.end()) continue;
+    on->second.erase(entry.job.id());
+    if (on->second.empty()) core.holding_on.erase(on);
+  }
+  entry.holding_on.clear();
   if (HoldsSlots(entry.job.state())) {
-    core.holding.insert(entry.job.id());
+    // A new attempt starts with no stop pending: one left from an attempt that ended some
+    // other way (it failed, its worker was lost) must not stop this one.
+    if (core.holding.insert(entry.job.id()).second) entry.stop.reset();
+    for (const std::string& worker : entry.job.workers()) {
+      core.holding_on[worker].insert(entry.job.id());
+      entry.holding_on.push_back(worker);
+    }
   } else {
     core.holding.erase(entry.job.id());
   }
@@ -482,9 +499,13 @@ void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
   policy.full_walk = core.queue.size() <= kFullWalkQueue ||
                      now - core.last_full_walk >= kQueueStatusRefresh ||
                      (settled && !core.last_pass_settled);
+  policy.max_placements = kMaxPlacementsPerPass;
   SchedulingDecision decision =
       Schedule(core.queue, SchedulableFleet(core), running, releases, policy);
-  if (policy.full_walk) {
+  if (decision.capped) {
+    core.queue_status_stale = true;
+    core.MarkScheduleDirty(wakeups);
+  } else if (policy.full_walk) {
     core.last_pass_settled = settled;
     core.last_full_walk = now;
     core.queue_status_stale = false;
@@ -513,6 +534,25 @@ void ScheduleQueued(CoreState& core, Wakeups& wakeups) {
 
 bool QueueStatusRefreshDue(const CoreState& core, absl::Time now) {
   return core.queue_status_stale && now - core.last_full_walk >= kQueueStatusRefresh;
+}
+
+absl::Duration LongestQueuedWait(CoreState& core, absl::Time now) {
+  if (core.queue.size() <= kFullWalkQueue || now - core.oldest_queued_checked >= kQueueStatusRefresh) {
+    core.oldest_queued_at = absl::InfiniteFuture();
+    for (const auto& [priority, owners] : core.queue.groups()) {
+      for (const auto& [owner, run] : owners) {
+        for (const auto& [key, job] : run) {
+          const auto* entry = static_cast<const ActiveJob*>(job.context);
+          core.oldest_queued_at = std::min(core.oldest_queued_at, entry->queued_at);
+        }
+      }
+    }
+    core.oldest_queued_checked = now;
+  }
+  if (core.queue.empty() || core.oldest_queued_at == absl::InfiniteFuture()) {
+    return absl::ZeroDuration();
+  }
+  return std::max(now - core.oldest_queued_at, absl::ZeroDuration());
 }
 
 v1::WorkerCommand MakeAssignment(const CoreState& core, const ActiveJob& entry,

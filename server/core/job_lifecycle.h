@@ -86,6 +86,10 @@ void RestartJobOrLog(CoreState& core, const std::string& job_id, const std::stri
 void ScheduleQueued(CoreState& core, Wakeups& wakeups);
 // A pass skipped the statuses and they are due now (Tick runs a pass for them).
 bool QueueStatusRefreshDue(const CoreState& core, absl::Time now);
+// How long the longest-waiting queued job has waited (0 when none): from a walk of the queue,
+// which with a long queue is made only as often as the queue statuses are refreshed (the
+// answer may lag by that much).
+absl::Duration LongestQueuedWait(CoreState& core, absl::Time now);
 // The assignment of `entry`'s current attempt for the worker at `node_rank`.
 v1::WorkerCommand MakeAssignment(const CoreState& core, const ActiveJob& entry,
                                  uint32_t node_rank);

@@ -28,22 +28,20 @@ using core_internal::HoldsSlots;
 using core_internal::RunOnExit;
 using core_internal::Wakeups;
 
-// The gauges of CoreMetrics, from the tables and the artifact store: computed from state, never
-// kept as running counts, so they are right after Recover. Needs mu.
+// The gauges of CoreMetrics, from the tables, their indexes and the artifact store: computed
+// from state, never kept as running counts, so they are right after Recover. Runs on every
+// tick, so it never walks the whole job table. Needs mu.
 void UpdateGauges(CoreState& core) {
   if (core.metrics == nullptr) return;
-  const absl::Time now = core.Now();
-  int64_t queued = 0, running = 0, ready = 0, slots = 0, free = 0;
+  int64_t queued = static_cast<int64_t>(core.queue.size());
+  int64_t running = static_cast<int64_t>(core.holding.size());
+  int64_t ready = 0, slots = 0, free = 0;
   std::map<int32_t, int64_t> queued_by_priority;
-  absl::Duration oldest = absl::ZeroDuration();
-  for (const auto& [id, entry] : core.active) {
-    if (entry.job.state() == v1::JOB_STATE_QUEUED) {
-      ++queued;
-      ++queued_by_priority[entry.job.spec().priority()];
-      oldest = std::max(oldest, now - entry.queued_at);
-    }
-    if (HoldsSlots(entry.job.state())) ++running;
+  for (const auto& [priority, owners] : core.queue.groups()) {
+    int64_t& count = queued_by_priority[priority];
+    for (const auto& [owner, run] : owners) count += static_cast<int64_t>(run.size());
   }
+  const absl::Duration oldest = core_internal::LongestQueuedWait(core, core.Now());
   for (const auto& [name, entry] : core.workers) {
     if (entry.worker.state() == v1::WORKER_STATE_LOST) continue;
     ready += entry.worker.state() == v1::WORKER_STATE_READY;
@@ -303,6 +301,21 @@ absl::StatusOr<std::unique_ptr<JobServiceCore::CheckpointUpload>> JobServiceCore
 
 // ---- lifecycle ------------------------------------------------------------------------------
 
+namespace {
+
+// The scheduling pass, timed on a monotonic clock (the pass's cost, not the core's possibly
+// fake time). Needs mu.
+void TimedSchedulingPass(CoreState& core, Wakeups& wakeups) {
+  core.schedule_dirty = false;
+  const auto start = std::chrono::steady_clock::now();
+  core_internal::ScheduleQueued(core, wakeups);
+  if (core.metrics != nullptr) {
+    core.metrics->SchedulerPass(absl::FromChrono(std::chrono::steady_clock::now() - start));
+  }
+}
+
+}  // namespace
+
 void JobServiceCore::Tick() {
   Wakeups wakeups;
   RunOnExit run_wakeups{wakeups};
@@ -315,19 +328,20 @@ void JobServiceCore::Tick() {
     // can never fit then fail), and when a long queue's statuses are due.
     if (state_->schedule_dirty || (!state_->last_pass_settled && state_->FleetSettled()) ||
         core_internal::QueueStatusRefreshDue(*state_, state_->Now())) {
-      state_->schedule_dirty = false;
-      // Timed on a monotonic clock: the pass's cost, not the core's (possibly fake) time.
-      const auto start = std::chrono::steady_clock::now();
-      core_internal::ScheduleQueued(*state_, wakeups);
-      if (state_->metrics != nullptr) {
-        state_->metrics->SchedulerPass(
-            absl::FromChrono(std::chrono::steady_clock::now() - start));
-      }
+      TimedSchedulingPass(*state_, wakeups);
     }
     // Every tick, not only when dirty: attempts become preemptible as they run.
     core_internal::PreemptForWaiting(*state_, wakeups);
     UpdateGauges(*state_);
   }
+}
+
+void JobServiceCore::ScheduleIfChanged() {
+  Wakeups wakeups;
+  RunOnExit run_wakeups{wakeups};
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->draining || !state_->schedule_dirty) return;
+  TimedSchedulingPass(*state_, wakeups);
 }
 
 void JobServiceCore::SetScheduleHook(std::function<void()> hook) {

@@ -226,8 +226,12 @@ class JobServiceCore {
 
   // ---- lifecycle --------------------------------------------------------------------------
   // Expires leases and overdue stops, schedules queued jobs, then lets queued jobs that still
-  // do not fit preempt lower-priority ones. Cheap when nothing changed.
+  // do not fit preempt lower-priority ones. Walks every slot holder: call it periodically.
   void Tick();
+  // Only the scheduling pass of Tick, and only if something changed since the last one: what
+  // the schedule hook's caller runs between ticks, so that a freed slot or a new job is served
+  // at once without the sweeps (which cost in proportion to the running jobs).
+  void ScheduleIfChanged();
   // One garbage-collection pass (the TTLs of CoreOptions), bounded; called by the coordinator's
   // background thread every few seconds, or by tests. Holds the core's lock only for store
   // writes, never while files are removed.

@@ -131,12 +131,13 @@ absl::Status RequestStop(CoreState& core, ActiveJob& entry, StopKind kind,
 void ExpireStops(CoreState& core, Wakeups& wakeups) {
   const absl::Time now = core.Now();
   std::vector<std::string> overdue;
-  for (auto& [id, entry] : core.active) {
+  // A stop is pending only for a slot holder (Reindex drops it when a job starts holding slots
+  // again), so `holding` is all there is to walk.
+  for (const std::string& id : core.holding) {
+    auto it = core.active.find(id);
+    if (it == core.active.end()) continue;
+    ActiveJob& entry = it->second;
     if (!entry.stop.has_value()) continue;
-    if (!HoldsSlots(entry.job.state())) {
-      entry.stop.reset();  // the attempt ended some other way
-      continue;
-    }
     if (!entry.stop->sent && WorkersBack(core, entry.job)) {
       SendStop(core, entry, wakeups);
       entry.stop->sent = true;
@@ -166,9 +167,11 @@ bool IsHeld(const CoreState& core, const ActiveJob& entry) {
   if (waiter == core.active.end() || waiter->second.job.state() != v1::JOB_STATE_QUEUED) {
     return false;
   }
-  for (const auto& [id, other] : core.active) {
-    if (other.stop.has_value() && other.stop->kind == StopKind::kPriority &&
-        other.stop->for_job == entry.held_for) {
+  for (const std::string& id : core.holding) {
+    auto other = core.active.find(id);
+    if (other != core.active.end() && other->second.stop.has_value() &&
+        other->second.stop->kind == StopKind::kPriority &&
+        other->second.stop->for_job == entry.held_for) {
       return true;
     }
   }

@@ -218,6 +218,10 @@ SchedulingDecision Schedule(const JobQueue& queue, std::vector<SchedulerWorker> 
 
     while (!heap.empty()) {
       if (!policy.full_walk && free_total == 0) return decision;
+      if (policy.max_placements > 0 && decision.placements.size() >= policy.max_placements) {
+        decision.capped = true;
+        return decision;
+      }
       const size_t index = std::get<2>(heap.top());
       heap.pop();
       Cursor& cursor = cursors[index];

@@ -18,6 +18,7 @@
 //     but only when the caller says the fleet has settled (`fail_unschedulable`; the core
 //     waits two lease TTLs after the last worker joined or left, so that jobs submitted while
 //     agents are still starting wait for them) and never when the fleet is empty;
+//   - a pass places at most `max_placements` jobs (more are left for the next pass);
 //   - queue status: a full walk (`full_walk`) gives every job left waiting a QueueStatus — the
 //     reason, its 1-based position in this order, the slots it needs and an ETA — in the same
 //     ordered walk; without it the walk ends once no ready worker has a free slot.
@@ -113,6 +114,7 @@ struct SchedulingDecision {
   std::vector<Unschedulable> unschedulable;
   std::vector<QueueVerdict> waiting;  // in scheduling order
   bool walked_all = false;            // every queued job was visited
+  bool capped = false;                // ended at max_placements: the statuses are partial
 };
 
 // What an owner holds now: SCHEDULED+RUNNING jobs and their slots.
@@ -134,6 +136,10 @@ struct SchedulerPolicy {
   std::map<std::string, double> owner_weights;  // > 0; an owner not named weighs 1
   bool fail_unschedulable = true;
   bool full_walk = true;
+  // The pass ends after this many placements (0: no limit), even in a full walk: the caller
+  // holds its lock for the pass and persists each placement, so a huge queue meeting a huge
+  // fleet is handed out over several passes instead of one long one.
+  size_t max_placements = 0;
 };
 
 SchedulingDecision Schedule(const JobQueue& queue, std::vector<SchedulerWorker> fleet,

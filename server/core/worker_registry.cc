@@ -184,9 +184,13 @@ void CheckListedAttempts(CoreState& core, WorkerEntry& worker, Wakeups& wakeups)
   const std::string& name = worker.worker.name();
   const absl::Duration interval = core.options.lease_ttl / 3;
   std::vector<std::string> vanished;
-  for (auto& [id, entry] : core.active) {
+  auto held = core.holding_on.find(name);  // runs on every heartbeat: only this worker's jobs
+  if (held == core.holding_on.end()) return;
+  for (const std::string& id : held->second) {
+    auto it = core.active.find(id);
+    if (it == core.active.end()) continue;
+    ActiveJob& entry = it->second;
     const v1::Job& job = entry.job;
-    if (!HoldsSlots(job.state())) continue;
     auto pos = std::find(job.workers().begin(), job.workers().end(), name);
     if (pos == job.workers().end()) continue;
     if (worker.reported_running.count({id, job.attempt()}) > 0 ||
@@ -338,9 +342,13 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
   }
   // Every attempt that holds a lost (or vanished) worker restarts. Swept on every tick, so a
   // Restart that failed (a store error) is tried again.
+  // Only slot holders have workers (and attachments to wait for): both sweeps walk `holding`,
+  // not the whole table.
   std::vector<std::pair<std::string, std::string>> lost;  // job, worker
-  for (const auto& [id, job] : core.active) {
-    if (!HoldsSlots(job.job.state())) continue;
+  for (const std::string& id : core.holding) {
+    auto entry = core.active.find(id);
+    if (entry == core.active.end()) continue;
+    const ActiveJob& job = entry->second;
     for (const std::string& w : job.job.workers()) {
       auto it = core.workers.find(w);
       if (it == core.workers.end() || it->second.worker.state() == v1::WORKER_STATE_LOST) {
@@ -354,7 +362,10 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
   }
   // Attempts recovered from the store whose workers did not come back in time.
   std::vector<std::string> stale;
-  for (auto& [id, job] : core.active) {
+  for (const std::string& id : core.holding) {
+    auto entry = core.active.find(id);
+    if (entry == core.active.end()) continue;
+    const ActiveJob& job = entry->second;
     if (job.attach_deadline.has_value() && *job.attach_deadline <= now &&
         job.attached.size() < static_cast<size_t>(job.job.workers_size())) {
       stale.push_back(id);

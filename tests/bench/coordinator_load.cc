@@ -3,13 +3,14 @@
 //
 //   coordinator_load --address HOST:PORT [--coordinator-pid PID] [--jobs N] [--watchers N]
 //       [--workers N] [--submitters N] [--train-rows N] [--checkpoint-bytes N]
-//       [--timeout-s S] [--sample-ms MS] [--queue-first]
+//       [--slots N] [--timeout-s S] [--sample-ms MS] [--queue-first]
 //   coordinator_load --fsync-probe DIR      (fsyncs a small appended file 200 times, prints the rate)
 //
 // Three kinds of clients, all over the real gRPC API:
 // - submitters: threads that call SubmitJob (blocking stubs) until --jobs jobs are submitted;
 // - fake workers (registered before the submitters start, or with --queue-first once every job
-//   is submitted, so that the whole submission queues): Register (1 CPU slot), heartbeat at the interval the coordinator returns
+//   is submitted, so that the whole submission queues): Register (--slots CPU slots, 1 by
+//   default), heartbeat at the interval the coordinator returns listing every attempt it holds
 //   (async unary calls from one thread), StreamCommands (a callback reader). Each worker has a
 //   thread that runs its assignments: ReportEvents RUNNING, ReportEvents with --train-rows
 //   TrainMetrics rows, UploadCheckpoint of a final checkpoint (one file,
@@ -19,7 +20,8 @@
 //
 // Measures submit latency (SubmitJob round trip), schedule latency (SubmitJob response to the
 // worker receiving the Assignment), end-to-end latency (submit start to the ack of the
-// SUCCEEDED report), watch delivery lag (event.time to receipt, only for events persisted after
+// SUCCEEDED report), the queue drain with --queue-first (fleet start to the last assignment:
+// the scheduler's rate, given enough slots, e.g. --slots 200), watch delivery lag (event.time to receipt, only for events persisted after
 // the watch began: replayed history is not lag), throughput (and with --queue-first the drain
 // rate, from the fleet's start to the last success), queue depth (submitted minus
 // assigned, as the generator sees it), the coordinator's RSS (/proc/PID/status) and CPU time,
@@ -89,6 +91,7 @@ struct Config {
   int jobs = 10000;
   int watchers = 200;
   int workers = 50;
+  int slots = 1;  // per fake worker; its assignments run one after another
   int submitters = 8;
   int train_rows = 3;
   int checkpoint_bytes = 4096;
@@ -292,7 +295,7 @@ class FakeWorker {
   bool Register() {
     v1::RegisterRequest request;
     request.set_name(name_);
-    request.set_slots(1);
+    request.set_slots(static_cast<uint32_t>(shared_->config.slots));
     request.set_device(v1::DEVICE_CPU);
     request.set_address("127.0.0.1");
     request.set_version("coordinator_load");
@@ -309,6 +312,7 @@ class FakeWorker {
                 std::chrono::nanoseconds(response.heartbeat_interval().nanos());
     if (interval_ <= Steady::duration::zero()) interval_ = std::chrono::seconds(1);
     next_heartbeat_ = Steady::now() + interval_;
+    registered_.store(true, std::memory_order_release);  // the heartbeat thread may beat now
     v1::StreamCommandsRequest stream_request;
     stream_request.set_name(name_);
     stream_request.set_lease_id(lease_id_);
@@ -324,6 +328,8 @@ class FakeWorker {
       shared_->jobs.Assigned(command.assign().job_id(), Steady::now());
       ++shared_->assigned;
       std::lock_guard<std::mutex> lock(mu_);
+      // Held from now on (heartbeats list it), though it runs once those before it finished.
+      running_.emplace_back(command.assign().job_id(), command.assign().attempt());
       queue_.push_back(command.assign());
       wake_.notify_one();
     } else if (command.has_cancel()) {
@@ -341,7 +347,10 @@ class FakeWorker {
 
   // Called by the heartbeat thread: sends one asynchronously when due and none is in flight.
   void MaybeHeartbeat(Steady::time_point now) {
-    if (now < next_heartbeat_ || heartbeat_in_flight_.load()) return;
+    if (!registered_.load(std::memory_order_acquire) || now < next_heartbeat_ ||
+        heartbeat_in_flight_.load()) {
+      return;
+    }
     next_heartbeat_ = now + interval_;
     struct Call {
       grpc::ClientContext context;
@@ -400,7 +409,6 @@ class FakeWorker {
         if (stop_) return;
         assignment = std::move(queue_.front());
         queue_.pop_front();
-        running_.emplace_back(assignment.job_id(), assignment.attempt());
       }
       bool ok = RunJob(assignment);
       {
@@ -508,9 +516,11 @@ class FakeWorker {
   Shared* const shared_;
   const std::string name_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
+  // Set by Register before registered_; read by the heartbeat thread after it.
   uint64_t lease_id_ = 0;
   Steady::duration interval_{};
-  Steady::time_point next_heartbeat_;  // heartbeat thread only
+  Steady::time_point next_heartbeat_;  // then the heartbeat thread's only
+  std::atomic<bool> registered_{false};
   std::atomic<bool> heartbeat_in_flight_{false};
   CommandReader* reader_ = nullptr;
   std::thread thread_;
@@ -803,7 +813,7 @@ int FsyncProbe(const std::string& dir) {
 absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
   auto flags = loratrf::CommandLine::Parse(
       args, {{"--address", true}, {"--coordinator-pid", true}, {"--jobs", true},
-             {"--watchers", true}, {"--workers", true}, {"--submitters", true},
+             {"--watchers", true}, {"--workers", true}, {"--slots", true}, {"--submitters", true},
              {"--queue-first", false},
              {"--train-rows", true}, {"--checkpoint-bytes", true}, {"--timeout-s", true},
              {"--sample-ms", true}});
@@ -823,6 +833,7 @@ absl::StatusOr<Config> ParseFlags(const std::vector<std::string>& args) {
            {"--jobs", &config.jobs, 1, 10'000'000},
            {"--watchers", &config.watchers, 0, 100'000},
            {"--workers", &config.workers, 1, 10'000},
+           {"--slots", &config.slots, 1, 10'000},
            {"--submitters", &config.submitters, 1, 1'000},
            {"--train-rows", &config.train_rows, 0, 1'000},
            {"--checkpoint-bytes", &config.checkpoint_bytes, 1, 1 << 20},
@@ -844,9 +855,10 @@ int Run(const Config& config) {
   }
   shared.checkpoint_sha256 = loratrf::Sha256Hex(shared.checkpoint_data);
 
-  std::printf("coordinator load: %d jobs, %d watchers, %d fake workers (1 CPU slot each), "
+  std::printf("coordinator load: %d jobs, %d watchers, %d fake workers (%d CPU slot%s each), "
               "%d submitters; per job %d train rows + a %d-byte final checkpoint\n",
-              config.jobs, config.watchers, config.workers, config.submitters, config.train_rows,
+              config.jobs, config.watchers, config.workers, config.slots,
+              config.slots == 1 ? "" : "s", config.submitters, config.train_rows,
               config.checkpoint_bytes);
   const double coordinator_cpu_start = ProcCpuSeconds(config.coordinator_pid);
   const ProcStatus at_start = ReadProcStatus(config.coordinator_pid);
@@ -858,17 +870,9 @@ int Run(const Config& config) {
   std::atomic<bool> heartbeats_stop{false};
   std::thread heartbeats;
   auto start_fleet = [&]() -> bool {
-    for (int i = 0; i < config.workers; ++i) {
-      workers.push_back(std::make_unique<FakeWorker>(&shared, i));
-      if (!workers.back()->Register()) {
-        std::fprintf(stderr, "coordinator_load: worker %d could not register; is the coordinator at %s?\n",
-                     i, config.address.c_str());
-        shared.errors.Print();
-        workers.pop_back();
-        for (auto& worker : workers) worker->Stop();
-        return false;
-      }
-    }
+    for (int i = 0; i < config.workers; ++i) workers.push_back(std::make_unique<FakeWorker>(&shared, i));
+    // Beating before the last worker registers: with a deep queue and many slots, registering
+    // the whole fleet takes longer than a lease (each registration is followed by a pass).
     heartbeats = std::thread([&] {
       while (!heartbeats_stop) {
         Steady::time_point now = Steady::now();
@@ -876,6 +880,17 @@ int Run(const Config& config) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
+    for (int i = 0; i < config.workers; ++i) {
+      if (!workers[i]->Register()) {
+        std::fprintf(stderr, "coordinator_load: worker %d could not register; is the coordinator at %s?\n",
+                     i, config.address.c_str());
+        shared.errors.Print();
+        heartbeats_stop = true;
+        heartbeats.join();
+        for (auto& worker : workers) worker->Stop();
+        return false;
+      }
+    }
     return true;
   };
   if (!config.queue_first && !start_fleet()) return 1;
@@ -952,6 +967,7 @@ int Run(const Config& config) {
   // ---- the report ----
   std::vector<double> submit_ms, schedule_ms, e2e_ms;
   Steady::time_point first_submit = Steady::time_point::max(), last_success = shared.start;
+  Steady::time_point last_assigned = shared.start;
   int64_t never_assigned = 0, assigned_not_done = 0;
   std::vector<std::string> stuck_examples;
   {
@@ -964,6 +980,7 @@ int Run(const Config& config) {
         if (record.succeeded) e2e_ms.push_back(Ms(*record.succeeded - *record.submit_start));
       }
       if (record.succeeded) last_success = std::max(last_success, *record.succeeded);
+      if (record.assigned) last_assigned = std::max(last_assigned, *record.assigned);
       if (!record.assigned) ++never_assigned;
       if (record.assigned && !record.succeeded) ++assigned_not_done;
       if (!record.succeeded && stuck_examples.size() < 5) stuck_examples.push_back(id);
@@ -1005,6 +1022,13 @@ int Run(const Config& config) {
     std::printf("%-24s  %.1f jobs/s (%lld completed in %.1f s, fleet start to last success)\n",
                 "drain", drain_s > 0 ? shared.completed / drain_s : 0.0,
                 static_cast<long long>(shared.completed.load()), drain_s);
+    // The queue's drain alone: how fast the scheduler hands the queue out when there are slots.
+    const double assign_s = Seconds(last_assigned - *submit_end);
+    std::printf("%-24s  %.1f jobs/s (%lld assigned in %.2f s, fleet start to last assignment; "
+                "%d slots)\n",
+                "queue drain", assign_s > 0 ? shared.assigned / assign_s : 0.0,
+                static_cast<long long>(shared.assigned.load()), assign_s,
+                config.workers * config.slots);
   }
   const double submit_s = Seconds(*submit_end - shared.start);
   std::printf("%-24s  %.1f s for %lld submits (%.1f submits/s)\n", "submit phase", submit_s,
@@ -1049,7 +1073,7 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "-h" || args[0] == "--help") {
     std::fputs(
         "usage: coordinator_load --address HOST:PORT [--coordinator-pid PID] [--jobs N]\n"
-        "           [--watchers N] [--workers N] [--submitters N] [--train-rows N] [--queue-first]\n"
+        "           [--watchers N] [--workers N] [--slots N] [--submitters N] [--train-rows N] [--queue-first]\n"
         "           [--checkpoint-bytes N] [--timeout-s S] [--sample-ms MS]\n"
         "       coordinator_load --fsync-probe DIR\n",
         args.empty() ? stderr : stdout);

@@ -840,6 +840,53 @@ TEST_F(CoreTest, MetricsFollowAJobFromTheQueueToItsEnd) {
   EXPECT_EQ(metrics_.oldest_queued, absl::ZeroDuration()) << "0 when nothing is queued";
 }
 
+TEST_F(CoreTest, AQueueLargerThanOnePassIsHandedOutOverPassesThatAskForTheNext) {
+  MakeCore();
+  constexpr int kJobs = 600;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kJobs; ++i) ids.push_back(Submit(Spec("j" + std::to_string(i))));
+  int pokes = 0;
+  core_->SetScheduleHook([&] { ++pokes; });
+  Register("w1", kJobs);
+  auto scheduled = [&] {
+    return std::count_if(ids.begin(), ids.end(), [&](const std::string& id) {
+      return Get(id).state() == v1::JOB_STATE_SCHEDULED;
+    });
+  };
+  pokes = 0;
+  core_->Tick();
+  const auto first = scheduled();
+  EXPECT_GT(first, 0);
+  EXPECT_LT(first, kJobs) << "one pass must not hold the core for the whole queue";
+  EXPECT_GE(pokes, 1) << "a pass that stopped early asks for the next one";
+  for (int pass = 0; pass < kJobs && scheduled() < kJobs; ++pass) core_->Tick();
+  EXPECT_EQ(scheduled(), kJobs);
+  EXPECT_EQ(Get(ids.front()).state(), v1::JOB_STATE_SCHEDULED) << "queue order kept";
+  core_->SetScheduleHook(nullptr);
+}
+
+TEST_F(CoreTest, ScheduleIfChangedRunsOnlyAPassAndOnlyWhenSomethingChanged) {
+  MakeCore();
+  Register("w1", 1);
+  const std::string id = Submit(Spec("a"));
+  const int passes = metrics_.scheduler_passes;
+  core_->ScheduleIfChanged();
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_SCHEDULED);
+  EXPECT_GT(metrics_.scheduler_passes, passes);
+  core_->ScheduleIfChanged();  // the placement itself was a change
+  const int settled = metrics_.scheduler_passes;
+  core_->ScheduleIfChanged();
+  EXPECT_EQ(metrics_.scheduler_passes, settled) << "nothing changed: no pass";
+  // The sweeps are Tick's: a lapsed lease is noticed there, not here.
+  clock_.Advance(absl::Seconds(11));
+  Submit(Spec("b"));
+  core_->ScheduleIfChanged();
+  EXPECT_EQ(core_->ListWorkers().workers(0).state(), v1::WORKER_STATE_READY);
+  EXPECT_EQ(Get(id).state(), v1::JOB_STATE_SCHEDULED);
+  core_->Tick();
+  EXPECT_EQ(core_->ListWorkers().workers(0).state(), v1::WORKER_STATE_LOST);
+}
+
 TEST_F(CoreTest, ALapsedLeaseIsCountedOnce) {
   Register("w1", 1);
   clock_.Advance(absl::Seconds(9));

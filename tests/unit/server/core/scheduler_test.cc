@@ -389,5 +389,21 @@ TEST(Scheduler, APassWithoutFreeSlotsStopsAtOnceUnlessAFullWalkIsAsked) {
   EXPECT_EQ(StatusOf(decision, "j49").position(), 48u);
 }
 
+TEST(Scheduler, APassPlacesAtMostItsLimitAndSaysItStoppedThere) {
+  Pass pass;
+  for (int i = 0; i < 10; ++i) pass.Add(Job("j" + std::to_string(i), 1, 1, 0, i));
+  pass.policy.max_placements = 3;
+  auto decision = pass.Run({Worker("w1", 8, 8)});
+  EXPECT_THAT(Placed(decision), ElementsAre("j0", "j1", "j2")) << "in queue order";
+  EXPECT_TRUE(decision.capped);
+  EXPECT_FALSE(decision.walked_all) << "the statuses of the jobs after the cap are not known";
+  // Under the limit the pass is not capped and walks everything.
+  pass.policy.max_placements = 20;
+  decision = pass.Run({Worker("w1", 8, 8)});
+  EXPECT_EQ(Placed(decision).size(), 8u);
+  EXPECT_FALSE(decision.capped);
+  EXPECT_TRUE(decision.walked_all);
+}
+
 }  // namespace
 }  // namespace loratrf::server
