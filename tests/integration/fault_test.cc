@@ -39,7 +39,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 
 // A checkpoint's or event's uint64 step (a string in proto JSON).
@@ -147,8 +146,8 @@ class Faults : public ServiceFixture {
 // Two ranks on one agent; short collective timeout so that a lost peer is noticed in seconds.
 constexpr char kTwoRanks[] = "workers: 1, slots_per_worker: 2";
 constexpr char kTwoRankTraining[] =
-    "epochs: 10, max_steps: 120, batch_size: 8, micro_batch_size: 4, learning_rate: 0.01, "
-    "eval_every_steps: 0, checkpoint_every_steps: 5, keep_checkpoints: 20, max_seq_len: 32";
+    "epochs: 10, max_steps: 40, batch_size: 8, micro_batch_size: 4, learning_rate: 0.01, "
+    "eval_every_steps: 0, checkpoint_every_steps: 4, keep_checkpoints: 20, max_seq_len: 32";
 
 TEST_F(Faults, ASigkilledRankFailsItsPeerAndTheJobResumesToTheSameAdapter) {
   StartCoordinator();
@@ -169,7 +168,7 @@ TEST_F(Faults, ASigkilledRankFailsItsPeerAndTheJobResumesToTheSameAdapter) {
   // Rank 0 fails its collective and exits; the attempt ends with both ranks gone.
   EXPECT_TRUE(WaitFor([&] { return !Alive(rank0); }, 120)) << "rank 0 outlived its peer";
   EXPECT_THAT(Slurp(attempt1 + "rank-0.stderr.log"),
-              ContainsRegex("all-reduce|broadcast|barrier|Connection|closed"));
+              HasSubstr("all-reduce failed"));
   EXPECT_TRUE(WaitFor([&] { return GroupGone(rank0) && GroupGone(rank1); }, 30));
 
   ProcessResult watched = Cli({"watch", id}, 400);
@@ -225,7 +224,7 @@ TEST_F(Faults, ASigstoppedRankIsKilledItsPeerTimesOutAndTheJobIsRetried) {
   // only guards against a hang (the timeout is 5 s, the agent's grace 3 s).
   EXPECT_TRUE(WaitFor([&] { return !Alive(rank0); }, 120)) << "rank 0 still waits\n" << Logs();
   EXPECT_TRUE(WaitFor([&] { return !Alive(rank1); }, 120)) << "the stopped rank was left\n" << Logs();
-  EXPECT_THAT(Slurp(attempt1 + "rank-0.stderr.log"), HasSubstr("timed out"));
+  EXPECT_THAT(Slurp(attempt1 + "rank-0.stderr.log"), HasSubstr("all-reduce timed out"));
   // Nothing of attempt 1 is left: not the ranks, not anything in their process groups.
   EXPECT_TRUE(WaitFor([&] { return GroupGone(rank0) && GroupGone(rank1); }, 30));
   EXPECT_TRUE(ProcessesMentioning(attempt1).empty());
@@ -243,7 +242,6 @@ TEST_F(Faults, ASigstoppedRankIsKilledItsPeerTimesOutAndTheJobIsRetried) {
     }
   }
   EXPECT_EQ(restarts, 1);
-  ExpectSameAdapterAsAStraightRun(id, spec);
 }
 
 constexpr char kOneRank[] = "workers: 1, slots_per_worker: 1";
@@ -378,7 +376,7 @@ TEST_P(CheckpointCommitCrash, ThePreviousCheckpointIsResumedAndThePartialOneRemo
   }
   // The job's work dir went with its success, the partial checkpoint with it; the coordinator's
   // checkpoints all download whole, and the adapter is the one an uninterrupted run makes.
-  EXPECT_FALSE(fs::exists(JobDir("node-a", id)));
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(JobDir("node-a", id)); }, 30));
   ExpectEveryCheckpointDownloads(id);
   ExpectSameAdapterAsAStraightRun(id, spec);
 }
