@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -317,6 +318,8 @@ struct CommitCrash {
   bool manifest_there;  // ... with its MANIFEST.json
 };
 
+void PrintTo(const CommitCrash& crash, std::ostream* out) { *out << crash.point; }
+
 class CheckpointCommitCrash : public Faults, public ::testing::WithParamInterface<CommitCrash> {};
 
 TEST_P(CheckpointCommitCrash, ThePreviousCheckpointIsResumedAndThePartialOneRemoved) {
@@ -406,15 +409,15 @@ TEST_F(Faults, AnAgentCrashDuringACheckpointUploadRecordsNothingAndTheJobResumes
   EXPECT_EQ(agents_["node-a"]->Wait(120), 128 + SIGKILL) << Logs();
   // Its rank went with it (PDEATHSIG).
   EXPECT_TRUE(WaitFor([&] { return ProcessesMentioning(dir_ / "work-node-a").empty(); }, 10));
-  json checkpoints = Checkpoints(id);
-  ASSERT_EQ(checkpoints.size(), 1u) << checkpoints.dump();
-  EXPECT_EQ(StepOf(checkpoints[0]["step"]), 4);
-  const std::string first = checkpoints[0]["id"].get<std::string>();
-  // The coordinator dropped the half-received upload.
+  // The coordinator dropped the half-received upload, and recorded only the first checkpoint.
   EXPECT_TRUE(WaitFor([&] {
     std::error_code ec;
     return fs::is_empty(dir_ / "data/artifacts/tmp", ec) || !fs::exists(dir_ / "data/artifacts/tmp");
   }, 30)) << "an abandoned upload is left in the coordinator's tmp/";
+  json checkpoints = Checkpoints(id);
+  ASSERT_EQ(checkpoints.size(), 1u) << checkpoints.dump();
+  EXPECT_EQ(StepOf(checkpoints[0]["step"]), 4);
+  const std::string first = checkpoints[0]["id"].get<std::string>();
 
   StartAgent("node-a", 1);
   ProcessResult watched = Cli({"watch", id}, 400);
