@@ -1,6 +1,8 @@
 #include "common/crash_point.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -39,7 +41,13 @@ std::atomic<long> hits{0};
 void CrashPoint(const char* name) {
   const Armed& armed = ArmedPoint();
   if (armed.name.empty() || armed.name != name) return;
-  if (hits.fetch_add(1) + 1 == armed.hit) ::raise(SIGKILL);
+  if (hits.fetch_add(1) + 1 != armed.hit) return;
+  if (const char* once = std::getenv("LORATRF_CRASH_POINT_ONCE"); once != nullptr && *once) {
+    const int fd = ::open(once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // another process crashed here already (or PATH cannot be made)
+    ::close(fd);
+  }
+  ::raise(SIGKILL);
 }
 
 }  // namespace loratrf

@@ -7,6 +7,11 @@
 // Nth time (1-based) CrashPoint(NAME) is reached. Unset or malformed: every call is a cheap
 // no-op. Nothing but tests sets it; the names are listed where they are used.
 //
+// LORATRF_CRASH_POINT_ONCE=PATH, set as well, makes the crash happen in one process only: the
+// first to reach the armed hit creates PATH and dies; any process that finds PATH there goes
+// on. Processes that inherit one environment (the ranks of every attempt an agent starts) so
+// crash once, and the attempt after the crash runs through.
+//
 // Threading: thread-safe.
 #pragma once
 

@@ -99,6 +99,9 @@ struct AgentOptions {
   v1::Device device = v1::DEVICE_CPU;
   std::vector<std::string> gpus;  // CUDA: the device ids a rank's CUDA_VISIBLE_DEVICES names
   absl::Duration kill_grace = absl::Seconds(3);
+  // How long each rank's rendezvous and collectives wait for a dead or stopped peer (the ranks'
+  // --collective-timeout); zero: the ranks' own default.
+  absl::Duration collective_timeout = absl::ZeroDuration();
   // On SIGTERM (Drain) or a checkpoint_first Cancellation: how long ranks get to finish their
   // step, commit a checkpoint and exit. With the upload after it, this must fit Kubernetes'
   // terminationGracePeriodSeconds (docs/operations.md).

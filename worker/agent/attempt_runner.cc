@@ -285,6 +285,10 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
     if (assignment_.master_port() != 0) {
       argv.insert(argv.end(), {"--master-port", std::to_string(assignment_.master_port())});
     }
+    if (env_.collective_timeout > absl::ZeroDuration()) {
+      argv.insert(argv.end(), {"--collective-timeout",
+                               absl::StrCat(absl::ToInt64Seconds(env_.collective_timeout))});
+    }
     const std::string log = attempt_dir_ + "/rank-" + std::to_string(rank);
     absl::StatusOr<RankProcess> process =
         RankProcess::Start(rank, argv, env, log + ".stdout.log", log + ".stderr.log");

@@ -69,6 +69,7 @@ struct AttemptEnvironment {
   // ends RESTARTING with its message (Cancelled: stopped while waiting). Unset: no wait.
   std::function<absl::StatusOr<std::vector<std::string>>(const AttemptRunner&)> acquire;
   absl::Duration kill_grace = absl::Seconds(3);
+  absl::Duration collective_timeout = absl::ZeroDuration();  // zero: the ranks' default
   absl::Duration poll_interval = absl::Milliseconds(200);
   absl::Duration final_report_timeout = absl::Minutes(10);
   // After a drain: how long node 0 keeps retrying the upload of the checkpoints the ranks

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/crash_point.h"
 #include "common/read_file.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -122,6 +123,8 @@ absl::StatusOr<v1::Checkpoint> UploadOnce(CoordinatorLink& link, uint64_t lease,
           absl::StrCat(path, ": changed since its manifest was written")));
     }
     bytes += offset;
+    // Part of the checkpoint sent, the rest not: the coordinator must record nothing.
+    if (&file == &checkpoint.files.front()) CrashPoint("upload.first_file_sent");
   }
   if (open) writer->WritesDone();
   grpc::Status status = writer->Finish();

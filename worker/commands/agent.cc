@@ -106,6 +106,9 @@ absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
   }
   ASSIGN_OR_RETURN(options.drain_timeout,
                    flags.GetDuration("--drain-timeout", options.drain_timeout, absl::Nanoseconds(1)));
+  ASSIGN_OR_RETURN(options.collective_timeout,
+                   flags.GetDuration("--collective-timeout", options.collective_timeout,
+                                     absl::Seconds(1), absl::Hours(24)));
   ASSIGN_OR_RETURN(options.keep_failed_for,
                    flags.GetDuration("--keep-failed-for", options.keep_failed_for,
                                      absl::Nanoseconds(1)));
@@ -134,7 +137,8 @@ int RunAgent(const std::vector<std::string>& args) {
       args, {{"--coordinator", true}, {"--slots", true}, {"--work-dir", true}, {"--name", true},
              {"--metrics-listen", true}, {"--token-file", true}, {"--tls-ca", true},
              {"--address", true}, {"--device", true}, {"--log-level", true},
-             {"--log-format", true}, {"--drain-timeout", true}, {"--keep-failed-for", true}});
+             {"--log-format", true}, {"--drain-timeout", true}, {"--keep-failed-for", true},
+             {"--collective-timeout", true}});
   auto fail = [](const absl::Status& status) {
     std::cerr << "loratrf-worker: " << status.message() << "\n";
     return status.code() == absl::StatusCode::kInternal ? 1 : 2;

@@ -3,6 +3,8 @@
 // loratrf-worker run --spec JOB.yaml --output DIR --rank R --world-size W
 //                    --master-addr HOST --master-port PORT
 //   one rank of a multi-node job (the worker agent starts these).
+// --collective-timeout DURATION (default 5m): how long the rendezvous and each collective wait
+//   for the peers before the rank fails (a dead or stopped peer), in both forms.
 // SIGTERM or SIGINT: every rank finishes its step, commits a checkpoint there and the command
 // exits with contract::kRunExitStopped (rerun it to resume).
 #include <signal.h>
@@ -71,7 +73,8 @@ absl::StatusOr<int> CheckGpusForRanks(int64_t ranks) {
 
 absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
                      const std::string& output, int rank, int world,
-                     const std::string& master_addr, int master_port) {
+                     const std::string& master_addr, int master_port,
+                     absl::Duration collective_timeout) {
   ASSIGN_OR_RETURN(engine::TrainJob job, ToTrainJob(spec, spec_path, output));
   job.stop_requested = [] { return g_stop_requested != 0; };
   if (job.cuda) {
@@ -89,6 +92,7 @@ absl::Status RunRank(const v1::JobSpec& spec, const std::string& spec_path,
     rendezvous.master_port = master_port;
     rendezvous.rank = rank;
     rendezvous.world_size = world;
+    rendezvous.timeout = absl::ToChronoMilliseconds(collective_timeout);
     if (job.cuda) {
       ASSIGN_OR_RETURN(communicator, engine::ConnectNccl(rendezvous, job.cuda_device));
     } else {
@@ -120,13 +124,17 @@ absl::Status Run(const CommandLine& flags) {
   ASSIGN_OR_RETURN(v1::JobSpec spec, spec::LoadJobSpecFile(spec_path));
   ASSIGN_OR_RETURN(int64_t nproc, flags.GetInt("--nproc", -1, 1, 256));
   const int64_t expected = int64_t{spec.resources().workers()} * spec.resources().slots_per_worker();
+  ASSIGN_OR_RETURN(const absl::Duration collective_timeout,
+                   flags.GetDuration("--collective-timeout", absl::Minutes(5), absl::Seconds(1),
+                                     absl::Hours(24)));
   if (flags.Has("--rank")) {
     CatchStopSignals();
     ASSIGN_OR_RETURN(int64_t world, flags.GetInt("--world-size", 1, 1, 65536));
     ASSIGN_OR_RETURN(int64_t rank, flags.GetInt("--rank", 0, 0, world - 1));
     ASSIGN_OR_RETURN(int64_t port, flags.GetInt("--master-port", 0, 1, 65535));
     return RunRank(spec, spec_path, output, static_cast<int>(rank), static_cast<int>(world),
-                   flags.GetOr("--master-addr", "127.0.0.1"), static_cast<int>(port));
+                   flags.GetOr("--master-addr", "127.0.0.1"), static_cast<int>(port),
+                   collective_timeout);
   }
   if (nproc < 0) nproc = expected;  // the spec's resources, all on this machine
   if (spec.resources().device() == v1::DEVICE_CUDA) RETURN_IF_ERROR(CheckGpusForRanks(nproc).status());
@@ -139,7 +147,7 @@ absl::Status Run(const CommandLine& flags) {
   if (nproc == 1) {
     g_die_on_second_signal = 1;
     CatchStopSignals();
-    return RunRank(spec, spec_path, output, 0, 1, "", 0);
+    return RunRank(spec, spec_path, output, 0, 1, "", 0, collective_timeout);
   }
   LaunchOptions launch;
   char self[PATH_MAX] = {};
@@ -147,6 +155,9 @@ absl::Status Run(const CommandLine& flags) {
   if (length <= 0) return absl::InternalError("cannot find this executable (/proc/self/exe)");
   launch.executable = std::string(self, static_cast<size_t>(length));
   launch.common_args = {"run", "--spec", spec_path, "--output", output};
+  if (std::optional<std::string> timeout = flags.Get("--collective-timeout")) {
+    launch.common_args.insert(launch.common_args.end(), {"--collective-timeout", *timeout});
+  }
   launch.nproc = static_cast<int>(nproc);
   ASSIGN_OR_RETURN(g_exit_status, LaunchRanks(launch));
   return absl::OkStatus();
@@ -157,7 +168,8 @@ absl::Status Run(const CommandLine& flags) {
 int RunRun(const std::vector<std::string>& args) {
   int code = RunCommand("run", args,
                         {{"--spec", true}, {"--output", true}, {"--nproc", true}, {"--rank", true},
-                         {"--world-size", true}, {"--master-addr", true}, {"--master-port", true}},
+                         {"--world-size", true}, {"--master-addr", true}, {"--master-port", true},
+                         {"--collective-timeout", true}},
                         Run);
   return code != 0 ? code : g_exit_status;
 }

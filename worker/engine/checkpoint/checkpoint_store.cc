@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/crash_point.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "proto/contract/limits.h"
@@ -107,13 +108,16 @@ absl::StatusOr<CheckpointManifest> CheckpointWriter::Commit(
     ASSIGN_OR_RETURN(file.sha256, Sha256File(partial_dir_ + "/" + name, &file.size_bytes));
     manifest.files.push_back(std::move(file));
   }
+  CrashPoint("checkpoint.files_written");  // every file there, no manifest yet
   RETURN_IF_ERROR(WriteFileAtomically(partial_dir_ + "/" + kManifestFileName,
                                       contract::SerializeManifest(manifest)));
   RETURN_IF_ERROR(FsyncDirectory(partial_dir_));
+  CrashPoint("checkpoint.manifest_written");  // complete, still under its partial name
   if (::rename(partial_dir_.c_str(), target_dir_.c_str()) != 0) {
     return Errno(absl::StrCat(target_dir_, ": cannot commit"));
   }
   committed_ = true;
+  CrashPoint("checkpoint.renamed");  // committed here, not yet uploaded by the agent
   fs::path target(target_dir_);
   RETURN_IF_ERROR(FsyncDirectory(target.has_parent_path() ? target.parent_path().string() : "."));
   manifest.dir = target_dir_;
