@@ -693,10 +693,11 @@ class PartitionTest : public Service {
     return scraped.exit_code == 0 ? scraped.out : std::string();
   }
 
-  // The coordinator on this side's address with a 3 s lease; node-a inside the namespace.
-  void StartInside() {
+  // The coordinator on this side's address; node-a inside the namespace.
+  void StartInside(int lease_seconds) {
     metrics_port_ = 20000 + static_cast<int>(std::random_device()() % 10000);
-    StartCoordinator(net_->outside(), {"--lease-ttl", "3", "--metrics-listen",
+    StartCoordinator(net_->outside(), {"--lease-ttl", std::to_string(lease_seconds),
+                                       "--metrics-listen",
                                        "127.0.0.1:" + std::to_string(metrics_port_)});
     if (HasFatalFailure()) return;
     StartAgent("node-a", dir_ / "work-node-a", net_->In(), {"--address", net_->inside()});
@@ -707,12 +708,14 @@ class PartitionTest : public Service {
 };
 
 TEST_F(PartitionTest, ACutShorterThanTheLeaseIsInvisibleToTheJob) {
-  StartInside();
+  // A heartbeat sent as the link goes down is retransmitted by TCP with backoff: the lease
+  // leaves room for that on top of the cut.
+  StartInside(5);
   if (HasFatalFailure()) return;
   WaitForWorkers(1);
   const std::string id = Submit(Spec("short-cut", 400, 100, 0));
   ASSERT_TRUE(WaitFor([&] { return Step(Get(id)) >= 5; }, 120)) << Logs();
-  // One second without the link: less than the 3 s lease, more than a heartbeat interval.
+  // One second without the link: less than the lease, about a heartbeat interval.
   ASSERT_EQ(net_->SetLink(false), "");
   std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_EQ(net_->SetLink(true), "");
@@ -734,7 +737,7 @@ TEST_F(PartitionTest, ACutShorterThanTheLeaseIsInvisibleToTheJob) {
 }
 
 TEST_F(PartitionTest, ACutLongerThanTheLeaseMovesTheJobAndFencesTheStaleAgent) {
-  StartInside();
+  StartInside(3);
   if (HasFatalFailure()) return;
   WaitForWorkers(1);
   // Far longer than the test: it is cancelled once the move is seen through.
