@@ -18,9 +18,11 @@
 // skip saying why only where that fails. Every mount, namespace and process is removed on every
 // path (RAII), before the temp directory goes.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,6 +70,23 @@ const std::string kSourceDir = LORATRF_SOURCE_DIR;
 std::string Trimmed(std::string text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   return text;
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  ::close(fd);
+  return port;
 }
 
 // ---- tmpfs ------------------------------------------------------------------------------------
@@ -695,7 +714,8 @@ class PartitionTest : public Service {
 
   // The coordinator on this side's address; node-a inside the namespace.
   void StartInside(int lease_seconds) {
-    metrics_port_ = 20000 + static_cast<int>(std::random_device()() % 10000);
+    metrics_port_ = FreePort();
+    ASSERT_NE(metrics_port_, 0);
     StartCoordinator(net_->outside(), {"--lease-ttl", std::to_string(lease_seconds),
                                        "--metrics-listen",
                                        "127.0.0.1:" + std::to_string(metrics_port_)});
@@ -1202,18 +1222,6 @@ class Submitter {
   std::atomic<int> next_{0};
   std::thread thread_;
 };
-
-int FreePort() {
-  for (int tries = 0; tries < 100; ++tries) {
-    int port = 20000 + static_cast<int>(std::random_device()() % 30000);
-    ProcessResult probe = RunProcess(
-        {kPython, "-c",
-         "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))",
-         std::to_string(port)});
-    if (probe.exit_code == 0) return port;
-  }
-  return 0;
-}
 
 void RunCrashSeed(uint64_t seed) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (LORATRF_COORDINATOR_CRASH_SEED=" +
