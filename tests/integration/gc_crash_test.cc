@@ -32,13 +32,18 @@
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
 #include "proto/loratrf/v1/worker_service.grpc.pb.h"
 #include "proto/spec/job_spec.h"
+#include "tests/integration/fake_agent.h"
 #include "tests/integration/subprocess.h"
 
 namespace loratrf {
 namespace {
 
 namespace fs = std::filesystem;
-using ::loratrf::testing::BackgroundProcess;
+using ::loratrf::testing::Coordinator;
+using ::loratrf::testing::Context;
+using ::loratrf::testing::DownloadSha;
+using ::loratrf::testing::FakeAgent;
+using ::loratrf::testing::RandomBytes;
 using ::loratrf::testing::BinaryPath;
 using ::loratrf::testing::RunProcess;
 using ::loratrf::testing::Slurp;
@@ -47,66 +52,6 @@ using ::loratrf::testing::WaitFor;
 using ::testing::HasSubstr;
 
 constexpr int kKeep = 2;  // keep_checkpoints of every job here
-
-// A coordinator on `data_dir` and stubs to it.
-class Coordinator {
- public:
-  // `crash_point`: NAME:N armed in the process (common/crash_point.h); empty: none.
-  Coordinator(const std::string& data_dir, const std::string& log,
-              std::vector<std::string> extra = {}, const std::string& crash_point = "") {
-    fs::create_directories(data_dir);
-    fs::remove(data_dir + "/coordinator.address");
-    std::vector<std::string> argv;
-    if (!crash_point.empty()) argv = {"/usr/bin/env", "LORATRF_CRASH_POINT=" + crash_point};
-    for (std::string arg : {BinaryPath("loratrf-coordinator"), std::string("--listen"),
-                            std::string("127.0.0.1:0"), std::string("--data-dir"), data_dir,
-                            std::string("--lease-ttl"), std::string("60")}) {
-      argv.push_back(std::move(arg));
-    }
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process_ = std::make_unique<BackgroundProcess>(argv, log);
-    std::string address;
-    WaitFor(
-        [&] {
-          address = Slurp(data_dir + "/coordinator.address");
-          return (!address.empty() && address.back() == '\n') || !process_->running();
-        },
-        20);
-    if (address.empty() || address.back() != '\n') return;
-    address.pop_back();
-    address_ = address;
-    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-    jobs = v1::JobService::NewStub(channel);
-    workers = v1::WorkerService::NewStub(channel);
-  }
-
-  bool ok() const { return !address_.empty(); }
-  const std::string& address() const { return address_; }
-  void Kill() { process_->Signal(SIGKILL); }
-  bool running() { return process_->running(); }
-  // SIGTERM, then its exit code. The channel closes first: the drain gives open connections
-  // its whole grace period.
-  int Stop() {
-    jobs.reset();
-    workers.reset();
-    process_->Signal(SIGTERM);
-    return process_->Wait(30);
-  }
-  void Reap() { process_->Wait(10); }
-
-  std::unique_ptr<v1::JobService::Stub> jobs;
-  std::unique_ptr<v1::WorkerService::Stub> workers;
-
- private:
-  std::unique_ptr<BackgroundProcess> process_;
-  std::string address_;
-};
-
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  return context;
-}
 
 v1::JobSpec Spec(const std::string& name) {
   auto spec = spec::LoadJobSpecFile(std::string(LORATRF_SOURCE_DIR) +
@@ -119,107 +64,12 @@ v1::JobSpec Spec(const std::string& name) {
   return *spec;
 }
 
-// The fake agent: one worker with many slots that runs whatever it is given.
-class FakeAgent {
- public:
-  explicit FakeAgent(Coordinator& coordinator) : c_(coordinator) {}
-
-  bool Register() {
-    v1::RegisterRequest request;
-    request.set_name("w1");
-    request.set_slots(16);
-    request.set_device(v1::DEVICE_CPU);
-    request.set_address("127.0.0.1");
-    request.set_version("test");
-    v1::RegisterResponse response;
-    if (!c_.workers->Register(Context().get(), request, &response).ok()) return false;
-    lease_ = response.lease_id();
-    return true;
-  }
-
-  // Submits a job and waits until it is placed on w1; reports it RUNNING. Its id, or "".
-  std::string Start(const std::string& name) {
-    v1::SubmitJobRequest request;
-    *request.mutable_spec() = Spec(name);
-    v1::SubmitJobResponse response;
-    if (!c_.jobs->SubmitJob(Context().get(), request, &response).ok()) return "";
-    const std::string id = response.job().id();
-    bool placed = WaitFor(
-        [&] {
-          v1::GetJobRequest get;
-          get.set_id(id);
-          v1::Job job;
-          return c_.jobs->GetJob(Context().get(), get, &job).ok() &&
-                 job.state() == v1::JOB_STATE_SCHEDULED;
-        },
-        10);
-    if (!placed || !Report(id, v1::JOB_STATE_RUNNING)) return "";
-    return id;
-  }
-
-  bool Report(const std::string& id, v1::JobState to) {
-    v1::ReportEventsRequest request;
-    request.set_worker("w1");
-    request.set_lease_id(lease_);
-    request.set_job_id(id);
-    request.set_attempt(1);
-    request.set_first_report_index(next_index_[id]);
-    request.add_events()->mutable_state_change()->set_to(to);
-    v1::ReportEventsResponse response;
-    if (!c_.workers->ReportEvents(Context().get(), request, &response).ok()) return false;
-    next_index_[id] = response.next_report_index();
-    return true;
-  }
-
-  // Uploads a checkpoint of `bytes` (one file) at `step`; its id once committed, else nullopt.
-  std::optional<std::string> Upload(const std::string& id, uint64_t step, bool final,
-                                    const std::string& bytes) {
-    v1::UploadCheckpointResponse uploaded;
-    auto context = Context();
-    auto writer = c_.workers->UploadCheckpoint(context.get(), &uploaded);
-    v1::UploadCheckpointRequest message;
-    auto* header = message.mutable_header();
-    header->set_worker("w1");
-    header->set_lease_id(lease_);
-    header->set_job_id(id);
-    header->set_attempt(1);
-    header->set_step(step);
-    header->set_final(final);
-    auto* file = header->add_files();
-    file->set_path("adapter/adapter_model.safetensors");
-    file->set_size_bytes(bytes.size());
-    file->set_sha256(Sha256Hex(bytes));
-    if (!writer->Write(message)) return std::nullopt;
-    for (size_t offset = 0; offset < bytes.size(); offset += 1 << 20) {
-      message.Clear();
-      message.mutable_chunk()->set_path("adapter/adapter_model.safetensors");
-      message.mutable_chunk()->set_offset(offset);
-      message.mutable_chunk()->set_data(bytes.substr(offset, 1 << 20));
-      if (!writer->Write(message)) break;
-    }
-    writer->WritesDone();
-    if (!writer->Finish().ok()) return std::nullopt;
-    return uploaded.checkpoint().id();
-  }
-
- private:
-  Coordinator& c_;
-  uint64_t lease_ = 0;
-  std::map<std::string, uint64_t> next_index_;
-};
-
 // What the test saw of one job.
 struct SeenJob {
   std::map<std::string, std::pair<uint64_t, std::string>> committed;  // id → step, sha256
   bool finished = false;      // a final state was reported (the TTL or a purge may remove it)
   bool delete_sent = false;   // DeleteJob was sent (its checkpoints may all be gone)
 };
-
-std::string RandomBytes(std::mt19937_64& random, size_t size) {
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
-  return bytes;
-}
 
 // The checkpoints a coordinator lists for `id` (id → step), or nullopt when the job is gone.
 std::optional<std::map<std::string, uint64_t>> Listed(Coordinator& c, const std::string& id,
@@ -234,23 +84,6 @@ std::optional<std::map<std::string, uint64_t>> Listed(Coordinator& c, const std:
     listed[checkpoint.id()] = checkpoint.step();
   }
   return listed;
-}
-
-// Downloads one checkpoint; the sha256 of its bytes, or the error.
-std::string DownloadSha(Coordinator& c, const std::string& id, const std::string& checkpoint) {
-  v1::DownloadCheckpointRequest request;
-  request.set_job_id(id);
-  request.set_checkpoint_id(checkpoint);
-  auto context = Context();
-  auto reader = c.jobs->DownloadCheckpoint(context.get(), request);
-  v1::DownloadCheckpointResponse part;
-  std::string bytes;
-  while (reader->Read(&part)) {
-    if (part.has_chunk()) bytes += part.chunk().data();
-  }
-  grpc::Status status = reader->Finish();
-  if (!status.ok()) return "error: " + status.error_message();
-  return Sha256Hex(bytes);
 }
 
 // Where a seed kills the coordinator: at a random moment, or at the Nth time it reaches a crash
@@ -306,7 +139,7 @@ void RunSeed(uint64_t seed) {
     // purges it a second later).
     std::vector<std::string> ids;
     for (int j = 0; j < 4; ++j) {
-      std::string id = agent.Start("gc-job-" + std::to_string(j));
+      std::string id = agent.Start(Spec("gc-job-" + std::to_string(j)));
       ASSERT_FALSE(id.empty()) << Slurp(dir / "coordinator.log");
       ids.push_back(id);
       const int count = counts[j];
@@ -424,7 +257,7 @@ class FsckCommandTest : public ::testing::Test {
     ASSERT_TRUE(coordinator.ok()) << Slurp(dir_ / "coordinator.log");
     FakeAgent agent(coordinator);
     ASSERT_TRUE(agent.Register());
-    job_ = agent.Start("fsck-job");
+    job_ = agent.Start(Spec("fsck-job"));
     ASSERT_FALSE(job_.empty());
     ASSERT_TRUE(agent.Upload(job_, 10, false, "first checkpoint").has_value());
     ASSERT_TRUE(agent.Upload(job_, 20, false, "second checkpoint").has_value());
@@ -502,7 +335,7 @@ TEST(DeleteCommandTest, DeletesAFinishedJobsCheckpointsThenPurgesIt) {
   ASSERT_TRUE(coordinator.ok()) << Slurp(dir / "coordinator.log");
   FakeAgent agent(coordinator);
   ASSERT_TRUE(agent.Register());
-  std::string id = agent.Start("delete-job");
+  std::string id = agent.Start(Spec("delete-job"));
   ASSERT_FALSE(id.empty());
   auto loratrf = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {BinaryPath("loratrf"), "--coordinator", coordinator.address()});
