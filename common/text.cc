@@ -7,8 +7,8 @@ namespace loratrf {
 
 namespace {
 
-// The length of the valid UTF-8 character (or printable byte) at text[i], 0 when the byte
-// there starts none; control characters count as valid here.
+// The length of the UTF-8 character at text[i] (its code point in *code_point), 0 when the
+// bytes there are not valid UTF-8; control characters count as characters here.
 size_t Utf8CharacterAt(absl::string_view text, size_t i, uint32_t* code_point) {
   const unsigned char c = static_cast<unsigned char>(text[i]);
   size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
@@ -82,23 +82,10 @@ std::string SanitizeText(absl::string_view text, size_t max_bytes) {
   out.reserve(std::min(text.size(), max_bytes));
   size_t i = 0;
   while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool valid = length > 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      valid = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
-    }
-    if (valid && length == 1 && ((c < 0x20 && c != '\t') || c == 0x7F)) valid = false;
-    if (valid && length > 1) {
-      // Overlong forms, surrogates and code points beyond U+10FFFF are not UTF-8.
-      uint32_t cp = c & (0xFF >> (length + 1));
-      for (size_t k = 1; k < length; ++k) {
-        cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-      }
-      const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-      valid = cp >= min[length] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (!valid) length = 1;
+    uint32_t cp = 0;
+    size_t length = Utf8CharacterAt(text, i, &cp);
+    const bool valid = length > 0 && !((cp < 0x20 && cp != '\t') || cp == 0x7F);
+    if (!valid) length = 1;  // one '?' for each byte that is not part of a kept character
     if (out.size() + length > max_bytes) break;
     if (valid) {
       out.append(text.data() + i, length);
