@@ -158,12 +158,6 @@ int RunAgent(const std::vector<std::string>& args) {
 
   absl::StatusOr<agent::AgentOptions> options = ParseOptions(*flags);
   if (!options.ok()) return fail(options.status());
-  if (!options->paths.restricted()) {
-    LOG_WARN("no --allow-path: jobs may read any file this agent can except under /proc, /sys, /dev "
-             "and the work dir; on a shared fleet, give the model and data directories");
-  } else {
-    LOG_INFO("jobs may read under: {}", absl::StrJoin(options->paths.roots(), ", "));
-  }
   rpc::ChannelOptions channel_options;
   channel_options.target = options->coordinator;
   channel_options.token_file = flags->GetOr("--token-file", "");
@@ -180,6 +174,13 @@ int RunAgent(const std::vector<std::string>& args) {
     metrics = *std::move(served);
   }
 
+  // Once every flag is good: a refused command line stays one line.
+  if (!options->paths.restricted()) {
+    LOG_WARN("no --allow-path: jobs may read any file this agent can except under /proc, /sys, /dev "
+             "and the work dir; on a shared fleet, give the model and data directories");
+  } else {
+    LOG_INFO("jobs may read under: {}", absl::StrJoin(options->paths.roots(), ", "));
+  }
   agent::Agent agent(*std::move(options), *std::move(channel), std::move(metrics));
   g_agent = &agent;
   // The first signal drains (ranks checkpoint, uploads, reports; what Kubernetes wants within
