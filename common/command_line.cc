@@ -34,7 +34,7 @@ absl::StatusOr<CommandLine> CommandLine::Parse(const std::vector<std::string>& a
     if (flag == flags.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", name));
     }
-    if (out.values_.count(name)) {
+    if (out.values_.count(name) && !flag->repeatable) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": given more than once"));
     }
     if (!flag->takes_value) {
@@ -49,8 +49,16 @@ absl::StatusOr<CommandLine> CommandLine::Parse(const std::vector<std::string>& a
     } else {
       return absl::InvalidArgumentError(absl::StrCat(name, ": needs a value"));
     }
+    if (flag->repeatable) out.repeated_[name].push_back(out.values_[name]);
   }
   return out;
+}
+
+std::vector<std::string> CommandLine::GetAll(const std::string& name) const {
+  auto it = repeated_.find(name);
+  if (it != repeated_.end()) return it->second;
+  if (std::optional<std::string> value = Get(name)) return {*value};
+  return {};
 }
 
 std::optional<std::string> CommandLine::Get(const std::string& name) const {

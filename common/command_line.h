@@ -22,6 +22,7 @@ class CommandLine {
   struct Flag {
     std::string name;          // with its dashes: "--spec", "-o"
     bool takes_value = false;  // `--spec F` / `--spec=F`; otherwise a switch
+    bool repeatable = false;   // with a value: may be given more than once (GetAll)
   };
 
   // Flags may come before, between or after positional arguments; "--" ends the flags.
@@ -45,10 +46,14 @@ class CommandLine {
   absl::StatusOr<std::string> GetChoice(const std::string& name, const std::string& fallback,
                                         const std::vector<std::string>& choices) const;
 
+  // Every value of a repeatable flag, in command-line order (Get returns the last).
+  std::vector<std::string> GetAll(const std::string& name) const;
+
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   std::map<std::string, std::string> values_;  // switches map to ""
+  std::map<std::string, std::vector<std::string>> repeated_;  // repeatable flags' values
   std::vector<std::string> positional_;
 };
 

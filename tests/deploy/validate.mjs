@@ -186,6 +186,22 @@ for (const w of agents) {
   if (!headless) fail(w, "the workers need a headless governing Service");
   const dshm = (spec.volumes ?? []).find((v) => v.name === (c.volumeMounts ?? []).find((m) => m.mountPath === "/dev/shm")?.name);
   if (dshm?.emptyDir?.medium !== "Memory") fail(w, "/dev/shm must be a memory-backed emptyDir");
+  // Path confinement: jobs read models and data only under --allow-path roots, each a
+  // read-only volume mount (or inside one), never the work dir or the tokens.
+  const roots = argv.filter((a) => a.startsWith("--allow-path=")).map((a) => a.slice("--allow-path=".length));
+  if (roots.length === 0) fail(w, "the agent needs --allow-path=DIR for the model and data volumes");
+  const under = (p, root) => p === root || p.startsWith(root.endsWith("/") ? root : `${root}/`);
+  const workDir = flag("--work-dir");
+  for (const root of roots) {
+    const mount = (c.volumeMounts ?? []).find((m) => under(root, m.mountPath));
+    if (!mount) fail(w, `--allow-path=${root} is not on a volume mount`);
+    else if (mount.readOnly !== true) fail(w, `--allow-path=${root}: its mount ${mount.mountPath} must be readOnly`);
+    for (const m of c.volumeMounts ?? []) {
+      const secret = (spec.volumes ?? []).find((v) => v.name === m.name)?.secret !== undefined;
+      if ((secret || m.mountPath === workDir) && (under(m.mountPath, root) || under(root, m.mountPath)))
+        fail(w, `--allow-path=${root} overlaps ${m.mountPath} (tokens or the work dir)`);
+    }
+  }
   const gpuLimit = c.resources?.limits?.["nvidia.com/gpu"];
   if (expect === "gpu") {
     if (gpuLimit === undefined) fail(w, "GPU workers need limits nvidia.com/gpu");
@@ -207,6 +223,28 @@ const deny = byKind("NetworkPolicy").some((p) =>
   isDeepStrictEqual(p.spec?.podSelector ?? {}, {}) && !p.spec.ingress && !p.spec.egress &&
   ["Ingress", "Egress"].every((t) => (p.spec.policyTypes ?? []).includes(t)));
 if (!deny) fail(null, "no default-deny NetworkPolicy");
+
+// Collective traffic (TCPStore, Gloo, NCCL) is not encrypted: a policy must let it reach the
+// agents from the agents only. Every ingress rule of a policy that selects the agents either
+// admits agent pods alone, or only the metrics port.
+const selects = (p, labels) => Object.entries(p.spec?.podSelector?.matchLabels ?? {})
+  .every(([k, v]) => labels?.[k] === v) && !(p.spec?.podSelector?.matchExpressions ?? []).length;
+for (const w of agents) {
+  const labels = podLabelsOf(w);
+  let collective = false;
+  for (const p of byKind("NetworkPolicy").filter((p) => selects(p, labels))) {
+    for (const rule of p.spec?.ingress ?? []) {
+      const metricsOnly = (rule.ports ?? []).length > 0 && rule.ports.every((port) => port.port === "metrics");
+      const agentsOnly = (rule.from ?? []).length > 0 && rule.from.every((f) =>
+        !f.namespaceSelector && !f.ipBlock && f.podSelector &&
+        Object.entries(f.podSelector.matchLabels ?? {}).every(([k, v]) => labels?.[k] === v) &&
+        Object.keys(f.podSelector.matchLabels ?? {}).includes("app.kubernetes.io/component"));
+      if (agentsOnly) collective = true;
+      else if (!metricsOnly) fail(p, "admits traffic to the agents from pods other than agents (collectives are not encrypted)");
+    }
+  }
+  if (!collective) fail(w, "no NetworkPolicy admits the ranks' collective traffic from agent pods");
+}
 
 // The PrometheusRule carries exactly the groups of deploy/prometheus/rules/*.yml.
 const rulesDir = path.join(repo, "deploy/prometheus/rules");

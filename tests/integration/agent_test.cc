@@ -935,6 +935,8 @@ TEST(AgentFlags, BadFlagsExit2WithOneLine) {
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--keep-failed-for", "-1h"}, "--keep-failed-for"},
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--collective-timeout", "0"}, "--collective-timeout"},
       {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--collective-timeout", "500ms"}, "--collective-timeout"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--allow-path", dir / "nope"}, "--allow-path"},
+      {{"agent", "--coordinator", "127.0.0.1:1", "--slots", "1", "--work-dir", work, "--allow-path", dir / "empty-token"}, "not a directory"},
   };
   for (const auto& [args, mention] : cases) {
     std::vector<std::string> argv = {bin};

@@ -330,6 +330,7 @@ void Agent::Assign(const v1::Assignment& assignment) {
   env.metrics = metrics_.get();
   env.kill_grace = options_.kill_grace;
   env.collective_timeout = options_.collective_timeout;
+  env.paths = options_.paths;
   const bool cuda = options_.device == v1::DEVICE_CUDA &&
                     assignment.spec().resources().device() == v1::DEVICE_CUDA;
   env.acquire = [this, cuda](const AttemptRunner& runner) { return Acquire(runner, cuda); };

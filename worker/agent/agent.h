@@ -57,6 +57,7 @@
 #include "worker/agent/agent_metrics.h"
 #include "worker/agent/attempt_runner.h"
 #include "worker/agent/coordinator_link.h"
+#include "worker/agent/path_policy.h"
 #include "proto/rpc/channel.h"
 
 // RunAgent (run_agent.h): `loratrf-worker agent --coordinator HOST:PORT --slots N
@@ -110,6 +111,8 @@ struct AgentOptions {
   absl::Duration drain_upload_timeout = absl::Seconds(30);
   // How long the work dir of a job whose last attempt here did not succeed is kept.
   absl::Duration keep_failed_for = absl::Hours(24);
+  // --allow-path: what jobs' model and data paths may name (path_policy.h).
+  PathPolicy paths = PathPolicy::Unrestricted();
 };
 
 class Agent : public CoordinatorLink {

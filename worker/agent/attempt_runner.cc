@@ -458,11 +458,22 @@ absl::StatusOr<uint64_t> AttemptRunner::Prepare() {
         ", local_world_size ", a.local_world_size(), ", master_port ", a.master_port()));
   }
   RETURN_IF_ERROR(spec::ValidateJobSpec(a.spec()));
+  // Before anything of them is opened; the ranks then open the paths as checked (resolved),
+  // not the links a spec may name (path_policy.h says what this does not cover).
+  v1::JobSpec spec = a.spec();
+  ASSIGN_OR_RETURN(*spec.mutable_model()->mutable_path(),
+                   env_.paths.CheckDirectory("model.path", spec.model().path(), attempt_dir_));
+  ASSIGN_OR_RETURN(*spec.mutable_data()->mutable_train(),
+                   env_.paths.CheckFile("data.train", spec.data().train(), attempt_dir_));
+  if (!spec.data().eval().empty()) {
+    ASSIGN_OR_RETURN(*spec.mutable_data()->mutable_eval(),
+                     env_.paths.CheckFile("data.eval", spec.data().eval(), attempt_dir_));
+  }
   std::error_code ec;
   fs::create_directories(attempt_dir_, ec);
   if (!ec) fs::create_directories(output_dir_, ec);
   if (ec) return absl::InternalError(absl::StrCat(attempt_dir_, ": ", ec.message()));
-  RETURN_IF_ERROR(WriteFileAtomically(attempt_dir_ + "/job.json", spec::JobSpecToJson(a.spec())));
+  RETURN_IF_ERROR(WriteFileAtomically(attempt_dir_ + "/job.json", spec::JobSpecToJson(spec)));
 
   uint64_t resume_step = 0;
   const std::string download_dir = output_dir_ + "/.download-" + std::to_string(a.attempt());

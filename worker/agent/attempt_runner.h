@@ -49,6 +49,7 @@
 #include "worker/agent/checkpoint_transfer.h"
 #include "worker/agent/coordinator_link.h"
 #include "worker/agent/events_reporter.h"
+#include "worker/agent/path_policy.h"
 #include "proto/loratrf/v1/worker_service.pb.h"
 
 namespace loratrf::worker::agent {
@@ -61,6 +62,8 @@ struct AttemptEnvironment {
   CoordinatorLink* link = nullptr;
   AgentMetrics* metrics = nullptr;
   std::vector<std::string> rank_env;     // NAME=VALUE added to the ranks' environment
+  // What the spec's model and data paths may name; job.json gets their resolved forms.
+  PathPolicy paths = PathPolicy::Unrestricted();
   std::string setup_error;               // non-empty: the agent cannot run it (RESTARTING)
   // Called on the attempt's thread before anything else: waits (bounded, returning early once
   // the attempt is stopped) until the node can run the attempt (a superseded attempt's ranks
@@ -121,7 +124,8 @@ class AttemptRunner {
 
   void Run();
   Outcome Execute();
-  // Writes job.json, fetches the resume checkpoint, clears local state the coordinator does
+  // Checks the spec's paths (a refusal is a user error: FAILED), writes job.json with them
+  // resolved, fetches the resume checkpoint, clears local state the coordinator does
   // not know of. Returns the step the ranks resume from (0: a fresh start).
   absl::StatusOr<uint64_t> Prepare();
   absl::Status ClearLocalState(uint64_t resume_step);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/command_line.h"
@@ -88,6 +89,8 @@ absl::StatusOr<agent::AgentOptions> ParseOptions(const CommandLine& flags) {
   }
   options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
   if (options.work_dir.size() > 1 && options.work_dir.back() == '/') options.work_dir.pop_back();
+  ASSIGN_OR_RETURN(options.paths,
+                   agent::PathPolicy::Create(flags.GetAll("--allow-path"), options.work_dir));
 
   // Slots: the GPUs when CUDA is here (at most --slots of them), else --slots CPU slots.
   const engine::RuntimeInfo runtime = engine::GetRuntimeInfo();
@@ -138,7 +141,8 @@ int RunAgent(const std::vector<std::string>& args) {
              {"--metrics-listen", true}, {"--token-file", true}, {"--tls-ca", true},
              {"--address", true}, {"--device", true}, {"--log-level", true},
              {"--log-format", true}, {"--drain-timeout", true}, {"--keep-failed-for", true},
-             {"--collective-timeout", true}});
+             {"--collective-timeout", true},
+             {"--allow-path", true, /*repeatable=*/true}});
   auto fail = [](const absl::Status& status) {
     std::cerr << "loratrf-worker: " << status.message() << "\n";
     return status.code() == absl::StatusCode::kInternal ? 1 : 2;
@@ -174,6 +178,13 @@ int RunAgent(const std::vector<std::string>& args) {
     metrics = *std::move(served);
   }
 
+  // Once every flag is good: a refused command line stays one line.
+  if (!options->paths.restricted()) {
+    LOG_WARN("no --allow-path: jobs may read any file this agent can (its environment and other "
+             "jobs' checkpoints included); on a shared fleet, give the model and data directories");
+  } else {
+    LOG_INFO("jobs may read under: {}", absl::StrJoin(options->paths.roots(), ", "));
+  }
   agent::Agent agent(*std::move(options), *std::move(channel), std::move(metrics));
   g_agent = &agent;
   // The first signal drains (ranks checkpoint, uploads, reports; what Kubernetes wants within

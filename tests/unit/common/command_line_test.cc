@@ -76,5 +76,19 @@ TEST(CommandLine, DurationsAreSecondsOrDurationsWithinTheirRange) {
             absl::Minutes(1));
 }
 
+TEST(CommandLine, RepeatableFlagKeepsEveryValueInOrder) {
+  const std::vector<CommandLine::Flag> flags = {{"--allow-path", true, /*repeatable=*/true},
+                                                {"--spec", true}};
+  auto args = CommandLine::Parse({"--allow-path", "/data", "--spec", "s", "--allow-path=/models"},
+                                 flags);
+  ASSERT_TRUE(args.ok()) << args.status();
+  EXPECT_EQ(args->GetAll("--allow-path"), (std::vector<std::string>{"/data", "/models"}));
+  EXPECT_EQ(args->GetAll("--spec"), std::vector<std::string>{"s"});
+  EXPECT_TRUE(args->GetAll("--absent").empty());
+  // A flag that is not repeatable still refuses a second value.
+  EXPECT_EQ(CommandLine::Parse({"--spec", "a", "--spec", "b"}, flags).status().message(),
+            "--spec: given more than once");
+}
+
 }  // namespace
 }  // namespace loratrf

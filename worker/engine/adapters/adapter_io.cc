@@ -13,6 +13,7 @@
 #include "common/atomic_file.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "worker/engine/adapters/adapter_model.h"
 #include "worker/engine/checkpoint/tensor_io.h"
 #include "nlohmann/json.hpp"
@@ -21,6 +22,11 @@ namespace loratrf::engine {
 namespace {
 
 using json = nlohmann::json;
+
+// A value from adapter_config.json, as an error quotes it (never more than an Excerpt).
+std::string ShowJson(const json& value) {
+  return Excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace));
+}
 
 constexpr uint64_t kMaxAdapterConfigBytes = 1 << 20;
 
@@ -63,9 +69,9 @@ absl::StatusOr<AdapterSettings> ParseAdapterConfig(const json& config) {
     if (*filter == "bottleneck") s.filter = TrfFilter::kBottleneck;
     else if (*filter == "output") s.filter = TrfFilter::kOutput;
     else if (*filter == "both") s.filter = TrfFilter::kBoth;
-    else return error("trf_filter", absl::StrCat("unknown value ", filter->dump()));
+    else return error("trf_filter", absl::StrCat("unknown value ", ShowJson(*filter)));
   } else {
-    return error("peft_type", absl::StrCat("unsupported ", peft_type->dump(), " (LORA or LORATRF)"));
+    return error("peft_type", absl::StrCat("unsupported ", ShowJson(*peft_type), " (LORA or LORATRF)"));
   }
 
   auto r = config.find("r");
@@ -119,7 +125,7 @@ absl::StatusOr<AdapterSettings> ParseAdapterConfig(const json& config) {
   auto must_be = [&](const char* key, const json& expected) -> absl::Status {
     auto it = config.find(key);
     if (it == config.end() || it->is_null() || *it == expected) return absl::OkStatus();
-    return error(key, absl::StrCat("must be ", expected.dump(), " (not supported), got ", it->dump()));
+    return error(key, absl::StrCat("must be ", expected.dump(), " (not supported), got ", ShowJson(*it)));
   };
   RETURN_IF_ERROR(must_be("bias", "none"));
   RETURN_IF_ERROR(must_be("fan_in_fan_out", false));
@@ -135,7 +141,7 @@ absl::StatusOr<AdapterSettings> ParseAdapterConfig(const json& config) {
     if (*task == "CAUSAL_LM") s.task = HeadKind::kCausalLm;
     else if (*task == "SEQ_CLS") s.task = HeadKind::kSequenceClassification;
     else if (*task == "FEATURE_EXTRACTION") s.task = HeadKind::kNone;
-    else return error("task_type", absl::StrCat("unsupported ", task->dump(),
+    else return error("task_type", absl::StrCat("unsupported ", ShowJson(*task),
                                                 " (CAUSAL_LM, SEQ_CLS or FEATURE_EXTRACTION)"));
   }
   if (auto rslora = config.find("use_rslora"); rslora != config.end() && !rslora->is_null()) {

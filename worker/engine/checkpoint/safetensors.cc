@@ -99,10 +99,8 @@ size_t FindInvalidUtf8(absl::string_view text) {
 
 
 // A short rendering of a JSON value for error messages (a hostile header can hold huge ones).
-std::string Excerpt(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
-  return text;
+std::string ShowJson(const json& value) {
+  return Excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace), 40);
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -185,14 +183,14 @@ absl::StatusOr<json> ParseHeaderJson(absl::string_view text) {
 absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& entry,
                                        uint64_t data_size) {
   auto error = [&](absl::string_view message) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", message));
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", Excerpt(name), "': ", message));
   };
   if (!entry.is_object()) {
     return error(absl::StrCat("entry is not a JSON object (got ", entry.type_name(), ")"));
   }
   for (const auto& item : entry.items()) {
     if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
-      return error(absl::StrCat("unknown key '", item.key(),
+      return error(absl::StrCat("unknown key '", Excerpt(item.key()),
                                 "' (expected dtype, shape, data_offsets)"));
     }
   }
@@ -204,17 +202,17 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& entr
   result.name = name;
   const json& dtype = entry["dtype"];
   if (!dtype.is_string()) {
-    return error(absl::StrCat("dtype is not a string (got ", Excerpt(dtype), ")"));
+    return error(absl::StrCat("dtype is not a string (got ", ShowJson(dtype), ")"));
   }
   if (!ParseDType(dtype.get_ref<const std::string&>(), &result.dtype)) {
-    std::string spelled = dtype.get<std::string>().substr(0, 40);
+    std::string spelled = Excerpt(dtype.get_ref<const std::string&>(), 40);
     return error(absl::StrCat("unsupported dtype '", spelled, "' (supported: ",
                               SupportedDTypes(), ")"));
   }
 
   const json& shape = entry["shape"];
   if (!shape.is_array()) {
-    return error(absl::StrCat("shape is not an array (got ", Excerpt(shape), ")"));
+    return error(absl::StrCat("shape is not an array (got ", ShowJson(shape), ")"));
   }
   uint64_t byte_size = 1;  // numel, then × dtype size
   bool overflow = false;
@@ -224,9 +222,9 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& entr
       case IntKind::kOk:
         break;
       case IntKind::kNegative:
-        return error(absl::StrCat("shape[", i, "] is negative (", Excerpt(shape[i]), ")"));
+        return error(absl::StrCat("shape[", i, "] is negative (", ShowJson(shape[i]), ")"));
       case IntKind::kNotInteger:
-        return error(absl::StrCat("shape[", i, "] is not an integer (got ", Excerpt(shape[i]),
+        return error(absl::StrCat("shape[", i, "] is not an integer (got ", ShowJson(shape[i]),
                                   ")"));
     }
     if (dim > kMaxDim) {
@@ -246,13 +244,13 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& entr
   const json& offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2) {
     return error(absl::StrCat("data_offsets is not an array of two integers (got ",
-                              Excerpt(offsets), ")"));
+                              ShowJson(offsets), ")"));
   }
   uint64_t bounds[2];
   for (size_t i = 0; i < 2; ++i) {
     if (ReadUnsigned(offsets[i], &bounds[i]) != IntKind::kOk) {
       return error(absl::StrCat("data_offsets[", i, "] is not an unsigned integer (got ",
-                                Excerpt(offsets[i]), ")"));
+                                ShowJson(offsets[i]), ")"));
     }
   }
   result.begin = bounds[0];
@@ -424,8 +422,8 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::Open(
       }
       for (const auto& meta : item.value().items()) {
         if (!meta.value().is_string()) {
-          return invalid(absl::StrCat(kMetadataKey, "['", meta.key(),
-                                      "'] is not a string (got ", Excerpt(meta.value()), ")"));
+          return invalid(absl::StrCat(kMetadataKey, "['", Excerpt(meta.key()),
+                                      "'] is not a string (got ", ShowJson(meta.value()), ")"));
         }
         file->metadata_.emplace(meta.key(), meta.value().get<std::string>());
       }
@@ -446,14 +444,14 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::Open(
   const TensorEntry* reaching = nullptr;  // the one that ends at `covered`
   for (const TensorEntry& entry : file->tensors_) {
     if (entry.begin < covered) {
-      return invalid(absl::StrCat("tensors '", reaching->name, "' [", reaching->begin, ", ",
-                                  reaching->end, ") and '", entry.name, "' [", entry.begin, ", ",
+      return invalid(absl::StrCat("tensors '", Excerpt(reaching->name), "' [", reaching->begin, ", ",
+                                  reaching->end, ") and '", Excerpt(entry.name), "' [", entry.begin, ", ",
                                   entry.end, ") overlap"));
     }
     if (entry.begin > covered) {
       return invalid(absl::StrCat("bytes [", covered, ", ", entry.begin,
                                   ") of the data section belong to no tensor (a gap before '",
-                                  entry.name, "')"));
+                                  Excerpt(entry.name), "')"));
     }
     if (entry.end > covered || reaching == nullptr) {
       covered = entry.end;

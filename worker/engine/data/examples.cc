@@ -18,6 +18,7 @@
 #include "common/json_depth.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "nlohmann/json.hpp"
 
 namespace loratrf::engine {
@@ -34,9 +35,9 @@ constexpr int kMaxReportedErrors = 5;
 constexpr uint64_t kMaxLabelMapBytes = 16 << 20;
 constexpr size_t kReadChunk = size_t{1} << 20;
 
+// A value from a data line, as an error quotes it.
 std::string Show(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  return text.size() > 40 ? text.substr(0, 37) + "..." : text;
+  return Excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace), 40);
 }
 
 const char* TypeName(const json& value) {
@@ -264,11 +265,10 @@ absl::StatusOr<json> ParseObject(absl::string_view text) {
     object = json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {
     // what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..."; the
-    // column is what a user needs.
-    std::string what = e.what();
+    // column is what a user needs (the text it quotes from the line is bounded).
+    std::string what = WithoutJsonExceptionTag(e.what());
     size_t at = what.find("column");
     std::string reason = at == std::string::npos ? what : what.substr(at);
-    if (reason.size() > 160) reason = reason.substr(0, 157) + "...";
     return absl::InvalidArgumentError(absl::StrCat("not valid JSON (", reason, ")"));
   }
   if (!object.is_object()) {
@@ -456,7 +456,7 @@ absl::StatusOr<LabelMap> LabelMap::Create(std::vector<std::string> names) {
   for (const std::string& name : names) {
     if (name.empty()) return absl::InvalidArgumentError("labels: a label name is empty");
     if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("labels: \"", name, "\" appears twice"));
+      return absl::InvalidArgumentError(absl::StrCat("labels: \"", Excerpt(name), "\" appears twice"));
     }
   }
   return LabelMap(std::move(names));
@@ -552,9 +552,8 @@ absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& 
         const std::string& name = std::get<std::string>(label);
         std::optional<int64_t> id = options.label_map->Find(name);
         if (!id.has_value()) {
-          std::string known = absl::StrJoin(options.label_map->names(), ", ");
-          if (known.size() > 200) known = known.substr(0, 197) + "...";
-          status = FieldError("label", absl::StrCat("\"", name, "\" is not one of the training labels [",
+          std::string known = Excerpt(absl::StrJoin(options.label_map->names(), ", "), 200);
+          status = FieldError("label", absl::StrCat("\"", Excerpt(name), "\" is not one of the training labels [",
                                                     known, "]"));
         } else {
           example.label = *id;
@@ -585,7 +584,7 @@ absl::StatusOr<Dataset> ReadDataset(const std::string& path, const DataOptions& 
       Example& example = dataset.examples[index];
       example.label = *dataset.label_map.Find(name);
       if (options.num_labels > 0 && example.label >= options.num_labels) {
-        report(example.line, absl::StrCat("label: \"", name, "\" makes ", dataset.label_map.size(),
+        report(example.line, absl::StrCat("label: \"", Excerpt(name), "\" makes ", dataset.label_map.size(),
                                           " distinct labels, more than num_labels ", options.num_labels));
       }
     }

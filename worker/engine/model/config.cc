@@ -29,9 +29,9 @@ absl::Status KeyError(absl::string_view key, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(key, ": ", message));
 }
 
+// A value from config.json, as an error quotes it.
 std::string Show(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+  return Excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // Reads an integer key in [lo, hi]; `fallback` when absent or null (nullopt: required).
@@ -94,7 +94,7 @@ absl::StatusOr<Activation> ParseActivation(const std::string& name, const char* 
   if (name == "silu" || name == "swish") return Activation::kSilu;
   if (name == "gelu") return Activation::kGeluExact;
   if (name == "gelu_new" || name == "gelu_pytorch_tanh") return Activation::kGeluTanh;
-  return KeyError(key, absl::StrCat("unsupported activation \"", name,
+  return KeyError(key, absl::StrCat("unsupported activation \"", Excerpt(name),
                                     "\" (supported: silu, gelu, gelu_new, gelu_pytorch_tanh)"));
 }
 
@@ -155,7 +155,7 @@ absl::Status ParseRope(const json& config, ModelConfig* out) {
     out->rope.original_max_position_embeddings = *original;
     return absl::OkStatus();
   }
-  return KeyError(where, absl::StrCat("unsupported rope_type \"", type,
+  return KeyError(where, absl::StrCat("unsupported rope_type \"", Excerpt(type),
                                       "\" (supported: default, linear, llama3)"));
 }
 
@@ -247,7 +247,7 @@ absl::Status ParseEncoder(const json& config, ModelConfig* out) {
                    GetString(config, "position_embedding_type", "absolute"));
   if (position_type != "absolute") {
     return KeyError("position_embedding_type",
-                    absl::StrCat("only \"absolute\" is supported, got \"", position_type, "\""));
+                    absl::StrCat("only \"absolute\" is supported, got \"", Excerpt(position_type), "\""));
   }
   if (out->family == ModelFamily::kRoberta) {
     if (!out->pad_token_id) return KeyError("pad_token_id", "required for RoBERTa positions");
@@ -287,7 +287,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
     out.family = ModelFamily::kRoberta;
     prefix = "Roberta";
   } else {
-    return KeyError("model_type", absl::StrCat("unsupported architecture \"", out.model_type,
+    return KeyError("model_type", absl::StrCat("unsupported architecture \"", Excerpt(out.model_type),
                                                "\" (supported: llama, mistral, qwen2, bert, "
                                                "roberta)"));
   }
@@ -312,7 +312,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
     out.head = HeadKind::kNone;
   } else {
     return KeyError("architectures",
-                    absl::StrCat("unsupported class \"", out.architecture, "\" for model_type \"",
+                    absl::StrCat("unsupported class \"", Excerpt(out.architecture), "\" for model_type \"",
                                  out.model_type, "\" (supported: ", prefix, "Model, ", prefix,
                                  "ForCausalLM, ", prefix, "ForSequenceClassification)"));
   }

@@ -67,7 +67,7 @@ absl::StatusOr<HfCheckpoint> HfCheckpoint::Open(const std::string& model_dir) {
     std::set<std::string> unique;
     for (const auto& [tensor, shard] : index["weight_map"].items()) {
       if (!shard.is_string() || !IsPlainFileName(shard.get<std::string>())) {
-        return fail(absl::StrCat("weight_map: ", tensor,
+        return fail(absl::StrCat("weight_map: ", Excerpt(tensor),
                                  ": must name a file in the model directory"));
       }
       weight_map[tensor] = shard.get<std::string>();
@@ -94,7 +94,7 @@ absl::StatusOr<HfCheckpoint> HfCheckpoint::Open(const std::string& model_dir) {
       }
       if (!out.tensors_.emplace(entry.name, std::make_pair(file.get(), &entry)).second) {
         return absl::InvalidArgumentError(
-            absl::StrCat(file->path(), ": ", entry.name, ": also in another shard"));
+            absl::StrCat(file->path(), ": ", Excerpt(entry.name), ": also in another shard"));
       }
     }
     out.files_.push_back(std::move(file));

@@ -160,7 +160,7 @@ absl::StatusOr<std::optional<int64_t>> EosFromTokenizerConfig(const HfTokenizer&
   std::optional<int64_t> id = tokenizer.TokenToId(token);
   if (!id.has_value()) {
     return FieldError(absl::StrCat(path, ": eos_token"),
-                      absl::StrCat("\"", token, "\" is not a token of tokenizer.json"));
+                      absl::StrCat("\"", Excerpt(token), "\" is not a token of tokenizer.json"));
   }
   return id;
 }

@@ -13,13 +13,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/text.h"
 
 namespace loratrf::engine::tokenizer {
 
 using Json = nlohmann::json;
 
+// Values and keys from the file that a message quotes go through Excerpt where they are
+// quoted; the whole message is bounded here too, since paths carry keys of the file.
 inline absl::Status FieldError(absl::string_view path, absl::string_view message) {
-  return absl::InvalidArgumentError(absl::StrCat(path, ": ", message));
+  return absl::InvalidArgumentError(Excerpt(absl::StrCat(path, ": ", message), 512));
 }
 
 // `parent` must be an object; the member must exist and not be null.
@@ -101,7 +104,7 @@ absl::StatusOr<std::vector<std::unique_ptr<T>>> ParseComponentList(const Json& j
 
 inline absl::Status Unsupported(absl::string_view path, absl::string_view kind,
                                 absl::string_view type, absl::string_view supported) {
-  return FieldError(path, absl::StrCat(kind, " \"", type, "\" is not supported (supported: ",
+  return FieldError(path, absl::StrCat(kind, " \"", Excerpt(type), "\" is not supported (supported: ",
                                        supported, ")"));
 }
 

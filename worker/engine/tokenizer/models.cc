@@ -27,7 +27,8 @@ absl::StatusOr<Vocab> ParseVocab(const Json& json, absl::string_view path) {
   for (auto it = vocab_json->begin(); it != vocab_json->end(); ++it) {
     if (!it->is_number_integer() || it->get<int64_t>() < 0 ||
         it->get<int64_t>() >= static_cast<int64_t>(kMaxVocab)) {
-      return FieldError(vocab_path, absl::StrCat("token \"", it.key(), "\" has id ", it->dump(),
+      return FieldError(vocab_path, absl::StrCat("token \"", Excerpt(it.key()), "\" has id ",
+                                                 Excerpt(it->dump(-1, ' ', false, Json::error_handler_t::replace)),
                                                  ", not an integer in [0, ", kMaxVocab, ")"));
     }
     vocab.emplace(it.key(), static_cast<int32_t>(it->get<int64_t>()));
@@ -226,7 +227,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Parse(const Json& json,
       const std::string& text = merge.get_ref<const std::string&>();
       size_t space = text.find(' ');
       if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-        return FieldError(merge_path, absl::StrCat("\"", text, "\" is not two tokens"));
+        return FieldError(merge_path, absl::StrCat("\"", Excerpt(text), "\" is not two tokens"));
       }
       left = text.substr(0, space);
       right = text.substr(space + 1);

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParseTemplateProcessing(const Jso
   if (auto it = json.find("special_tokens"); it != json.end() && !it->is_null()) {
     if (!it->is_object()) return FieldError(absl::StrCat(path, ".special_tokens"), "must be an object");
     for (auto token = it->begin(); token != it->end(); ++token) {
-      std::string token_path = absl::StrCat(path, ".special_tokens.", token.key());
+      std::string token_path = absl::StrCat(path, ".special_tokens.", Excerpt(token.key()));
       ASSIGN_OR_RETURN(const Json* ids, Member(*token, token_path, "ids"));
       std::vector<int32_t> values;
       if (!ids->is_array()) return FieldError(absl::StrCat(token_path, ".ids"), "must be a list");

@@ -50,7 +50,7 @@ absl::StatusOr<SplitBehavior> ParseBehavior(const Json& json, absl::string_view 
   if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
   if (name == "Contiguous") return SplitBehavior::kContiguous;
   return FieldError(absl::StrCat(path, ".behavior"),
-                    absl::StrCat("\"", name, "\" is not one of Removed, Isolated, "
+                    absl::StrCat("\"", Excerpt(name), "\" is not one of Removed, Isolated, "
                                  "MergedWithPrevious, MergedWithNext, Contiguous"));
 }
 
@@ -192,7 +192,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParseMetaspace(const Json& json,
       scheme = PrependScheme::kNever;
     } else {
       return FieldError(absl::StrCat(path, ".prepend_scheme"),
-                        absl::StrCat("\"", *scheme_name, "\" is not always, first or never"));
+                        absl::StrCat("\"", Excerpt(*scheme_name), "\" is not always, first or never"));
     }
   } else {
     // Files written before prepend_scheme existed say add_prefix_space instead.

@@ -362,6 +362,30 @@ TEST(SafetensorsFile, DataOfAForeignEntryOutsideTheMappingIsNull) {
   EXPECT_EQ((*file)->Data(foreign), nullptr);
 }
 
+// A header's names and values are quoted in errors as a bounded, one-line excerpt.
+TEST(SafetensorsFile, ErrorsQuoteABoundedSanitisedExcerptOfTheHeader) {
+  TempDir dir;
+  const std::string long_name = std::string(3000, 'n') + "\\n\\u001b";
+  const std::vector<std::string> headers = {
+      "{\"" + long_name + "\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,3]}}",
+      "{\"a\":{\"dtype\":\"" + long_name + "\",\"shape\":[4],\"data_offsets\":[0,4]}}",
+      "{\"a\":{\"" + long_name + "\":1,\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[\"" + long_name + "\"],\"data_offsets\":[0,4]}}",
+      "{\"__metadata__\":{\"" + long_name + "\":1},\"a\":{\"dtype\":\"U8\",\"shape\":[4],"
+      "\"data_offsets\":[0,4]}}",
+  };
+  for (const std::string& header : headers) {
+    WriteRaw(dir.Path("h"), File(header, "abcd"));
+    auto file = SafetensorsFile::Open(dir.Path("h"));
+    ASSERT_FALSE(file.ok()) << header.substr(0, 80);
+    const std::string message(file.status().message());
+    EXPECT_LT(message.size(), 400u) << message;
+    EXPECT_EQ(message.find(std::string(100, 'n')), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
+  }
+}
+
 TEST(SafetensorsFile, MissingFileAndNonRegularFiles) {
   TempDir dir;
   auto missing = SafetensorsFile::Open(dir.Path("missing.safetensors"));

@@ -638,5 +638,32 @@ TEST_F(DataTest, ReadThenBatchEndToEnd) {
   }
 }
 
+// A data file is any file the job names (/proc/self/environ, another tenant's file): what an
+// error quotes of it is short and one line, whatever the bytes.
+TEST_F(DataTest, ErrorsQuoteABoundedSanitisedExcerptOfTheLine) {
+  const std::string environ =
+      std::string("HOME=/root\0TOKEN=", 17) + std::string(4000, 's') + std::string("\0", 1);
+  const std::string bad_label = "{\"text\": \"a\", \"label\": \"" + std::string(4000, 's') +
+                                "\\n\\u001b\"}\n";
+  const std::string bad_value = "{\"text\": \"a\", \"label\": [\"" + std::string(4000, 's') + "\"]}\n";
+  const std::string bad_json = "{\"text\": \"" + std::string(4000, 's') + "\x01\x7f\"}\n";
+  DataOptions options = Options(DataTask::kClassification);
+  LabelMap map = *LabelMap::Create({"neg", "pos"});
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {environ, false}, {bad_label, true}, {bad_value, false}, {bad_json, false}};
+  for (const auto& [text, use_map] : cases) {
+    DataOptions with_map = options;
+    if (use_map) with_map.label_map = &map;
+    absl::StatusOr<Dataset> data = ReadDataset(Write(text), with_map);
+    ASSERT_FALSE(data.ok());
+    const std::string message(data.status().message());
+    EXPECT_LT(message.size(), dir_.string().size() + 400) << message;
+    EXPECT_EQ(message.find(std::string(100, 's')), std::string::npos) << message;
+    for (char bad : {'\n', '\x1b', '\x01', '\x7f', '\0'}) {
+      EXPECT_EQ(message.find(bad), std::string::npos) << message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loratrf::engine

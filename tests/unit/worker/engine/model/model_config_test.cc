@@ -194,5 +194,25 @@ TEST(ModelConfig, MissingDirectoryAndFileAreNamed) {
   EXPECT_THAT(std::string(no_config.status().message()), HasSubstr("/tmp/config.json: missing"));
 }
 
+// A config.json is any file the job names: what an error quotes of it is short and one line.
+TEST(ModelConfig, ErrorsQuoteABoundedSanitisedExcerptOfTheFile) {
+  const std::string secret = "AWS_SECRET=" + std::string(5000, 'k') + "\n\x1b[2J\x01";
+  for (const std::string& text :
+       {With(Llama(), "model_type", secret), With(Llama(), "hidden_act", secret),
+        With(Llama(), "hidden_size", secret), With(Llama(), "architectures", {secret}),
+        // Not JSON: nlohmann's message quotes what it last read.
+        "{\"model_type\": \"" + std::string(5000, 'k') + "\x01",
+        "{\"model_type\": \"" + std::string(5000, 'k') + "\xff\"}"}) {
+    auto c = ParseModelConfig(text);
+    ASSERT_FALSE(c.ok());
+    const std::string message(c.status().message());
+    EXPECT_LT(message.size(), 400u) << message;
+    EXPECT_EQ(message.find(std::string(100, 'k')), std::string::npos) << message;
+    for (char bad : {'\n', '\x1b', '\x01', '\xff'}) {
+      EXPECT_EQ(message.find(bad), std::string::npos) << message;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loratrf::engine

@@ -1248,5 +1248,26 @@ TEST(Threads, ConcurrentEncodingMatchesSerial) {
   }
 }
 
+// tokenizer.json is a file the job names: errors quote a bounded, one-line excerpt of it.
+TEST(HfTokenizer, ErrorsQuoteABoundedSanitisedExcerptOfTheFile) {
+  const std::string junk = std::string(5000, 'j') + "\n\x1b[2J";
+  nlohmann::json bad_vocab = {{"type", "WordLevel"},
+                              {"vocab", {{junk, "not an id"}}},
+                              {"unk_token", "[UNK]"}};
+  nlohmann::json bad_type = {{"type", junk}};
+  for (const std::string& text :
+       {TokenizerJson(bad_vocab.dump()), TokenizerJson(bad_type.dump()),
+        TokenizerJson(WordLevel({"a"}), "", R"({"type": "Split", "pattern": {"String": " "},
+                      "behavior": ")" + std::string(5000, 'j') + "\\n\\u001b\"}")}) {
+    absl::Status status = ParseError(text);
+    ASSERT_FALSE(status.ok());
+    const std::string message(status.message());
+    EXPECT_LT(message.size(), 600u) << message;
+    EXPECT_EQ(message.find(std::string(100, 'j')), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace loratrf::engine::tokenizer
