@@ -417,13 +417,13 @@ TEST_F(AdapterFiles, WideAndDeepConfigsAreAnswered) {
   ASSERT_TRUE(SaveAdapter(*model, s, "m", Dir()).ok());
   std::ifstream in(Dir() + "/adapter_config.json");
   nlohmann::json config = nlohmann::json::parse(in);
+  std::string text = config.dump();
+  text.pop_back();
   for (int i = 0; i < 80'000; ++i) config["x" + std::to_string(i)] = 0;
   std::ofstream(Dir() + "/adapter_config.json", std::ios::trunc) << config.dump();
   absl::StatusOr<AdapterSettings> wide = LoadAdapterConfig(Dir());
   EXPECT_TRUE(wide.ok()) << wide.status();
 
-  std::string text = config.dump();
-  text.pop_back();
   std::ofstream(Dir() + "/adapter_config.json", std::ios::trunc)
       << text << R"(, "deep": )" << std::string(200'000, '[') << std::string(200'000, ']') << "}";
   absl::StatusOr<AdapterSettings> deep = LoadAdapterConfig(Dir());
