@@ -25,7 +25,7 @@ namespace loratrf::engine {
 namespace {
 
 constexpr uint64_t kMaxIndexBytes = 64 << 20;
-constexpr uint64_t kMaxConfigBytes = 4 << 20;  // as ParseModelConfigFile reads it
+constexpr uint64_t kMaxConfigBytes = 4 << 20;  // as LoadModelConfig reads it
 
 bool IsRegularFile(const std::string& path) {
   struct stat info {};
