@@ -54,9 +54,15 @@ class ByteTokenizer final : public loratrf::engine::Tokenizer {
   std::optional<int64_t> eos_id() const override { return 2; }
 };
 
+// The reader takes a path: each input is written to one file per process, removed at exit.
+struct DataFile {
+  std::string path = absl::StrCat("/tmp/loratrf_jsonl_fuzz_", ::getpid(), ".jsonl");
+  ~DataFile() { ::unlink(path.c_str()); }
+};
+
 const std::string& DataPath() {
-  static const std::string path = absl::StrCat("/tmp/loratrf_jsonl_fuzz_", ::getpid(), ".jsonl");
-  return path;
+  static const DataFile file;
+  return file.path;
 }
 
 void CheckError(const absl::Status& status) {
