@@ -4,7 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "nlohmann/json.hpp"
 #include "proto/contract/limits.h"
 #include "proto/contract/run_output.h"
@@ -37,8 +37,15 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view text) {
   if (text.size() > limits::kMaxManifestBytes) {
     return bad(absl::StrCat("larger than ", limits::kMaxManifestBytes, " bytes"));
   }
-  if (JsonNestedDeeperThan(text, 4)) return bad("not a loratrf manifest (nested too deep)");
-  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  JsonProblem problem;
+  absl::StatusOr<json> parsed = ParseJson(text, JsonLimits{/*max_depth=*/4, false}, &problem);
+  if (problem.kind == JsonProblem::Kind::kTooDeep) {
+    return bad("not a loratrf manifest (nested too deep)");
+  }
+  if (!parsed.ok()) {
+    return bad(absl::StrCat("not a loratrf manifest (", parsed.status().message(), ")"));
+  }
+  json j = *std::move(parsed);
   if (!j.is_object() || !j.contains("format") || j["format"] != kManifestFormat) {
     return bad("not a loratrf manifest");
   }

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "nlohmann/json.hpp"
 #include "proto/contract/limits.h"
 
@@ -51,8 +51,9 @@ uint64_t Count(const json& row, const char* key) {
 // line nested deeper is not one (and nlohmann's recursion stays shallow).
 std::optional<json> ParseRow(absl::string_view line) {
   if (line.size() > limits::kMaxMetricsLineBytes) return std::nullopt;
-  if (JsonNestedDeeperThan(line, 2)) return std::nullopt;
-  json row = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<json> parsed = ParseJson(line, JsonLimits{/*max_depth=*/2, false});
+  if (!parsed.ok()) return std::nullopt;
+  json row = *std::move(parsed);
   auto step = row.is_object() ? row.find(keys::kStep) : row.end();
   if (!row.is_object() || step == row.end() || !step->is_number_unsigned()) return std::nullopt;
   return row;

@@ -20,7 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "common/text.h"
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -334,33 +334,23 @@ absl::StatusOr<json> ParseYamlText(absl::string_view text) {
 // ----- JSON text → json --------------------------------------------------------------------
 
 absl::StatusOr<json> ParseJsonText(absl::string_view text) {
-  if (JsonNestedDeeperThan(text, kMaxDepth)) {
-    return absl::InvalidArgumentError("spec: JSON nested too deeply");
-  }
-  // JSON allows duplicate keys and nlohmann keeps the last; a spec must not, so track the keys
-  // of every open object.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  auto on_event = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      std::string key = parsed.get<std::string>();
-      if (!open_objects.back().insert(key).second && duplicate.empty()) duplicate = key;
+  // Duplicate keys are refused: JSON allows them and nlohmann keeps the last, a spec must not.
+  JsonProblem problem;
+  absl::StatusOr<json> value = ParseJson(text, JsonLimits{kMaxDepth, false}, &problem);
+  if (value.ok()) return value;
+  switch (problem.kind) {
+    case JsonProblem::Kind::kTooDeep:
+      return absl::InvalidArgumentError("spec: JSON nested too deeply");
+    case JsonProblem::Kind::kDuplicateKey: {
+      std::string path;
+      for (const std::string& part : problem.path) {
+        path = !part.empty() && part.front() == '[' ? path + part : JoinPath(path, part);
+      }
+      return FieldError(JoinPath(path, problem.key), "duplicate key");
     }
-    return true;
-  };
-  json value;
-  try {
-    value = json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::exception& e) {
-    std::string message = WithoutJsonExceptionTag(e.what());
-    return absl::InvalidArgumentError(absl::StrCat("JSON ", message));
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("JSON ", value.status().message()));
   }
-  if (!duplicate.empty()) return FieldError(duplicate, "duplicate key");
-  return value;
 }
 
 // ----- json → JobSpec ----------------------------------------------------------------------

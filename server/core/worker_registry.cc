@@ -333,7 +333,8 @@ void ExpireLeases(CoreState& core, Wakeups& wakeups) {
              absl::FormatDuration(now - entry.lease_expires + core.options.lease_ttl));
     // Best effort: the lease is what counts, and a restarted coordinator gives a listed worker
     // one more lease TTL anyway.
-    LogIfError(StoreWrite(core, [&] { return core.store->UpsertWorker(entry.worker); }),
+    const v1::Worker& lost = entry.worker;  // clang 14 cannot capture a structured binding
+    LogIfError(StoreWrite(core, [&] { return core.store->UpsertWorker(lost); }),
                absl::StrCat("persisting that worker ", name, " is lost"));
     if (core.metrics != nullptr) {
       core.metrics->LeaseExpired();

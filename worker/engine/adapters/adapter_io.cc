@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/json_parse.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -169,12 +170,10 @@ absl::StatusOr<AdapterSettings> LoadAdapterConfig(const std::string& dir) {
   }
   absl::StatusOr<std::string> text = ReadFileWithLimit(path, kMaxAdapterConfigBytes);
   if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
-  json config;
-  try {
-    config = json::parse(*text);
-  } catch (const json::exception&) {
-    return fail("not valid JSON");
-  }
+  // PEFT writes it with Python's json: a repeated key is read as Python reads it (the last wins).
+  absl::StatusOr<json> parsed = ParseJson(*text, JsonLimits{/*max_depth=*/64, true});
+  if (!parsed.ok()) return fail(absl::StrCat("not valid JSON: ", parsed.status().message()));
+  json config = *std::move(parsed);
   absl::StatusOr<AdapterSettings> settings = ParseAdapterConfig(config);
   if (!settings.ok()) return fail(settings.status().message());
   return settings;

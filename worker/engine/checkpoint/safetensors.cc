@@ -17,7 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
 #include "common/text.h"
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -123,60 +123,38 @@ IntKind ReadUnsigned(const json& value, uint64_t* out) {
   return IntKind::kNotInteger;
 }
 
-// Parses JSON, refusing duplicate keys: JSON allows them and nlohmann keeps the last, which
-// would let two readers of one file disagree on a tensor's offsets.
+// Parses the header, refusing duplicate keys (JSON allows them and nlohmann keeps the last, which
+// would let two readers of one file disagree on a tensor's offsets), and words each refusal for
+// the place it is in.
 absl::StatusOr<json> ParseHeaderJson(absl::string_view text) {
-  struct Frame {
-    std::set<std::string> keys;
-    std::string last_key;
-  };
-  std::vector<Frame> open;  // one per open object or array, so size() is the depth
-  std::string duplicate;
-  auto on_event = [&](int, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        open.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        if (!open.empty()) open.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        if (open.empty()) break;
-        std::string key = parsed.get<std::string>();
-        bool fresh = open.back().keys.insert(key).second;
-        if (!fresh && duplicate.empty()) {
-          if (open.size() == 1) {
-            duplicate = key == kMetadataKey
-                            ? absl::StrCat("header has more than one ", kMetadataKey)
-                            : absl::StrCat("duplicate tensor name '", key, "'");
-          } else if (open.size() == 2 && open[0].last_key == kMetadataKey) {
-            duplicate = absl::StrCat(kMetadataKey, ": duplicate key '", key, "'");
-          } else if (open.size() == 2) {
-            duplicate = absl::StrCat("tensor '", open[0].last_key, "': duplicate key '", key, "'");
-          } else {
-            duplicate = absl::StrCat("header has duplicate key '", key, "'");
-          }
-        }
-        open.back().last_key = std::move(key);
-        break;
+  JsonProblem problem;
+  absl::StatusOr<json> value = ParseJson(text, JsonLimits{kMaxJsonDepth, false}, &problem);
+  if (value.ok()) return value;
+  const std::vector<std::string>& path = problem.path;
+  const std::string key = SanitizeText(problem.key, 64);
+  switch (problem.kind) {
+    case JsonProblem::Kind::kTooDeep:
+      return absl::InvalidArgumentError(
+          absl::StrCat("header JSON is nested deeper than ", kMaxJsonDepth, " levels"));
+    case JsonProblem::Kind::kDuplicateKey:
+      if (path.empty()) {
+        return absl::InvalidArgumentError(
+            key == kMetadataKey ? absl::StrCat("header has more than one ", kMetadataKey)
+                                : absl::StrCat("duplicate tensor name '", key, "'"));
       }
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
-  };
-  json value;
-  try {
-    value = json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/true,
-                        /*ignore_comments=*/false);
-  } catch (const json::exception& e) {
-    std::string message = WithoutJsonExceptionTag(e.what());
-    return absl::InvalidArgumentError(absl::StrCat("header is not valid JSON: ", message));
+      if (path.size() == 1 && path[0] == kMetadataKey) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kMetadataKey, ": duplicate key '", key, "'"));
+      }
+      if (path.size() == 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", SanitizeText(path[0], 64), "': duplicate key '", key, "'"));
+      }
+      return absl::InvalidArgumentError(absl::StrCat("header has duplicate key '", key, "'"));
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("header is not valid JSON: ", value.status().message()));
   }
-  if (!duplicate.empty()) return absl::InvalidArgumentError(duplicate);
-  return value;
 }
 
 // Checks one tensor entry against everything but its neighbours.
@@ -404,9 +382,6 @@ absl::StatusOr<std::shared_ptr<const SafetensorsFile>> SafetensorsFile::Open(
 
   if (size_t bad = FindInvalidUtf8(header); bad != absl::string_view::npos) {
     return invalid(absl::StrCat("header is not valid UTF-8 (byte ", bad, " of the header)"));
-  }
-  if (JsonNestedDeeperThan(header, kMaxJsonDepth)) {
-    return invalid(absl::StrCat("header JSON is nested deeper than ", kMaxJsonDepth, " levels"));
   }
   absl::StatusOr<json> root = ParseHeaderJson(header);
   if (!root.ok()) return invalid(root.status().message());

@@ -15,7 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/atomic_file.h"
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -256,17 +256,20 @@ absl::Status ParseCausal(LineContext& context, const json& object, Example& exam
 
 // One data line as a JSON object; the error says what is wrong and where on the line.
 absl::StatusOr<json> ParseObject(absl::string_view text) {
-  if (JsonNestedDeeperThan(text, kMaxJsonDepth)) {
+  // Duplicate keys are allowed, the last one wins, as in Python's json (which wrote most data).
+  JsonProblem problem;
+  absl::StatusOr<json> parsed =
+      ParseJson(text, JsonLimits{kMaxJsonDepth, /*allow_duplicate_keys=*/true}, &problem);
+  if (problem.kind == JsonProblem::Kind::kTooDeep) {
     return absl::InvalidArgumentError(
         absl::StrCat("not a data line: JSON nested deeper than ", kMaxJsonDepth, " levels"));
   }
   json object;
-  try {
-    object = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    // what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..."; the
-    // column is what a user needs (the text it quotes from the line is bounded).
-    std::string what = WithoutJsonExceptionTag(e.what());
+  if (parsed.ok()) {
+    object = *std::move(parsed);
+  } else {
+    // The message is "parse error at line 1, column 5: ..."; the column is what a user needs.
+    std::string what(parsed.status().message());
     size_t at = what.find("column");
     std::string reason = at == std::string::npos ? what : what.substr(at);
     return absl::InvalidArgumentError(absl::StrCat("not valid JSON (", reason, ")"));
@@ -467,9 +470,15 @@ std::string LabelMap::ToJson() const {
 }
 
 absl::StatusOr<LabelMap> LabelMap::FromJson(absl::string_view text) {
-  if (JsonNestedDeeperThan(text, kMaxJsonDepth)) return absl::InvalidArgumentError("label map: nested too deep");
-  json object = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (object.is_discarded()) return absl::InvalidArgumentError("label map: not valid JSON");
+  JsonProblem problem;
+  absl::StatusOr<json> parsed = ParseJson(text, JsonLimits{kMaxJsonDepth, false}, &problem);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        problem.kind == JsonProblem::Kind::kSyntax
+            ? std::string("label map: not valid JSON")
+            : absl::StrCat("label map: ", parsed.status().message()));
+  }
+  json object = *std::move(parsed);
   if (!object.is_object()) return absl::InvalidArgumentError("label map: not a JSON object");
   auto it = object.find("labels");
   if (it == object.end()) return absl::InvalidArgumentError("labels: missing");

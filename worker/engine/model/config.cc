@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_parse.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -262,13 +263,12 @@ absl::Status ParseEncoder(const json& config, ModelConfig* out) {
 }  // namespace
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text) {
-  json config;
-  try {
-    config = json::parse(text.begin(), text.end());
-  } catch (const json::exception& e) {
-    std::string message = WithoutJsonExceptionTag(e.what());
-    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", message));
+  // Written by Hugging Face's tools: a repeated key is read as Python reads it (the last wins).
+  absl::StatusOr<json> parsed = ParseJson(text, JsonLimits{/*max_depth=*/64, true});
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", parsed.status().message()));
   }
+  json config = *std::move(parsed);
   if (!config.is_object()) return absl::InvalidArgumentError("must be a JSON object");
   if (config.contains("quantization_config")) {
     return KeyError("quantization_config", "quantized checkpoints are not supported");

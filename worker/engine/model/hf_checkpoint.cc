@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json_parse.h"
+#include "common/read_file.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "worker/engine/checkpoint/tensor_io.h"
@@ -23,6 +25,7 @@ namespace loratrf::engine {
 namespace {
 
 constexpr uint64_t kMaxIndexBytes = 64 << 20;
+constexpr uint64_t kMaxConfigBytes = 4 << 20;  // as LoadModelConfig reads it
 
 bool IsRegularFile(const std::string& path) {
   struct stat info {};
@@ -55,12 +58,10 @@ absl::StatusOr<HfCheckpoint> HfCheckpoint::Open(const std::string& model_dir) {
     std::ifstream in(index_path, std::ios::binary);
     std::stringstream text;
     text << in.rdbuf();
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(text.str());
-    } catch (const nlohmann::json::exception& e) {
-      return fail("not valid JSON");
-    }
+    absl::StatusOr<nlohmann::json> parsed =
+        ParseJson(text.str(), JsonLimits{/*max_depth=*/64, /*allow_duplicate_keys=*/false});
+    if (!parsed.ok()) return fail(absl::StrCat("not valid JSON: ", parsed.status().message()));
+    nlohmann::json index = *std::move(parsed);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       return fail("weight_map: required, an object of tensor name → shard file");
     }
@@ -212,13 +213,14 @@ absl::Status CopyFile(const std::string& from, const std::string& to) {
 absl::Status WriteHfModelFiles(TransformerModel& model, const std::string& source_model_dir,
                                const std::string& dir) {
   std::string source_config_path = source_model_dir + "/config.json";
-  std::ifstream in(source_config_path, std::ios::binary);
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    return absl::InvalidArgumentError(absl::StrCat(source_config_path, ": not valid JSON"));
+  absl::StatusOr<std::string> text = ReadFileWithLimit(source_config_path, kMaxConfigBytes);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(*text, JsonLimits{/*max_depth=*/64, true});
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_config_path, ": not valid JSON: ", parsed.status().message()));
   }
+  nlohmann::json config = *std::move(parsed);
   const ModelConfig& c = model.config();
   std::string prefix = ClassPrefix(c.architecture);
   switch (c.head) {

@@ -6,7 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_join.h"
-#include "common/json_depth.h"
+#include "common/json_parse.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -132,15 +132,20 @@ HfTokenizer::~HfTokenizer() = default;
 
 namespace {
 
+// tokenizer.json and its neighbours come from Hugging Face's tools: duplicate keys are read as
+// they are there (the last one wins).
+constexpr JsonLimits kTokenizerJsonLimits{/*max_depth=*/64, /*allow_duplicate_keys=*/true};
+
 // A small JSON object file beside tokenizer.json; nullopt when the file does not exist.
 absl::StatusOr<std::optional<Json>> ReadOptionalJsonObject(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileWithLimit(path, 16u << 20);
   if (absl::IsNotFound(text.status())) return std::optional<Json>();
   if (!text.ok()) return text.status();
-  if (JsonNestedDeeperThan(*text, 64)) return FieldError(path, "nested too deeply");
-  Json object = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (object.is_discarded() || !object.is_object()) return FieldError(path, "not a JSON object");
-  return std::optional<Json>(std::move(object));
+  JsonProblem problem;
+  absl::StatusOr<Json> object = ParseJson(*text, kTokenizerJsonLimits, &problem);
+  if (problem.kind == JsonProblem::Kind::kTooDeep) return FieldError(path, "nested too deeply");
+  if (!object.ok() || !object->is_object()) return FieldError(path, "not a JSON object");
+  return std::optional<Json>(*std::move(object));
 }
 
 absl::StatusOr<std::optional<int64_t>> EosFromTokenizerConfig(const HfTokenizer& tokenizer,
@@ -206,13 +211,15 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(absl::string_vie
   auto fail = [&](const absl::Status& status) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message()));
   };
-  if (JsonNestedDeeperThan(json_text, 64)) {
+  JsonProblem problem;
+  absl::StatusOr<Json> parsed = ParseJson(json_text, kTokenizerJsonLimits, &problem);
+  if (problem.kind == JsonProblem::Kind::kTooDeep) {
     return fail(absl::InvalidArgumentError("nested too deeply"));
   }
-  Json json = Json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) {
+  if (!parsed.ok() || !parsed->is_object()) {
     return fail(absl::InvalidArgumentError("not a JSON object"));
   }
+  Json json = *std::move(parsed);
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
   auto component = [&](const char* key) -> const Json* {
     auto it = json.find(key);

@@ -16,6 +16,8 @@
 #include "worker/engine/adapters/adapter_io.h"
 #include "worker/engine/adapters/adapter_model.h"
 #include "common/atomic_file.h"
+#include "common/json_parse.h"
+#include "common/read_file.h"
 #include "common/text.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -42,6 +44,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kTrainerStateTensors[] = "trainer_state.safetensors";
 constexpr char kTrainerStateJson[] = "trainer_state.json";
+constexpr uint64_t kMaxTrainerStateBytes = 1 << 20;  // a few numbers; anything larger is not ours
 constexpr char kLabelMapFile[] = "label_map.json";
 
 // Sum of the per-target losses of one micro-batch, and (for evaluation) correct predictions.
@@ -639,8 +642,12 @@ class Trainer {
   }
 
   absl::Status Restore(const CheckpointManifest& checkpoint) {
-    std::ifstream in(checkpoint.dir + "/" + kTrainerStateJson);
-    json state = json::parse(in, nullptr, false);
+    // Written by the trainer itself: small, flat, no key twice.
+    absl::StatusOr<std::string> text =
+        ReadFileWithLimit(checkpoint.dir + "/" + kTrainerStateJson, kMaxTrainerStateBytes);
+    absl::StatusOr<json> parsed =
+        text.ok() ? ParseJson(*text, JsonLimits{/*max_depth=*/8, false}) : text.status();
+    json state = parsed.ok() ? *std::move(parsed) : json();
     if (!state.is_object() || !state.contains("step")) {
       return absl::DataLossError(absl::StrCat(checkpoint.dir, ": trainer state unreadable"));
     }

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "proto/contract/limits.h"
 
@@ -89,12 +90,39 @@ TEST(Manifest, RefusesWhatIsNotOne) {
       {R"({"format": "loratrf-checkpoint-v1", "step": 1, "files": [], "metrics": 3})", "metrics"},
       {std::string(100000, '[') , "nested too deep"},
       {std::string(limits::kMaxManifestBytes + 1, ' '), "larger than"},
+      {R"({"format": "loratrf-checkpoint-v1", "step": 1, "step": 2, "files": []})",
+       "duplicate key 'step'"},
   };
   for (const Case& k : cases) {
     absl::StatusOr<Manifest> m = ParseManifest(k.text);
     EXPECT_TRUE(absl::IsDataLoss(m.status())) << k.text.substr(0, 120) << ": " << m.status();
     EXPECT_THAT(std::string(m.status().message()), HasSubstr(k.expected)) << k.text.substr(0, 120);
   }
+}
+
+// Wide and deep manifests up to the size limit are answered after one pass.
+TEST(Manifest, WideAndDeepAreAnswered) {
+  const std::string sha = Sha256Hex("x");
+  std::string files;
+  for (int i = 0; files.size() < limits::kMaxManifestBytes - 200; ++i) {
+    absl::StrAppend(&files, i ? "," : "", R"({"path":"f)", i, R"(","size_bytes":1,"sha256":")",
+                    sha, R"("})");
+  }
+  std::string text = R"({"format":"loratrf-checkpoint-v1","step":1,"files":[)" + files + "]}";
+  ASSERT_LE(text.size(), limits::kMaxManifestBytes);
+  EXPECT_THAT(std::string(ParseManifest(text).status().message()), HasSubstr("files: more than"));
+
+  std::string keys;
+  for (int i = 0; keys.size() < (4u << 20); ++i) {
+    absl::StrAppend(&keys, R"(")", i, R"(":0,)");
+  }
+  text = "{" + keys + R"("format":"loratrf-checkpoint-v1","step":1,"files":[]})";
+  ASSERT_LE(text.size(), limits::kMaxManifestBytes);
+  absl::StatusOr<Manifest> wide = ParseManifest(text);
+  EXPECT_TRUE(wide.ok()) << wide.status();
+
+  text = std::string(limits::kMaxManifestBytes / 2, '[') + std::string(limits::kMaxManifestBytes / 2, ']');
+  EXPECT_THAT(std::string(ParseManifest(text).status().message()), HasSubstr("nested too deep"));
 }
 
 }  // namespace

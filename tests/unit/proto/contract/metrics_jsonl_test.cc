@@ -68,6 +68,22 @@ TEST(MetricsJsonl, SkipsWhatIsNotARow) {
       << "a row of a type this reader does not know still has a step";
 }
 
+// Wide and deep rows up to the line limit are answered after one pass: a wide row is a row, a
+// deep or repeated-key one is not.
+TEST(MetricsJsonl, WideAndDeepLinesAreAnswered) {
+  std::string wide = R"({"type":"train","step":3)";
+  for (int i = 0; wide.size() < limits::kMaxMetricsLineBytes - 100; ++i) {
+    wide += ",\"k" + std::to_string(i) + "\":0";
+  }
+  wide += "}";
+  ASSERT_LE(wide.size(), limits::kMaxMetricsLineBytes);
+  EXPECT_EQ(MetricsLineStep(wide), 3u);
+  std::string deep = R"({"type":"train","step":1,"x":)" + std::string(30000, '[') +
+                     std::string(30000, ']') + "}";
+  EXPECT_FALSE(MetricsLineStep(deep).has_value());
+  EXPECT_FALSE(MetricsLineStep(R"({"type":"train","step":1,"step":2})").has_value());
+}
+
 // A count that is not a non-negative integer is clamped, never cast blindly.
 TEST(MetricsJsonl, ClampsCountsThatAreNotNonNegativeIntegers) {
   struct Case {

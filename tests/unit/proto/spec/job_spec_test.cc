@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -458,6 +459,69 @@ TEST(JobSpecJson, DuplicateKeyIsAnError) {
 
 TEST(JobSpecJson, SyntaxErrorSaysWhere) {
   EXPECT_THAT(ErrorOf(ParseJobSpecJson("{\"name\": }")), HasSubstr("JSON parse error at line 1"));
+}
+
+// Wide and deep specs, near the size limit, are answered after one pass (the JSON reader before
+// used nlohmann's callback parser, quadratic in an object's width).
+std::string WideKeys(int keys, const char* open, const char* pattern, const char* sep,
+                     const char* close) {
+  std::string text = open;
+  for (int i = 0; i < keys; ++i) {
+    if (i) text += sep;
+    text += absl::StrFormat(pattern, i);
+  }
+  return text + close;
+}
+
+TEST(JobSpecWide, AHundredThousandUnknownJsonKeysAreRefusedByTheFirst) {
+  std::string text = WideKeys(100'000, "{", "\"%d\":0", ",", "}");
+  ASSERT_LE(text.size(), limits::kMaxSpecBytes);
+  EXPECT_THAT(ErrorOf(ParseJobSpecJson(text)), HasSubstr("0: unknown field"));
+}
+
+TEST(JobSpecWide, AHundredThousandJsonLabelsAreAnswered) {
+  std::string base = ReadFile(kSpecDir + "sst2-loratrf.json");
+  std::string labels = WideKeys(90'000, "\"labels\": {", "\"%d\":\"\"", ",", "}, ");
+  base.insert(base.find('{') + 1, labels);
+  ASSERT_LE(base.size(), limits::kMaxSpecBytes);
+  absl::StatusOr<v1::JobSpec> spec = ParseJobSpecJson(base);
+  EXPECT_THAT(ErrorOf(spec), HasSubstr("labels"));
+}
+
+TEST(JobSpecWide, ADuplicateAfterAHundredThousandJsonKeysIsFound) {
+  std::string text = WideKeys(100'000, "{\"labels\": {", "\"%d\":0", ",", ",\"7\":0}}");
+  ASSERT_LE(text.size(), limits::kMaxSpecBytes);
+  EXPECT_THAT(ErrorOf(ParseJobSpecJson(text)), HasSubstr("labels.7: duplicate key"));
+}
+
+TEST(JobSpecWide, AHundredThousandYamlKeysAreRefused) {
+  std::string block = WideKeys(100'000, "", "k%d: 0", "\n", "\n");
+  ASSERT_LE(block.size(), limits::kMaxSpecBytes);
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(block)), HasSubstr("too many YAML nodes"));
+  std::string flow = WideKeys(100'000, "labels: {", "%d: 0", ",", "}\n");
+  ASSERT_LE(flow.size(), limits::kMaxSpecBytes);
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(flow)), HasSubstr("too many YAML nodes"));
+}
+
+TEST(JobSpecDeep, HalfAMillionYamlLevelsAreRefusedWithoutRecursing) {
+  std::string flow = "a: " + std::string(500'000, '[') + std::string(500'000, ']') + "\n";
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(flow)), HasSubstr("nested too deeply"));
+  std::string maps = "a: ";
+  for (int i = 0; i < 200'000; ++i) maps += "{a: ";
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(maps)), HasSubstr("nested too deeply"));
+  std::string block;
+  for (int depth = 0; depth < 1000; ++depth) block += std::string(depth, ' ') + "a:\n";
+  ASSERT_LE(block.size(), limits::kMaxSpecBytes);
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml(block)), HasSubstr("nested too deeply"));
+  std::string dashes;
+  for (int depth = 0; depth < 1000; ++depth) dashes += std::string(depth, ' ') + "-\n";
+  EXPECT_THAT(ErrorOf(ParseJobSpecYaml("a:\n" + dashes)), HasSubstr("nested too deeply"));
+}
+
+TEST(JobSpecDeep, DeepJsonObjectsAreRefused) {
+  std::string objects;
+  for (int i = 0; i < 200'000; ++i) objects += "{\"a\":";
+  EXPECT_THAT(ErrorOf(ParseJobSpecJson(objects)), HasSubstr("nested too deeply"));
 }
 
 TEST(JobSpecJson, DeepNestingIsRefusedBeforeParsing) {

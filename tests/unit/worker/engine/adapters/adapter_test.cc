@@ -408,6 +408,29 @@ TEST_F(AdapterFiles, UnsupportedPeftOptionsAreRefusedByName) {
                   "trf_filter: required for LORATRF");
 }
 
+// adapter_config.json up to its size limit is answered after one pass: unknown keys are
+// ignored however many, deep nesting is refused.
+TEST_F(AdapterFiles, WideAndDeepConfigsAreAnswered) {
+  auto model = Model();
+  AdapterSettings s = Settings(AdapterMethod::kLora, TrfFilter::kNone);
+  ASSERT_TRUE(ApplyAdapter(*model, s).ok());
+  ASSERT_TRUE(SaveAdapter(*model, s, "m", Dir()).ok());
+  std::ifstream in(Dir() + "/adapter_config.json");
+  nlohmann::json config = nlohmann::json::parse(in);
+  std::string text = config.dump();
+  text.pop_back();
+  for (int i = 0; i < 80'000; ++i) config["x" + std::to_string(i)] = 0;
+  std::ofstream(Dir() + "/adapter_config.json", std::ios::trunc) << config.dump();
+  absl::StatusOr<AdapterSettings> wide = LoadAdapterConfig(Dir());
+  EXPECT_TRUE(wide.ok()) << wide.status();
+
+  std::ofstream(Dir() + "/adapter_config.json", std::ios::trunc)
+      << text << R"(, "deep": )" << std::string(200'000, '[') << std::string(200'000, ']') << "}";
+  absl::StatusOr<AdapterSettings> deep = LoadAdapterConfig(Dir());
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(std::string(deep.status().message()), HasSubstr("nested deeper than 64 levels"));
+}
+
 TEST_F(AdapterFiles, TensorsThatDoNotFitAreRefused) {
   const std::string q = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
   ExpectLoadFails(*this, [&](auto&, auto& t) {

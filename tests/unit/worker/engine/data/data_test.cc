@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "absl/strings/str_cat.h"
 #include "worker/engine/data/batching.h"
 #include "worker/engine/data/examples.h"
 #include "worker/engine/data/tokenizer.h"
@@ -427,6 +428,37 @@ TEST_F(DataTest, LabelMapSaveLoadRoundTrip) {
   EXPECT_EQ(loaded->Find("pos"), 1);
   EXPECT_EQ(loaded->Find("zzz"), std::nullopt);
   EXPECT_EQ(loaded->size(), 3);
+}
+
+// Wide and deep lines and label maps are answered after one pass: a wide line is an example
+// (extra keys are ignored), a deep one is a clear error naming its line.
+TEST_F(DataTest, WideAndDeepLinesAreAnswered) {
+  std::string wide = "{\"text\":\"a\",\"label\":0";
+  for (int i = 0; i < 60'000; ++i) absl::StrAppend(&wide, ",\"k", i, "\":", i);
+  wide += "}\n";
+  ASSERT_LT(wide.size(), kMaxLineBytes);
+  auto data = ReadDataset(Write(wide + "{\"text\":\"b\",\"label\":1}\n"),
+                          Options(DataTask::kClassification));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->examples.size(), 2u);
+
+  std::string deep = "{\"text\":\"a\",\"label\":0,\"x\":" + std::string(400'000, '[') +
+                     std::string(400'000, ']') + "}\n";
+  ExpectError("{\"text\":\"a\",\"label\":0}\n" + deep, Options(DataTask::kClassification), 2,
+              "not a data line: JSON nested deeper than 8 levels");
+}
+
+TEST_F(DataTest, WideAndDeepLabelMapsAreAnswered) {
+  std::string text = "{\"labels\": [";
+  for (int i = 0; i < 200'000; ++i) absl::StrAppend(&text, i ? "," : "", "\"c", i, "\"");
+  text += "]}";
+  absl::StatusOr<LabelMap> wide = LabelMap::FromJson(text);
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_EQ(wide->size(), 200'000);
+  EXPECT_THAT(std::string(LabelMap::FromJson(std::string(500'000, '[')).status().message()),
+              HasSubstr("label map: nested deeper than 8 levels"));
+  EXPECT_THAT(std::string(LabelMap::FromJson(R"({"labels": [], "labels": ["a"]})").status().message()),
+              HasSubstr("label map: duplicate key 'labels'"));
 }
 
 TEST_F(DataTest, LabelMapErrors) {

@@ -77,6 +77,24 @@ TEST(ModelConfig, Qwen2HasQkvBiasAndExplicitHeadDim) {
   EXPECT_EQ(c->head_dim, 16);
 }
 
+// Wide and deep config.json files are answered after one pass: unknown keys are ignored, deep
+// nesting is refused, a repeated key keeps the last value (as Python's json).
+TEST(ModelConfig, WideAndDeepConfigsAreAnswered) {
+  json wide = Llama();
+  for (int i = 0; i < 1'000'000; ++i) wide["k" + std::to_string(i)] = i;
+  EXPECT_TRUE(ParseModelConfig(wide.dump()).ok());
+  std::string text = Llama().dump();
+  text.pop_back();
+  std::string deep = text + R"(, "x": )" + std::string(1'000'000, '[') +
+                     std::string(1'000'000, ']') + "}";
+  absl::StatusOr<ModelConfig> refused = ParseModelConfig(deep);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("nested deeper than 64 levels"));
+  auto repeated = ParseModelConfig(text + R"(, "num_hidden_layers": 3})");
+  ASSERT_TRUE(repeated.ok()) << repeated.status();
+  EXPECT_EQ(repeated->num_layers, 3);
+}
+
 TEST(ModelConfig, ReadsRobertaLabels) {
   auto c = ParseModelConfig(Roberta().dump());
   ASSERT_TRUE(c.ok()) << c.status();

@@ -1012,6 +1012,22 @@ TEST(Errors, DeeplyNestedJsonIsRefusedWithoutCrashing) {
   EXPECT_TRUE(ParseError(TokenizerJson(WordLevel({std::string(1000, '[')}))).ok());
 }
 
+// A vocabulary of 300,000 words (Llama 3's has 128,000) and a million unknown keys are read
+// after one pass; duplicate keys keep the last value, as Hugging Face's reader does.
+TEST(Errors, WideJsonIsRead) {
+  std::vector<std::string> words;
+  for (int i = 0; i < 300'000; ++i) words.push_back("w" + std::to_string(i));
+  std::unique_ptr<HfTokenizer> tokenizer =
+      MustParse(TokenizerJson(WordLevel(words), "", kWhitespaceSplit));
+  ASSERT_NE(tokenizer, nullptr);
+  EXPECT_EQ(MustEncode(*tokenizer, "w0 w299999"), (Ids{0, 299999}));
+
+  std::string keys = R"({"model": )" + WordLevel({"a"});
+  for (int i = 0; i < 1'000'000; ++i) absl::StrAppend(&keys, ",\"k", i, "\": 0");
+  EXPECT_NE(MustParse(keys + "}"), nullptr);
+  EXPECT_NE(MustParse(R"({"model": null, "model": )" + WordLevel({"a"}) + "}"), nullptr);
+}
+
 TEST(Errors, MissingComponentType) {
   ExpectParseError(TokenizerJson(WordLevel({"a"}), R"({"lowercase": true})"),
                    {"normalizer.type", "missing"});
