@@ -189,6 +189,20 @@ class CoordinatorTest : public ::testing::Test {
     return bytes.empty() ? 0 : -1;
   }
 
+  // Calls `method` (e.g. "/loratrf.v1.JobService/GetJob") with `bytes` as the request, as a
+  // unary call whatever the method's streaming: the error statuses asserted on come before any
+  // response message.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto context = Context();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status status) { done.set_value(status); });
+    return done.get_future().get();
+  }
+
   // Registers worker `name` with `slots` CPU slots; returns its lease id.
   uint64_t Register(const std::string& name, uint32_t slots, const std::string& token = "") {
     v1::RegisterRequest request;
@@ -333,6 +347,66 @@ TEST_F(CoordinatorTest, IdempotentSubmitReturnsTheSameJob) {
   EXPECT_TRUE(second.existing());
   ASSERT_TRUE(Submit("idem", &other, "key-2").ok());
   EXPECT_NE(other.job().id(), first.job().id());
+}
+
+// ---- requests that do not parse -------------------------------------------------------------
+
+// A field tag (number `field`, wire type `wire`) as protobuf writes it, for fields below 16.
+std::string Tag(int field, int wire) {
+  return std::string(1, static_cast<char>(field << 3 | wire));
+}
+
+TEST_F(CoordinatorTest, RequestsThatDoNotParseAreInvalidArgumentNamingTheMethod) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  // Unknown groups (field 15) nested deeper than protobuf's recursion limit: every request type
+  // refuses these bytes.
+  std::string deep;
+  for (int i = 0; i < 150; ++i) deep += Tag(15, 3);
+  for (int i = 0; i < 150; ++i) deep += Tag(15, 4);
+  const std::vector<std::string> methods = {
+      "JobService/SubmitJob",         "JobService/GetJob",
+      "JobService/ListJobs",          "JobService/CancelJob",
+      "JobService/WatchJob",          "JobService/ListCheckpoints",
+      "JobService/DownloadCheckpoint", "JobService/ListWorkers",
+      "JobService/PauseJob",          "JobService/ResumeJob",
+      "JobService/DeleteJob",         "JobService/CordonWorker",
+      "WorkerService/Register",       "WorkerService/Heartbeat",
+      "WorkerService/StreamCommands", "WorkerService/ReportEvents",
+      "WorkerService/UploadCheckpoint"};
+  for (const std::string& method : methods) {
+    grpc::Status status = RawCall("/loratrf.v1." + method, deep);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(), HasSubstr(method + ": the request could not be parsed"));
+    EXPECT_THAT(status.error_message(), HasSubstr("nested more than 100 deep")) << method;
+  }
+
+  // Invalid UTF-8 in a proto3 string: the message names the field.
+  const std::string bad_text = "\xff\xfe-not-utf8";
+  std::string get = Tag(1, 2) + static_cast<char>(bad_text.size()) + bad_text;  // GetJobRequest.id
+  grpc::Status status = RawCall("/loratrf.v1.JobService/GetJob", get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("JobService/GetJob: the request could not be parsed as "
+                        "loratrf.v1.GetJobRequest: id: invalid UTF-8"));
+  // SubmitJobRequest.spec (1) → JobSpec.name (1).
+  std::string name = Tag(1, 2) + static_cast<char>(bad_text.size()) + bad_text;
+  std::string submit = Tag(1, 2) + static_cast<char>(name.size()) + name;
+  status = RawCall("/loratrf.v1.JobService/SubmitJob", submit);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.name: invalid UTF-8"));
+  // RegisterRequest.name (1), a worker-service RPC.
+  status = RawCall("/loratrf.v1.WorkerService/Register", get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("WorkerService/Register"));
+  // Truncated data: a length past the end.
+  status = RawCall("/loratrf.v1.JobService/GetJob", Tag(1, 2) + "\x10" "ab");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("malformed data"));
+
+  // Requests that parse are served as before, and the server is unharmed.
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("after-bad-bytes", &submitted).ok());
+  EXPECT_EQ(Health(), 1);
 }
 
 // ---- auth -----------------------------------------------------------------------------------
