@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -347,6 +348,59 @@ TEST_F(CoordinatorTest, IdempotentSubmitReturnsTheSameJob) {
   EXPECT_TRUE(second.existing());
   ASSERT_TRUE(Submit("idem", &other, "key-2").ok());
   EXPECT_NE(other.job().id(), first.job().id());
+  // The same key with another spec is refused, naming the key and the first job.
+  v1::SubmitJobResponse refused;
+  grpc::Status status = Submit("idem-changed", &refused, "key-1");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("idempotency_key key-1"));
+  EXPECT_THAT(status.error_message(), HasSubstr(first.job().id()));
+}
+
+TEST_F(CoordinatorTest, UnknownSpecFieldsAreRefusedAndLargeJobsListThroughBoundedPages) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("unknown-fields");
+  request.mutable_spec()->GetReflection()->MutableUnknownFields(request.mutable_spec())
+      ->AddLengthDelimited(1000, std::string(100'000, 'x'));
+  v1::SubmitJobResponse response;
+  grpc::Status status = jobs_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec: unknown field number 1000"));
+
+  // Legal jobs near the size limits, more of them in all than a client's default 4 MiB receive
+  // limit: they list through pages, each within it.
+  v1::JobSpec big = Spec("big");
+  big.mutable_model()->set_path("/" + std::string(4095, 'm'));
+  big.mutable_data()->set_train("/" + std::string(4095, 't'));
+  big.mutable_data()->set_eval("/" + std::string(4095, 'e'));
+  big.mutable_adapter()->clear_target_modules();
+  for (int i = 0; i < 64; ++i) {
+    std::string module = std::to_string(i) + "_";
+    module.resize(128, 'q');
+    big.mutable_adapter()->add_target_modules(module);
+  }
+  constexpr int kJobs = 220;
+  for (int i = 0; i < kJobs; ++i) {
+    *request.mutable_spec() = big;
+    request.mutable_spec()->set_name("big-" + std::to_string(i));
+    status = jobs_->SubmitJob(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_GT(kJobs * response.job().ByteSizeLong(), size_t{4} << 20);
+  std::set<std::string> seen;
+  v1::ListJobsRequest list;
+  list.set_page_size(1000);
+  int pages = 0;
+  do {
+    v1::ListJobsResponse page;
+    status = jobs_->ListJobs(Context().get(), list, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const v1::Job& job : page.jobs()) seen.insert(job.id());
+    list.set_page_token(page.next_page_token());
+    ++pages;
+  } while (!list.page_token().empty() && pages < 100);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kJobs));
+  EXPECT_GE(pages, 2);
 }
 
 // ---- requests that do not parse -------------------------------------------------------------
@@ -1027,6 +1081,10 @@ TEST_F(CoordinatorTest, SigkillAndRestartKeepTheJob) {
   ASSERT_TRUE(Submit("survivor", &again, "key-1").ok());
   EXPECT_EQ(again.job().id(), submitted.job().id());
   EXPECT_TRUE(again.existing());
+  // And so does the spec it was used for: another spec under it is refused.
+  status = Submit("not-the-survivor", &again, "key-1");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr(submitted.job().id()));
 }
 
 }  // namespace
