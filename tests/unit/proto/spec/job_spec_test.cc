@@ -156,7 +156,7 @@ TEST(JobSpecParse, NullIsAbsent) {
   const std::string lora_json =
       R"({"name": "lora-null", "model": {"path": "m"}, "task": "causal_lm",)"
       R"( "data": {"train": "t.jsonl", "eval": null}, "adapter": {"method": "lora",)"
-      R"( "filter": null, "rank": null}, "training": null, "priority": null, "labels": null})";
+      R"( "target_modules": ["q_proj"], "filter": null, "rank": null}, "training": null, "priority": null, "labels": null})";
   auto json = ParseJobSpecJson(lora_json);
   ASSERT_TRUE(json.ok()) << json.status();
   const v1::JobSpec defaults = DefaultJobSpec();
@@ -169,7 +169,7 @@ TEST(JobSpecParse, NullIsAbsent) {
     SCOPED_TRACE(null);
     const std::string yaml = std::string(
         "name: lora-null\nmodel: {path: m}\ntask: causal_lm\ndata: {train: t.jsonl}\n"
-        "adapter:\n  method: lora\n  filter: ") + null + "\n  dropout: " + null +
+        "adapter:\n  method: lora\n  target_modules: [q_proj]\n  filter: ") + null + "\n  dropout: " + null +
         "\ntraining: " + null + "\n";
     auto parsed = ParseJobSpecYaml(yaml);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -180,7 +180,8 @@ TEST(JobSpecParse, NullIsAbsent) {
   // A filter given for LoRA is still refused; so is a required field given as null.
   EXPECT_THAT(ErrorOf(ParseJobSpecJson(R"({"name": "x", "model": {"path": "m"},)"
                                        R"( "task": "causal_lm", "data": {"train": "t.jsonl"},)"
-                                       R"( "adapter": {"method": "lora", "filter": "both"}})")),
+                                       R"( "adapter": {"method": "lora", "target_modules": ["q"],)"
+                                       R"( "filter": "both"}})")),
               HasSubstr("adapter.filter: not used with method lora"));
   EXPECT_THAT(ErrorOf(ParseJobSpecJson(R"({"name": "x", "model": {"path": null},)"
                                        R"( "task": "causal_lm", "data": {"train": "t.jsonl"}})")),
