@@ -34,6 +34,9 @@ inline constexpr uint32_t kMaxWorkers = 256;
 inline constexpr uint32_t kMaxSlotsPerWorker = 64;
 inline constexpr int32_t kMaxPriority = 1000;
 inline constexpr uint32_t kMaxRestarts = 100;
+// The serialized JobSpec a job stores (SubmitJob refuses a larger one). A spec at every limit
+// above is about 23 KiB; unknown fields are refused, so this bounds what one job holds.
+inline constexpr size_t kMaxJobSpecBytes = 64 << 10;
 
 // ---- names, ids and keys (proto/contract/names.h checks them) ---------------------------------
 inline constexpr size_t kMaxIdBytes = 128;              // job and checkpoint ids
@@ -64,6 +67,10 @@ inline constexpr size_t kMaxVersionBytes = 128;
 inline constexpr int kMaxRunningAttempts = 1024;
 inline constexpr int kMaxEventsPerReport = 1000;
 inline constexpr int kMaxJobPageSize = 1000;  // ListJobs: larger page sizes are capped
+// ListJobs: a page stops early (with a next_page_token) once its serialized jobs would pass
+// this, so a page fits a client's default 4 MiB receive limit. A page always holds at least
+// one job (a job is bounded through kMaxJobSpecBytes).
+inline constexpr size_t kMaxJobPageBytes = 2 << 20;
 inline constexpr uint32_t kMaxWorkerSlots = 1024;
 inline constexpr uint32_t kMaxLocalRanks = 256;      // ranks one agent runs for one attempt
 inline constexpr uint32_t kMaxWorldSize = 1 << 16;   // ranks of one attempt

@@ -396,6 +396,9 @@ class SpecReader {
       std::string field_path = JoinPath(path, key);
       const pb::FieldDescriptor* field = type.FindFieldByName(key);
       if (field == nullptr) return UnknownField(type, key, field_path);
+      // proto3's JSON mapping reads null as the field's default, i.e. as if it were absent
+      // (YAML's ~, null and an empty value read the same).
+      if (value.is_null()) continue;
       present_.insert(field_path);
       RETURN_IF_ERROR(ReadField(value, *field, message, field_path));
     }

@@ -34,6 +34,12 @@ absl::StatusOr<v1::JobSpec> LoadJobSpecFile(const std::string& path);
 // Returns INVALID_ARGUMENT naming the first offending field.
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);
 
+// A spec the coordinator is asked to store (SubmitJob): no fields this build does not know
+// (unknown fields would be stored and echoed to every reader unchecked; INVALID_ARGUMENT names
+// them by path and number), every rule of ValidateJobSpec, and at most limits::kMaxJobSpecBytes
+// serialized.
+absl::Status ValidateSubmittedJobSpec(const v1::JobSpec& spec);
+
 // The spec as YAML / JSON in the user-facing form that the parsers read back unchanged.
 std::string JobSpecToYaml(const v1::JobSpec& spec);
 std::string JobSpecToJson(const v1::JobSpec& spec);

@@ -1,10 +1,15 @@
 // The rules a job spec must satisfy, wherever it came from (a YAML file, JSON, or an RPC).
 // Each rule names its field; docs/api.md lists the same rules for users.
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "common/status_macros.h"
 #include "proto/spec/job_spec.h"
 #include "proto/contract/limits.h"
@@ -197,7 +202,53 @@ absl::Status CheckTraining(const v1::JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// Appends "PATH: unknown field number N" for each unknown field in `message` and the messages
+// it holds.
+void CollectUnknownFields(const google::protobuf::Message& message, const std::string& path,
+                          std::vector<std::string>& out) {
+  const google::protobuf::Reflection& reflection = *message.GetReflection();
+  const google::protobuf::UnknownFieldSet& unknown = reflection.GetUnknownFields(message);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    out.push_back(absl::StrCat(path.empty() ? "spec" : path, ": unknown field number ",
+                               unknown.field(i).number()));
+  }
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  reflection.ListFields(message, &fields);
+  for (const google::protobuf::FieldDescriptor* field : fields) {
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const std::string field_path = path.empty() ? field->name() : absl::StrCat(path, ".", field->name());
+    if (field->is_repeated()) {
+      for (int j = 0; j < reflection.FieldSize(message, field); ++j) {
+        CollectUnknownFields(reflection.GetRepeatedMessage(message, field, j), field_path, out);
+      }
+    } else {
+      CollectUnknownFields(reflection.GetMessage(message, field), field_path, out);
+    }
+  }
+}
+
 }  // namespace
+
+absl::Status ValidateSubmittedJobSpec(const v1::JobSpec& spec) {
+  std::vector<std::string> unknown;
+  CollectUnknownFields(spec, "", unknown);
+  if (!unknown.empty()) {
+    constexpr size_t kNamed = 8;  // enough to act on, and a bounded message
+    std::string named = absl::StrJoin(unknown.begin(),
+                                      unknown.begin() + std::min(unknown.size(), kNamed), "; ");
+    if (unknown.size() > kNamed) absl::StrAppend(&named, "; and ", unknown.size() - kNamed, " more");
+    return absl::InvalidArgumentError(absl::StrCat(
+        named, " (the coordinator's JobSpec has no such field: a newer client, or bytes not "
+        "made from loratrf's protos; remove them)"));
+  }
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  const size_t bytes = spec.ByteSizeLong();
+  if (bytes > limits::kMaxJobSpecBytes) {
+    return Invalid("spec", absl::StrCat(bytes, " bytes serialized, more than the limit of ",
+                                        limits::kMaxJobSpecBytes));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(contract::CheckJobName("name", spec.name()));

@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -228,6 +230,20 @@ absl::Status CheckOwnerLimits(const CoreState& core, const std::string& owner,
   return absl::OkStatus();
 }
 
+// A spec's bytes in protobuf's deterministic serialization (map entries sorted by key): what
+// "the same spec" means for an idempotent replay. The stored spec is the submitted one as is
+// (unknown fields are refused, so every byte comes from a known field).
+std::string SpecBytes(const v1::JobSpec& spec) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&out);
+  }
+  return bytes;
+}
+
 }  // namespace
 
 absl::Status ValidateSubmission(const v1::SubmitJobRequest& request) {
@@ -236,7 +252,7 @@ absl::Status ValidateSubmission(const v1::SubmitJobRequest& request) {
   }
   // A sweep id is made by the coordinator like a job id, and follows the same rule.
   if (!request.sweep_id().empty()) RETURN_IF_ERROR(contract::CheckId("sweep_id", request.sweep_id()));
-  return spec::ValidateJobSpec(request.spec());
+  return spec::ValidateSubmittedJobSpec(request.spec());
 }
 
 absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& caller,
@@ -273,6 +289,14 @@ absl::StatusOr<v1::SubmitJobResponse> SubmitJob(CoreState& core, const Caller& c
                        return core.store->CreateJob(job, request.idempotency_key(),
                                                     caller.principal);
                      }));
+  }
+  if (!created.created && SpecBytes(created.job.spec()) != SpecBytes(request.spec())) {
+    // The key was used for another spec: answering with that job would let the caller believe
+    // its new spec was queued.
+    return absl::AlreadyExistsError(absl::StrCat(
+        "idempotency_key ", request.idempotency_key(), ": already used for job ",
+        created.job.id(), " with a different spec (a retry must send the same spec; use a new "
+        "key for a new job)"));
   }
   *response.mutable_job() = created.job;
   response.set_existing(!created.created);

@@ -21,13 +21,20 @@ std::optional<absl::string_view> AuthorizationOf(const grpc::CallbackServerConte
   return absl::string_view(it->second.data(), it->second.size());
 }
 
-// Authenticates, runs `body(caller)`, finishes the call with the mapped status.
-template <typename Body>
+// Authenticates, parses the request (request_parse.h), runs `body(caller, request)`, finishes
+// the call with the mapped status.
+template <typename Request, typename Body>
 grpc::ServerUnaryReactor* Unary(const HandlerDeps& deps, grpc::CallbackServerContext* context,
-                                const char* method, Roles roles, Body body) {
+                                const char* method, Roles roles, const grpc::ByteBuffer* bytes,
+                                Body body) {
   RpcTimer timer(deps.metrics, method);
-  absl::StatusOr<Caller> caller = deps.auth->Authenticate(AuthorizationOf(context), roles);
-  grpc::Status status = rpc::ToGrpcStatus(caller.ok() ? body(*caller) : caller.status());
+  absl::Status result = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Caller caller, deps.auth->Authenticate(AuthorizationOf(context), roles));
+    Request request;
+    RETURN_IF_ERROR(ParseRequest(*bytes, method, &request));
+    return body(caller, request);
+  }();
+  grpc::Status status = rpc::ToGrpcStatus(result);
   timer.Done(status.error_code());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(std::move(status));
@@ -105,7 +112,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
 // UploadCheckpoint: a header (checked, then BeginUpload), chunks (Write), the client's
 // half-close (Finish: verify and commit). Any error ends the call at once; dropping the core's
 // upload discards what was written. Each message is handled on `files` (see RunFileWork).
-class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
+class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   UploadReactor(const HandlerDeps& deps, RpcTimer timer, Caller caller,
                 grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
@@ -114,7 +121,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
         caller_(std::move(caller)),
         context_(context),
         response_(response) {
-    StartRead(&request_);
+    StartRead(&bytes_);
   }
 
   void OnReadDone(bool ok) override {
@@ -131,9 +138,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   // the next one or finishes.
   void Process(bool ok) {
     if (!ok) return Done(rpc::ToGrpcStatus(Complete()));  // the client half-closed (or went away)
-    absl::Status status = Handle();
+    absl::Status status = ParseRequest(bytes_, "WorkerService/UploadCheckpoint", &request_);
+    if (status.ok()) status = Handle();
     if (!status.ok()) return Done(rpc::ToGrpcStatus(status));
-    StartRead(&request_);
+    StartRead(&bytes_);
   }
 
   absl::Status Handle() {
@@ -173,12 +181,13 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   const Caller caller_;
   grpc::CallbackServerContext* const context_;
   v1::UploadCheckpointResponse* const response_;
-  v1::UploadCheckpointRequest request_;  // filled by StartRead until OnReadDone
+  grpc::ByteBuffer bytes_;  // filled by StartRead until OnReadDone
+  v1::UploadCheckpointRequest request_;  // parsed from bytes_
   std::unique_ptr<JobServiceCore::CheckpointUpload> upload_;
   grpc::StatusCode code_ = grpc::StatusCode::OK;
 };
 
-class FailedReadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
+class FailedReadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   FailedReadReactor(RpcTimer timer, grpc::Status status)
       : timer_(timer), code_(status.error_code()) {
@@ -198,96 +207,130 @@ class FailedReadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpo
 
 // ---- JobService -------------------------------------------------------------------------------
 
+JobServiceHandler::JobServiceHandler(HandlerDeps deps) : deps_(deps) {
+  using Self = JobServiceHandler;
+  auto unary = [this](auto method) {
+    return [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+                          auto* response) { return (this->*method)(context, bytes, response); };
+  };
+  auto stream = [this](auto method) {
+    return [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
+      return (this->*method)(context, bytes);
+    };
+  };
+  ServeUnary<v1::SubmitJobResponse>("SubmitJob", unary(&Self::SubmitJob));
+  ServeUnary<v1::Job>("GetJob", unary(&Self::GetJob));
+  ServeUnary<v1::ListJobsResponse>("ListJobs", unary(&Self::ListJobs));
+  ServeUnary<v1::Job>("CancelJob", unary(&Self::CancelJob));
+  ServeServerStream<v1::JobEvent>("WatchJob", stream(&Self::WatchJob));
+  ServeUnary<v1::ListCheckpointsResponse>("ListCheckpoints", unary(&Self::ListCheckpoints));
+  ServeServerStream<v1::DownloadCheckpointResponse>("DownloadCheckpoint",
+                                                    stream(&Self::DownloadCheckpoint));
+  ServeUnary<v1::ListWorkersResponse>("ListWorkers", unary(&Self::ListWorkers));
+  ServeUnary<v1::Job>("PauseJob", unary(&Self::PauseJob));
+  ServeUnary<v1::Job>("ResumeJob", unary(&Self::ResumeJob));
+  ServeUnary<v1::DeleteJobResponse>("DeleteJob", unary(&Self::DeleteJob));
+  ServeUnary<v1::Worker>("CordonWorker", unary(&Self::CordonWorker));
+  CheckAllServed();
+}
+
 grpc::ServerUnaryReactor* JobServiceHandler::SubmitJob(grpc::CallbackServerContext* context,
-                                                       const v1::SubmitJobRequest* request,
+                                                       const grpc::ByteBuffer* bytes,
                                                        v1::SubmitJobResponse* response) {
-  return Unary(deps_, context, "JobService/SubmitJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->SubmitJob(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::SubmitJobRequest>(
+      deps_, context, "JobService/SubmitJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::SubmitJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->SubmitJob(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::GetJob(grpc::CallbackServerContext* context,
-                                                    const v1::GetJobRequest* request,
+                                                    const grpc::ByteBuffer* bytes,
                                                     v1::Job* response) {
-  return Unary(deps_, context, "JobService/GetJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->GetJob(caller, request->id()));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::GetJobRequest>(
+      deps_, context, "JobService/GetJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::GetJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->GetJob(caller, request.id()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::ListJobs(grpc::CallbackServerContext* context,
-                                                      const v1::ListJobsRequest* request,
+                                                      const grpc::ByteBuffer* bytes,
                                                       v1::ListJobsResponse* response) {
-  return Unary(deps_, context, "JobService/ListJobs", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 v1::ListJobsRequest capped = *request;
-                 RETURN_IF_ERROR(CheckRequest(capped));
-                 ASSIGN_OR_RETURN(*response, deps_.core->ListJobs(caller, capped));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::ListJobsRequest>(
+      deps_, context, "JobService/ListJobs", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::ListJobsRequest& request) -> absl::Status {
+        v1::ListJobsRequest capped = request;
+        RETURN_IF_ERROR(CheckRequest(capped));
+        ASSIGN_OR_RETURN(*response, deps_.core->ListJobs(caller, capped));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::CancelJob(grpc::CallbackServerContext* context,
-                                                       const v1::CancelJobRequest* request,
+                                                       const grpc::ByteBuffer* bytes,
                                                        v1::Job* response) {
-  return Unary(deps_, context, "JobService/CancelJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->CancelJob(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::CancelJobRequest>(
+      deps_, context, "JobService/CancelJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::CancelJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->CancelJob(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::DeleteJob(grpc::CallbackServerContext* context,
-                                                       const v1::DeleteJobRequest* request,
+                                                       const grpc::ByteBuffer* bytes,
                                                        v1::DeleteJobResponse* response) {
-  return Unary(deps_, context, "JobService/DeleteJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->DeleteJob(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::DeleteJobRequest>(
+      deps_, context, "JobService/DeleteJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::DeleteJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->DeleteJob(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceHandler::WatchJob(
-    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
   RpcTimer timer(deps_.metrics, "JobService/WatchJob");
-  absl::StatusOr<std::unique_ptr<EventStream>> stream = [&]()
-      -> absl::StatusOr<std::unique_ptr<EventStream>> {
+  absl::StatusOr<std::unique_ptr<EventStream>> stream =
+      [&]() -> absl::StatusOr<std::unique_ptr<EventStream>> {
     ASSIGN_OR_RETURN(Caller caller, deps_.auth->Authenticate(AuthorizationOf(context), kUserOnly));
-    RETURN_IF_ERROR(CheckRequest(*request));
-    return deps_.core->WatchJob(caller, *request);
+    v1::WatchJobRequest request;
+    RETURN_IF_ERROR(ParseRequest(*bytes, "JobService/WatchJob", &request));
+    RETURN_IF_ERROR(CheckRequest(request));
+    return deps_.core->WatchJob(caller, request);
   }();
   if (!stream.ok()) {
     return new FailedWriteReactor<v1::JobEvent>(timer, rpc::ToGrpcStatus(stream.status()));
   }
   auto* reactor = new PullWriteReactor<v1::JobEvent>(
-      std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(std::move(*stream)),
-      deps_.pump, EndStatus(deps_.core, "watch again from the last seq + 1"), timer,
+      std::make_unique<CorePullSource<v1::JobEvent, EventStream>>(std::move(*stream)), deps_.pump,
+      EndStatus(deps_.core, "watch again from the last seq + 1"), timer,
       OpenStream(deps_.metrics, RpcMetrics::StreamKind::kWatch));
   reactor->Start();
   return reactor;
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::ListCheckpoints(
-    grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
     v1::ListCheckpointsResponse* response) {
-  return Unary(deps_, context, "JobService/ListCheckpoints", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response,
-                                  deps_.core->ListCheckpoints(caller, request->job_id()));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::ListCheckpointsRequest>(
+      deps_, context, "JobService/ListCheckpoints", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::ListCheckpointsRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->ListCheckpoints(caller, request.job_id()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* JobServiceHandler::DownloadCheckpoint(
-    grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
   RpcTimer timer(deps_.metrics, "JobService/DownloadCheckpoint");
   using Opened = std::pair<v1::Checkpoint, std::unique_ptr<ArtifactStore::Reader>>;
   absl::StatusOr<Opened> opened = [&]() -> absl::StatusOr<Opened> {
@@ -295,96 +338,128 @@ grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* JobServiceHandler::Dow
     // decides who may read which job's (a user only their own jobs', a worker any).
     ASSIGN_OR_RETURN(Caller caller,
                      deps_.auth->Authenticate(AuthorizationOf(context), kUserOrWorker));
-    RETURN_IF_ERROR(CheckRequest(*request));
-    return deps_.core->OpenCheckpoint(caller, *request);
+    v1::DownloadCheckpointRequest request;
+    RETURN_IF_ERROR(ParseRequest(*bytes, "JobService/DownloadCheckpoint", &request));
+    RETURN_IF_ERROR(CheckRequest(request));
+    return deps_.core->OpenCheckpoint(caller, request);
   }();
   if (!opened.ok()) {
-    return new FailedWriteReactor<v1::DownloadCheckpointResponse>(timer,
-                                                                  rpc::ToGrpcStatus(opened.status()));
+    return new FailedWriteReactor<v1::DownloadCheckpointResponse>(
+        timer, rpc::ToGrpcStatus(opened.status()));
   }
   return new DownloadReactor(timer, deps_.files, std::move(opened->first),
                              std::move(opened->second));
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::ListWorkers(grpc::CallbackServerContext* context,
-                                                         const v1::ListWorkersRequest* request,
+                                                         const grpc::ByteBuffer* bytes,
                                                          v1::ListWorkersResponse* response) {
-  return Unary(deps_, context, "JobService/ListWorkers", kUserOnly,
-               [&](const Caller&) -> absl::Status {
-                 *response = deps_.core->ListWorkers();
-                 return absl::OkStatus();
-               });
+  return Unary<v1::ListWorkersRequest>(
+      deps_, context, "JobService/ListWorkers", kUserOnly, bytes,
+      [&](const Caller&, const v1::ListWorkersRequest&) -> absl::Status {
+        *response = deps_.core->ListWorkers();
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::PauseJob(grpc::CallbackServerContext* context,
-                                                      const v1::PauseJobRequest* request,
+                                                      const grpc::ByteBuffer* bytes,
                                                       v1::Job* response) {
-  return Unary(deps_, context, "JobService/PauseJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->PauseJob(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::PauseJobRequest>(
+      deps_, context, "JobService/PauseJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::PauseJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->PauseJob(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::ResumeJob(grpc::CallbackServerContext* context,
-                                                       const v1::ResumeJobRequest* request,
+                                                       const grpc::ByteBuffer* bytes,
                                                        v1::Job* response) {
-  return Unary(deps_, context, "JobService/ResumeJob", kUserOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->ResumeJob(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::ResumeJobRequest>(
+      deps_, context, "JobService/ResumeJob", kUserOnly, bytes,
+      [&](const Caller& caller, const v1::ResumeJobRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->ResumeJob(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceHandler::CordonWorker(grpc::CallbackServerContext* context,
-                                                          const v1::CordonWorkerRequest* request,
+                                                          const grpc::ByteBuffer* bytes,
                                                           v1::Worker* response) {
-  return Unary(deps_, context, "JobService/CordonWorker", kAdminOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 ASSIGN_OR_RETURN(*response, deps_.core->CordonWorker(caller, *request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::CordonWorkerRequest>(
+      deps_, context, "JobService/CordonWorker", kAdminOnly, bytes,
+      [&](const Caller& caller, const v1::CordonWorkerRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        ASSIGN_OR_RETURN(*response, deps_.core->CordonWorker(caller, request));
+        return absl::OkStatus();
+      });
 }
 
 // ---- WorkerService ----------------------------------------------------------------------------
 
+WorkerServiceHandler::WorkerServiceHandler(HandlerDeps deps) : deps_(deps) {
+  using Self = WorkerServiceHandler;
+  auto unary = [this](auto method) {
+    return [this, method](grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+                          auto* response) { return (this->*method)(context, bytes, response); };
+  };
+  ServeUnary<v1::RegisterResponse>("Register", unary(&Self::Register));
+  ServeUnary<v1::HeartbeatResponse>("Heartbeat", unary(&Self::Heartbeat));
+  ServeServerStream<v1::WorkerCommand>(
+      "StreamCommands",
+      [this](grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
+        return StreamCommands(context, bytes);
+      });
+  ServeUnary<v1::ReportEventsResponse>("ReportEvents", unary(&Self::ReportEvents));
+  ServeClientStream<v1::UploadCheckpointResponse>(
+      "UploadCheckpoint",
+      [this](grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) {
+        return UploadCheckpoint(context, response);
+      });
+  CheckAllServed();
+}
+
 grpc::ServerUnaryReactor* WorkerServiceHandler::Register(grpc::CallbackServerContext* context,
-                                                         const v1::RegisterRequest* request,
+                                                         const grpc::ByteBuffer* bytes,
                                                          v1::RegisterResponse* response) {
-  return Unary(deps_, context, "WorkerService/Register", kWorkerOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
-                 ASSIGN_OR_RETURN(*response, deps_.core->Register(*request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::RegisterRequest>(
+      deps_, context, "WorkerService/Register", kWorkerOnly, bytes,
+      [&](const Caller& caller, const v1::RegisterRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request.name()));
+        ASSIGN_OR_RETURN(*response, deps_.core->Register(request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceHandler::Heartbeat(grpc::CallbackServerContext* context,
-                                                          const v1::HeartbeatRequest* request,
+                                                          const grpc::ByteBuffer* bytes,
                                                           v1::HeartbeatResponse* response) {
-  return Unary(deps_, context, "WorkerService/Heartbeat", kWorkerOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
-                 ASSIGN_OR_RETURN(*response, deps_.core->Heartbeat(*request));
-                 return absl::OkStatus();
-               });
+  return Unary<v1::HeartbeatRequest>(
+      deps_, context, "WorkerService/Heartbeat", kWorkerOnly, bytes,
+      [&](const Caller& caller, const v1::HeartbeatRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request.name()));
+        ASSIGN_OR_RETURN(*response, deps_.core->Heartbeat(request));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceHandler::StreamCommands(
-    grpc::CallbackServerContext* context, const v1::StreamCommandsRequest* request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
   RpcTimer timer(deps_.metrics, "WorkerService/StreamCommands");
-  absl::StatusOr<std::unique_ptr<CommandStream>> stream = [&]()
-      -> absl::StatusOr<std::unique_ptr<CommandStream>> {
+  absl::StatusOr<std::unique_ptr<CommandStream>> stream =
+      [&]() -> absl::StatusOr<std::unique_ptr<CommandStream>> {
     ASSIGN_OR_RETURN(Caller caller,
                      deps_.auth->Authenticate(AuthorizationOf(context), kWorkerOnly));
-    RETURN_IF_ERROR(CheckRequest(*request));
-    RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->name()));
-    return deps_.core->StreamCommands(*request);
+    v1::StreamCommandsRequest request;
+    RETURN_IF_ERROR(ParseRequest(*bytes, "WorkerService/StreamCommands", &request));
+    RETURN_IF_ERROR(CheckRequest(request));
+    RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request.name()));
+    return deps_.core->StreamCommands(request);
   }();
   if (!stream.ok()) {
     return new FailedWriteReactor<v1::WorkerCommand>(timer, rpc::ToGrpcStatus(stream.status()));
@@ -397,19 +472,20 @@ grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceHandler::StreamCommand
   return reactor;
 }
 
-grpc::ServerUnaryReactor* WorkerServiceHandler::ReportEvents(
-    grpc::CallbackServerContext* context, const v1::ReportEventsRequest* request,
-    v1::ReportEventsResponse* response) {
-  return Unary(deps_, context, "WorkerService/ReportEvents", kWorkerOnly,
-               [&](const Caller& caller) -> absl::Status {
-                 RETURN_IF_ERROR(CheckRequest(*request));
-                 RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request->worker()));
-                 ASSIGN_OR_RETURN(*response, deps_.core->ReportEvents(*request));
-                 return absl::OkStatus();
-               });
+grpc::ServerUnaryReactor* WorkerServiceHandler::ReportEvents(grpc::CallbackServerContext* context,
+                                                             const grpc::ByteBuffer* bytes,
+                                                             v1::ReportEventsResponse* response) {
+  return Unary<v1::ReportEventsRequest>(
+      deps_, context, "WorkerService/ReportEvents", kWorkerOnly, bytes,
+      [&](const Caller& caller, const v1::ReportEventsRequest& request) -> absl::Status {
+        RETURN_IF_ERROR(CheckRequest(request));
+        RETURN_IF_ERROR(deps_.auth->CheckWorkerName(caller, request.worker()));
+        ASSIGN_OR_RETURN(*response, deps_.core->ReportEvents(request));
+        return absl::OkStatus();
+      });
 }
 
-grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerServiceHandler::UploadCheckpoint(
+grpc::ServerReadReactor<grpc::ByteBuffer>* WorkerServiceHandler::UploadCheckpoint(
     grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) {
   RpcTimer timer(deps_.metrics, "WorkerService/UploadCheckpoint");
   absl::StatusOr<Caller> caller = deps_.auth->Authenticate(AuthorizationOf(context), kWorkerOnly);

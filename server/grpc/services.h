@@ -13,6 +13,7 @@
 
 #include "server/core/job_service.h"
 #include "server/grpc/auth.h"
+#include "server/grpc/request_parse.h"
 #include "server/grpc/rpc_metrics.h"
 #include "server/grpc/stream_pump.h"
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
@@ -30,68 +31,66 @@ struct HandlerDeps {
   StreamPump* files = nullptr;
 };
 
-class JobServiceHandler final : public v1::JobService::CallbackService {
+// Every method takes its request as bytes and parses it itself (request_parse.h), so that a
+// request that does not parse is answered INVALID_ARGUMENT, not gRPC's bare UNIMPLEMENTED.
+class JobServiceHandler final : public RequestBytesService<v1::JobService> {
  public:
-  explicit JobServiceHandler(HandlerDeps deps) : deps_(deps) {}
-
-  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
-                                      const v1::SubmitJobRequest* request,
-                                      v1::SubmitJobResponse* response) override;
-  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
-                                   const v1::GetJobRequest* request, v1::Job* response) override;
-  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
-                                     const v1::ListJobsRequest* request,
-                                     v1::ListJobsResponse* response) override;
-  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
-                                      const v1::CancelJobRequest* request,
-                                      v1::Job* response) override;
-  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
-                                                   const v1::WatchJobRequest* request) override;
-  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* context,
-                                            const v1::ListCheckpointsRequest* request,
-                                            v1::ListCheckpointsResponse* response) override;
-  grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* DownloadCheckpoint(
-      grpc::CallbackServerContext* context,
-      const v1::DownloadCheckpointRequest* request) override;
-  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
-                                        const v1::ListWorkersRequest* request,
-                                        v1::ListWorkersResponse* response) override;
-  grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* context,
-                                      const v1::DeleteJobRequest* request,
-                                      v1::DeleteJobResponse* response) override;
-  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* context,
-                                     const v1::PauseJobRequest* request,
-                                     v1::Job* response) override;
-  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* context,
-                                      const v1::ResumeJobRequest* request,
-                                      v1::Job* response) override;
-  grpc::ServerUnaryReactor* CordonWorker(grpc::CallbackServerContext* context,
-                                         const v1::CordonWorkerRequest* request,
-                                         v1::Worker* response) override;
+  explicit JobServiceHandler(HandlerDeps deps);
 
  private:
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      v1::SubmitJobResponse* response);
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request, v1::Job* response);
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     v1::ListJobsResponse* response);
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request, v1::Job* response);
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request);
+  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request,
+                                            v1::ListCheckpointsResponse* response);
+  grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* DownloadCheckpoint(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request);
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        v1::ListWorkersResponse* response);
+  grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      v1::DeleteJobResponse* response);
+  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request, v1::Job* response);
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request, v1::Job* response);
+  grpc::ServerUnaryReactor* CordonWorker(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request, v1::Worker* response);
+
   const HandlerDeps deps_;
 };
 
-class WorkerServiceHandler final : public v1::WorkerService::CallbackService {
+class WorkerServiceHandler final : public RequestBytesService<v1::WorkerService> {
  public:
-  explicit WorkerServiceHandler(HandlerDeps deps) : deps_(deps) {}
-
-  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
-                                     const v1::RegisterRequest* request,
-                                     v1::RegisterResponse* response) override;
-  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
-                                      const v1::HeartbeatRequest* request,
-                                      v1::HeartbeatResponse* response) override;
-  grpc::ServerWriteReactor<v1::WorkerCommand>* StreamCommands(
-      grpc::CallbackServerContext* context, const v1::StreamCommandsRequest* request) override;
-  grpc::ServerUnaryReactor* ReportEvents(grpc::CallbackServerContext* context,
-                                         const v1::ReportEventsRequest* request,
-                                         v1::ReportEventsResponse* response) override;
-  grpc::ServerReadReactor<v1::UploadCheckpointRequest>* UploadCheckpoint(
-      grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) override;
+  explicit WorkerServiceHandler(HandlerDeps deps);
 
  private:
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     v1::RegisterResponse* response);
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      v1::HeartbeatResponse* response);
+  grpc::ServerWriteReactor<v1::WorkerCommand>* StreamCommands(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request);
+  grpc::ServerUnaryReactor* ReportEvents(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         v1::ReportEventsResponse* response);
+  // Each streamed message is parsed as it arrives.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* UploadCheckpoint(
+      grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response);
+
   const HandlerDeps deps_;
 };
 

@@ -89,6 +89,7 @@ absl::StatusOr<JobPage> InMemoryJobStore::ListJobs(const JobFilter& filter, int 
   std::lock_guard<std::mutex> lock(mu_);
   JobPage page;
   int64_t last_taken = 0;
+  size_t page_bytes = 0;
   // Newest first: walk the creation order backwards from just below the token's position.
   auto it = after == 0 ? ids_by_order_.end() : ids_by_order_.lower_bound(after);
   while (it != ids_by_order_.begin()) {
@@ -108,12 +109,15 @@ absl::StatusOr<JobPage> InMemoryJobStore::ListJobs(const JobFilter& filter, int 
             filter.states.end()) {
       continue;
     }
-    if (page.jobs.size() == static_cast<size_t>(limit)) {
+    const size_t job_bytes = job.ByteSizeLong();
+    if (page.jobs.size() == static_cast<size_t>(limit) ||
+        (!page.jobs.empty() && page_bytes + job_bytes > limits::kMaxJobPageBytes)) {
       // A further match exists: the next page starts below the last job taken.
       page.next_page_token = job_store_internal::EncodePageToken(last_taken);
       break;
     }
     page.jobs.push_back(job);
+    page_bytes += job_bytes;
     last_taken = it->first;
   }
   return page;

@@ -107,6 +107,8 @@ class JobStore {
   // limits::kMaxJobPageSize means that, negative is InvalidArgument. `page_token` is empty or the
   // next_page_token of an earlier call (anything else is InvalidArgument); it marks a position,
   // so paging with a fixed filter returns every matching job once, including on a new process.
+  // A page also stops before its serialized jobs would pass limits::kMaxJobPageBytes (it always
+  // holds at least one job), so a page fits a client's receive limit whatever the jobs hold.
   virtual absl::StatusOr<JobPage> ListJobs(const JobFilter& filter, int page_size,
                                            const std::string& page_token) = 0;
 

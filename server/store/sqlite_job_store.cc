@@ -789,9 +789,17 @@ absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobFilter& filter, int pa
   if (rc != SQLITE_OK) return Error(kOp, rc);
   JobPage page;
   std::vector<int64_t> orders;
+  size_t page_bytes = 0;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     ASSIGN_OR_RETURN(v1::Job job, ParseColumn<v1::Job>(stmt, 3, "job"));
     job.set_last_event_seq(static_cast<uint64_t>(sqlite3_column_int64(stmt, 2)));
+    const size_t job_bytes = job.ByteSizeLong();
+    if (!page.jobs.empty() && page_bytes + job_bytes > limits::kMaxJobPageBytes) {
+      // The page is full by size: a further match exists, the next page starts below.
+      page.next_page_token = job_store_internal::EncodePageToken(orders.back());
+      return page;
+    }
+    page_bytes += job_bytes;
     orders.push_back(sqlite3_column_int64(stmt, 0));
     page.jobs.push_back(std::move(job));
   }

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -189,6 +190,20 @@ class CoordinatorTest : public ::testing::Test {
     return bytes.empty() ? 0 : -1;
   }
 
+  // Calls `method` (e.g. "/loratrf.v1.JobService/GetJob") with `bytes` as the request, as a
+  // unary call whatever the method's streaming: the error statuses asserted on come before any
+  // response message.
+  grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub stub(channel_);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto context = Context();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status status) { done.set_value(status); });
+    return done.get_future().get();
+  }
+
   // Registers worker `name` with `slots` CPU slots; returns its lease id.
   uint64_t Register(const std::string& name, uint32_t slots, const std::string& token = "") {
     v1::RegisterRequest request;
@@ -333,6 +348,119 @@ TEST_F(CoordinatorTest, IdempotentSubmitReturnsTheSameJob) {
   EXPECT_TRUE(second.existing());
   ASSERT_TRUE(Submit("idem", &other, "key-2").ok());
   EXPECT_NE(other.job().id(), first.job().id());
+  // The same key with another spec is refused, naming the key and the first job.
+  v1::SubmitJobResponse refused;
+  grpc::Status status = Submit("idem-changed", &refused, "key-1");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("idempotency_key key-1"));
+  EXPECT_THAT(status.error_message(), HasSubstr(first.job().id()));
+}
+
+TEST_F(CoordinatorTest, UnknownSpecFieldsAreRefusedAndLargeJobsListThroughBoundedPages) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("unknown-fields");
+  request.mutable_spec()->GetReflection()->MutableUnknownFields(request.mutable_spec())
+      ->AddLengthDelimited(1000, std::string(100'000, 'x'));
+  v1::SubmitJobResponse response;
+  grpc::Status status = jobs_->SubmitJob(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec: unknown field number 1000"));
+
+  // Legal jobs near the size limits, more of them in all than a client's default 4 MiB receive
+  // limit: they list through pages, each within it.
+  v1::JobSpec big = Spec("big");
+  big.mutable_model()->set_path("/" + std::string(4095, 'm'));
+  big.mutable_data()->set_train("/" + std::string(4095, 't'));
+  big.mutable_data()->set_eval("/" + std::string(4095, 'e'));
+  big.mutable_adapter()->clear_target_modules();
+  for (int i = 0; i < 64; ++i) {
+    std::string module = std::to_string(i) + "_";
+    module.resize(128, 'q');
+    big.mutable_adapter()->add_target_modules(module);
+  }
+  constexpr int kJobs = 220;
+  for (int i = 0; i < kJobs; ++i) {
+    *request.mutable_spec() = big;
+    request.mutable_spec()->set_name("big-" + std::to_string(i));
+    status = jobs_->SubmitJob(Context().get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_GT(kJobs * response.job().ByteSizeLong(), size_t{4} << 20);
+  std::set<std::string> seen;
+  v1::ListJobsRequest list;
+  list.set_page_size(1000);
+  int pages = 0;
+  do {
+    v1::ListJobsResponse page;
+    status = jobs_->ListJobs(Context().get(), list, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const v1::Job& job : page.jobs()) seen.insert(job.id());
+    list.set_page_token(page.next_page_token());
+    ++pages;
+  } while (!list.page_token().empty() && pages < 100);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kJobs));
+  EXPECT_GE(pages, 2);
+}
+
+// ---- requests that do not parse -------------------------------------------------------------
+
+// A field tag (number `field`, wire type `wire`) as protobuf writes it, for fields below 16.
+std::string Tag(int field, int wire) {
+  return std::string(1, static_cast<char>(field << 3 | wire));
+}
+
+TEST_F(CoordinatorTest, RequestsThatDoNotParseAreInvalidArgumentNamingTheMethod) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  // Unknown groups (field 15) nested deeper than protobuf's recursion limit: every request type
+  // refuses these bytes.
+  std::string deep;
+  for (int i = 0; i < 150; ++i) deep += Tag(15, 3);
+  for (int i = 0; i < 150; ++i) deep += Tag(15, 4);
+  const std::vector<std::string> methods = {
+      "JobService/SubmitJob",         "JobService/GetJob",
+      "JobService/ListJobs",          "JobService/CancelJob",
+      "JobService/WatchJob",          "JobService/ListCheckpoints",
+      "JobService/DownloadCheckpoint", "JobService/ListWorkers",
+      "JobService/PauseJob",          "JobService/ResumeJob",
+      "JobService/DeleteJob",         "JobService/CordonWorker",
+      "WorkerService/Register",       "WorkerService/Heartbeat",
+      "WorkerService/StreamCommands", "WorkerService/ReportEvents",
+      "WorkerService/UploadCheckpoint"};
+  for (const std::string& method : methods) {
+    grpc::Status status = RawCall("/loratrf.v1." + method, deep);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_THAT(status.error_message(), HasSubstr(method + ": the request could not be parsed"));
+    EXPECT_THAT(status.error_message(), HasSubstr("nested more than 100 deep")) << method;
+  }
+
+  // Invalid UTF-8 in a proto3 string: the message names the field.
+  const std::string bad_text = "\xff\xfe-not-utf8";
+  std::string get = Tag(1, 2) + static_cast<char>(bad_text.size()) + bad_text;  // GetJobRequest.id
+  grpc::Status status = RawCall("/loratrf.v1.JobService/GetJob", get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("JobService/GetJob: the request could not be parsed as "
+                        "loratrf.v1.GetJobRequest: id: invalid UTF-8"));
+  // SubmitJobRequest.spec (1) → JobSpec.name (1).
+  std::string name = Tag(1, 2) + static_cast<char>(bad_text.size()) + bad_text;
+  std::string submit = Tag(1, 2) + static_cast<char>(name.size()) + name;
+  status = RawCall("/loratrf.v1.JobService/SubmitJob", submit);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.name: invalid UTF-8"));
+  // RegisterRequest.name (1), a worker-service RPC.
+  status = RawCall("/loratrf.v1.WorkerService/Register", get);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("WorkerService/Register"));
+  // Truncated data: a length past the end.
+  status = RawCall("/loratrf.v1.JobService/GetJob", Tag(1, 2) + "\x10" "ab");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("malformed data"));
+
+  // Requests that parse are served as before, and the server is unharmed.
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(Submit("after-bad-bytes", &submitted).ok());
+  EXPECT_EQ(Health(), 1);
 }
 
 // ---- auth -----------------------------------------------------------------------------------
@@ -953,6 +1081,10 @@ TEST_F(CoordinatorTest, SigkillAndRestartKeepTheJob) {
   ASSERT_TRUE(Submit("survivor", &again, "key-1").ok());
   EXPECT_EQ(again.job().id(), submitted.job().id());
   EXPECT_TRUE(again.existing());
+  // And so does the spec it was used for: another spec under it is refused.
+  status = Submit("not-the-survivor", &again, "key-1");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr(submitted.job().id()));
 }
 
 }  // namespace

@@ -263,5 +263,35 @@ TEST_F(Run, BadDataAndMisfitSpecsExitTwo) {
   EXPECT_THAT(nproc.err, HasSubstr("must be a multiple of micro_batch_size x nproc"));
 }
 
+// A file the spec names that is not there is reported with the spec field as well as the path.
+TEST_F(Run, MissingFilesNameTheSpecField) {
+  struct Case {
+    std::string model, train, eval, expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"model", "missing-train.jsonl", "eval.jsonl",
+            "data.train: " + (dir_ / "missing-train.jsonl") + ": cannot open"},
+           {"model", "train.jsonl", "missing-eval.jsonl",
+            "data.eval: " + (dir_ / "missing-eval.jsonl") + ": cannot open"},
+           {"missing-model", "train.jsonl", "eval.jsonl",
+            "model.path: " + (dir_ / "missing-model") + ": cannot open"},
+           {"train.jsonl", "train.jsonl", "eval.jsonl",
+            "model.path: " + (dir_ / "train.jsonl") + ": not a model directory"},
+           {"model", "model", "eval.jsonl",
+            "data.train: " + (dir_ / "model") + ": not a regular file"},
+       }) {
+    const std::string spec = dir_ / "missing.yaml";
+    std::ofstream(spec, std::ios::trunc)
+        << "name: tiny\nmodel: {path: " << c.model << "}\ntask: classification\n"
+        << "data: {train: " << c.train << ", eval: " << c.eval << "}\n"
+        << "adapter: {method: lora, rank: 4, alpha: 8, target_modules: [q_proj]}\n"
+        << "training: {max_steps: 1, batch_size: 8, micro_batch_size: 8}\n";
+    ProcessResult result = Train(spec, "missing-out");
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_THAT(result.err, HasSubstr(c.expected));
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "missing-out/final"));
+}
+
 }  // namespace
 }  // namespace loratrf

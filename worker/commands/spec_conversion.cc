@@ -1,5 +1,9 @@
 #include "worker/commands/spec_conversion.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -26,12 +30,45 @@ engine::AdapterSettings ToAdapterSettings(const v1::AdapterSpec& adapter) {
   return s;
 }
 
+namespace {
+
+// `status` with its message led by the spec field it concerns ("data.train: ...").
+absl::Status InField(absl::string_view field, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
+}
+
+// The file or directory `field` names must be there before any work starts; a user error
+// otherwise, naming the field as well as the path.
+absl::Status CheckSpecPath(absl::string_view field, const std::string& path, bool directory) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    return absl::NotFoundError(
+        absl::StrCat(field, ": ", path, ": cannot open (", std::strerror(error), ")"));
+  }
+  if (directory && !S_ISDIR(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", path, ": not a model directory"));
+  }
+  if (!directory && !S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", path, ": not a regular file"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::string& spec_path,
                                             const std::string& output_dir) {
   engine::TrainJob job;
   job.model_dir = ResolveSpecPath(spec_path, spec.model().path());
   job.train_path = ResolveSpecPath(spec_path, spec.data().train());
   if (!spec.data().eval().empty()) job.eval_path = ResolveSpecPath(spec_path, spec.data().eval());
+  RETURN_IF_ERROR(CheckSpecPath("model.path", job.model_dir, /*directory=*/true));
+  RETURN_IF_ERROR(CheckSpecPath("data.train", job.train_path, /*directory=*/false));
+  if (!job.eval_path.empty()) {
+    RETURN_IF_ERROR(CheckSpecPath("data.eval", job.eval_path, /*directory=*/false));
+  }
   job.output_dir = output_dir;
   job.task = spec.task() == v1::TASK_CLASSIFICATION ? engine::DataTask::kClassification
                                                     : engine::DataTask::kCausalLm;
@@ -58,7 +95,9 @@ absl::StatusOr<engine::TrainJob> ToTrainJob(const v1::JobSpec& spec, const std::
   job.checkpoint_every_steps = t.checkpoint_every_steps();
   job.keep_checkpoints = t.keep_checkpoints();
   if (job.task == engine::DataTask::kClassification) {
-    ASSIGN_OR_RETURN(job.num_labels, engine::CountClasses(job.train_path));
+    absl::StatusOr<int64_t> classes = engine::CountClasses(job.train_path);
+    if (!classes.ok()) return InField("data.train", classes.status());
+    job.num_labels = *classes;
   }
   return job;
 }

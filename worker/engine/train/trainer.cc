@@ -47,6 +47,11 @@ constexpr char kTrainerStateJson[] = "trainer_state.json";
 constexpr uint64_t kMaxTrainerStateBytes = 1 << 20;  // a few numbers; anything larger is not ours
 constexpr char kLabelMapFile[] = "label_map.json";
 
+// `status` with its message led by the spec field whose file it concerns ("data.train: ...").
+absl::Status InField(absl::string_view field, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
+}
+
 // Sum of the per-target losses of one micro-batch, and (for evaluation) correct predictions.
 // Both stay on the device: reading them on the host would wait for the GPU every micro-batch.
 struct LossSums {
@@ -257,7 +262,9 @@ class Trainer {
 
  private:
   absl::Status Setup() {
-    ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(job_.model_dir));
+    absl::StatusOr<ModelConfig> loaded_config = LoadModelConfig(job_.model_dir);
+    if (!loaded_config.ok()) return InField("model.path", loaded_config.status());
+    ModelConfig config = std::move(*loaded_config);
     const bool classify = job_.task == DataTask::kClassification;
     if (!classify && config.family != ModelFamily::kDecoder) {
       return absl::InvalidArgumentError(absl::StrCat("task causal_lm needs a decoder model; ",
@@ -283,14 +290,18 @@ class Trainer {
     options.num_labels = config.head == HeadKind::kSequenceClassification ? config.num_labels
                                                                           : job_.num_labels;
     options.label_map = saved_labels ? &*saved_labels : nullptr;
-    ASSIGN_OR_RETURN(train_, ReadDataset(job_.train_path, options));
+    // TrainJob's paths are the spec's: errors name the field as well as the file.
+    absl::StatusOr<Dataset> train = ReadDataset(job_.train_path, options);
+    if (!train.ok()) return InField("data.train", train.status());
+    train_ = std::move(*train);
     if (job_.packing && !classify) train_.examples = PackExamples(train_.examples, job_.max_seq_len);
     labels_ = train_.label_map;
     if (!job_.eval_path.empty()) {
       DataOptions eval_options = options;
       eval_options.label_map = labels_.empty() ? nullptr : &labels_;
-      ASSIGN_OR_RETURN(Dataset eval, ReadDataset(job_.eval_path, eval_options));
-      eval_ = std::move(eval);
+      absl::StatusOr<Dataset> eval = ReadDataset(job_.eval_path, eval_options);
+      if (!eval.ok()) return InField("data.eval", eval.status());
+      eval_ = std::move(*eval);
     }
     int64_t num_labels = 0;
     if (classify) {

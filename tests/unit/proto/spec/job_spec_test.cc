@@ -151,6 +151,44 @@ TEST(JobSpecParse, FullFineTuningCarriesNoAdapterHyperparameters) {
   EXPECT_EQ(spec->adapter().filter(), v1::TRF_FILTER_UNSPECIFIED);
 }
 
+// proto3's JSON mapping reads an explicit null as the field's default: as if the field were
+// absent, in JSON and in YAML (~, null, or no value), for scalars and sections alike.
+TEST(JobSpecParse, NullIsAbsent) {
+  const std::string lora_json =
+      R"({"name": "lora-null", "model": {"path": "m"}, "task": "causal_lm",)"
+      R"( "data": {"train": "t.jsonl", "eval": null}, "adapter": {"method": "lora",)"
+      R"( "target_modules": ["q_proj"], "filter": null, "rank": null}, "training": null, "priority": null, "labels": null})";
+  auto json = ParseJobSpecJson(lora_json);
+  ASSERT_TRUE(json.ok()) << json.status();
+  const v1::JobSpec defaults = DefaultJobSpec();
+  EXPECT_EQ(json->adapter().filter(), v1::TRF_FILTER_UNSPECIFIED);
+  EXPECT_EQ(json->adapter().rank(), defaults.adapter().rank());
+  EXPECT_EQ(json->data().eval(), "");
+  EXPECT_TRUE(MessageDifferencer::Equals(json->training(), defaults.training()));
+
+  for (const char* null : {"~", "null", ""}) {
+    SCOPED_TRACE(null);
+    const std::string yaml = std::string(
+        "name: lora-null\nmodel: {path: m}\ntask: causal_lm\ndata: {train: t.jsonl}\n"
+        "adapter:\n  method: lora\n  target_modules: [q_proj]\n  filter: ") + null + "\n  dropout: " + null +
+        "\ntraining: " + null + "\n";
+    auto parsed = ParseJobSpecYaml(yaml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->adapter().filter(), v1::TRF_FILTER_UNSPECIFIED);
+    EXPECT_EQ(parsed->adapter().dropout(), defaults.adapter().dropout());
+    EXPECT_TRUE(MessageDifferencer::Equals(parsed->training(), defaults.training()));
+  }
+  // A filter given for LoRA is still refused; so is a required field given as null.
+  EXPECT_THAT(ErrorOf(ParseJobSpecJson(R"({"name": "x", "model": {"path": "m"},)"
+                                       R"( "task": "causal_lm", "data": {"train": "t.jsonl"},)"
+                                       R"( "adapter": {"method": "lora", "target_modules": ["q"],)"
+                                       R"( "filter": "both"}})")),
+              HasSubstr("adapter.filter: not used with method lora"));
+  EXPECT_THAT(ErrorOf(ParseJobSpecJson(R"({"name": "x", "model": {"path": null},)"
+                                       R"( "task": "causal_lm", "data": {"train": "t.jsonl"}})")),
+              HasSubstr("model.path"));
+}
+
 TEST(JobSpecParse, IntegralFloatIsAnInteger) {
   auto spec = ParseJobSpecYaml(Replace("  epochs: 3", "  epochs: 3.0"));
   ASSERT_TRUE(spec.ok()) << spec.status();

@@ -15,10 +15,12 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
 #include "server/artifacts/artifact_store.h"
 #include "common/sha256.h"
 #include "server/core/job_service.h"
 #include "tests/unit/server/core/core_test_support.h"
+#include "proto/contract/limits.h"
 #include "proto/spec/job_spec.h"
 #include "server/store/in_memory_job_store.h"
 
@@ -524,6 +526,75 @@ TEST_F(CoreTest, IdempotentSubmitReturnsTheSameJob) {
   auto bad = core_->SubmitJob({"alice"}, request);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("batch_size"));
+}
+
+TEST_F(CoreTest, AnIdempotencyKeyWithAnotherSpecIsAlreadyExistsNamingTheFirstJob) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("idem");
+  (*request.mutable_spec()->mutable_labels())["b"] = "2";
+  (*request.mutable_spec()->mutable_labels())["a"] = "1";
+  request.set_idempotency_key("key-1");
+  auto first = core_->SubmitJob({"alice"}, request);
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // The same spec, its map entries added in another order: the same spec, the first job.
+  v1::SubmitJobRequest same = request;
+  same.mutable_spec()->clear_labels();
+  (*same.mutable_spec()->mutable_labels())["a"] = "1";
+  (*same.mutable_spec()->mutable_labels())["b"] = "2";
+  auto replay = core_->SubmitJob({"alice"}, same);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->job().id(), first->job().id());
+  EXPECT_TRUE(replay->existing());
+
+  v1::SubmitJobRequest other = request;
+  other.mutable_spec()->mutable_training()->set_epochs(3);
+  auto refused = core_->SubmitJob({"alice"}, other);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(refused.status().message(), HasSubstr("idempotency_key key-1"));
+  EXPECT_THAT(refused.status().message(), HasSubstr(first->job().id()));
+  // Another owner's key space is their own.
+  auto bob = core_->SubmitJob({"bob"}, other);
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_FALSE(bob->existing());
+}
+
+TEST_F(CoreTest, ASpecWithUnknownFieldsIsRefusedNamingThem) {
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("unknown");
+  request.mutable_spec()->GetReflection()->MutableUnknownFields(request.mutable_spec())
+      ->AddLengthDelimited(1000, std::string(1000, 'x'));
+  request.mutable_spec()->mutable_data()->GetReflection()
+      ->MutableUnknownFields(request.mutable_spec()->mutable_data())->AddVarint(99, 1);
+  auto refused = core_->SubmitJob({"alice"}, request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("spec: unknown field number 1000"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("data: unknown field number 99"));
+  v1::ListJobsRequest list;
+  EXPECT_EQ(core_->ListJobs(list)->jobs_size(), 0) << "nothing stored";
+}
+
+TEST_F(CoreTest, ASpecAtEveryLimitIsAcceptedAndWithinTheStoredSizeBound) {
+  v1::SubmitJobRequest request;
+  v1::JobSpec& spec = *request.mutable_spec();
+  spec = Spec(std::string(limits::kMaxJobNameLength, 'n'));
+  spec.mutable_model()->set_path("/" + std::string(limits::kMaxPathLength - 1, 'm'));
+  spec.mutable_data()->set_train("/" + std::string(limits::kMaxPathLength - 1, 't'));
+  spec.mutable_data()->set_eval("/" + std::string(limits::kMaxPathLength - 1, 'e'));
+  spec.mutable_adapter()->clear_target_modules();
+  for (int i = 0; i < limits::kMaxTargetModules; ++i) {
+    std::string module = absl::StrCat(i, "_");
+    module.resize(limits::kMaxModuleNameLength, 'q');
+    spec.mutable_adapter()->add_target_modules(module);
+  }
+  for (int i = 0; i < limits::kMaxJobLabels; ++i) {
+    std::string key = absl::StrCat(i, "-");
+    key.resize(limits::kMaxJobLabelKeyBytes, 'k');
+    (*spec.mutable_labels())[key] = std::string(limits::kMaxJobLabelValueBytes, 'v');
+  }
+  EXPECT_LE(spec.ByteSizeLong(), limits::kMaxJobSpecBytes);
+  auto submitted = core_->SubmitJob({"alice"}, request);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
 }
 
 TEST_F(CoreTest, WatchReplaysThenFollowsAndEndsWhenTheJobIsFinal) {

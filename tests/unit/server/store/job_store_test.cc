@@ -540,6 +540,44 @@ TYPED_TEST(JobStoreTest, PageTokenIsAPositionThatNewJobsDoNotShift) {
   EXPECT_TRUE(second->next_page_token.empty());
 }
 
+// A page is bounded in bytes as well as in count: large jobs come over several pages, each
+// within limits::kMaxJobPageBytes, every job once; a job larger than the budget comes alone.
+TYPED_TEST(JobStoreTest, ListJobsPagesAreBoundedInBytes) {
+  const std::string big_path(60 << 10, 'p');
+  constexpr int kJobs = 80;  // about 4.7 MiB in all
+  for (int i = 0; i < kJobs; ++i) {
+    v1::Job job = NewJob(absl::StrCat("j", i));
+    job.mutable_spec()->mutable_model()->set_path(big_path);
+    ASSERT_TRUE(this->store_->CreateJob(job, "", "alice").ok());
+  }
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = this->store_->ListJobs({}, limits::kMaxJobPageSize, token);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_FALSE(page->jobs.empty());
+    size_t bytes = 0;
+    for (const v1::Job& job : page->jobs) {
+      bytes += job.ByteSizeLong();
+      EXPECT_TRUE(seen.insert(job.id()).second) << job.id() << " twice";
+    }
+    EXPECT_LE(bytes, limits::kMaxJobPageBytes);
+    token = page->next_page_token;
+    ++pages;
+  } while (!token.empty() && pages < 100);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kJobs));
+  EXPECT_GE(pages, 3);
+
+  v1::Job huge = NewJob("huge");
+  huge.mutable_spec()->mutable_model()->set_path(std::string(limits::kMaxJobPageBytes + 1, 'h'));
+  ASSERT_TRUE(this->store_->CreateJob(huge, "", "alice").ok());
+  auto first = this->store_->ListJobs({}, 10, "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(Ids(first->jobs), ElementsAre("huge"));
+  EXPECT_FALSE(first->next_page_token.empty());
+}
+
 TYPED_TEST(JobStoreTest, ListJobsRejectsBadArguments) {
   this->Create("j1");
   const std::string bad_tokens[] = {
