@@ -53,6 +53,7 @@
 #include "proto/loratrf/v1/job_service.grpc.pb.h"
 #include "proto/loratrf/v1/worker_service.grpc.pb.h"
 #include "proto/spec/job_spec.h"
+#include "tests/integration/cli_queries.h"
 #include "tests/integration/fake_agent.h"
 #include "tests/integration/subprocess.h"
 
@@ -377,15 +378,9 @@ class Service : public ::testing::Test {
   }
 
   void WaitForWorkers(size_t count) {
-    ASSERT_TRUE(WaitFor([&] {
-      ProcessResult listed = Cli({"workers", "-o", "json"});
-      if (listed.exit_code != 0) return false;
-      size_t ready = 0;
-      for (const json& worker : json::parse(listed.out).value("workers", json::array())) {
-        ready += worker.value("state", "") == "WORKER_STATE_READY";
-      }
-      return ready >= count;
-    }, 60)) << Logs();
+    ASSERT_TRUE(WaitFor([&] { return CliReadyWorkers(Runner()) >= static_cast<int>(count); },
+                        60))
+        << Logs();
   }
 
   ProcessResult Cli(std::vector<std::string> args, int timeout = 60) {
@@ -397,36 +392,22 @@ class Service : public ::testing::Test {
   std::string Submit(const std::string& spec) {
     ProcessResult submitted = Cli({"submit", spec});
     EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
-    std::string out = Trimmed(submitted.out);
-    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+    return SubmittedJobId(submitted.out);
   }
 
-  json Get(const std::string& id) {
-    ProcessResult got = Cli({"get", id, "-o", "json"});
-    return got.exit_code == 0 ? json::parse(got.out) : json::object();
+  CliRunner Runner() {
+    return [this](std::vector<std::string> args, int timeout) { return Cli(std::move(args), timeout); };
   }
+  json Get(const std::string& id) { return CliGetJob(Runner(), id); }
 
   int Step(const json& job) {
     if (!job.contains("latest_train")) return 0;
     return std::stoi(job["latest_train"].value("step", std::string("0")));
   }
 
-  json Checkpoints(const std::string& id) {
-    ProcessResult listed = Cli({"checkpoints", id, "-o", "json"});
-    if (listed.exit_code != 0) return json::array();
-    return json::parse(listed.out).value("checkpoints", json::array());
-  }
-
+  json Checkpoints(const std::string& id) { return CliCheckpoints(Runner(), id); }
   // Every event of a final job, through `watch -o json`.
-  std::vector<json> Events(const std::string& id) {
-    ProcessResult watched = Cli({"watch", id, "-o", "json"}, 60);
-    std::vector<json> events;
-    std::istringstream lines(watched.out);
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty()) events.push_back(json::parse(line));
-    }
-    return events;
-  }
+  std::vector<json> Events(const std::string& id) { return CliEvents(Runner(), id); }
 
   std::string Logs() {
     std::string logs = "--- coordinator\n" + Slurp(dir_ / "coordinator.log");

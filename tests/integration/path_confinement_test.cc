@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/cli_queries.h"
 #include "tests/integration/subprocess.h"
 
 namespace loratrf::testing {
@@ -97,14 +98,13 @@ class PathConfinement : public ::testing::Test {
                         << "max_restarts: 2\n";
     ProcessResult submitted = Cli({"submit", path});
     EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
-    std::string out = submitted.out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+    return SubmittedJobId(submitted.out);
   }
 
   json Get(const std::string& id) {
-    ProcessResult got = Cli({"get", id, "-o", "json"});
-    return got.exit_code == 0 ? json::parse(got.out) : json::object();
+    return CliGetJob([this](std::vector<std::string> args, int timeout) {
+      return Cli(std::move(args), timeout);
+    }, id);
   }
 
   TempDir dir_;

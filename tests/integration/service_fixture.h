@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/cli_queries.h"
 #include "tests/integration/model_fixtures.h"
 #include "tests/integration/run_fixture.h"
 #include "tests/integration/subprocess.h"
@@ -131,16 +132,8 @@ class ServiceFixture : public ::testing::Test {
 
   // Waits until `count` workers hold a lease (agents load libtorch first: a second or two).
   void WaitForWorkers(size_t count, const std::vector<std::string>& globals = {}) {
-    std::vector<std::string> args = globals;
-    args.insert(args.end(), {"workers", "-o", "json"});
     ASSERT_TRUE(WaitFor([&] {
-      ProcessResult listed = Cli(args);
-      if (listed.exit_code != 0) return false;
-      size_t ready = 0;
-      for (const json& worker : json::parse(listed.out).value("workers", json::array())) {
-        ready += worker.value("state", "") == "WORKER_STATE_READY";
-      }
-      return ready >= count;
+      return CliReadyWorkers(Runner(), globals) >= static_cast<int>(count);
     }, 60)) << Logs();
   }
 
@@ -158,34 +151,17 @@ class ServiceFixture : public ::testing::Test {
     args.insert(args.end(), flags.begin(), flags.end());
     ProcessResult submitted = Cli(args);
     EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
-    std::string out = submitted.out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+    return SubmittedJobId(submitted.out);
   }
 
-  json Get(const std::string& id) {
-    ProcessResult got = Cli({"get", id, "-o", "json"});
-    if (got.exit_code != 0) return json::object();
-    return json::parse(got.out);
+  CliRunner Runner() {
+    return [this](std::vector<std::string> args, int timeout) { return Cli(std::move(args), timeout); };
   }
+  json Get(const std::string& id) { return CliGetJob(Runner(), id); }
   std::string State(const std::string& id) { return Get(id).value("state", ""); }
-
-  json Checkpoints(const std::string& id) {
-    ProcessResult listed = Cli({"checkpoints", id, "-o", "json"});
-    if (listed.exit_code != 0) return json::array();
-    return json::parse(listed.out).value("checkpoints", json::array());
-  }
-
+  json Checkpoints(const std::string& id) { return CliCheckpoints(Runner(), id); }
   // Every event of a final job, through `watch -o json`.
-  std::vector<json> Events(const std::string& id) {
-    ProcessResult watched = Cli({"watch", id, "-o", "json"}, 60);
-    std::vector<json> events;
-    std::istringstream lines(watched.out);
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty()) events.push_back(json::parse(line));
-    }
-    return events;
-  }
+  std::vector<json> Events(const std::string& id) { return CliEvents(Runner(), id); }
 
   std::string Logs() {
     std::string logs = "--- coordinator\n" + Slurp(dir_ / "coordinator.log");
