@@ -98,12 +98,11 @@ absl::Status AtomicFileWriter::Write(absl::string_view bytes) {
     int error = errno;
     if (written < 0) {
       if (error == EINTR) continue;
-      return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot write ", temp_path_,
-                                                          " (temp file for ", path_, ")")));
+      return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot write ", path_)));
     }
     if (written == 0) {
       return Fail(absl::DataLossError(
-          absl::StrCat("cannot write ", temp_path_, " (temp file for ", path_, "): no progress")));
+          absl::StrCat("cannot write ", path_, ": no progress")));
     }
     data += written;
     left -= static_cast<size_t>(written);
@@ -124,15 +123,13 @@ absl::Status AtomicFileWriter::Commit() {
   if (rc != 0) {
     int error = errno;
     // A failed fsync may have dropped the dirty pages; retrying could "succeed" on lost data.
-    return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot fsync ", temp_path_,
-                                                        " (temp file for ", path_, ")")));
+    return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot fsync ", path_)));
   }
   int fd = fd_;
   fd_ = -1;
   if (CloseNoIntr(fd) != 0 && errno != EINTR) {
     int error = errno;
-    return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot close ", temp_path_,
-                                                        " (temp file for ", path_, ")")));
+    return Fail(absl::ErrnoToStatus(error, absl::StrCat("cannot close ", path_)));
   }
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     int error = errno;

@@ -36,6 +36,8 @@ class AtomicFileWriter {
 
   const std::string& path() const { return path_; }
   const std::string& temp_path() const { return temp_path_; }
+  // Errors name the target path, not the temp file: with both, a long path pushed the reason
+  // (errno's text, e.g. "No space left on device") past where callers cut a message.
 
  private:
   AtomicFileWriter(std::string path, std::string dir, std::string temp_path, int fd);

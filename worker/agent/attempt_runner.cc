@@ -15,6 +15,7 @@
 #include "worker/agent/metrics_tail.h"
 #include "worker/agent/rank_process.h"
 #include "common/atomic_file.h"
+#include "common/disk_space.h"
 #include "common/status_macros.h"
 #include "common/logging.h"
 #include "common/text.h"
@@ -30,6 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kLogTailLines = 20;
+// Less free space than this where the attempt writes counts as a full disk when a rank fails
+// (a checkpoint or a log line no longer fits).
+constexpr uint64_t kFullDiskBytes = 1 << 20;
 
 v1::JobEvent StateEvent(v1::JobState to, const std::string& reason, bool preempted = false) {
   v1::JobEvent event;
@@ -441,9 +445,16 @@ AttemptRunner::Outcome AttemptRunner::Execute() {
   std::string how = failed->signaled()
                         ? absl::StrCat("was killed by signal ", failed->exit_code() - 128)
                         : absl::StrCat("exited with status ", failed->exit_code());
+  // A full work dir also swallows the rank's own error (its stderr log is there): say so.
+  std::string full;
+  if (absl::StatusOr<DiskSpace> space = ReadDiskSpace(job_dir_);
+      space.ok() && space->available_bytes < kFullDiskBytes) {
+    full = absl::StrCat("; this node's work dir is full (No space left on device, ",
+                        space->available_bytes, " bytes free)");
+  }
   return {v1::JOB_STATE_RESTARTING,
           absl::StrCat("rank ", failed->rank(), " on ", env_.link->worker_name(), " ", how,
-                       last.empty() ? "" : ": ", last)};
+                       last.empty() ? "" : ": ", last, full)};
 }
 
 absl::StatusOr<uint64_t> AttemptRunner::Prepare() {

@@ -1,7 +1,12 @@
 #include "worker/engine/train/trainer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -166,15 +171,31 @@ class MetricsLog {
     }
     return WriteFileAtomically(path_, kept);
   }
+  // With the reason (a full disk must say so): plain POSIX calls, whose errno is kept.
   absl::Status Append(const std::string& line) {
-    std::ofstream out(path_, std::ios::app);
-    out << line << "\n";
-    out.flush();
-    return out.good() ? absl::OkStatus()
-                      : absl::InternalError(absl::StrCat(path_, ": cannot append"));
+    const std::string text = line + "\n";
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Failed("cannot open it to append", errno);
+    size_t written = 0;
+    while (written < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int error = n < 0 ? errno : EIO;
+        ::close(fd);
+        return Failed("cannot append", error);
+      }
+      written += static_cast<size_t>(n);
+    }
+    if (::close(fd) != 0 && errno != EINTR) return Failed("cannot append", errno);
+    return absl::OkStatus();
   }
 
  private:
+  absl::Status Failed(const char* what, int error) const {
+    return absl::InternalError(absl::StrCat(path_, ": ", what, ": ", std::strerror(error)));
+  }
+
   std::string path_;
 };
 
