@@ -68,11 +68,6 @@ using ::testing::IsEmpty;
 
 const std::string kSourceDir = LORATRF_SOURCE_DIR;
 
-std::string Trimmed(std::string text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  return text;
-}
-
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -513,13 +508,6 @@ TEST_F(DiskFullAgentTest, AFullWorkDirFailsTheJobSayingSoAndANewJobRunsOnceThere
 }
 
 // ---- network partition ----------------------------------------------------------------------
-
-std::string IpBinary() {
-  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-    if (::access(path, X_OK) == 0) return path;
-  }
-  return "";
-}
 
 // One network namespace (the agent's "host") joined to this one by a veth pair on a private
 // /30: 10.79.N.(4K+1) here, 10.79.N.(4K+2) inside. Names carry this process's id and a count:

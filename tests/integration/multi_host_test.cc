@@ -36,18 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string Trimmed(std::string text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  return text;
-}
-
-std::string IpBinary() {
-  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-    if (::access(path, X_OK) == 0) return path;
-  }
-  return "";
-}
-
 // Two network namespaces ("hosts") joined by a bridge in this namespace. Names carry this
 // process's id: "lrtf-mh-PID-a" and "-b" for the namespaces, "lrtfbPID" for the bridge,
 // "lrtfPIDa" and "lrtfPIDb" for the host ends of the veth pairs (at most 15 characters).

@@ -57,6 +57,12 @@ inline const std::string kPython = [] {
 // The whole file (empty when it cannot be read).
 std::string Slurp(const std::string& path);
 
+// `text` without trailing white space (a command's output, a file's last newline).
+std::string Trimmed(std::string text);
+
+// iproute2's `ip` (for tests that make network namespaces), or "" when it is not installed.
+std::string IpBinary();
+
 // Polls `condition` every 100 ms for up to `seconds`; its last answer.
 bool WaitFor(const std::function<bool()>& condition, int seconds);
 
