@@ -24,8 +24,8 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev
   # tokenizers: Unicode properties and normalization (ICU), pre-tokenizer regexes (PCRE2)
   libicu-dev libpcre2-dev
-  # tests
-  libgtest-dev libgmock-dev prometheus python3
+  # tests; WordNet 3.0 for the experiment generators' tests (tests/experiment/)
+  libgtest-dev libgmock-dev prometheus python3 wordnet-base
   # independent reference implementations and benchmarks (Debian's PyTorch, same 1.13 core)
   python3-torch
 )
