@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu_threads.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/model_fixtures.h"
@@ -157,6 +159,11 @@ TEST_F(Run, TwoGlooRanksAndAccumulationMatchOneProcess) {
   ASSERT_EQ(Train(Spec(common + "micro_batch_size: 8", "dropout: 0.0, "), "one").exit_code, 0);
   ProcessResult two = Train(Spec(common + "micro_batch_size: 8", "dropout: 0.0, "), "two", "2");
   ASSERT_EQ(two.exit_code, 0) << two.err;
+  // Two ranks share the machine's cores rather than each starting a thread per core.
+  const char* chosen = std::getenv("OMP_NUM_THREADS");
+  const int share = chosen != nullptr && *chosen != '\0' ? std::atoi(chosen)
+                                                          : CpuThreadsPerProcess(UsableCpus(), 2);
+  EXPECT_THAT(two.err, HasSubstr(absl::StrCat("2 rank(s) x ", share, " CPU thread(s)")));
   ProcessResult accumulated = Train(Spec(common + "micro_batch_size: 2", "dropout: 0.0, "), "accumulated");
   ASSERT_EQ(accumulated.exit_code, 0) << accumulated.err;
   ExpectSameTensors(dir_ / "two/final/adapter_model.safetensors",

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/cpu_threads.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "proto/contract/names.h"
@@ -417,7 +418,12 @@ absl::StatusOr<std::vector<std::string>> Agent::Acquire(const AttemptRunner& run
                  options_.slots > busy ? options_.slots - busy : 0);
       }
       reserved_[&runner] = Reservation{wanted, {}};
-      return std::vector<std::string>();
+      // Each rank gets its slot's share of the cores (one slot, one share).
+      std::vector<std::string> rank_env;
+      if (std::optional<std::string> threads = OmpThreadsSetting(static_cast<int>(options_.slots))) {
+        rank_env.push_back(*std::move(threads));
+      }
+      return rank_env;
     }
     if (!said) {
       LOG_INFO("job {} attempt {} needs {} {}; waiting up to {} for stopping ranks to free them",

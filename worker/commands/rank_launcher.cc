@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/cpu_threads.h"
 #include "proto/contract/run_output.h"
 
 namespace loratrf::worker {
@@ -92,6 +93,8 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
   const pid_t launcher = ::getpid();
 
   std::vector<pid_t> pids;
+  // Each rank's share of the cores, unless the operator chose OMP_NUM_THREADS.
+  std::optional<std::string> threads_setting = OmpThreadsSetting(options.nproc);
   for (int rank = 0; rank < options.nproc; ++rank) {
     std::vector<std::string> args = {options.executable};
     args.insert(args.end(), options.common_args.begin(), options.common_args.end());
@@ -112,6 +115,7 @@ absl::StatusOr<int> LaunchRanks(const LaunchOptions& options) {
       if (::getppid() != launcher) _exit(1);  // the launcher died before we got here
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
+      if (threads_setting) ::putenv(threads_setting->data());  // made before fork: no malloc here
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);

@@ -426,7 +426,10 @@ class Trainer {
       ParameterCounts counts = CountParameters(*model_);
       *progress_ << "loratrf: " << train_.examples.size() << " training examples, "
                  << total_steps_ << " steps (" << sampler_->steps_per_epoch() << " per epoch), "
-                 << comm_.world_size() << " rank(s), " << counts.trainable << " of " << counts.total
+                 << comm_.world_size() << " rank(s)"
+                 << (job_.cuda ? std::string()
+                               : absl::StrCat(" x ", at::get_num_threads(), " CPU thread(s)"))
+                 << ", " << counts.trainable << " of " << counts.total
                  << " parameters trainable"
                  << (step_ > 0 ? absl::StrCat(", resuming at step ", step_) : std::string()) << "\n";
       for (const std::string& name : report.initialized) {
